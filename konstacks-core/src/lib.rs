@@ -1,0 +1,19 @@
+//! Konstacks core: the stack model and DSL, validation (`synth`), the planner, the parallel apply
+//! engine, crash-safe state, the provider traits and the embedded simulated cloud.
+//!
+//! This crate knows no real cloud: backends live in `konstacks-providers` and implement the
+//! traits in [`provider`].
+
+pub mod cidr;
+pub mod clock;
+pub mod error;
+pub mod model;
+pub mod provider;
+pub mod secret;
+pub mod spec;
+mod util;
+pub mod validate;
+
+pub use util::{now_rfc3339, rfc3339};
+pub mod contract;
+pub mod sim;
