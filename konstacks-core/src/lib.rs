@@ -17,3 +17,8 @@ pub mod validate;
 pub use util::{now_rfc3339, rfc3339};
 pub mod contract;
 pub mod sim;
+pub mod engine;
+pub mod events;
+pub mod plan;
+pub mod retry;
+pub mod state;

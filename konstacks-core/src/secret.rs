@@ -111,3 +111,98 @@ mod tests {
         assert_ne!(a.expose(), b.expose());
     }
 }
+
+/// Encrypts secrets for storage in state (XChaCha20-Poly1305, key derived with SHA-256 from the
+/// passphrase in `KONSTACKS_SECRET_KEY`). Without a key, secrets are not stored at all.
+#[derive(Clone)]
+pub struct Sealer {
+    key: [u8; 32],
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer(")?;
+        f.write_str(REDACTED)?;
+        f.write_str(")")
+    }
+}
+
+/// The environment variable holding the state encryption passphrase.
+pub const SECRET_KEY_ENV: &str = "KONSTACKS_SECRET_KEY";
+
+impl Sealer {
+    /// A sealer from a passphrase.
+    pub fn from_passphrase(passphrase: &Secret<String>) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"konstacks-state-key-v1\0");
+        h.update(passphrase.expose().as_bytes());
+        Self { key: h.finalize().into() }
+    }
+
+    /// A sealer from `KONSTACKS_SECRET_KEY`, if set and non-empty.
+    pub fn from_env() -> Option<Self> {
+        std::env::var(SECRET_KEY_ENV).ok().filter(|s| !s.is_empty()).map(|s| Self::from_passphrase(&Secret::new(s)))
+    }
+
+    /// Encrypt `value`, bound to `context` (stack/path/attr) so a sealed value cannot be moved.
+    pub fn seal(&self, context: &str, value: &Secret<String>) -> Option<String> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new((&self.key).into());
+        let mut nonce = [0u8; 24];
+        let mut rng = crate::util::SplitMix::from_entropy();
+        for chunk in nonce.chunks_mut(8) {
+            let r = rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+        let ct = cipher
+            .encrypt((&nonce).into(), Payload { msg: value.expose().as_bytes(), aad: context.as_bytes() })
+            .ok()?;
+        Some(format!("v1:{}:{}", hex(&nonce), hex(&ct)))
+    }
+
+    /// Decrypt a value sealed with the same key and context.
+    pub fn open(&self, context: &str, sealed: &str) -> Option<Secret<String>> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let mut parts = sealed.split(':');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let nonce = unhex(parts.next()?)?;
+        let ct = unhex(parts.next()?)?;
+        if nonce.len() != 24 {
+            return None;
+        }
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new((&self.key).into());
+        let pt = cipher.decrypt(nonce.as_slice().into(), Payload { msg: &ct, aad: context.as_bytes() }).ok()?;
+        String::from_utf8(pt).ok().map(Secret::new)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod seal_tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trips_and_is_bound_to_context_and_key() {
+        let s = Sealer::from_passphrase(&Secret::new("k1".to_string()));
+        let v = Secret::new("p@ss".to_string());
+        let sealed = s.seal("stack/db.password", &v).unwrap_or_default();
+        assert!(!sealed.contains("p@ss"));
+        assert_eq!(s.open("stack/db.password", &sealed).map(|x| x.expose().clone()).as_deref(), Some("p@ss"));
+        assert!(s.open("stack/other.password", &sealed).is_none());
+        let other = Sealer::from_passphrase(&Secret::new("k2".to_string()));
+        assert!(other.open("stack/db.password", &sealed).is_none());
+    }
+}

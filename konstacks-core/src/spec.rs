@@ -243,8 +243,8 @@ pub struct DatabaseSpec {
     pub deletion_protection: bool,
     /// Apply modifications now rather than in the maintenance window.
     pub apply_immediately: bool,
-    /// Admin password.
-    pub password: Secret<String>,
+    /// Admin password: set on create, and on update only when it changes.
+    pub password: Option<Secret<String>>,
     /// Tags.
     pub tags: Tags,
 }

@@ -1,0 +1,663 @@
+//! The planner: diff a synthesized stack against state into create / update / replace /
+//! delete / no-op, with field-level before -> after, the field that forces each replacement,
+//! and values unknown until apply shown as such. Plans are plain serde data with a format
+//! version (documented in `docs/plan-format.md`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::model::{Kind, Stage};
+use crate::secret::{Secret, SecretSource, REDACTED};
+use crate::state::{PendingOp, StackState};
+use crate::validate::{Expr, Synthesized};
+
+/// Version of the JSON plan format.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// What happens to one resource.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Nothing.
+    NoOp,
+    /// Create.
+    Create,
+    /// Update in place.
+    Update,
+    /// Replace (new resource, old one deleted).
+    Replace,
+    /// Delete.
+    Delete,
+}
+
+impl Action {
+    /// Terraform-style symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+}
+
+/// One field's change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Field name.
+    pub name: String,
+    /// Value in state (absent on create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// Value after apply, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// The value is known only after apply.
+    pub after_unknown: bool,
+    /// The value is secret: `before`/`after` hold the redaction marker only.
+    pub sensitive: bool,
+    /// This field's change forces the replacement.
+    pub forces_replacement: bool,
+}
+
+/// The planned change of one resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceChange {
+    /// Logical path.
+    pub path: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Provider.
+    pub provider: String,
+    /// What happens.
+    pub action: Action,
+    /// Provider id today (absent on create).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Why a replacement is needed (the fields that force it).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub replace_reasons: Vec<String>,
+    /// Replacement order: the new one is created before the old one is deleted.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub create_before_destroy: bool,
+    /// The old path, when a `moved` declaration renamed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
+    /// This delete removes an old instance left by an earlier create-before-destroy.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub deposed: bool,
+    /// Field-level changes (empty for no-op and delete).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub fields: Vec<FieldChange>,
+}
+
+/// An interrupted operation found in state, and what the engine will do about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Logical path.
+    pub path: String,
+    /// What was interrupted.
+    pub interrupted: crate::state::OpKind,
+    /// What was found and done.
+    pub outcome: String,
+}
+
+/// Counts by action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Creates.
+    pub create: usize,
+    /// In-place updates.
+    pub update: usize,
+    /// Replacements.
+    pub replace: usize,
+    /// Deletes.
+    pub delete: usize,
+    /// Unchanged.
+    pub no_op: usize,
+}
+
+/// A plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Format version ([`PLAN_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Stack.
+    pub stack: String,
+    /// Stage, when planned from a stack definition (absent for destroy plans).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// Region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The state serial the plan was made against.
+    pub state_serial: u64,
+    /// Counts.
+    pub summary: Summary,
+    /// Every resource, in a deterministic order: the stack's order, then deletes by path.
+    pub changes: Vec<ResourceChange>,
+    /// Interrupted operations reconciled before planning.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub recovered: Vec<Recovery>,
+    /// Stack outputs after apply (secret ones redacted; unknown ones null).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub outputs: BTreeMap<String, Value>,
+}
+
+impl Plan {
+    /// Whether applying it would change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.iter().all(|c| c.action == Action::NoOp)
+    }
+
+    /// The changes that do something.
+    pub fn actionable(&self) -> impl Iterator<Item = &ResourceChange> {
+        self.changes.iter().filter(|c| c.action != Action::NoOp)
+    }
+
+    /// The change of the resource at `path`.
+    pub fn change(&self, path: &str) -> Option<&ResourceChange> {
+        self.changes.iter().find(|c| c.path == path && !c.deposed)
+    }
+
+    /// Render like Terraform's plan: `+` create, `~` update, `-/+` replace, `-` delete.
+    pub fn render(&self, colour: bool) -> String {
+        let paint = |code: &str, s: &str| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
+        let mut out = String::new();
+        let _ = writeln!(out, "Stack {}{}", self.stack, self.region.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+        for r in &self.recovered {
+            let _ = writeln!(out, "  ! recovered interrupted {:?} of {}: {}", r.interrupted, r.path, r.outcome);
+        }
+        if self.is_empty() {
+            let _ = writeln!(out, "\nNo changes. The infrastructure matches the stack.");
+            return out;
+        }
+        out.push('\n');
+        for c in self.actionable() {
+            let (code, verb) = match c.action {
+                Action::Create => ("32", "will be created"),
+                Action::Update => ("33", "will be updated in place"),
+                Action::Replace => ("35", "must be replaced"),
+                Action::Delete => ("31", if c.deposed { "(deposed) will be deleted" } else { "will be deleted" }),
+                Action::NoOp => ("0", "unchanged"),
+            };
+            let head = format!("{} {} {}", c.action.symbol(), c.kind, c.path);
+            let _ = write!(out, "  {} {verb}", paint(code, &head));
+            if let Some(id) = &c.id {
+                let _ = write!(out, " [{id}]");
+            }
+            if let Some(m) = &c.moved_from {
+                let _ = write!(out, " (moved from {m})");
+            }
+            out.push('\n');
+            if !c.replace_reasons.is_empty() {
+                let order = if c.create_before_destroy { "create before destroy" } else { "destroy before create" };
+                let _ = writeln!(out, "      # forced by: {} ({order})", c.replace_reasons.join(", "));
+            }
+            for f in &c.fields {
+                let show = |v: &Option<Value>| v.as_ref().map(render_value).unwrap_or_else(|| "null".into());
+                let after = if f.after_unknown { "(known after apply)".to_string() } else { show(&f.after) };
+                let mark = if f.forces_replacement { paint("35", "  # forces replacement") } else { String::new() };
+                match &f.before {
+                    None => {
+                        let _ = writeln!(out, "      {:<24} = {after}", f.name);
+                    }
+                    Some(_) => {
+                        let _ = writeln!(out, "      {:<24} = {} -> {after}{mark}", f.name, show(&f.before));
+                    }
+                }
+            }
+        }
+        let s = self.summary;
+        let _ = writeln!(
+            out,
+            "\nPlan: {} to create, {} to update, {} to replace, {} to delete.",
+            s.create, s.update, s.replace, s.delete
+        );
+        out
+    }
+}
+
+fn render_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// How secrets resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Markers only (plans and state).
+    Plan,
+    /// Real values (the spec handed to the provider).
+    Apply,
+}
+
+/// A resolved value, or unknown until apply.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Resolved {
+    Known(Value),
+    Unknown,
+}
+
+/// Where secret values of this run come from.
+pub(crate) trait SecretLookup {
+    fn secret(&self, path: &str, attr: &str) -> Option<Secret<String>>;
+}
+
+/// Attributes of nodes by index, `None` when unknown until apply.
+pub(crate) trait AttrLookup {
+    fn attrs(&self, node: usize) -> Option<&BTreeMap<String, Value>>;
+}
+
+impl AttrLookup for Vec<Option<&BTreeMap<String, Value>>> {
+    fn attrs(&self, node: usize) -> Option<&BTreeMap<String, Value>> {
+        self.get(node).copied().flatten()
+    }
+}
+
+impl AttrLookup for BTreeMap<usize, std::sync::Arc<BTreeMap<String, Value>>> {
+    fn attrs(&self, node: usize) -> Option<&BTreeMap<String, Value>> {
+        self.get(&node).map(|a| a.as_ref())
+    }
+}
+
+pub(crate) struct Env<'a> {
+    pub(crate) stack: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) attrs: &'a dyn AttrLookup,
+    pub(crate) generation: u32,
+    pub(crate) mode: Mode,
+    pub(crate) secrets: Option<&'a dyn SecretLookup>,
+}
+
+/// Marker stored in place of a secret so a changed secret still shows up as a change.
+pub(crate) fn secret_marker(stack: &str, path: &str, src: &SecretSource) -> String {
+    match src {
+        SecretSource::Generated { len } => format!("{REDACTED} generated, {len} characters"),
+        SecretSource::Provided(s) => {
+            let mut h = Sha256::new();
+            h.update(b"konstacks-secret-fingerprint\0");
+            h.update(stack.as_bytes());
+            h.update(b"\0");
+            h.update(path.as_bytes());
+            h.update(b"\0");
+            h.update(s.expose().as_bytes());
+            let d = h.finalize();
+            let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            format!("{REDACTED} provided, fingerprint {hex}")
+        }
+    }
+}
+
+/// The physical name for a generation: the base, then `-1`, `-2`... after replacements.
+pub(crate) fn name_for(base: &str, generation: u32) -> String {
+    if generation == 0 {
+        base.to_string()
+    } else {
+        format!("{base}-{generation}")
+    }
+}
+
+/// Error while resolving in apply mode (a secret that is not available).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MissingSecret(pub(crate) String);
+
+pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret> {
+    Ok(match e {
+        Expr::Lit(v) => Resolved::Known(v.clone()),
+        Expr::PhysicalName(base) => Resolved::Known(Value::String(name_for(base, env.generation))),
+        Expr::Attr { node, path, attr, secret } => {
+            if *secret {
+                match env.mode {
+                    Mode::Plan => Resolved::Known(Value::String(format!("{REDACTED} from {path}.{attr}"))),
+                    Mode::Apply => match env.secrets.and_then(|s| s.secret(path, attr)) {
+                        Some(v) => Resolved::Known(Value::String(v.expose().clone())),
+                        None => return Err(MissingSecret(format!("{path}.{attr}"))),
+                    },
+                }
+            } else {
+                match env.attrs.attrs(*node) {
+                    Some(a) => match a.get(attr.as_str()) {
+                        Some(v) => Resolved::Known(v.clone()),
+                        None => Resolved::Known(Value::Null),
+                    },
+                    None => Resolved::Unknown,
+                }
+            }
+        }
+        Expr::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for i in items {
+                match resolve(i, env)? {
+                    Resolved::Known(v) => out.push(v),
+                    Resolved::Unknown => return Ok(Resolved::Unknown),
+                }
+            }
+            Resolved::Known(Value::Array(out))
+        }
+        Expr::Map(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                match resolve(v, env)? {
+                    Resolved::Known(v) => {
+                        out.insert(k.clone(), v);
+                    }
+                    Resolved::Unknown => return Ok(Resolved::Unknown),
+                }
+            }
+            Resolved::Known(Value::Object(out))
+        }
+        Expr::Secret(src) => match env.mode {
+            Mode::Plan => Resolved::Known(Value::String(secret_marker(env.stack, env.path, src))),
+            Mode::Apply => match src {
+                SecretSource::Provided(s) => Resolved::Known(Value::String(s.expose().clone())),
+                SecretSource::Generated { .. } => match env.secrets.and_then(|s| s.secret(env.path, "password")) {
+                    Some(v) => Resolved::Known(Value::String(v.expose().clone())),
+                    None => Resolved::Known(Value::Null),
+                },
+            },
+        },
+    })
+}
+
+/// Compare values as sets where order carries no meaning (rules, id lists), for drift.
+pub fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Array(a) => {
+            let mut items: Vec<Value> = a.iter().map(canonical).collect();
+            items.sort_by_cached_key(|x| x.to_string());
+            Value::Array(items)
+        }
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), canonical(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Inputs of the planner beyond stack and state.
+#[derive(Debug, Default)]
+pub(crate) struct PlanInput<'a> {
+    pub(crate) recovered: Vec<Recovery>,
+    pub(crate) moved: BTreeMap<&'a str, &'a str>,
+}
+
+/// Per node of the synthesized stack: what the planner decided, for the apply engine.
+#[derive(Debug, Clone)]
+pub(crate) struct NodePlan {
+    pub(crate) action: Action,
+    pub(crate) generation: u32,
+    pub(crate) create_before_destroy: bool,
+}
+
+/// Topological order of the synthesized resources (dependencies first; ties in stack order).
+pub(crate) fn topo_order(s: &Synthesized) -> Vec<usize> {
+    let n = s.resources.len();
+    let mut indeg = vec![0usize; n];
+    let mut rev: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, r) in s.resources.iter().enumerate() {
+        for &d in &r.deps {
+            if d < n {
+                indeg[i] += 1;
+                rev[d].push(i);
+            }
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..n).filter(|i| indeg[*i] == 0).collect();
+    let mut out = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        out.push(i);
+        for &j in &rev[i] {
+            indeg[j] -= 1;
+            if indeg[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    out
+}
+
+/// Diff `s` against `state`. Pure: no I/O.
+pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -> (Plan, Vec<NodePlan>) {
+    let n = s.resources.len();
+    let mut nodes: Vec<NodePlan> =
+        vec![NodePlan { action: Action::NoOp, generation: 0, create_before_destroy: false }; n];
+    let mut changes: Vec<Option<ResourceChange>> = vec![None; n];
+    let mut known: Vec<Option<&BTreeMap<String, Value>>> = vec![None; n];
+    let reverse_moves: BTreeMap<&str, &str> = input.moved.iter().map(|(f, t)| (*t, *f)).collect();
+
+    for i in topo_order(s) {
+        let r = &s.resources[i];
+        let prior = state.resources.get(&r.path);
+        let moved_from = if prior.is_none() {
+            reverse_moves.get(r.path.as_str()).filter(|f| state.resources.contains_key(**f)).map(|f| f.to_string())
+        } else {
+            None
+        };
+        let prior = prior.or_else(|| moved_from.as_deref().and_then(|f| state.resources.get(f)));
+        let generation = prior.map(|p| p.generation).unwrap_or(0);
+        let env = Env { stack: &s.name, path: &r.path, attrs: &known, generation, mode: Mode::Plan, secrets: None };
+        let mut desired: BTreeMap<&str, Resolved> = BTreeMap::new();
+        for (k, e) in &r.fields {
+            // Plan mode never needs secrets, so this cannot fail.
+            desired.insert(k.as_str(), resolve(e, &env).unwrap_or(Resolved::Unknown));
+        }
+        let sensitive = |k: &str| r.fields.get(k).is_some_and(Expr::is_secret);
+        let force_new = r.kind.force_new_fields();
+        let mut change = ResourceChange {
+            path: r.path.clone(),
+            kind: r.kind,
+            provider: r.provider.clone(),
+            action: Action::NoOp,
+            id: prior.map(|p| p.id.clone()),
+            replace_reasons: Vec::new(),
+            create_before_destroy: false,
+            moved_from,
+            deposed: false,
+            fields: Vec::new(),
+        };
+        match prior {
+            None => {
+                change.action = Action::Create;
+                for (k, v) in &desired {
+                    let (after, unknown) = match v {
+                        Resolved::Known(v) => (Some(v.clone()), false),
+                        Resolved::Unknown => (None, true),
+                    };
+                    if *k == "tags" {
+                        continue;
+                    }
+                    change.fields.push(FieldChange {
+                        name: k.to_string(),
+                        before: None,
+                        after,
+                        after_unknown: unknown,
+                        sensitive: sensitive(k),
+                        forces_replacement: false,
+                    });
+                }
+            }
+            Some(p) => {
+                let kind_changed = p.kind != r.kind;
+                let provider_changed = p.provider != r.provider;
+                for (k, v) in &desired {
+                    let before = p.inputs.get(*k);
+                    let same = matches!(v, Resolved::Known(v) if Some(v) == before);
+                    if same {
+                        continue;
+                    }
+                    let forces = force_new.contains(k);
+                    let (after, unknown) = match v {
+                        Resolved::Known(v) => (Some(v.clone()), false),
+                        Resolved::Unknown => (None, true),
+                    };
+                    change.fields.push(FieldChange {
+                        name: k.to_string(),
+                        before: Some(before.cloned().unwrap_or(Value::Null)),
+                        after,
+                        after_unknown: unknown,
+                        sensitive: sensitive(k),
+                        forces_replacement: forces,
+                    });
+                }
+                let mut reasons: Vec<String> =
+                    change.fields.iter().filter(|f| f.forces_replacement).map(|f| f.name.clone()).collect();
+                if kind_changed {
+                    reasons.push(format!("kind {} -> {}", p.kind, r.kind));
+                }
+                if provider_changed {
+                    reasons.push(format!("provider {} -> {}", p.provider, r.provider));
+                }
+                change.action = if !reasons.is_empty() {
+                    Action::Replace
+                } else if !change.fields.is_empty() {
+                    Action::Update
+                } else {
+                    Action::NoOp
+                };
+                change.replace_reasons = reasons;
+            }
+        }
+        let np = &mut nodes[i];
+        np.action = change.action;
+        np.generation = match change.action {
+            Action::Replace => generation + 1,
+            _ => generation,
+        };
+        if change.action == Action::Replace {
+            // Create-before-destroy unless the kind forbids it or a replaced dependency had to be
+            // destroyed first (its dependents must go before it, so they cannot outlive it).
+            let dep_dbc = r.deps.iter().any(|d| nodes[*d].action == Action::Replace && !nodes[*d].create_before_destroy);
+            nodes[i].create_before_destroy = r.kind.create_before_destroy() && !dep_dbc;
+            change.create_before_destroy = nodes[i].create_before_destroy;
+        }
+        if matches!(change.action, Action::NoOp | Action::Update) {
+            known[i] = prior.map(|p| &p.attrs);
+        }
+        changes[i] = Some(change);
+    }
+
+    let mut out: Vec<ResourceChange> = changes.into_iter().flatten().collect();
+    // Deletes: state entries no longer desired (and not moved), then deposed instances.
+    let desired_paths: BTreeSet<&str> = s.resources.iter().map(|r| r.path.as_str()).collect();
+    for (path, r) in &state.resources {
+        if desired_paths.contains(path.as_str()) || input.moved.contains_key(path.as_str()) {
+            continue;
+        }
+        out.push(ResourceChange {
+            path: path.clone(),
+            kind: r.kind,
+            provider: r.provider.clone(),
+            action: Action::Delete,
+            id: Some(r.id.clone()),
+            replace_reasons: Vec::new(),
+            create_before_destroy: false,
+            moved_from: None,
+            deposed: false,
+            fields: Vec::new(),
+        });
+    }
+    out.extend(deposed_changes(state));
+
+    let plan = finish(&s.name, Some(s.stage), Some(s.region.clone()), state, out, input.recovered.clone(), outputs_preview(s, &known));
+    (plan, nodes)
+}
+
+fn deposed_changes(state: &StackState) -> Vec<ResourceChange> {
+    state
+        .deposed
+        .iter()
+        .map(|d| ResourceChange {
+            path: d.path.clone(),
+            kind: d.resource.kind,
+            provider: d.resource.provider.clone(),
+            action: Action::Delete,
+            id: Some(d.resource.id.clone()),
+            replace_reasons: Vec::new(),
+            create_before_destroy: false,
+            moved_from: None,
+            deposed: true,
+            fields: Vec::new(),
+        })
+        .collect()
+}
+
+fn outputs_preview(s: &Synthesized, known: &[Option<&BTreeMap<String, Value>>]) -> BTreeMap<String, Value> {
+    s.exports
+        .iter()
+        .map(|e| {
+            let v = if e.secret {
+                Value::String(REDACTED.into())
+            } else {
+                known.get(e.node).copied().flatten().and_then(|a| a.get(&e.attr)).cloned().unwrap_or(Value::Null)
+            };
+            (e.name.clone(), v)
+        })
+        .collect()
+}
+
+fn finish(
+    stack: &str,
+    stage: Option<Stage>,
+    region: Option<String>,
+    state: &StackState,
+    changes: Vec<ResourceChange>,
+    recovered: Vec<Recovery>,
+    outputs: BTreeMap<String, Value>,
+) -> Plan {
+    let mut summary = Summary::default();
+    for c in &changes {
+        match c.action {
+            Action::NoOp => summary.no_op += 1,
+            Action::Create => summary.create += 1,
+            Action::Update => summary.update += 1,
+            Action::Replace => summary.replace += 1,
+            Action::Delete => summary.delete += 1,
+        }
+    }
+    Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        stack: stack.to_string(),
+        stage,
+        region,
+        state_serial: state.serial,
+        summary,
+        changes,
+        recovered,
+        outputs,
+    }
+}
+
+/// A plan that deletes everything in state.
+pub(crate) fn destroy_plan(state: &StackState, recovered: Vec<Recovery>) -> Plan {
+    let mut changes: Vec<ResourceChange> = state
+        .resources
+        .iter()
+        .map(|(path, r)| ResourceChange {
+            path: path.clone(),
+            kind: r.kind,
+            provider: r.provider.clone(),
+            action: Action::Delete,
+            id: Some(r.id.clone()),
+            replace_reasons: Vec::new(),
+            create_before_destroy: false,
+            moved_from: None,
+            deposed: false,
+            fields: Vec::new(),
+        })
+        .collect();
+    changes.extend(deposed_changes(state));
+    finish(&state.stack, None, None, state, changes, recovered, BTreeMap::new())
+}
+
+/// Describe a pending op for humans.
+pub(crate) fn describe_pending(p: &PendingOp) -> String {
+    format!("{:?} of {} {}", p.op, p.kind, p.path)
+}

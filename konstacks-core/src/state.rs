@@ -1,0 +1,598 @@
+//! State: what Konstacks believes exists, kept crash-safely.
+//!
+//! A stack's state is a snapshot plus an append-only journal of small records: an *intent*
+//! before every cloud call (what is about to happen, with the tags the resource will carry) and
+//! a *result* after it. Persisting one step costs one appended line, never a rewrite of the
+//! whole state; the journal is folded into the snapshot when an apply finishes. After a crash,
+//! replaying the journal yields the intents that have no result: the engine finds those
+//! resources again by their tags instead of creating them twice.
+//!
+//! This module owns the data format and the [`StateBackend`] trait with the local directory
+//! backend; it never talks to a cloud.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::StateError;
+use crate::model::Kind;
+
+/// The state format this build writes and the newest it reads.
+pub const STATE_VERSION: u32 = 1;
+
+/// One managed resource as recorded in state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceState {
+    /// Kind.
+    pub kind: Kind,
+    /// Provider name.
+    pub provider: String,
+    /// Provider id.
+    pub id: String,
+    /// How many times it has been replaced (suffix of the physical name).
+    #[serde(default)]
+    pub generation: u32,
+    /// The resolved inputs it was last applied with (secrets as redacted markers).
+    pub inputs: BTreeMap<String, Value>,
+    /// What the provider reported (secrets never included).
+    pub attrs: BTreeMap<String, Value>,
+    /// Paths of the resources it depended on when applied (destroy order).
+    #[serde(default)]
+    pub deps: Vec<String>,
+    /// Secret attributes, encrypted with the key from `KONSTACKS_SECRET_KEY` (absent without a key).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sealed: BTreeMap<String, String>,
+}
+
+/// An operation whose intent was recorded but whose result never was (the process died).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingOp {
+    /// Operation.
+    pub op: OpKind,
+    /// Logical path.
+    pub path: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Provider name.
+    pub provider: String,
+    /// Provider id, for updates and deletes.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Generation the created resource would have.
+    #[serde(default)]
+    pub generation: u32,
+    /// Tags the created resource carries (to find it again).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Deps of the resource.
+    #[serde(default)]
+    pub deps: Vec<String>,
+    /// Inputs it was being applied with.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, Value>,
+    /// When the intent was written (Unix seconds).
+    pub at: u64,
+}
+
+/// The kind of a recorded operation.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// Create.
+    Create,
+    /// Update in place.
+    Update,
+    /// Delete.
+    Delete,
+}
+
+/// A resource replaced create-before-destroy whose old instance still waits to be deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deposed {
+    /// Logical path.
+    pub path: String,
+    /// The old instance.
+    pub resource: ResourceState,
+}
+
+/// The whole state of one stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackState {
+    /// Format version.
+    pub version: u32,
+    /// Stack name.
+    pub stack: String,
+    /// Bumped every time the snapshot is rewritten.
+    pub serial: u64,
+    /// Managed resources by logical path.
+    pub resources: BTreeMap<String, ResourceState>,
+    /// Old instances waiting for deletion.
+    #[serde(default)]
+    pub deposed: Vec<Deposed>,
+    /// Intents without a result.
+    #[serde(default)]
+    pub pending: Vec<PendingOp>,
+    /// Stack outputs (secrets redacted).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Value>,
+}
+
+impl StackState {
+    /// Empty state of a stack.
+    pub fn empty(stack: &str) -> Self {
+        Self {
+            version: STATE_VERSION,
+            stack: stack.to_string(),
+            serial: 0,
+            resources: BTreeMap::new(),
+            deposed: Vec::new(),
+            pending: Vec::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    /// Apply one journal record.
+    pub fn apply(&mut self, rec: &Record) {
+        match rec {
+            Record::Intent(p) => {
+                self.pending.retain(|q| !(q.path == p.path && q.op == p.op));
+                self.pending.push(p.clone());
+            }
+            Record::Put { path, resource } => {
+                self.pending.retain(|q| !(q.path == *path && q.op != OpKind::Delete));
+                self.resources.insert(path.clone(), resource.clone());
+            }
+            Record::Depose { path } => {
+                if let Some(r) = self.resources.remove(path) {
+                    self.deposed.push(Deposed { path: path.clone(), resource: r });
+                }
+            }
+            Record::Deleted { path, id } => {
+                if self.resources.get(path).is_some_and(|r| &r.id == id) {
+                    self.resources.remove(path);
+                }
+                self.deposed.retain(|d| &d.resource.id != id);
+                self.pending.retain(|q| !(q.path == *path && (q.id.as_ref() == Some(id) || q.op == OpKind::Delete)));
+            }
+            Record::Abandon { path, op } => {
+                self.pending.retain(|q| !(q.path == *path && q.op == *op));
+            }
+            Record::Move { from, to } => {
+                if let Some(r) = self.resources.remove(from) {
+                    self.resources.insert(to.clone(), r);
+                }
+                for r in self.resources.values_mut() {
+                    for d in &mut r.deps {
+                        if d == from {
+                            d.clone_from(to);
+                        }
+                    }
+                }
+            }
+            Record::Outputs { outputs } => self.outputs.clone_from(outputs),
+        }
+    }
+}
+
+/// One journal record.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+pub enum Record {
+    /// About to call the cloud.
+    Intent(PendingOp),
+    /// A resource now exists with this state (after create, update, adoption or refresh).
+    Put {
+        /// Logical path.
+        path: String,
+        /// Its state.
+        resource: ResourceState,
+    },
+    /// The current instance at `path` becomes deposed (create-before-destroy).
+    Depose {
+        /// Logical path.
+        path: String,
+    },
+    /// The resource with this id is gone.
+    Deleted {
+        /// Logical path.
+        path: String,
+        /// Provider id.
+        id: String,
+    },
+    /// The intent failed and changed nothing.
+    Abandon {
+        /// Logical path.
+        path: String,
+        /// The operation.
+        op: OpKind,
+    },
+    /// A resource moved to a new logical path.
+    Move {
+        /// Old path.
+        from: String,
+        /// New path.
+        to: String,
+    },
+    /// New stack outputs.
+    Outputs {
+        /// Outputs by name.
+        outputs: BTreeMap<String, Value>,
+    },
+}
+
+/// Who holds a stack's lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Lock id (pass it to `force-unlock`).
+    pub id: String,
+    /// `user@host pid N`.
+    pub holder: String,
+    /// What it is doing (`apply`, `destroy`).
+    pub operation: String,
+    /// RFC 3339 UTC time it was taken.
+    pub since: String,
+}
+
+impl LockInfo {
+    /// Describe the current process as lock holder.
+    pub fn for_this_process(operation: &str) -> Self {
+        let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "localhost".into());
+        let pid = std::process::id();
+        let mut rng = crate::util::SplitMix::from_entropy();
+        Self {
+            id: format!("{:016x}", rng.next_u64()),
+            holder: format!("{user}@{host} pid {pid}"),
+            operation: operation.to_string(),
+            since: crate::util::now_rfc3339(),
+        }
+    }
+}
+
+/// Where state lives. Implementations must make `append` durable before returning.
+#[async_trait::async_trait]
+pub trait StateBackend: Send + Sync + std::fmt::Debug {
+    /// The stack's state: snapshot with the journal replayed. Empty state if there is none.
+    async fn load(&self, stack: &str) -> Result<StackState, StateError>;
+    /// Append records durably.
+    async fn append(&self, stack: &str, records: &[Record]) -> Result<(), StateError>;
+    /// Replace the snapshot with `state` (serial bumped by the caller) and clear the journal.
+    async fn compact(&self, stack: &str, state: &StackState) -> Result<(), StateError>;
+    /// Take the stack's lock or fail at once with who holds it.
+    async fn lock(&self, stack: &str, info: &LockInfo) -> Result<(), StateError>;
+    /// Release a lock this process holds.
+    async fn unlock(&self, stack: &str, id: &str) -> Result<(), StateError>;
+    /// Break the lock with this id (and only that one).
+    async fn force_unlock(&self, stack: &str, id: &str) -> Result<LockInfo, StateError>;
+    /// The current lock, if any.
+    async fn current_lock(&self, stack: &str) -> Result<Option<LockInfo>, StateError>;
+    /// Stacks with state.
+    async fn stacks(&self) -> Result<Vec<String>, StateError>;
+}
+
+/// State in a local directory (default `.konstacks/`):
+/// `stacks/<stack>/state.json` (snapshot), `journal.jsonl` (records), `lock.json`.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    /// A backend rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, stack: &str) -> PathBuf {
+        self.root.join("stacks").join(stack)
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
+    move |source| StateError::Io { path: path.display().to_string(), source }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StateError> + Send + 'static) -> Result<T, StateError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StateError::Io { path: "(state worker)".into(), source: std::io::Error::other(e.to_string()) }),
+    }
+}
+
+/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Parse a snapshot and journal (pure: used by every backend).
+pub fn parse_state(stack: &str, snapshot: Option<&[u8]>, journal: Option<&[u8]>, where_: &str) -> Result<StackState, StateError> {
+    let mut state = match snapshot {
+        None => StackState::empty(stack),
+        Some(bytes) => {
+            // Read the version first so a future format is reported as such, not as corruption.
+            let probe: Value = serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+                stack: stack.into(),
+                location: format!("{where_}/state.json"),
+                reason: e.to_string(),
+            })?;
+            let found = probe.get("version").and_then(Value::as_u64).unwrap_or(0) as u32;
+            if found > STATE_VERSION {
+                return Err(StateError::FutureVersion { stack: stack.into(), found, supported: STATE_VERSION });
+            }
+            serde_json::from_value(probe).map_err(|e| StateError::Corrupt {
+                stack: stack.into(),
+                location: format!("{where_}/state.json"),
+                reason: e.to_string(),
+            })?
+        }
+    };
+    if let Some(j) = journal {
+        let text = String::from_utf8_lossy(j);
+        let complete = text.ends_with('\n');
+        let lines: Vec<&str> = text.split('\n').collect();
+        let n = lines.len();
+        for (i, line) in lines.into_iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Record>(line) {
+                Ok(rec) => state.apply(&rec),
+                // A torn final line is a write that was never acknowledged: nothing relied on it.
+                Err(_) if i + 1 == n && !complete => {}
+                Err(e) => {
+                    return Err(StateError::Corrupt {
+                        stack: stack.into(),
+                        location: format!("{where_}/journal.jsonl line {}", i + 1),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+    Ok(state)
+}
+
+fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+#[async_trait::async_trait]
+impl StateBackend for LocalBackend {
+    async fn load(&self, stack: &str) -> Result<StackState, StateError> {
+        let dir = self.dir(stack);
+        let stack = stack.to_string();
+        blocking(move || {
+            let snap = read_opt(&dir.join("state.json"))?;
+            let journal = read_opt(&dir.join("journal.jsonl"))?;
+            parse_state(&stack, snap.as_deref(), journal.as_deref(), &dir.display().to_string())
+        })
+        .await
+    }
+
+    async fn append(&self, stack: &str, records: &[Record]) -> Result<(), StateError> {
+        let mut buf = Vec::with_capacity(records.len() * 256);
+        for r in records {
+            serde_json::to_writer(&mut buf, r).map_err(|e| StateError::Io {
+                path: "journal".into(),
+                source: std::io::Error::other(e),
+            })?;
+            buf.push(b'\n');
+        }
+        let dir = self.dir(stack);
+        blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let path = dir.join("journal.jsonl");
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+            f.write_all(&buf).map_err(io_err(&path))?;
+            f.sync_data().map_err(io_err(&path))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn compact(&self, stack: &str, state: &StackState) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec_pretty(state)
+            .map_err(|e| StateError::Io { path: "state.json".into(), source: std::io::Error::other(e) })?;
+        let dir = self.dir(stack);
+        blocking(move || {
+            write_atomic(&dir.join("state.json"), &bytes)?;
+            let j = dir.join("journal.jsonl");
+            match std::fs::remove_file(&j) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_err(&j)(e)),
+            }
+        })
+        .await
+    }
+
+    async fn lock(&self, stack: &str, info: &LockInfo) -> Result<(), StateError> {
+        let dir = self.dir(stack);
+        let info = info.clone();
+        let stack = stack.to_string();
+        blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            let path = dir.join("lock.json");
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
+                    f.write_all(&bytes).map_err(io_err(&path))?;
+                    f.sync_all().map_err(io_err(&path))?;
+                    Ok(())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let held: Option<LockInfo> = read_opt(&path)?.and_then(|b| serde_json::from_slice(&b).ok());
+                    let held = held.unwrap_or(LockInfo {
+                        id: "unreadable".into(),
+                        holder: "unknown (lock file unreadable)".into(),
+                        operation: "unknown".into(),
+                        since: "unknown".into(),
+                    });
+                    Err(StateError::Locked { stack, holder: format!("{} ({})", held.holder, held.operation), since: held.since, id: held.id })
+                }
+                Err(e) => Err(io_err(&path)(e)),
+            }
+        })
+        .await
+    }
+
+    async fn unlock(&self, stack: &str, id: &str) -> Result<(), StateError> {
+        self.force_unlock(stack, id).await.map(|_| ())
+    }
+
+    async fn force_unlock(&self, stack: &str, id: &str) -> Result<LockInfo, StateError> {
+        let path = self.dir(stack).join("lock.json");
+        let (stack, id) = (stack.to_string(), id.to_string());
+        blocking(move || {
+            let held: Option<LockInfo> = read_opt(&path)?.and_then(|b| serde_json::from_slice(&b).ok());
+            match held {
+                Some(h) if h.id == id => {
+                    std::fs::remove_file(&path).map_err(io_err(&path))?;
+                    Ok(h)
+                }
+                Some(h) => Err(StateError::LockMismatch { stack, current: h.id, given: id }),
+                None => Err(StateError::LockMismatch { stack, current: "none".into(), given: id }),
+            }
+        })
+        .await
+    }
+
+    async fn current_lock(&self, stack: &str) -> Result<Option<LockInfo>, StateError> {
+        let path = self.dir(stack).join("lock.json");
+        blocking(move || Ok(read_opt(&path)?.and_then(|b| serde_json::from_slice(&b).ok()))).await
+    }
+
+    async fn stacks(&self) -> Result<Vec<String>, StateError> {
+        let dir = self.root.join("stacks");
+        blocking(move || {
+            let mut out = Vec::new();
+            match std::fs::read_dir(&dir) {
+                Ok(rd) => {
+                    for e in rd.flatten() {
+                        if e.path().is_dir() {
+                            out.push(e.file_name().to_string_lossy().into_owned());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&dir)(e)),
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(id: &str) -> ResourceState {
+        ResourceState {
+            kind: Kind::Vpc,
+            provider: "sim".into(),
+            id: id.into(),
+            generation: 0,
+            inputs: BTreeMap::new(),
+            attrs: BTreeMap::new(),
+            deps: vec![],
+            sealed: BTreeMap::new(),
+        }
+    }
+
+    fn intent(path: &str) -> PendingOp {
+        PendingOp {
+            op: OpKind::Create,
+            path: path.into(),
+            kind: Kind::Vpc,
+            provider: "sim".into(),
+            id: None,
+            generation: 0,
+            tags: BTreeMap::new(),
+            deps: vec![],
+            inputs: BTreeMap::new(),
+            at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn journal_replays_and_compacts() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::Io { path: "tmp".into(), source: e })?;
+        let b = LocalBackend::new(dir.path());
+        b.append("s", &[Record::Intent(intent("a")), Record::Put { path: "a".into(), resource: res("vpc-1") }]).await?;
+        b.append("s", &[Record::Intent(intent("b"))]).await?;
+        let st = b.load("s").await?;
+        assert_eq!(st.resources.len(), 1);
+        assert_eq!(st.pending.len(), 1, "b's create has no result");
+        assert_eq!(st.pending[0].path, "b");
+        b.compact("s", &st).await?;
+        assert_eq!(b.load("s").await?, st);
+        Ok(())
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_but_corrupt_middle_is_reported() {
+        let good = serde_json::to_string(&Record::Put { path: "a".into(), resource: res("vpc-1") }).unwrap_or_default();
+        let torn = format!("{good}\n{{\"record\":\"put\",\"pa");
+        let st = parse_state("s", None, Some(torn.as_bytes()), "x");
+        assert!(matches!(st, Ok(ref s) if s.resources.len() == 1));
+        let bad = format!("garbage\n{good}\n");
+        assert!(matches!(parse_state("s", None, Some(bad.as_bytes()), "x"), Err(StateError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn future_version_is_refused() {
+        let snap = br#"{"version": 99, "stack": "s", "serial": 1, "resources": {}}"#;
+        assert!(matches!(parse_state("s", Some(snap), None, "x"), Err(StateError::FutureVersion { found: 99, .. })));
+    }
+
+    #[tokio::test]
+    async fn second_lock_fails_with_holder_and_force_unlock_needs_the_id() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::Io { path: "tmp".into(), source: e })?;
+        let b = LocalBackend::new(dir.path());
+        let a = LockInfo::for_this_process("apply");
+        b.lock("s", &a).await?;
+        let err = b.lock("s", &LockInfo::for_this_process("apply")).await;
+        match err {
+            Err(StateError::Locked { id, holder, .. }) => {
+                assert_eq!(id, a.id);
+                assert!(holder.contains("pid"));
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(matches!(b.force_unlock("s", "wrong").await, Err(StateError::LockMismatch { .. })));
+        b.force_unlock("s", &a.id).await?;
+        b.lock("s", &LockInfo::for_this_process("apply")).await?;
+        Ok(())
+    }
+}
