@@ -22,3 +22,4 @@ pub mod events;
 pub mod plan;
 pub mod retry;
 pub mod state;
+pub mod graph;

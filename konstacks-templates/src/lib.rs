@@ -1,1 +1,119 @@
-//! placeholder
+//! Reusable Konstacks: stack templates as typed Rust values.
+//!
+//! A template takes typed parameters (serde; unknown fields are rejected) and a
+//! [`TemplateContext`] (stack name, stage, placement, provider) and builds a
+//! [`konstacks_core::model::Stack`]. Stage-dependent defaults let one template produce dev,
+//! staging and prod. Templates depend on core only, never on a provider.
+
+pub mod web_app;
+
+use konstacks_core::model::{Jurisdiction, Placement, Stack, Stage, SIMULATED};
+
+/// Where and how a template is instantiated.
+#[derive(Debug, Clone)]
+pub struct TemplateContext {
+    /// Stack name (prefix of every physical name).
+    pub stack_name: String,
+    /// Stage.
+    pub stage: Stage,
+    /// Placement.
+    pub placement: Placement,
+    /// Provider the stack goes to.
+    pub provider: String,
+}
+
+impl TemplateContext {
+    /// A context on the simulated cloud, in the EU.
+    pub fn new(stack_name: impl Into<String>, stage: Stage) -> Self {
+        Self { stack_name: stack_name.into(), stage, placement: Placement::within(Jurisdiction::Eu), provider: SIMULATED.into() }
+    }
+
+    /// Set the placement.
+    pub fn placement(mut self, p: Placement) -> Self {
+        self.placement = p;
+        self
+    }
+
+    /// Set the provider.
+    pub fn provider(mut self, p: impl Into<String>) -> Self {
+        self.provider = p.into();
+        self
+    }
+
+    /// A new, empty stack for this context.
+    pub fn new_stack(&self) -> Stack {
+        let s = Stack::new(self.stack_name.clone(), self.placement.clone(), self.stage);
+        s.provider(self.provider.clone());
+        s.tag("konstacks:stage", self.stage.as_str());
+        s
+    }
+}
+
+/// Why a template could not be instantiated.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The parameters do not match the template's parameter type.
+    #[error("invalid parameters for template `{template}`: {reason}")]
+    Params {
+        /// Template name.
+        template: String,
+        /// What serde said (field and expected type).
+        reason: String,
+    },
+    /// No template of that name.
+    #[error("no template named `{0}`; run `konstacks templates` to list them")]
+    Unknown(String),
+}
+
+/// A template whose parameters are a typed Rust value.
+pub trait TypedTemplate: Send + Sync {
+    /// Parameters (serde; `Default` gives the stage-independent defaults).
+    type Params: serde::de::DeserializeOwned + serde::Serialize + Default;
+    /// Stable name (`web-app`).
+    const NAME: &'static str;
+    /// One-line description.
+    const DESCRIPTION: &'static str;
+    /// Build the stack.
+    fn build(&self, cx: &TemplateContext, params: &Self::Params) -> Stack;
+}
+
+/// A template behind dynamic dispatch, with parameters as JSON (for CLIs and embedding tools).
+pub trait Template: Send + Sync {
+    /// Stable name.
+    fn name(&self) -> &'static str;
+    /// One-line description.
+    fn description(&self) -> &'static str;
+    /// The default parameters, as JSON.
+    fn default_params(&self) -> serde_json::Value;
+    /// Build the stack from JSON parameters.
+    fn build_json(&self, cx: &TemplateContext, params: serde_json::Value) -> Result<Stack, TemplateError>;
+}
+
+impl<T: TypedTemplate> Template for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+    fn description(&self) -> &'static str {
+        T::DESCRIPTION
+    }
+    fn default_params(&self) -> serde_json::Value {
+        serde_json::to_value(T::Params::default()).unwrap_or(serde_json::Value::Null)
+    }
+    fn build_json(&self, cx: &TemplateContext, params: serde_json::Value) -> Result<Stack, TemplateError> {
+        let params = if params.is_null() { serde_json::Value::Object(Default::default()) } else { params };
+        let p: T::Params = serde_json::from_value(params)
+            .map_err(|e| TemplateError::Params { template: T::NAME.to_string(), reason: e.to_string() })?;
+        Ok(self.build(cx, &p))
+    }
+}
+
+/// Every built-in template.
+pub fn builtin() -> Vec<Box<dyn Template>> {
+    vec![Box::new(web_app::WebApp)]
+}
+
+/// The built-in template named `name`.
+pub fn find(name: &str) -> Result<Box<dyn Template>, TemplateError> {
+    builtin().into_iter().find(|t| t.name() == name).ok_or_else(|| TemplateError::Unknown(name.to_string()))
+}

@@ -328,6 +328,19 @@ pub enum VmSize {
 }
 
 impl VmSize {
+    /// Parse a slug: a portable size name, or a provider size used as is.
+    pub fn from_slug(s: &str) -> Self {
+        match s {
+            "nano" => VmSize::Nano,
+            "micro" => VmSize::Micro,
+            "small" => VmSize::Small,
+            "medium" => VmSize::Medium,
+            "large" => VmSize::Large,
+            "xlarge" => VmSize::XLarge,
+            other => VmSize::Custom(other.to_string()),
+        }
+    }
+
     /// The portable slug stored in plans and state.
     pub fn slug(&self) -> String {
         match self {
@@ -484,6 +497,17 @@ pub enum DbSize {
 }
 
 impl DbSize {
+    /// Parse a slug: a portable size name, or a provider class used as is.
+    pub fn from_slug(s: &str) -> Self {
+        match s {
+            "db-micro" | "micro" => DbSize::Micro,
+            "db-small" | "small" => DbSize::Small,
+            "db-medium" | "medium" => DbSize::Medium,
+            "db-large" | "large" => DbSize::Large,
+            other => DbSize::Custom(other.to_string()),
+        }
+    }
+
     /// The portable slug stored in plans and state.
     pub fn slug(&self) -> String {
         match self {

@@ -1,0 +1,1 @@
+//! Dependency graph export (being written).

@@ -1,0 +1,175 @@
+//! `web-app`: always-on VMs running the user's app, managed Postgres (optionally pgvector),
+//! optional Redis. Only 80/443 are open to the world; SSH only from an explicit admin CIDR; the
+//! database is reachable only from the app's firewall.
+
+use konstacks_core::model::{Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc};
+
+use crate::{TemplateContext, TypedTemplate};
+
+/// The `web-app` template.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebApp;
+
+/// Parameters of `web-app`. Every field is optional; stage defaults fill the rest.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebAppParams {
+    /// VPC block.
+    pub vpc_cidr: String,
+    /// Container image of the app (run with Docker by cloud-init).
+    pub app_image: Option<String>,
+    /// Or a start command, run by systemd.
+    pub start_command: Option<String>,
+    /// Port the app listens on behind the reverse proxy.
+    pub app_port: u16,
+    /// VM size slug (default: dev `micro`, staging `small`, prod `medium`).
+    pub vm_size: Option<String>,
+    /// Number of app VMs (default: 1, prod 2).
+    pub vm_count: Option<u32>,
+    /// Postgres major version.
+    pub postgres_version: String,
+    /// Database size slug (default: dev `db-micro`, staging `db-small`, prod `db-medium`).
+    pub db_size: Option<String>,
+    /// Database storage in GiB.
+    pub db_storage_gb: u32,
+    /// Enable the pgvector extension at boot of the app.
+    pub pgvector: bool,
+    /// Add a managed Redis.
+    pub redis: bool,
+    /// CIDR allowed to SSH in; SSH stays closed without it.
+    pub admin_cidr: Option<String>,
+    /// Days of database backups (default: dev 1, staging 7, prod 14).
+    pub backup_days: Option<u32>,
+    /// SSH public keys for the VMs.
+    pub ssh_keys: Vec<String>,
+}
+
+impl Default for WebAppParams {
+    fn default() -> Self {
+        Self {
+            vpc_cidr: "10.0.0.0/16".into(),
+            app_image: None,
+            start_command: None,
+            app_port: 8080,
+            vm_size: None,
+            vm_count: None,
+            postgres_version: "16".into(),
+            db_size: None,
+            db_storage_gb: 20,
+            pgvector: false,
+            redis: false,
+            admin_cidr: None,
+            backup_days: None,
+            ssh_keys: Vec::new(),
+        }
+    }
+}
+
+fn cloud_init(p: &WebAppParams) -> String {
+    let mut s = String::from("#cloud-config\npackage_update: true\npackages: [caddy]\nruncmd:\n");
+    s.push_str(&format!("  - [sh, -c, \"printf ':80 {{\\\\n  reverse_proxy 127.0.0.1:{}\\\\n}}\\\\n' > /etc/caddy/Caddyfile && systemctl restart caddy\"]\n", p.app_port));
+    if let Some(img) = &p.app_image {
+        s.push_str("  - [sh, -c, \"curl -fsSL https://get.docker.com | sh\"]\n");
+        s.push_str(&format!(
+            "  - [sh, -c, \"docker run -d --restart=always --env-file /etc/konstacks/app.env -p 127.0.0.1:{port}:{port} {img}\"]\n",
+            port = p.app_port
+        ));
+    } else if let Some(cmd) = &p.start_command {
+        s.push_str(&format!(
+            "  - [sh, -c, \"systemd-run --unit=app --property=EnvironmentFile=/etc/konstacks/app.env --property=Restart=always {cmd}\"]\n"
+        ));
+    }
+    if p.pgvector {
+        s.push_str("  - [sh, -c, \"PGPASSWORD=$DATABASE_PASSWORD psql -h $DATABASE_HOST -U admin -c 'CREATE EXTENSION IF NOT EXISTS vector'\"]\n");
+    }
+    s
+}
+
+impl TypedTemplate for WebApp {
+    type Params = WebAppParams;
+    const NAME: &'static str = "web-app";
+    const DESCRIPTION: &'static str =
+        "Web app: VMs behind 80/443, managed Postgres (pgvector optional), optional Redis, private database subnets";
+
+    fn build(&self, cx: &TemplateContext, p: &WebAppParams) -> Stack {
+        let stage = cx.stage;
+        let prod = stage == Stage::Prod;
+        let stack = cx.new_stack();
+        let net = stack.scope("network");
+        let vpc = net.add("vpc", Vpc::new(&p.vpc_cidr));
+        // Sub-blocks of the VPC: public 1-2, private 11-12 (of the /16's third octet), whatever
+        // the VPC's first two octets are.
+        let prefix: String = p.vpc_cidr.split('.').take(2).collect::<Vec<_>>().join(".");
+        let public = [
+            net.add("public-a", Subnet::new(vpc, format!("{prefix}.1.0/24")).zone(0).public()),
+            net.add("public-b", Subnet::new(vpc, format!("{prefix}.2.0/24")).zone(1).public()),
+        ];
+        let private = [
+            net.add("private-a", Subnet::new(vpc, format!("{prefix}.11.0/24")).zone(0)),
+            net.add("private-b", Subnet::new(vpc, format!("{prefix}.12.0/24")).zone(1)),
+        ];
+        let mut web_fw = Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere());
+        if let Some(admin) = &p.admin_cidr {
+            web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
+        }
+        let web_fw = net.add("web-fw", web_fw);
+        let db_fw = net.add("db-fw", Firewall::new(vpc).allow(Ingress::tcp(5432).from(web_fw)));
+
+        let data = stack.scope("data");
+        let default_db = match stage {
+            Stage::Dev => "db-micro",
+            Stage::Staging => "db-small",
+            _ => "db-medium",
+        };
+        let backups = p.backup_days.unwrap_or(match stage {
+            Stage::Dev => 1,
+            Stage::Staging => 7,
+            _ => 14,
+        });
+        let db = data.add(
+            "postgres",
+            Database::postgres(&p.postgres_version, DbSize::from_slug(p.db_size.as_deref().unwrap_or(default_db)), private)
+                .storage_gb(p.db_storage_gb)
+                .firewall(db_fw)
+                .backups(backups)
+                .high_availability(prod)
+                .deletion_protection(prod),
+        );
+        let redis = p.redis.then(|| {
+            let cache_fw = net.add("cache-fw", Firewall::new(vpc).allow(Ingress::tcp(6379).from(web_fw)));
+            data.add("redis", Database::redis("7", DbSize::from_slug(if prod { "db-small" } else { "db-micro" }), private).firewall(cache_fw))
+        });
+
+        let app = stack.scope("app");
+        let size = p.vm_size.clone().unwrap_or_else(|| {
+            match stage {
+                Stage::Dev => "micro",
+                Stage::Staging => "small",
+                _ => "medium",
+            }
+            .to_string()
+        });
+        let count = p.vm_count.unwrap_or(if prod { 2 } else { 1 });
+        let user_data = cloud_init(p);
+        for i in 0..count {
+            let mut vm = Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), public[(i % 2) as usize])
+                .firewall(web_fw)
+                .public_ip(true)
+                .user_data(user_data.clone())
+                .env("PORT", p.app_port.to_string())
+                .env("DATABASE_HOST", db.host())
+                .env("DATABASE_PORT", db.port())
+                .env("DATABASE_PASSWORD", db.password());
+            if let Some(r) = redis {
+                vm = vm.env("REDIS_HOST", r.host());
+            }
+            for k in &p.ssh_keys {
+                vm = vm.ssh_key(k);
+            }
+            let web = app.add(&format!("web-{}", i + 1), vm);
+            stack.export(format!("web-{}-ip", i + 1), web.public_ip());
+        }
+        stack.export("database-host", db.host());
+        stack
+    }
+}
