@@ -1266,11 +1266,12 @@ impl<'a> Exec<'a> {
                 self.secrets.put(&r.path, "password", Secret::generate(*len));
             }
         }
-        let resolve_all = |mode| -> Result<serde_json::Map<String, Value>, OpFailure> {
+        let resolve_all = |mode: Mode, real: &dyn Fn(&str) -> bool| -> Result<serde_json::Map<String, Value>, OpFailure> {
             let env = Env { stack: &s.name, path: &r.path, attrs: &dep_attrs, generation: np.generation, mode, secrets: Some(&self.secrets) };
+            let marker_env = Env { mode: Mode::Plan, ..env };
             let mut out = serde_json::Map::new();
             for (k, e) in &r.fields {
-                match plan::resolve(e, &env) {
+                match plan::resolve(e, if real(k) { &env } else { &marker_env }) {
                     Ok(Resolved::Known(v)) => {
                         out.insert(k.clone(), v);
                     }
@@ -1290,13 +1291,15 @@ impl<'a> Exec<'a> {
             }
             Ok(out)
         };
-        let inputs: BTreeMap<String, Value> = resolve_all(Mode::Plan)?.into_iter().collect();
-        let mut spec = resolve_all(Mode::Apply)?;
-        if action == Action::Update {
-            let changed: BTreeSet<&str> = self.plan.changes[node].fields.iter().map(|f| f.name.as_str()).collect();
-            if spec.contains_key("password") && !changed.contains("password") {
-                spec.insert("password".into(), Value::Null);
-            }
+        let inputs: BTreeMap<String, Value> = resolve_all(Mode::Plan, &|_| true)?.into_iter().collect();
+        // An update hands the provider real values only for the fields that change; unchanged
+        // fields keep their markers (a secret of an earlier run may not be available, and an
+        // update never needs it).
+        let changed: BTreeSet<&str> = self.plan.changes[node].fields.iter().map(|f| f.name.as_str()).collect();
+        let real = |k: &str| action != Action::Update || changed.contains(k);
+        let mut spec = resolve_all(Mode::Apply, &real)?;
+        if action == Action::Update && spec.contains_key("password") && !changed.contains("password") {
+            spec.insert("password".into(), Value::Null);
         }
         let spec = Value::Object(spec);
         let tags: BTreeMap<String, String> = inputs

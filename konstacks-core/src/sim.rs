@@ -83,7 +83,10 @@ impl Default for Faults {
 impl Faults {
     /// Whether the random faults apply to `op`.
     fn random_applies_to(&self, op: &str) -> bool {
-        self.only_ops.as_ref().map_or(true, |ops| ops.contains(op))
+        match &self.only_ops {
+            Some(ops) => ops.contains(op),
+            None => true,
+        }
     }
 }
 
@@ -445,13 +448,6 @@ impl Inner {
             Some(SimResource::Database(r)) => Some(r),
             _ => None,
         }
-    }
-
-    fn vpcs(&self) -> impl Iterator<Item = &VpcObserved> {
-        self.resources.values().filter_map(|r| match r {
-            SimResource::Vpc(v) => Some(v),
-            _ => None,
-        })
     }
 
     fn subnets(&self) -> impl Iterator<Item = &SubnetObserved> {
@@ -1242,7 +1238,7 @@ impl SimCloud {
                 }
             }
             g.resources.insert(new_id, r);
-            self.bump(&mut *g)
+            self.bump(&mut g)
         };
         self.persist_blocking(snapshot);
         true
@@ -1257,7 +1253,7 @@ impl SimCloud {
                 return false;
             }
             g.remove(id);
-            self.bump(&mut *g)
+            self.bump(&mut g)
         };
         self.persist_blocking(snapshot);
         true
@@ -1320,9 +1316,9 @@ impl SimCloud {
             let mut g = self.lock();
             let now = cx.clock.now();
             g.admit(op, n, now)?;
-            let result = f(&mut *g, now);
+            let result = f(&mut g, now);
             let changed = mutating && result.is_ok();
-            let snapshot = if changed { self.bump(&mut *g) } else { None };
+            let snapshot = if changed { self.bump(&mut g) } else { None };
             let timed_out = changed && g.timeout_due(op, n);
             (result, snapshot, timed_out)
         };
