@@ -233,7 +233,8 @@ impl Engine {
 
     /// Register a provider.
     pub fn with_provider(mut self, p: Provider) -> Self {
-        let pacer = p.limits.calls_per_second.map(|r| Pacer::new(r, p.limits.burst));
+        // Stay 5% under the advertised rate: timer jitter must not turn into throttling.
+        let pacer = p.limits.calls_per_second.map(|r| Pacer::new(r * 0.95, p.limits.burst));
         let slot = ProviderSlot { semaphore: tokio::sync::Semaphore::new(p.limits.max_concurrency.max(1)), pacer, provider: p };
         self.providers.insert(slot.provider.name.clone(), Arc::new(slot));
         self
@@ -310,6 +311,13 @@ impl Engine {
         Ok(plan)
     }
 
+    /// Plan against a state the caller already holds: pure, no I/O, no cloud call (interrupted
+    /// operations in `state` are not reconciled; use [`Engine::plan`] for that). Handy for
+    /// snapshot tests of plans and for tools that keep state themselves.
+    pub fn plan_against(&self, s: &Synthesized, state: &StackState) -> Plan {
+        plan::diff(s, state, &PlanInput { recovered: Vec::new(), moved: moves(s) }).0
+    }
+
     /// Plan the destruction of everything in a stack's state.
     pub async fn plan_destroy(&self, stack: &str) -> Result<Plan, Error> {
         let mut state = self.state.load(stack).await?;
@@ -381,6 +389,14 @@ impl Engine {
 
         let exec = Exec::build(self, stack, s, &plan, &nodes, &state, &journal, opts.on_failure, started)?;
         exec.run(&mut report).await;
+        if let Err(e) = journal.flush().await {
+            report.failures.push(Failure {
+                path: String::new(),
+                op: OpKind::Update,
+                kind: ErrorKind::Other,
+                message: format!("recording results failed ({e}); the next run reconciles them from their intents"),
+            });
+        }
 
         // Outputs.
         if let Some(s) = s {
@@ -391,10 +407,12 @@ impl Engine {
             }
             report.outputs = outputs;
         }
-        report.persist_ms = journal.busy_ms();
+        let appends_ms = journal.busy_ms();
         let mut final_state = journal.close().await;
         final_state.serial += 1;
+        let t = std::time::Instant::now();
         self.state.compact(stack, &final_state).await?;
+        report.persist_ms = appends_ms + t.elapsed().as_millis() as u64;
         report.elapsed_ms = (self.clock.now() - started).as_millis() as u64;
         self.emit(
             stack,
@@ -764,6 +782,7 @@ struct Journal {
     tx: Option<tokio::sync::mpsc::UnboundedSender<(Vec<Record>, Ack)>>,
     replica: Arc<Mutex<StackState>>,
     busy_ns: Arc<AtomicU64>,
+    failed: Arc<Mutex<Option<String>>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -772,7 +791,8 @@ impl Journal {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<Record>, Ack)>();
         let replica = Arc::new(Mutex::new(initial));
         let busy_ns = Arc::new(AtomicU64::new(0));
-        let (r2, b2, stack) = (replica.clone(), busy_ns.clone(), stack.to_string());
+        let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let (r2, b2, f2, stack) = (replica.clone(), busy_ns.clone(), failed.clone(), stack.to_string());
         let task = tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -781,8 +801,14 @@ impl Journal {
                 }
                 let records: Vec<Record> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
                 let t = std::time::Instant::now();
-                let res = backend.append(&stack, &records).await;
+                let res = if records.is_empty() { Ok(()) } else { backend.append(&stack, &records).await };
                 b2.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if let Err(e) = &res {
+                    let mut f = f2.lock().unwrap_or_else(|p| p.into_inner());
+                    if f.is_none() {
+                        *f = Some(e.to_string());
+                    }
+                }
                 if res.is_ok() {
                     let mut st = r2.lock().unwrap_or_else(|p| p.into_inner());
                     for r in &records {
@@ -795,7 +821,26 @@ impl Journal {
                 }
             }
         });
-        Self { tx: Some(tx), replica, busy_ns, task: Some(task) }
+        Self { tx: Some(tx), replica, busy_ns, failed, task: Some(task) }
+    }
+
+    /// Queue records behind everything queued before, without waiting for durability. Used for
+    /// results: the intent before the call is what makes a crash recoverable, so a result may
+    /// reach the disk a moment later (it is then merged into the next group commit).
+    fn write_behind(&self, records: Vec<Record>) {
+        let (ack, _rx) = tokio::sync::oneshot::channel();
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((records, ack));
+        }
+    }
+
+    /// Wait until everything queued so far is durable; report any earlier write-behind failure.
+    async fn flush(&self) -> Result<(), StateError> {
+        self.write(Vec::new()).await?;
+        match self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            None => Ok(()),
+            Some(m) => Err(StateError::Io { path: "journal".into(), source: std::io::Error::other(m) }),
+        }
     }
 
     /// Append records; returns once they are durable.
@@ -1099,9 +1144,10 @@ impl<'a> Exec<'a> {
         let mut stop = false;
         let mut running = FuturesUnordered::new();
         loop {
-            while !stop {
-                let Some(op) = ready.pop_front() else { break };
-                running.push(async move { (op, self.run_op(op).await) });
+            if !stop {
+                while let Some(op) = ready.pop_front() {
+                    running.push(async move { (op, self.run_op(op).await) });
+                }
             }
             let Some((op, result)) = running.next().await else { break };
             done[op] = true;
@@ -1318,7 +1364,7 @@ impl<'a> Exec<'a> {
                 match res {
                     Ok(v) => v,
                     Err(e) => {
-                        self.journal.write(vec![Record::Abandon { path: r.path.clone(), op: OpKind::Update }]).await?;
+                        self.journal.write_behind(vec![Record::Abandon { path: r.path.clone(), op: OpKind::Update }]);
                         return Err(e.into());
                     }
                 }
@@ -1336,7 +1382,7 @@ impl<'a> Exec<'a> {
                         // Only a certain failure is recorded as "nothing created"; an uncertain one
                         // stays pending so the next run looks the resource up by its tags.
                         if !matches!(e.kind(), ErrorKind::Transient | ErrorKind::Throttled | ErrorKind::Cancelled) {
-                            self.journal.write(vec![Record::Abandon { path: r.path.clone(), op: OpKind::Create }]).await?;
+                            self.journal.write_behind(vec![Record::Abandon { path: r.path.clone(), op: OpKind::Create }]);
                         }
                         return Err(e.into());
                     }
@@ -1361,7 +1407,7 @@ impl<'a> Exec<'a> {
             deps: self.deps_paths[node].clone(),
             sealed,
         };
-        self.journal.write(vec![Record::Put { path: r.path.clone(), resource }]).await?;
+        self.journal.write_behind(vec![Record::Put { path: r.path.clone(), resource }]);
         self.attrs.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(Arc::new(attrs));
         self.emit(&r.path, EventKind::Succeeded { op: opk, id, elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64 });
         Ok(())
@@ -1455,11 +1501,11 @@ impl<'a> Exec<'a> {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => {
-                self.journal.write(vec![Record::Abandon { path: path.to_string(), op: OpKind::Delete }]).await?;
+                self.journal.write_behind(vec![Record::Abandon { path: path.to_string(), op: OpKind::Delete }]);
                 return Err(e.into());
             }
         }
-        self.journal.write(vec![Record::Deleted { path: path.to_string(), id: res.id.clone() }]).await?;
+        self.journal.write_behind(vec![Record::Deleted { path: path.to_string(), id: res.id.clone() }]);
         self.emit(path, EventKind::Succeeded { op: OpKind::Delete, id: res.id.clone(), elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64 });
         Ok(())
     }

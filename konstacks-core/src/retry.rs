@@ -88,15 +88,14 @@ impl Pacer {
     /// The provider said "slow down": lengthen the interval (multiplicative decrease).
     pub(crate) fn throttled(&self) {
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        s.interval = (s.interval.mul_f64(1.5)).min(s.base_interval * 20);
-        s.burst = 1;
+        s.interval = (s.interval.mul_f64(1.2)).min(s.base_interval * 20);
     }
 
     /// A call went through: creep back towards the advertised rate (additive increase).
     pub(crate) fn succeeded(&self) {
         let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if s.interval > s.base_interval {
-            s.interval = s.interval.saturating_sub(s.base_interval / 20).max(s.base_interval);
+            s.interval = s.interval.saturating_sub(s.base_interval / 10).max(s.base_interval);
         }
     }
 }

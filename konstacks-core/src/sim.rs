@@ -305,7 +305,13 @@ fn same_set(a: &[String], b: &[String]) -> bool {
 }
 
 /// Reject a change to a field that cannot be changed in place.
-fn immutable<T: PartialEq + std::fmt::Debug>(what: &str, id: &str, field: &str, old: &T, new: &T) -> ProviderResult<()> {
+fn immutable<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    id: &str,
+    field: &str,
+    old: &T,
+    new: &T,
+) -> ProviderResult<()> {
     if old == new {
         Ok(())
     } else {
@@ -333,7 +339,8 @@ impl Inner {
     }
 
     fn snapshot(&self) -> ProviderResult<Vec<u8>> {
-        let file = SimFileRef { version: FILE_VERSION, counter: self.counter, resources: self.resources.values().collect() };
+        let file =
+            SimFileRef { version: FILE_VERSION, counter: self.counter, resources: self.resources.values().collect() };
         serde_json::to_vec_pretty(&file).map_err(|e| {
             provider_error(ErrorKind::Other, "the simulated cloud could not serialise its state").with_source(e)
         })
@@ -363,7 +370,9 @@ impl Inner {
             let detail = self
                 .config
                 .rate_limit
-                .map(|rl| format!(" (the simulated API allows {} call(s)/s with bursts of {})", rl.per_second, rl.burst))
+                .map(|rl| {
+                    format!(" (the simulated API allows {} call(s)/s with bursts of {})", rl.per_second, rl.burst)
+                })
                 .unwrap_or_default();
             return Err(provider_error(
                 ErrorKind::Throttled,
@@ -371,7 +380,10 @@ impl Inner {
             ));
         }
         if let Some(kind) = self.config.faults.fail_nth.get(&n) {
-            return Err(provider_error(*kind, format!("injected fault: call #{n} (`{op}`) failed; nothing was changed")));
+            return Err(provider_error(
+                *kind,
+                format!("injected fault: call #{n} (`{op}`) failed; nothing was changed"),
+            ));
         }
         let faults = &self.config.faults;
         if faults.fail_rate > 0.0 && faults.random_applies_to(op) && self.rng.next_f64() < faults.fail_rate {
@@ -511,7 +523,13 @@ impl Inner {
     }
 
     /// Firewalls attached to a VM or database: they must exist and belong to `vpc_id`.
-    fn check_attached_firewalls(&self, ids: &[String], vpc_id: &str, region: &str, now: Duration) -> ProviderResult<()> {
+    fn check_attached_firewalls(
+        &self,
+        ids: &[String],
+        vpc_id: &str,
+        region: &str,
+        now: Duration,
+    ) -> ProviderResult<()> {
         for id in ids {
             let fw = self.ref_firewall(id, region, now)?;
             if fw.vpc_id != vpc_id {
@@ -524,10 +542,20 @@ impl Inner {
         Ok(())
     }
 
-    fn check_rules(&self, fw_id: Option<&str>, vpc_id: &str, region: &str, rules: &[RuleSpec], now: Duration) -> ProviderResult<()> {
+    fn check_rules(
+        &self,
+        fw_id: Option<&str>,
+        vpc_id: &str,
+        region: &str,
+        rules: &[RuleSpec],
+        now: Duration,
+    ) -> ProviderResult<()> {
         for r in rules {
             if r.from_port > r.to_port {
-                return Err(invalid(format!("rule port range {}-{} is reversed; write the lower port first", r.from_port, r.to_port)));
+                return Err(invalid(format!(
+                    "rule port range {}-{} is reversed; write the lower port first",
+                    r.from_port, r.to_port
+                )));
             }
             match &r.peer {
                 RuleSource::Cidr(c) => {
@@ -624,7 +652,8 @@ impl Inner {
 
     fn delete_vpc(&mut self, id: &str) -> ProviderResult<()> {
         self.vpc(id).ok_or_else(|| not_found("VPC", id))?;
-        let mut deps: Vec<String> = self.subnets().filter(|s| s.vpc_id == id).map(|s| format!("subnet {}", s.id)).collect();
+        let mut deps: Vec<String> =
+            self.subnets().filter(|s| s.vpc_id == id).map(|s| format!("subnet {}", s.id)).collect();
         deps.extend(self.firewalls().filter(|f| f.vpc_id == id).map(|f| format!("firewall {}", f.id)));
         if !deps.is_empty() {
             return Err(conflict(format!(
@@ -715,7 +744,12 @@ impl Inner {
 
     // ---- firewall ----
 
-    fn create_firewall(&mut self, cat: &Catalog, spec: &FirewallSpec, now: Duration) -> ProviderResult<FirewallObserved> {
+    fn create_firewall(
+        &mut self,
+        cat: &Catalog,
+        spec: &FirewallSpec,
+        now: Duration,
+    ) -> ProviderResult<FirewallObserved> {
         Self::check_region(cat, &spec.region)?;
         Self::check_name(cat, "firewall", &spec.name)?;
         self.ref_vpc(&spec.vpc_id, &spec.region, now)?;
@@ -764,9 +798,7 @@ impl Inner {
         let mut deps: Vec<String> =
             self.vms().filter(|v| uses(&v.firewall_ids)).map(|v| format!("attached to VM {}", v.id)).collect();
         deps.extend(
-            self.databases()
-                .filter(|d| uses(&d.firewall_ids))
-                .map(|d| format!("attached to database {}", d.id)),
+            self.databases().filter(|d| uses(&d.firewall_ids)).map(|d| format!("attached to database {}", d.id)),
         );
         let peer = RuleSource::Firewall(id.to_string());
         deps.extend(
@@ -881,7 +913,12 @@ impl Inner {
 
     // ---- database ----
 
-    fn create_database(&mut self, cat: &Catalog, spec: &DatabaseSpec, now: Duration) -> ProviderResult<DatabaseObserved> {
+    fn create_database(
+        &mut self,
+        cat: &Catalog,
+        spec: &DatabaseSpec,
+        now: Duration,
+    ) -> ProviderResult<DatabaseObserved> {
         Self::check_region(cat, &spec.region)?;
         if spec.name.is_empty() {
             return Err(invalid("a database needs a name"));
@@ -936,7 +973,13 @@ impl Inner {
         Ok(obs)
     }
 
-    fn update_database(&mut self, cat: &Catalog, id: &str, spec: &DatabaseSpec, now: Duration) -> ProviderResult<DatabaseObserved> {
+    fn update_database(
+        &mut self,
+        cat: &Catalog,
+        id: &str,
+        spec: &DatabaseSpec,
+        now: Duration,
+    ) -> ProviderResult<DatabaseObserved> {
         let cur = self.database(id).ok_or_else(|| not_found("database", id))?;
         immutable("database", id, "region", &cur.region, &spec.region)?;
         immutable("database", id, "name", &cur.name, &spec.name)?;
@@ -1013,11 +1056,7 @@ fn check_engine_version(cat: &Catalog, engine: Engine, version: &str) -> Provide
     if versions.iter().any(|v| v == version) {
         return Ok(());
     }
-    Err(invalid(format!(
-        "{} version `{version}` is not offered; use one of: {}",
-        engine.as_str(),
-        versions.join(", ")
-    )))
+    Err(invalid(format!("{} version `{version}` is not offered; use one of: {}", engine.as_str(), versions.join(", "))))
 }
 
 fn pick_vpc(r: &SimResource) -> Option<&VpcObserved> {
@@ -1269,9 +1308,8 @@ impl SimCloud {
         let (Some(p), Some(snapshot)) = (&self.persister, snapshot) else {
             return;
         };
-        let res = snapshot.and_then(|(generation, bytes)| {
-            p.write(generation, &bytes).map_err(|e| save_error(&p.path, e))
-        });
+        let res =
+            snapshot.and_then(|(generation, bytes)| p.write(generation, &bytes).map_err(|e| save_error(&p.path, e)));
         if let Err(e) = res {
             tracing::warn!(error = %e, "simulated cloud: saving a change made behind Konstacks' back failed");
         }
@@ -1486,10 +1524,8 @@ mod tests {
 
     #[test]
     fn bucket_refills_on_clock_time() {
-        let mut inner = Inner::new(SimConfig {
-            rate_limit: Some(RateLimit { per_second: 2.0, burst: 2 }),
-            ..SimConfig::default()
-        });
+        let mut inner =
+            Inner::new(SimConfig { rate_limit: Some(RateLimit { per_second: 2.0, burst: 2 }), ..SimConfig::default() });
         let t0 = Duration::from_secs(10);
         assert!(inner.take_token(t0));
         assert!(inner.take_token(t0));

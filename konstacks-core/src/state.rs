@@ -283,12 +283,32 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Open journal files, kept across appends (one open per stack and run, not per append).
+    journals: std::sync::Arc<std::sync::Mutex<BTreeMap<String, std::sync::Arc<std::sync::Mutex<std::fs::File>>>>>,
 }
 
 impl LocalBackend {
     /// A backend rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), journals: Default::default() }
+    }
+
+    fn journal_file(&self, stack: &str) -> Result<std::sync::Arc<std::sync::Mutex<std::fs::File>>, StateError> {
+        let mut open = self.journals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = open.get(stack) {
+            return Ok(f.clone());
+        }
+        let dir = self.dir(stack);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join("journal.jsonl");
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let f = std::sync::Arc::new(std::sync::Mutex::new(f));
+        open.insert(stack.to_string(), f.clone());
+        Ok(f)
+    }
+
+    fn forget_journal(&self, stack: &str) {
+        self.journals.lock().unwrap_or_else(|p| p.into_inner()).remove(stack);
     }
 
     /// The root directory.
@@ -407,11 +427,12 @@ impl StateBackend for LocalBackend {
             })?;
             buf.push(b'\n');
         }
-        let dir = self.dir(stack);
+        let path = self.dir(stack).join("journal.jsonl");
+        let this = self.clone();
+        let stack = stack.to_string();
         blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            let path = dir.join("journal.jsonl");
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+            let file = this.journal_file(&stack)?;
+            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
             f.write_all(&buf).map_err(io_err(&path))?;
             f.sync_data().map_err(io_err(&path))?;
             Ok(())
@@ -420,9 +441,11 @@ impl StateBackend for LocalBackend {
     }
 
     async fn compact(&self, stack: &str, state: &StackState) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec_pretty(state)
+        let bytes = serde_json::to_vec(state)
             .map_err(|e| StateError::Io { path: "state.json".into(), source: std::io::Error::other(e) })?;
         let dir = self.dir(stack);
+        // The journal is removed below: later appends must open a fresh file.
+        self.forget_journal(stack);
         blocking(move || {
             write_atomic(&dir.join("state.json"), &bytes)?;
             let j = dir.join("journal.jsonl");
