@@ -778,8 +778,11 @@ pub(crate) async fn read_many(p: &Provider, cx: &OpContext, kind: Kind, sel: &Se
 
 type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 
+/// Records, whether the sender waits for durability, and its acknowledgement.
+type Submission = (Vec<Record>, bool, Ack);
+
 struct Journal {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<(Vec<Record>, Ack)>>,
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Submission>>,
     replica: Arc<Mutex<StackState>>,
     busy_ns: Arc<AtomicU64>,
     failed: Arc<Mutex<Option<String>>>,
@@ -788,7 +791,7 @@ struct Journal {
 
 impl Journal {
     fn start(backend: Arc<dyn StateBackend>, stack: &str, initial: StackState) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<Record>, Ack)>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Submission>();
         let replica = Arc::new(Mutex::new(initial));
         let busy_ns = Arc::new(AtomicU64::new(0));
         let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
@@ -799,9 +802,15 @@ impl Journal {
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);
                 }
-                let records: Vec<Record> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+                let records: Vec<Record> = batch.iter().flat_map(|(r, _, _)| r.iter().cloned()).collect();
+                // One fsync covers the whole batch and every buffered write before it.
+                let durable = batch.iter().any(|(_, d, _)| *d);
                 let t = std::time::Instant::now();
-                let res = if records.is_empty() { Ok(()) } else { backend.append(&stack, &records).await };
+                let res = match (records.is_empty(), durable) {
+                    (true, false) => Ok(()),
+                    (_, true) => backend.append(&stack, &records).await,
+                    (false, false) => backend.append_buffered(&stack, &records).await,
+                };
                 b2.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 if let Err(e) = &res {
                     let mut f = f2.lock().unwrap_or_else(|p| p.into_inner());
@@ -816,7 +825,7 @@ impl Journal {
                     }
                 }
                 let res = res.map_err(|e| e.to_string());
-                for (_, ack) in batch {
+                for (_, _, ack) in batch {
                     let _ = ack.send(res.clone());
                 }
             }
@@ -830,7 +839,7 @@ impl Journal {
     fn write_behind(&self, records: Vec<Record>) {
         let (ack, _rx) = tokio::sync::oneshot::channel();
         if let Some(tx) = &self.tx {
-            let _ = tx.send((records, ack));
+            let _ = tx.send((records, false, ack));
         }
     }
 
@@ -848,7 +857,7 @@ impl Journal {
         let (ack, rx) = tokio::sync::oneshot::channel();
         let failed = |m: String| StateError::Io { path: "journal".into(), source: std::io::Error::other(m) };
         let tx = self.tx.as_ref().ok_or_else(|| failed("journal closed".into()))?;
-        tx.send((records, ack)).map_err(|_| failed("journal writer stopped".into()))?;
+        tx.send((records, true, ack)).map_err(|_| failed("journal writer stopped".into()))?;
         rx.await.map_err(|_| failed("journal writer stopped".into()))?.map_err(failed)
     }
 

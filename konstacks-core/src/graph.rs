@@ -59,7 +59,11 @@ fn label(s: &Synthesized, i: usize) -> String {
 /// Edges as (dependency, dependent), in stack order of the dependent, dependencies sorted.
 fn edges(s: &Synthesized) -> Vec<(usize, usize)> {
     let n = s.resources.len();
-    s.resources.iter().enumerate().flat_map(|(i, r)| r.deps.iter().filter(move |d| **d < n).map(move |d| (*d, i))).collect()
+    s.resources
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| r.deps.iter().filter(move |d| **d < n).map(move |d| (*d, i)))
+        .collect()
 }
 
 /// A DOT string literal.

@@ -264,6 +264,11 @@ pub trait StateBackend: Send + Sync + std::fmt::Debug {
     async fn load(&self, stack: &str) -> Result<StackState, StateError>;
     /// Append records durably.
     async fn append(&self, stack: &str, records: &[Record]) -> Result<(), StateError>;
+    /// Append records that may become durable with the next durable append (results whose
+    /// intent is already durable). Backends without a cheaper path append durably.
+    async fn append_buffered(&self, stack: &str, records: &[Record]) -> Result<(), StateError> {
+        self.append(stack, records).await
+    }
     /// Replace the snapshot with `state` (serial bumped by the caller) and clear the journal.
     async fn compact(&self, stack: &str, state: &StackState) -> Result<(), StateError>;
     /// Take the stack's lock or fail at once with who holds it.
@@ -405,20 +410,8 @@ fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StateError> {
     }
 }
 
-#[async_trait::async_trait]
-impl StateBackend for LocalBackend {
-    async fn load(&self, stack: &str) -> Result<StackState, StateError> {
-        let dir = self.dir(stack);
-        let stack = stack.to_string();
-        blocking(move || {
-            let snap = read_opt(&dir.join("state.json"))?;
-            let journal = read_opt(&dir.join("journal.jsonl"))?;
-            parse_state(&stack, snap.as_deref(), journal.as_deref(), &dir.display().to_string())
-        })
-        .await
-    }
-
-    async fn append(&self, stack: &str, records: &[Record]) -> Result<(), StateError> {
+impl LocalBackend {
+    async fn append_with(&self, stack: &str, records: &[Record], durable: bool) -> Result<(), StateError> {
         let mut buf = Vec::with_capacity(records.len() * 256);
         for r in records {
             serde_json::to_writer(&mut buf, r).map_err(|e| StateError::Io {
@@ -434,13 +427,15 @@ impl StateBackend for LocalBackend {
             let file = this.journal_file(&stack)?;
             let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
             f.write_all(&buf).map_err(io_err(&path))?;
-            f.sync_data().map_err(io_err(&path))?;
+            if durable {
+                f.sync_data().map_err(io_err(&path))?;
+            }
             Ok(())
         })
         .await
     }
 
-    async fn compact(&self, stack: &str, state: &StackState) -> Result<(), StateError> {
+    async fn compact_impl(&self, stack: &str, state: &StackState) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(state)
             .map_err(|e| StateError::Io { path: "state.json".into(), source: std::io::Error::other(e) })?;
         let dir = self.dir(stack);
@@ -456,6 +451,33 @@ impl StateBackend for LocalBackend {
             }
         })
         .await
+    }
+
+}
+
+#[async_trait::async_trait]
+impl StateBackend for LocalBackend {
+    async fn load(&self, stack: &str) -> Result<StackState, StateError> {
+        let dir = self.dir(stack);
+        let stack = stack.to_string();
+        blocking(move || {
+            let snap = read_opt(&dir.join("state.json"))?;
+            let journal = read_opt(&dir.join("journal.jsonl"))?;
+            parse_state(&stack, snap.as_deref(), journal.as_deref(), &dir.display().to_string())
+        })
+        .await
+    }
+
+    async fn append(&self, stack: &str, records: &[Record]) -> Result<(), StateError> {
+        self.append_with(stack, records, true).await
+    }
+
+    async fn append_buffered(&self, stack: &str, records: &[Record]) -> Result<(), StateError> {
+        self.append_with(stack, records, false).await
+    }
+
+    async fn compact(&self, stack: &str, state: &StackState) -> Result<(), StateError> {
+        self.compact_impl(stack, state).await
     }
 
     async fn lock(&self, stack: &str, info: &LockInfo) -> Result<(), StateError> {
