@@ -207,6 +207,7 @@ pub struct Engine {
     events: EventBus,
     rng: Mutex<SplitMix>,
     sealer: Option<Sealer>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for Engine {
@@ -228,7 +229,14 @@ impl Engine {
             retry,
             events: EventBus::default(),
             sealer: Sealer::from_env(),
+            durability: Durability::default(),
         }
+    }
+
+    /// Choose when intents count as written (see [`Durability`]).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
     }
 
     /// Register a provider.
@@ -352,7 +360,7 @@ impl Engine {
     async fn run_locked(&self, stack: &str, s: Option<&Synthesized>, opts: &ApplyOptions) -> Result<ApplyReport, Error> {
         let started = self.clock.now();
         let mut state = self.state.load(stack).await?;
-        let journal = Journal::start(self.state.clone(), stack, state.clone());
+        let journal = Journal::start(self.state.clone(), stack, state.clone(), self.durability);
         let recovered = self.reconcile(&mut state, Some(&journal)).await?;
         let mut report = ApplyReport { stack: stack.to_string(), recovered: recovered.clone(), ..Default::default() };
 
@@ -778,6 +786,32 @@ pub(crate) async fn read_many(p: &Provider, cx: &OpContext, kind: Kind, sel: &Se
 
 type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
 
+/// How long buffered journal writes may wait for their fsync in [`Durability::Flush`].
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+/// When an intent counts as written.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every intent is in the journal file before its cloud call (a killed process loses
+    /// nothing); fsyncs are grouped and run in the background at most 20 ms later, so a
+    /// machine crash can lose the last few intents — whose resources still carry the stack's
+    /// tags. The default.
+    #[default]
+    Flush,
+    /// Every intent is fsynced before its cloud call (grouped with concurrent ones).
+    Fsync,
+}
+
+fn note_failure<E: ToString>(slot: &Mutex<Option<String>>, e: Option<E>) {
+    if let Some(e) = e {
+        let mut f = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(e.to_string());
+        }
+    }
+}
+
 /// Records, whether the sender waits for durability, and its acknowledgement.
 type Submission = (Vec<Record>, bool, Ack);
 
@@ -790,33 +824,58 @@ struct Journal {
 }
 
 impl Journal {
-    fn start(backend: Arc<dyn StateBackend>, stack: &str, initial: StackState) -> Self {
+    fn start(backend: Arc<dyn StateBackend>, stack: &str, initial: StackState, durability: Durability) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Submission>();
         let replica = Arc::new(Mutex::new(initial));
         let busy_ns = Arc::new(AtomicU64::new(0));
         let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let (r2, b2, f2, stack) = (replica.clone(), busy_ns.clone(), failed.clone(), stack.to_string());
         let task = tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
+            // Buffered writes not yet fsynced (only in `Durability::Flush`).
+            let mut dirty = false;
+            loop {
+                let first = if dirty {
+                    match tokio::time::timeout(FLUSH_EVERY, rx.recv()).await {
+                        Ok(Some(x)) => x,
+                        Ok(None) => break,
+                        Err(_) => {
+                            let t = std::time::Instant::now();
+                            let res = backend.append(&stack, &[]).await;
+                            b2.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                            note_failure(&f2, res.err());
+                            dirty = false;
+                            continue;
+                        }
+                    }
+                } else {
+                    match rx.recv().await {
+                        Some(x) => x,
+                        None => break,
+                    }
+                };
                 let mut batch = vec![first];
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);
                 }
                 let records: Vec<Record> = batch.iter().flat_map(|(r, _, _)| r.iter().cloned()).collect();
-                // One fsync covers the whole batch and every buffered write before it.
-                let durable = batch.iter().any(|(_, d, _)| *d);
+                // A flush request (empty and awaited) or an awaited write in `Fsync` mode makes the
+                // whole batch durable with one fsync, covering every buffered write before it.
+                let awaited = batch.iter().any(|(_, d, _)| *d);
+                let flush = batch.iter().any(|(r, d, _)| *d && r.is_empty());
+                let fsync = flush || (awaited && durability == Durability::Fsync);
                 let t = std::time::Instant::now();
-                let res = match (records.is_empty(), durable) {
-                    (true, false) => Ok(()),
-                    (_, true) => backend.append(&stack, &records).await,
-                    (false, false) => backend.append_buffered(&stack, &records).await,
+                let res = if fsync {
+                    backend.append(&stack, &records).await
+                } else if records.is_empty() {
+                    Ok(())
+                } else {
+                    backend.append_buffered(&stack, &records).await
                 };
                 b2.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                if let Err(e) = &res {
-                    let mut f = f2.lock().unwrap_or_else(|p| p.into_inner());
-                    if f.is_none() {
-                        *f = Some(e.to_string());
-                    }
+                if fsync {
+                    dirty = false;
+                } else if !records.is_empty() {
+                    dirty = true;
                 }
                 if res.is_ok() {
                     let mut st = r2.lock().unwrap_or_else(|p| p.into_inner());
@@ -825,9 +884,13 @@ impl Journal {
                     }
                 }
                 let res = res.map_err(|e| e.to_string());
+                note_failure(&f2, res.clone().err());
                 for (_, _, ack) in batch {
                     let _ = ack.send(res.clone());
                 }
+            }
+            if dirty {
+                note_failure(&f2, backend.append(&stack, &[]).await.err());
             }
         });
         Self { tx: Some(tx), replica, busy_ns, failed, task: Some(task) }

@@ -1,0 +1,379 @@
+//! The command line: turn any program that builds stacks into a full Konstacks CLI.
+//!
+//! ```no_run
+//! use konstacks::cli::App;
+//! use konstacks::prelude::*;
+//!
+//! fn main() -> std::process::ExitCode {
+//!     konstacks::cli::run(|app: &mut App| {
+//!         let stack = app.stack("site", Placement::within(Jurisdiction::Eu));
+//!         stack.scope("network").add("vpc", Vpc::new("10.0.0.0/16"));
+//!     })
+//! }
+//! ```
+//!
+//! The program then understands every command (`plan`, `apply`, `destroy`, `refresh`, `drift`,
+//! `output`, `state list|show`, `force-unlock`, `graph`, `templates`, `validate`, `synth`) and the
+//! global options (`--state-dir`, `--json`, `--stage`, `--params`, `--stack`, `--sim-latency-ms`,
+//! `--no-color`). Extra, program-specific options are a `clap::Args` type given to
+//! [`run_with`]. `docs/cli.md` describes the whole surface.
+//!
+//! Exit codes ([`Exit`]): 0 success or no changes, 1 error, 2 `plan`/`drift` found changes,
+//! 3 invalid stack or parameters (nothing was sent to any cloud), 4 stack locked by another run.
+//!
+//! This module owns argument parsing, the runtime, prompts and rendering. It never changes how
+//! the engine plans or applies, and never prints a secret value: everything it shows comes from
+//! plans, reports and state, which carry redaction markers only.
+
+mod commands;
+mod progress;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use konstacks_core::model::{Jurisdiction, Placement, Stack, Stage};
+use konstacks_core::provider::Provider;
+use serde_json::Value;
+
+/// The exit codes of every Konstacks command line.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success; for `plan` and `drift`, nothing to change.
+    Success,
+    /// 1: an error (cloud failure, I/O, unusable command line, cancelled confirmation).
+    Error,
+    /// 2: `plan` or `drift` found changes.
+    Changes,
+    /// 3: the stack or its parameters are invalid; nothing was sent to any cloud.
+    Invalid,
+    /// 4: the stack is locked by another run (see `force-unlock`).
+    Locked,
+}
+
+impl Exit {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Error => 1,
+            Exit::Changes => 2,
+            Exit::Invalid => 3,
+            Exit::Locked => 4,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e.code())
+    }
+}
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success; for plan and drift: no changes
+  1  error
+  2  plan or drift found changes
+  3  invalid stack or parameters (nothing was sent to any cloud)
+  4  the stack is locked by another run (see force-unlock)";
+
+/// Why the program's build closure could not define its stacks.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The parameters are invalid (exit code 3; nothing is sent to any cloud).
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else (exit code 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<konstacks_templates::TemplateError> for BuildError {
+    fn from(e: konstacks_templates::TemplateError) -> Self {
+        BuildError::Invalid(e.to_string())
+    }
+}
+
+impl From<String> for BuildError {
+    fn from(message: String) -> Self {
+        BuildError::Invalid(message)
+    }
+}
+
+impl From<&str> for BuildError {
+    fn from(message: &str) -> Self {
+        BuildError::Invalid(message.to_string())
+    }
+}
+
+/// What a build closure may return: `()`, or `Result<(), E>` with `E: Into<BuildError>`.
+pub trait BuildOutcome {
+    /// The outcome as a result.
+    fn into_result(self) -> Result<(), BuildError>;
+}
+
+impl BuildOutcome for () {
+    fn into_result(self) -> Result<(), BuildError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BuildError>> BuildOutcome for Result<(), E> {
+    fn into_result(self) -> Result<(), BuildError> {
+        self.map_err(Into::into)
+    }
+}
+
+/// What the build closure sees: the stage and parameters chosen on the command line, and where
+/// it registers its stacks and providers.
+#[derive(Debug)]
+pub struct App {
+    stage: Stage,
+    params: Value,
+    params_file: Option<PathBuf>,
+    stacks: Vec<Stack>,
+    providers: Vec<Provider>,
+}
+
+impl App {
+    fn new(stage: Stage, params: Value, params_file: Option<PathBuf>) -> Self {
+        Self { stage, params, params_file, stacks: Vec::new(), providers: Vec::new() }
+    }
+
+    /// The stage chosen with `--stage` (default `dev`).
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The parameters read from `--params FILE` (TOML or JSON); an empty object without it.
+    pub fn params(&self) -> &Value {
+        &self.params
+    }
+
+    /// The parameters as a typed value; the error names the parameters file.
+    pub fn params_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, BuildError> {
+        serde_json::from_value(self.params.clone()).map_err(|e| {
+            let from = self.params_file.as_ref().map(|p| format!(" in {}", p.display())).unwrap_or_default();
+            BuildError::Invalid(format!("invalid parameters{from}: {e}"))
+        })
+    }
+
+    /// Create a stack at the CLI's stage and register it.
+    pub fn stack(&mut self, name: impl Into<String>, placement: Placement) -> Stack {
+        let stack = Stack::new(name, placement, self.stage);
+        self.stacks.push(stack.clone());
+        stack
+    }
+
+    /// Register a stack built elsewhere (for example by a template).
+    pub fn add(&mut self, stack: Stack) {
+        self.stacks.push(stack);
+    }
+
+    /// Register another provider; the simulated cloud `sim` is always registered.
+    pub fn provider(&mut self, provider: Provider) {
+        self.providers.push(provider);
+    }
+
+    /// The stacks registered so far.
+    pub fn stacks(&self) -> &[Stack] {
+        &self.stacks
+    }
+}
+
+/// No program-specific options (what [`run`] uses).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct NoArgs {}
+
+/// Parse a jurisdiction name (`eu`, `uk`, `south-africa`, `south_africa`, ...).
+pub fn parse_jurisdiction(s: &str) -> Result<Jurisdiction, String> {
+    let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+    serde_json::from_value(Value::String(norm)).map_err(|_| {
+        format!(
+            "unknown jurisdiction `{s}` (expected one of: eu, uk, switzerland, south_africa, nigeria, kenya, israel, \
+             uae, bahrain, india, singapore, japan, south_korea, indonesia, hong_kong, australia, brazil, canada, us)"
+        )
+    })
+}
+
+fn parse_stage(s: &str) -> Result<Stage, String> {
+    s.parse()
+}
+
+/// Options every command understands; they may be given before or after the command.
+#[derive(Debug, Clone, Args)]
+struct GlobalArgs {
+    /// Directory holding state, locks and the simulated cloud.
+    #[arg(long, value_name = "DIR", default_value = ".konstacks")]
+    state_dir: PathBuf,
+    /// Machine-readable JSON output.
+    #[arg(long)]
+    json: bool,
+    /// Latency of every simulated cloud call, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 150)]
+    sim_latency_ms: u64,
+    /// Never colour the output (also honoured: the NO_COLOR environment variable).
+    #[arg(long)]
+    no_color: bool,
+    /// Stage: dev, staging or prod.
+    #[arg(long, value_name = "STAGE", default_value = "dev", value_parser = parse_stage)]
+    stage: Stage,
+    /// Parameters file, TOML or JSON (by extension).
+    #[arg(long, value_name = "FILE")]
+    params: Option<PathBuf>,
+    /// Which stack, when the program defines several.
+    #[arg(long, value_name = "NAME")]
+    stack: Option<String>,
+}
+
+/// Format of `graph`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum Command {
+    /// Show what apply would change (exit 2 when there are changes).
+    Plan {
+        /// Read the cloud first so the plan also reverts drift.
+        #[arg(long)]
+        refresh: bool,
+        /// Also write the plan as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Make the cloud match the stack, after confirmation.
+    Apply {
+        /// Apply without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Read the cloud first so drift is reverted too.
+        #[arg(long)]
+        refresh: bool,
+        /// Keep starting operations that do not depend on a failed one.
+        #[arg(long)]
+        continue_on_error: bool,
+    },
+    /// Delete every resource of the stack, after confirmation.
+    Destroy {
+        /// Destroy without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Accept the cloud's current values into state.
+    Refresh,
+    /// Show what changed in the cloud outside Konstacks (exit 2 when something did).
+    Drift,
+    /// Print the stack's outputs, or one of them.
+    Output {
+        /// Print only this output, unquoted.
+        #[arg(value_name = "NAME")]
+        output_name: Option<String>,
+    },
+    /// Inspect state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Break a lock left by a run that is gone.
+    ForceUnlock {
+        /// The lock id (printed by the run that found the stack locked).
+        #[arg(value_name = "ID")]
+        lock_id: String,
+    },
+    /// Print the dependency graph.
+    Graph {
+        /// Output format.
+        #[arg(long = "format", value_name = "FORMAT", value_enum, default_value = "dot")]
+        graph_format: GraphFormat,
+    },
+    /// List the built-in templates.
+    Templates,
+    /// Validate the stack only (exit 3 when invalid); nothing is sent to any cloud.
+    Validate,
+    /// Print the synthesized stack as JSON.
+    Synth,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum StateCommand {
+    /// List the logical paths of the resources in state.
+    List,
+    /// Show one resource of state as JSON.
+    Show {
+        /// Logical path (`network/vpc`).
+        #[arg(value_name = "PATH")]
+        resource_path: String,
+    },
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Plan and apply Konstacks stacks.", after_help = EXIT_CODES_HELP, version)]
+struct Cli<A: Args> {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(flatten)]
+    extra: A,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Run the command line of a program whose stacks `build` defines. Builds its own multi-thread
+/// runtime: call it from a plain `fn main`.
+pub fn run<F, R>(build: F) -> ExitCode
+where
+    F: FnOnce(&mut App) -> R,
+    R: BuildOutcome,
+{
+    run_with::<NoArgs, _, _>(|app, _| build(app))
+}
+
+/// Like [`run`], with program-specific options `A` (a `clap::Args` type) added to every
+/// command; `build` receives them parsed. Its options are accepted before or after the
+/// command; their long names must not repeat the CLI's own (`--json`, `--stage`, `--params`,
+/// `--stack`, `--state-dir`, `--sim-latency-ms`, `--no-color`, `--yes`, `--refresh`, `--out`,
+/// `--continue-on-error`, `--format`).
+pub fn run_with<A, F, R>(build: F) -> ExitCode
+where
+    A: Args,
+    F: FnOnce(&mut App, &A) -> R,
+    R: BuildOutcome,
+{
+    run_from(std::env::args_os(), build)
+}
+
+/// Like [`run_with`], over explicit arguments (the first one is the program name).
+pub fn run_from<A, I, T, F, R>(args: I, build: F) -> ExitCode
+where
+    A: Args,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+    F: FnOnce(&mut App, &A) -> R,
+    R: BuildOutcome,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let bin = args
+        .first()
+        .and_then(|a| Path::new(a).file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "konstacks".to_string());
+    // Every option is accepted before or after the command.
+    let cmd = Cli::<A>::command().bin_name(bin).mut_args(|a| if a.is_positional() { a } else { a.global(true) });
+    let parsed = cmd.try_get_matches_from(args).and_then(|m| Cli::<A>::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Success.into(),
+                _ => Exit::Error.into(),
+            };
+        }
+    };
+    commands::execute(cli, build).into()
+}

@@ -1,0 +1,733 @@
+//! The commands: each one synthesizes, plans or reads state through the engine and renders the
+//! result for humans or, with `--json`, for machines. Errors become a [`Failure`] carrying the
+//! exit code.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::{IsTerminal, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use konstacks_core::engine::{ApplyOptions, ApplyReport, Engine, FailurePolicy, PlanOptions};
+use konstacks_core::error::{Error, StateError};
+use konstacks_core::model::Stack;
+use konstacks_core::plan::Plan;
+use konstacks_core::provider::Provider;
+use konstacks_core::sim::{SimCloud, SimConfig};
+use konstacks_core::state::LocalBackend;
+use konstacks_core::validate::Synthesized;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::progress::Renderer;
+use super::{App, BuildError, BuildOutcome, Cli, Command, Exit, GlobalArgs, GraphFormat, StateCommand};
+
+/// Name of the simulated cloud's file inside the state directory.
+const SIM_FILE: &str = "sim-cloud.json";
+
+/// A command that did not succeed: the exit code and what to tell the user.
+#[derive(Debug)]
+pub(super) struct Failure {
+    exit: Exit,
+    message: String,
+    /// Structured details for `--json` (diagnostics, the apply report).
+    details: Option<Value>,
+}
+
+impl Failure {
+    fn error(message: impl Into<String>) -> Self {
+        Self { exit: Exit::Error, message: message.into(), details: None }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self { exit: Exit::Invalid, message: message.into(), details: None }
+    }
+
+    fn with_details(mut self, details: impl Serialize) -> Self {
+        self.details = serde_json::to_value(details).ok();
+        self
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::Invalid(d) => Failure::invalid(e.to_string()).with_details(json!({ "diagnostics": d })),
+            Error::State(StateError::Locked { id, .. }) => {
+                let id = id.clone();
+                Failure { exit: Exit::Locked, message: e.to_string(), details: Some(json!({ "lock_id": id })) }
+            }
+            Error::Apply(report) => {
+                let details = serde_json::to_value(report).ok();
+                Failure { exit: Exit::Error, message: e.to_string(), details }
+            }
+            _ => Failure::error(e.to_string()),
+        }
+    }
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Self {
+        Failure::from(Error::State(e))
+    }
+}
+
+/// Where and how output goes.
+#[derive(Debug)]
+pub(super) struct Ui {
+    /// `--json`.
+    pub(super) json: bool,
+    /// Colour on stdout.
+    pub(super) colour_out: bool,
+    /// Colour on stderr.
+    pub(super) colour_err: bool,
+    /// Live progress bar (stderr is a terminal, not `--json`).
+    pub(super) progress: bool,
+}
+
+impl Ui {
+    fn new(json: bool, no_color: bool) -> Self {
+        let colour_ok = !no_color && !matches!(std::env::var_os("NO_COLOR"), Some(v) if !v.is_empty());
+        let err_tty = std::io::stderr().is_terminal();
+        Self {
+            json,
+            colour_out: colour_ok && std::io::stdout().is_terminal(),
+            colour_err: colour_ok && err_tty,
+            progress: !json && err_tty,
+        }
+    }
+
+    /// Text on stdout; a closed pipe is not an error worth dying for.
+    pub(super) fn out(&self, s: &str) {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(s.as_bytes());
+        if !s.ends_with('\n') {
+            let _ = o.write_all(b"\n");
+        }
+        let _ = o.flush();
+    }
+
+    /// Text on stderr.
+    pub(super) fn err(&self, s: &str) {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(s.as_bytes());
+        if !s.ends_with('\n') {
+            let _ = e.write_all(b"\n");
+        }
+    }
+
+    /// One JSON document, pretty-printed, on stdout.
+    fn json_doc(&self, v: &impl Serialize) {
+        match serde_json::to_string_pretty(v) {
+            Ok(s) => self.out(&s),
+            Err(e) => self.err(&format!("error: cannot serialize the output: {e}")),
+        }
+    }
+
+    /// One JSON line on stdout (event streams).
+    pub(super) fn json_line(&self, v: &impl Serialize) {
+        match serde_json::to_string(v) {
+            Ok(s) => self.out(&s),
+            Err(e) => self.err(&format!("error: cannot serialize the output: {e}")),
+        }
+    }
+
+    fn failure(&self, f: &Failure) {
+        let head = if self.colour_err { "\x1b[31merror\x1b[0m" } else { "error" };
+        self.err(&format!("{head}: {}", f.message));
+        if self.json {
+            let mut err = json!({ "exit_code": f.exit.code(), "message": f.message });
+            if let (Some(d), Some(obj)) = (&f.details, err.as_object_mut()) {
+                obj.insert("details".into(), d.clone());
+            }
+            self.json_line(&json!({ "error": err }));
+        }
+    }
+}
+
+/// Run the parsed command line; render a failure, and return the exit code.
+pub(super) fn execute<A, F, R>(cli: Cli<A>, build: F) -> Exit
+where
+    A: Args,
+    F: FnOnce(&mut App, &A) -> R,
+    R: BuildOutcome,
+{
+    let ui = Ui::new(cli.global.json, cli.global.no_color);
+    match dispatch(&ui, cli, build) {
+        Ok(exit) => exit,
+        Err(f) => {
+            ui.failure(&f);
+            f.exit
+        }
+    }
+}
+
+fn dispatch<A, F, R>(ui: &Ui, cli: Cli<A>, build: F) -> Result<Exit, Failure>
+where
+    A: Args,
+    F: FnOnce(&mut App, &A) -> R,
+    R: BuildOutcome,
+{
+    let Cli { global, extra, command } = cli;
+    if let Command::Templates = command {
+        return Ok(templates(ui));
+    }
+    let params = match &global.params {
+        Some(p) => load_params(p)?,
+        None => Value::Object(Default::default()),
+    };
+    let mut app = App::new(global.stage, params, global.params.clone());
+    if let Err(e) = build(&mut app, &extra).into_result() {
+        return Err(match e {
+            BuildError::Invalid(m) => match &global.params {
+                Some(p) => Failure::invalid(format!("{m} (parameters read from {})", p.display())),
+                None => Failure::invalid(m),
+            },
+            BuildError::Failed(m) => Failure::error(m),
+        });
+    }
+    let App { stacks, providers, .. } = app;
+    let stack = select(&stacks, global.stack.as_deref())?;
+    match command {
+        Command::Validate => return validate(ui, &stack, &providers),
+        Command::Synth => {
+            ui.json_doc(&synth_offline(&stack, &providers)?);
+            return Ok(Exit::Success);
+        }
+        Command::Graph { graph_format } => return graph(ui, &synth_offline(&stack, &providers)?, graph_format),
+        _ => {}
+    }
+    let cx = Ctx::new(ui, &global, providers, stack)?;
+    match command {
+        Command::Plan { refresh, out } => cx.plan(refresh, out.as_deref()),
+        Command::Apply { yes, refresh, continue_on_error } => cx.apply(yes, refresh, continue_on_error),
+        Command::Destroy { yes } => cx.destroy(yes),
+        Command::Refresh => cx.refresh(),
+        Command::Drift => cx.drift(),
+        Command::Output { output_name } => cx.output(output_name.as_deref()),
+        Command::State(StateCommand::List) => cx.state_list(),
+        Command::State(StateCommand::Show { resource_path }) => cx.state_show(&resource_path),
+        Command::ForceUnlock { lock_id } => cx.force_unlock(&lock_id),
+        Command::Templates | Command::Validate | Command::Synth | Command::Graph { .. } => Ok(Exit::Success),
+    }
+}
+
+/// Read a parameters file: TOML or JSON, by extension.
+fn load_params(path: &Path) -> Result<Value, Failure> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::error(format!("cannot read parameters file {shown}: {e}")))?;
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("toml") => {
+            let table: toml::Table =
+                toml::from_str(&text).map_err(|e| Failure::invalid(format!("invalid parameters file {shown}: {e}")))?;
+            serde_json::to_value(table).map_err(|e| Failure::invalid(format!("invalid parameters file {shown}: {e}")))
+        }
+        Some("json") => {
+            serde_json::from_str(&text).map_err(|e| Failure::invalid(format!("invalid parameters file {shown}: {e}")))
+        }
+        _ => Err(Failure::invalid(format!(
+            "parameters file {shown} has an unsupported extension; use a .toml or .json file"
+        ))),
+    }
+}
+
+/// The stack the command is about: `--stack NAME`, or the only one.
+fn select(stacks: &[Stack], wanted: Option<&str>) -> Result<Stack, Failure> {
+    let names: Vec<String> = stacks.iter().map(Stack::name).collect();
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(Failure::invalid(format!("two stacks are named `{n}`; give every stack a unique name")));
+        }
+    }
+    match (wanted, stacks) {
+        (_, []) => Err(Failure::error(
+            "the program defines no stack: call `app.stack(..)` or `app.add(..)` in its build closure",
+        )),
+        (None, [only]) => Ok(only.clone()),
+        (None, _) => Err(Failure::error(format!(
+            "the program defines several stacks ({}); choose one with --stack NAME",
+            names.join(", ")
+        ))),
+        (Some(w), _) => {
+            stacks.iter().zip(&names).find(|(_, n)| *n == w).map(|(s, _)| s.clone()).ok_or_else(|| {
+                Failure::error(format!("no stack named `{w}`; the program defines: {}", names.join(", ")))
+            })
+        }
+    }
+}
+
+/// Synthesize against the catalogues only: no state, no cloud.
+fn synth_offline(stack: &Stack, providers: &[Provider]) -> Result<Synthesized, Failure> {
+    let sim = SimCloud::catalog();
+    let mut catalogs: Vec<_> = providers.iter().map(Provider::catalog).collect();
+    catalogs.push(&sim);
+    Ok(stack.synth(&catalogs)?)
+}
+
+fn validate(ui: &Ui, stack: &Stack, providers: &[Provider]) -> Result<Exit, Failure> {
+    let s = synth_offline(stack, providers)?;
+    if ui.json {
+        ui.json_doc(&json!({ "valid": true, "stack": s.name, "region": s.region, "resources": s.resources.len() }));
+    } else {
+        ui.out(&format!("valid: stack {} ({} resources, region {})", s.name, s.resources.len(), s.region));
+    }
+    Ok(Exit::Success)
+}
+
+fn graph(ui: &Ui, s: &Synthesized, format: GraphFormat) -> Result<Exit, Failure> {
+    if ui.json {
+        let nodes: Vec<Value> = s
+            .resources
+            .iter()
+            .map(|r| json!({ "path": r.path, "kind": r.kind, "provider": r.provider, "depends_on": r.depends_on }))
+            .collect();
+        ui.json_doc(&json!({ "stack": s.name, "nodes": nodes }));
+    } else {
+        ui.out(&match format {
+            GraphFormat::Dot => konstacks_core::graph::to_dot(s),
+            GraphFormat::Mermaid => konstacks_core::graph::to_mermaid(s),
+        });
+    }
+    Ok(Exit::Success)
+}
+
+fn templates(ui: &Ui) -> Exit {
+    let all = konstacks_templates::builtin();
+    if ui.json {
+        let list: Vec<Value> = all
+            .iter()
+            .map(|t| json!({ "name": t.name(), "description": t.description(), "default_params": t.default_params() }))
+            .collect();
+        ui.json_doc(&list);
+    } else {
+        let width = all.iter().map(|t| t.name().len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for t in &all {
+            out.push_str(&format!("{:<width$}  {}\n", t.name(), t.description()));
+        }
+        ui.out(&out);
+    }
+    Exit::Success
+}
+
+/// Ask on the terminal; refuse when there is none.
+fn confirm(ui: &Ui, question: &str, what: &str) -> Result<(), Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::error(format!(
+            "refusing to {what} without confirmation: stdin is not a terminal; pass --yes to {what} non-interactively"
+        )));
+    }
+    ui.err(&format!("\n{question}"));
+    {
+        let mut e = std::io::stderr().lock();
+        let _ = e.write_all(b"  Type `yes` to confirm: ");
+        let _ = e.flush();
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| Failure::error(format!("cannot read the answer: {e}")))?;
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(Failure::error(format!("{what} cancelled; nothing was changed")))
+    }
+}
+
+fn render_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// What every command needing state or the cloud works with.
+struct Ctx<'a> {
+    ui: &'a Ui,
+    // Declared before the runtime so it is dropped first.
+    engine: Engine,
+    rt: tokio::runtime::Runtime,
+    stack: Stack,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(ui: &'a Ui, global: &GlobalArgs, providers: Vec<Provider>, stack: Stack) -> Result<Self, Failure> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))?;
+        let config = SimConfig { latency: Duration::from_millis(global.sim_latency_ms), ..Default::default() };
+        let sim = Arc::new(SimCloud::open(global.state_dir.join(SIM_FILE), config)?);
+        let mut engine = Engine::new(Arc::new(LocalBackend::new(&global.state_dir))).with_provider(sim.provider());
+        for p in providers {
+            engine = engine.with_provider(p);
+        }
+        Ok(Self { ui, engine, rt, stack })
+    }
+
+    fn name(&self) -> String {
+        self.stack.name()
+    }
+
+    /// Fail early with the holder's details when another run holds the lock, so nobody
+    /// confirms a plan that cannot be applied.
+    fn check_lock(&self, stack: &str) -> Result<(), Failure> {
+        let lock = self.rt.block_on(self.engine.state_backend().current_lock(stack))?;
+        match lock {
+            Some(l) => {
+                Err(StateError::Locked { stack: stack.to_string(), holder: l.holder, since: l.since, id: l.id }.into())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Run `fut` while rendering the engine's events.
+    fn drive<T>(&self, fut: impl Future<Output = T>) -> T {
+        let mut rx = self.engine.subscribe();
+        let mut renderer = Renderer::new(self.ui);
+        let out = self.rt.block_on(async {
+            tokio::pin!(fut);
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(e) = rx.recv() => renderer.event(&e),
+                    out = &mut fut => {
+                        // Events are sent before the future completes: show the last ones.
+                        while let Ok(e) = rx.try_recv() {
+                            renderer.event(&e);
+                        }
+                        break out;
+                    }
+                }
+            }
+        });
+        renderer.finish();
+        out
+    }
+
+    fn show_plan(&self, plan: &Plan) {
+        if self.ui.json {
+            self.ui.json_line(&json!({ "event": "plan", "plan": plan }));
+        } else {
+            self.ui.out(&plan.render(self.ui.colour_out));
+        }
+    }
+
+    fn show_outputs(&self, outputs: &BTreeMap<String, Value>) {
+        if outputs.is_empty() {
+            return;
+        }
+        let width = outputs.keys().map(String::len).max().unwrap_or(0);
+        let mut out = String::from("\nOutputs:\n");
+        for (k, v) in outputs {
+            out.push_str(&format!("  {k:<width$} = {}\n", render_value(v)));
+        }
+        self.ui.out(&out);
+    }
+
+    fn show_report(&self, report: &ApplyReport, what: &str) {
+        if self.ui.json {
+            self.ui.json_line(&json!({ "event": "report", "report": report }));
+            return;
+        }
+        for r in &report.recovered {
+            self.ui.out(&format!("  ! recovered interrupted {:?} of {}: {}", r.interrupted, r.path, r.outcome));
+        }
+        let mut line = if what == "Destroy" {
+            format!("\nDestroy complete: {} deleted", report.deleted.len())
+        } else {
+            format!(
+                "\nApply complete: {} created, {} updated, {} replaced, {} deleted",
+                report.created.len(),
+                report.updated.len(),
+                report.replaced.len(),
+                report.deleted.len()
+            )
+        };
+        if !report.adopted.is_empty() {
+            line.push_str(&format!(", {} adopted", report.adopted.len()));
+        }
+        if report.retries > 0 {
+            line.push_str(&format!(" ({} retries)", report.retries));
+        }
+        line.push_str(&format!(" in {:.1}s.", report.elapsed_ms as f64 / 1000.0));
+        self.ui.out(&line);
+        self.show_outputs(&report.outputs);
+    }
+
+    /// Turn the outcome of an apply or destroy into an exit code.
+    fn finish_run(&self, result: Result<ApplyReport, Error>, what: &str) -> Result<Exit, Failure> {
+        match result {
+            Ok(report) => {
+                self.show_report(&report, what);
+                Ok(Exit::Success)
+            }
+            Err(Error::Apply(report)) => {
+                let mut msg = format!("{what} failed: {} operation(s) failed", report.failures.len());
+                for f in &report.failures {
+                    msg.push_str(&format!("\n  {} ({:?}, {}): {}", f.path, f.op, f.kind, f.message));
+                }
+                if !report.skipped.is_empty() {
+                    msg.push_str(&format!("\n  not started: {}", report.skipped.join(", ")));
+                }
+                msg.push_str("\nState records everything that was done; run `plan` to see what is left.");
+                Err(Failure { exit: Exit::Error, message: msg, details: serde_json::to_value(&report).ok() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn plan(&self, refresh: bool, out: Option<&Path>) -> Result<Exit, Failure> {
+        let s = self.engine.synth(&self.stack)?;
+        let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions { refresh }))?;
+        if let Some(path) = out {
+            let text = serde_json::to_string_pretty(&plan)
+                .map_err(|e| Failure::error(format!("cannot serialize the plan: {e}")))?;
+            std::fs::write(path, text + "\n")
+                .map_err(|e| Failure::error(format!("cannot write the plan to {}: {e}", path.display())))?;
+            self.ui.err(&format!("Plan written to {}", path.display()));
+        }
+        if self.ui.json {
+            self.ui.json_doc(&plan);
+        } else {
+            self.ui.out(&plan.render(self.ui.colour_out));
+        }
+        Ok(if plan.is_empty() { Exit::Success } else { Exit::Changes })
+    }
+
+    fn apply(&self, yes: bool, refresh: bool, continue_on_error: bool) -> Result<Exit, Failure> {
+        let s = self.engine.synth(&self.stack)?;
+        self.check_lock(&s.name)?;
+        let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions { refresh }))?;
+        self.show_plan(&plan);
+        if !plan.is_empty() && !yes {
+            confirm(self.ui, &format!("Do you want to apply these changes to stack {}?", s.name), "apply")?;
+        }
+        let on_failure =
+            if continue_on_error { FailurePolicy::ContinueIndependent } else { FailurePolicy::FinishInFlight };
+        let opts = ApplyOptions { refresh, on_failure, expected: Some(plan) };
+        let result = self.drive(self.engine.apply(&s, &opts));
+        self.finish_run(result, "Apply")
+    }
+
+    fn destroy(&self, yes: bool) -> Result<Exit, Failure> {
+        let name = self.name();
+        self.check_lock(&name)?;
+        let plan = self.rt.block_on(self.engine.plan_destroy(&name))?;
+        if plan.is_empty() {
+            if self.ui.json {
+                self.ui.json_line(&json!({ "event": "plan", "plan": plan }));
+            } else {
+                self.ui.out(&format!("Nothing to destroy: stack {name} has no resources in state."));
+            }
+            return Ok(Exit::Success);
+        }
+        self.show_plan(&plan);
+        if !yes {
+            confirm(self.ui, &format!("Do you really want to destroy every resource of stack {name}?"), "destroy")?;
+        }
+        let opts = ApplyOptions { expected: Some(plan), ..Default::default() };
+        let result = self.drive(self.engine.destroy(&name, &opts));
+        self.finish_run(result, "Destroy")
+    }
+
+    fn refresh(&self) -> Result<Exit, Failure> {
+        let name = self.name();
+        let report = self.rt.block_on(self.engine.refresh(&name))?;
+        if self.ui.json {
+            self.ui.json_doc(&report);
+        } else {
+            self.ui.out(&report.render());
+            if !report.is_clean() {
+                self.ui.out(&format!(
+                    "Accepted {} drifted resource(s) into the state of {name}; `plan` shows what it takes to restore the stack.",
+                    report.items.len()
+                ));
+            }
+        }
+        Ok(Exit::Success)
+    }
+
+    fn drift(&self) -> Result<Exit, Failure> {
+        let report = self.rt.block_on(self.engine.drift(&self.name()))?;
+        if self.ui.json {
+            self.ui.json_doc(&report);
+        } else {
+            self.ui.out(&report.render());
+        }
+        Ok(if report.is_clean() { Exit::Success } else { Exit::Changes })
+    }
+
+    fn output(&self, wanted: Option<&str>) -> Result<Exit, Failure> {
+        let name = self.name();
+        let state = self.rt.block_on(self.engine.state(&name))?;
+        match wanted {
+            Some(w) => {
+                let v = state.outputs.get(w).ok_or_else(|| {
+                    let known: Vec<&str> = state.outputs.keys().map(String::as_str).collect();
+                    if known.is_empty() {
+                        Failure::error(format!("stack {name} has no outputs yet; run `apply` first"))
+                    } else {
+                        Failure::error(format!("stack {name} has no output `{w}`; it has: {}", known.join(", ")))
+                    }
+                })?;
+                match (self.ui.json, v) {
+                    (true, v) => self.ui.json_doc(v),
+                    (false, Value::String(s)) => self.ui.out(s),
+                    (false, v) => self.ui.out(&v.to_string()),
+                }
+            }
+            None if self.ui.json => self.ui.json_doc(&state.outputs),
+            None if state.outputs.is_empty() => {
+                self.ui.err(&format!("Stack {name} has no outputs yet; run `apply` first."))
+            }
+            None => {
+                let width = state.outputs.keys().map(String::len).max().unwrap_or(0);
+                let lines: String =
+                    state.outputs.iter().map(|(k, v)| format!("{k:<width$} = {}\n", render_value(v))).collect();
+                self.ui.out(&lines);
+            }
+        }
+        Ok(Exit::Success)
+    }
+
+    fn state_list(&self) -> Result<Exit, Failure> {
+        let state = self.rt.block_on(self.engine.state(&self.name()))?;
+        if self.ui.json {
+            let list: Vec<Value> =
+                state.resources.iter().map(|(p, r)| json!({ "path": p, "kind": r.kind, "id": r.id })).collect();
+            self.ui.json_doc(&list);
+        } else if !state.resources.is_empty() {
+            let lines: String = state.resources.keys().map(|p| format!("{p}\n")).collect();
+            self.ui.out(&lines);
+        }
+        Ok(Exit::Success)
+    }
+
+    fn state_show(&self, path: &str) -> Result<Exit, Failure> {
+        let name = self.name();
+        let state = self.rt.block_on(self.engine.state(&name))?;
+        let r = state.resources.get(path).ok_or_else(|| {
+            Failure::error(format!(
+                "no resource at `{path}` in the state of stack {name}; `state list` shows what there is"
+            ))
+        })?;
+        // `sealed` holds encrypted secrets: not clear text, but nothing a reader needs either.
+        self.ui.json_doc(&json!({
+            "path": path,
+            "kind": r.kind,
+            "provider": r.provider,
+            "id": r.id,
+            "generation": r.generation,
+            "inputs": r.inputs,
+            "attrs": r.attrs,
+            "depends_on": r.deps,
+        }));
+        Ok(Exit::Success)
+    }
+
+    fn force_unlock(&self, id: &str) -> Result<Exit, Failure> {
+        let name = self.name();
+        let lock = self.rt.block_on(self.engine.force_unlock(&name, id))?;
+        if self.ui.json {
+            self.ui.json_doc(&json!({ "unlocked": lock }));
+        } else {
+            self.ui.out(&format!(
+                "Released lock {} of stack {name} (held by {} for {} since {}).",
+                lock.id, lock.holder, lock.operation, lock.since
+            ));
+        }
+        Ok(Exit::Success)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::process::ExitCode;
+
+    use konstacks_core::model::{Jurisdiction, Placement, Stage, Vpc};
+
+    use super::*;
+    use crate::cli::{parse_jurisdiction, run_from, NoArgs};
+
+    fn stack(name: &str) -> Stack {
+        Stack::new(name, Placement::within(Jurisdiction::Eu), Stage::Dev)
+    }
+
+    #[test]
+    fn the_only_stack_is_the_default_and_several_need_a_choice() {
+        assert_eq!(select(&[stack("a")], None).unwrap().name(), "a");
+        let two = [stack("a"), stack("b")];
+        assert!(select(&two, None).unwrap_err().message.contains("--stack"));
+        assert_eq!(select(&two, Some("b")).unwrap().name(), "b");
+        assert!(select(&two, Some("c")).unwrap_err().message.contains("a, b"));
+        assert_eq!(select(&[stack("a"), stack("a")], None).unwrap_err().exit, Exit::Invalid);
+        assert_eq!(select(&[], None).unwrap_err().exit, Exit::Error);
+    }
+
+    #[test]
+    fn params_files_are_read_by_extension_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("p.toml");
+        std::fs::write(&toml, "vm_size = \"large\"\n[nested]\nn = 2\n").unwrap();
+        assert_eq!(load_params(&toml).unwrap(), json!({ "vm_size": "large", "nested": { "n": 2 } }));
+        let js = dir.path().join("p.JSON");
+        std::fs::write(&js, "{\"vm_count\": 3}").unwrap();
+        assert_eq!(load_params(&js).unwrap(), json!({ "vm_count": 3 }));
+        let yaml = dir.path().join("p.yaml");
+        std::fs::write(&yaml, "a: 1").unwrap();
+        let e = load_params(&yaml).unwrap_err();
+        assert_eq!(e.exit, Exit::Invalid);
+        assert!(e.message.contains("p.yaml") && e.message.contains(".toml"));
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "= 1").unwrap();
+        let e = load_params(&bad).unwrap_err();
+        assert_eq!(e.exit, Exit::Invalid);
+        assert!(e.message.contains("bad.toml"), "{}", e.message);
+        assert_eq!(load_params(&dir.path().join("missing.toml")).unwrap_err().exit, Exit::Error);
+    }
+
+    #[test]
+    fn jurisdictions_parse_with_either_separator() {
+        assert_eq!(parse_jurisdiction("eu").unwrap(), Jurisdiction::Eu);
+        assert_eq!(parse_jurisdiction("South-Africa").unwrap(), Jurisdiction::SouthAfrica);
+        assert_eq!(parse_jurisdiction("hong_kong").unwrap(), Jurisdiction::HongKong);
+        assert!(parse_jurisdiction("atlantis").unwrap_err().contains("eu, uk"));
+    }
+
+    #[test]
+    fn a_program_with_several_stacks_selects_one_with_dash_dash_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".konstacks");
+        let run = |extra: &[&str]| {
+            let mut args = vec!["prog", "--state-dir", state.to_str().unwrap(), "--json"];
+            args.extend_from_slice(extra);
+            run_from::<NoArgs, _, _, _, _>(args, |app: &mut App, _: &NoArgs| {
+                for name in ["front", "back"] {
+                    app.stack(name, Placement::within(Jurisdiction::Eu))
+                        .scope("network")
+                        .add("vpc", Vpc::new("10.0.0.0/16"));
+                }
+            })
+        };
+        assert_eq!(run(&["validate"]), ExitCode::from(1));
+        assert_eq!(run(&["validate", "--stack", "back"]), ExitCode::from(0));
+        assert_eq!(run(&["--stack", "front", "validate"]), ExitCode::from(0));
+        assert_eq!(run(&["validate", "--stack", "nope"]), ExitCode::from(1));
+        assert_eq!(run(&["no-such-command"]), ExitCode::from(1));
+    }
+
+    #[test]
+    fn build_errors_map_to_exit_codes() {
+        let run = |r: Result<(), BuildError>| {
+            run_from::<NoArgs, _, _, _, _>(["prog", "--json", "validate"], move |_: &mut App, _: &NoArgs| r)
+        };
+        assert_eq!(run(Err(BuildError::Invalid("bad".into()))), ExitCode::from(3));
+        assert_eq!(run(Err(BuildError::Failed("broken".into()))), ExitCode::from(1));
+        // No stack registered.
+        assert_eq!(run(Ok(())), ExitCode::from(1));
+    }
+}
