@@ -456,7 +456,7 @@ impl Engine {
         let mut out = Vec::new();
         let mut recs = Vec::new();
         // One batched listing per (provider, kind).
-        let mut listings: BTreeMap<(String, Kind), Vec<(String, BTreeMap<String, Value>)>> = BTreeMap::new();
+        let mut listings: BTreeMap<(String, Kind), Vec<(String, Attrs)>> = BTreeMap::new();
         for p in &pending {
             let key = (p.provider.clone(), p.kind);
             if listings.contains_key(&key) {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::cidr::Cidr;
 use crate::error::Error;
@@ -834,5 +834,5 @@ fn find_cycles(resources: &[SynthResource]) -> Vec<Vec<usize>> {
 
 /// A compact JSON view of a literal field, for tests and renderers.
 pub fn lit(v: impl Serialize) -> Value {
-    serde_json::to_value(v).unwrap_or_else(|_| json!(null))
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }

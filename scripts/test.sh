@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: unit, snapshot, simulated-cloud scenario, contract, CLI and compile-fail
+# tests. Later suites that need real protocol peers (moto for AWS, Prism for DigitalOcean) are
+# started and stopped by this script itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Snapshots must match exactly: never write new ones in a test run.
+export INSTA_UPDATE=no
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+cargo test --workspace --locked
