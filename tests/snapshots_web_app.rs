@@ -23,7 +23,12 @@ fn web_app_synth_and_plan_per_stage() {
     for stage in [Stage::Dev, Stage::Staging, Stage::Prod] {
         let name = format!("web-app-{}", stage.as_str());
         let cx = TemplateContext::new(&name, stage);
-        let stack = t.build_json(&cx, serde_json::json!({ "app_image": "ghcr.io/acme/shop:1.4.2", "admin_cidr": "198.51.100.7/32" })).unwrap();
+        let stack = t
+            .build_json(
+                &cx,
+                serde_json::json!({ "app_image": "ghcr.io/acme/shop:1.4.2", "admin_cidr": "198.51.100.7/32" }),
+            )
+            .unwrap();
         let s = engine.synth(&stack).unwrap();
         insta::assert_yaml_snapshot!(format!("web_app_synth_{}", stage.as_str()), s);
         let plan = engine.plan_against(&s, &StackState::empty(&name));

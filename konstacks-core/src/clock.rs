@@ -26,10 +26,8 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock whose origin is now.
     pub fn new() -> Self {
-        let wall_origin = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let wall_origin =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Self { origin: tokio::time::Instant::now(), wall_origin }
     }
 

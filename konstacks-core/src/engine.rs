@@ -179,7 +179,9 @@ impl DriftReport {
         }
         for i in &self.items {
             match i.status {
-                DriftStatus::Deleted => out.push_str(&format!("  - {} {} [{}] was deleted outside Konstacks\n", i.kind, i.path, i.id)),
+                DriftStatus::Deleted => {
+                    out.push_str(&format!("  - {} {} [{}] was deleted outside Konstacks\n", i.kind, i.path, i.id))
+                }
                 DriftStatus::Changed => {
                     out.push_str(&format!("  ~ {} {} [{}] changed outside Konstacks\n", i.kind, i.path, i.id));
                     for f in &i.fields {
@@ -243,7 +245,11 @@ impl Engine {
     pub fn with_provider(mut self, p: Provider) -> Self {
         // Stay 5% under the advertised rate: timer jitter must not turn into throttling.
         let pacer = p.limits.calls_per_second.map(|r| Pacer::new(r * 0.95, p.limits.burst));
-        let slot = ProviderSlot { semaphore: tokio::sync::Semaphore::new(p.limits.max_concurrency.max(1)), pacer, provider: p };
+        let slot = ProviderSlot {
+            semaphore: tokio::sync::Semaphore::new(p.limits.max_concurrency.max(1)),
+            pacer,
+            provider: p,
+        };
         self.providers.insert(slot.provider.name.clone(), Arc::new(slot));
         self
     }
@@ -343,7 +349,13 @@ impl Engine {
         self.run(stack, None, opts, "destroy").await
     }
 
-    async fn run(&self, stack: &str, s: Option<&Synthesized>, opts: &ApplyOptions, what: &str) -> Result<ApplyReport, Error> {
+    async fn run(
+        &self,
+        stack: &str,
+        s: Option<&Synthesized>,
+        opts: &ApplyOptions,
+        what: &str,
+    ) -> Result<ApplyReport, Error> {
         let lock = LockInfo::for_this_process(what);
         self.state.lock(stack, &lock).await?;
         let result = self.run_locked(stack, s, opts).await;
@@ -357,7 +369,12 @@ impl Engine {
         }
     }
 
-    async fn run_locked(&self, stack: &str, s: Option<&Synthesized>, opts: &ApplyOptions) -> Result<ApplyReport, Error> {
+    async fn run_locked(
+        &self,
+        stack: &str,
+        s: Option<&Synthesized>,
+        opts: &ApplyOptions,
+    ) -> Result<ApplyReport, Error> {
         let started = self.clock.now();
         let mut state = self.state.load(stack).await?;
         let journal = Journal::start(self.state.clone(), stack, state.clone(), self.durability);
@@ -393,7 +410,17 @@ impl Engine {
             }
         }
         let s_sum = plan.summary;
-        self.emit(stack, None, started, EventKind::Planned { create: s_sum.create, update: s_sum.update, replace: s_sum.replace, delete: s_sum.delete });
+        self.emit(
+            stack,
+            None,
+            started,
+            EventKind::Planned {
+                create: s_sum.create,
+                update: s_sum.update,
+                replace: s_sum.replace,
+                delete: s_sum.delete,
+            },
+        );
 
         let exec = Exec::build(self, stack, s, &plan, &nodes, &state, &journal, opts.on_failure, started)?;
         exec.run(&mut report).await;
@@ -464,10 +491,13 @@ impl Engine {
             }
             let slot = self.slot(&p.provider)?;
             let sel = Selector::Stack(state.stack.clone());
-            let found = self
-                .with_retries(slot, &cx, || read_many(&slot.provider, &cx, p.kind, &sel))
-                .await
-                .map_err(|e| Error::Provider { context: format!("looking up interrupted {}", plan::describe_pending(p)), source: e })?;
+            let found =
+                self.with_retries(slot, &cx, || read_many(&slot.provider, &cx, p.kind, &sel)).await.map_err(|e| {
+                    Error::Provider {
+                        context: format!("looking up interrupted {}", plan::describe_pending(p)),
+                        source: e,
+                    }
+                })?;
             listings.insert(key, found);
         }
         for p in &pending {
@@ -475,10 +505,19 @@ impl Engine {
             let (rec, outcome) = match p.op {
                 OpKind::Create => {
                     let name = p.tags.get(TAG_NAME);
-                    let hit = listing.iter().find(|(_, a)| {
+                    let known: BTreeSet<&str> = state
+                        .resources
+                        .values()
+                        .chain(state.deposed.iter().map(|d| &d.resource))
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    let hit = listing.iter().find(|(id, a)| {
                         let tags = a.get("tags");
-                        tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(p.path.as_str())
-                            && (name.is_none() || tags.and_then(|t| t.get(TAG_NAME)).and_then(Value::as_str) == name.map(|s| s.as_str()))
+                        !known.contains(id.as_str())
+                            && tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(p.path.as_str())
+                            && (name.is_none()
+                                || tags.and_then(|t| t.get(TAG_NAME)).and_then(Value::as_str)
+                                    == name.map(|s| s.as_str()))
                     });
                     match hit {
                         Some((id, attrs)) => (
@@ -492,12 +531,15 @@ impl Engine {
                                     inputs: p.inputs.clone(),
                                     attrs: attrs.clone(),
                                     deps: p.deps.clone(),
-                                    sealed: BTreeMap::new(),
+                                    sealed: p.sealed.clone(),
                                 },
                             },
                             format!("found {id} by its tags and adopted it"),
                         ),
-                        None => (Record::Abandon { path: p.path.clone(), op: OpKind::Create }, "nothing was created; it will be planned again".to_string()),
+                        None => (
+                            Record::Abandon { path: p.path.clone(), op: OpKind::Create },
+                            "nothing was created; it will be planned again".to_string(),
+                        ),
                     }
                 }
                 OpKind::Update => {
@@ -508,17 +550,29 @@ impl Engine {
                         (Some(r), Some((_, attrs))) => {
                             let mut r = r.clone();
                             r.attrs = attrs.clone();
-                            (Record::Put { path: p.path.clone(), resource: r }, "update will be re-applied if still needed".into())
+                            (
+                                Record::Put { path: p.path.clone(), resource: r },
+                                "update will be re-applied if still needed".into(),
+                            )
                         }
-                        _ => (Record::Abandon { path: p.path.clone(), op: OpKind::Update }, "resource state unchanged".into()),
+                        _ => (
+                            Record::Abandon { path: p.path.clone(), op: OpKind::Update },
+                            "resource state unchanged".into(),
+                        ),
                     }
                 }
                 OpKind::Delete => {
                     let id = p.id.clone().unwrap_or_default();
                     if listing.iter().any(|(i, _)| *i == id) {
-                        (Record::Abandon { path: p.path.clone(), op: OpKind::Delete }, format!("{id} still exists; it stays in state"))
+                        (
+                            Record::Abandon { path: p.path.clone(), op: OpKind::Delete },
+                            format!("{id} still exists; it stays in state"),
+                        )
                     } else {
-                        (Record::Deleted { path: p.path.clone(), id: id.clone() }, format!("{id} is gone; removed from state"))
+                        (
+                            Record::Deleted { path: p.path.clone(), id: id.clone() },
+                            format!("{id} is gone; removed from state"),
+                        )
                     }
                 }
             };
@@ -536,7 +590,10 @@ impl Engine {
     }
 
     /// Batched read of everything in state; returns (path -> observed attrs or None if gone).
-    async fn observe(&self, state: &StackState) -> Result<(BTreeMap<String, Option<BTreeMap<String, Value>>>, usize), Error> {
+    async fn observe(
+        &self,
+        state: &StackState,
+    ) -> Result<(BTreeMap<String, Option<BTreeMap<String, Value>>>, usize), Error> {
         let cx = self.cx(&state.stack);
         let mut groups: BTreeMap<(String, Kind), Vec<(String, String)>> = BTreeMap::new();
         for (path, r) in &state.resources {
@@ -571,15 +628,30 @@ impl Engine {
                         .iter()
                         .filter_map(|(k, v)| {
                             let cloud = attrs.get(k)?;
-                            (plan::canonical(cloud) != plan::canonical(v))
-                                .then(|| FieldDrift { name: k.clone(), state: v.clone(), cloud: cloud.clone() })
+                            (plan::canonical(cloud) != plan::canonical(v)).then(|| FieldDrift {
+                                name: k.clone(),
+                                state: v.clone(),
+                                cloud: cloud.clone(),
+                            })
                         })
                         .collect();
                     if !fields.is_empty() {
-                        items.push(DriftItem { path: path.clone(), kind: r.kind, id: r.id.clone(), status: DriftStatus::Changed, fields });
+                        items.push(DriftItem {
+                            path: path.clone(),
+                            kind: r.kind,
+                            id: r.id.clone(),
+                            status: DriftStatus::Changed,
+                            fields,
+                        });
                     }
                 }
-                _ => items.push(DriftItem { path: path.clone(), kind: r.kind, id: r.id.clone(), status: DriftStatus::Deleted, fields: vec![] }),
+                _ => items.push(DriftItem {
+                    path: path.clone(),
+                    kind: r.kind,
+                    id: r.id.clone(),
+                    status: DriftStatus::Deleted,
+                    fields: vec![],
+                }),
             }
         }
         items
@@ -589,7 +661,12 @@ impl Engine {
     pub async fn drift(&self, stack: &str) -> Result<DriftReport, Error> {
         let state = self.state.load(stack).await?;
         let (observed, calls) = self.observe(&state).await?;
-        Ok(DriftReport { stack: stack.into(), checked: state.resources.len(), read_calls: calls, items: Self::drift_of(&state, &observed) })
+        Ok(DriftReport {
+            stack: stack.into(),
+            checked: state.resources.len(),
+            read_calls: calls,
+            items: Self::drift_of(&state, &observed),
+        })
     }
 
     /// Accept the cloud's values into state: drifted fields take the cloud's value, resources
@@ -608,7 +685,12 @@ impl Engine {
             }
             state.serial += 1;
             self.state.compact(stack, &state).await?;
-            Ok::<_, Error>(DriftReport { stack: stack.into(), checked: state.resources.len(), read_calls: calls, items })
+            Ok::<_, Error>(DriftReport {
+                stack: stack.into(),
+                checked: state.resources.len(),
+                read_calls: calls,
+                items,
+            })
         }
         .await;
         let unlocked = self.state.unlock(stack, &lock.id).await;
@@ -660,7 +742,11 @@ impl Engine {
 
 fn same_changes(a: &Plan, b: &Plan) -> bool {
     let key = |p: &Plan| {
-        p.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (c.path.clone(), c.action, c.fields.clone())).collect::<Vec<_>>()
+        p.changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .map(|c| (c.path.clone(), c.action, c.fields.clone()))
+            .collect::<Vec<_>>()
     };
     key(a) == key(b)
 }
@@ -720,12 +806,16 @@ type Attrs = BTreeMap<String, Value>;
 
 fn spec_of<T: serde::de::DeserializeOwned>(kind: Kind, v: Value) -> Result<T, ProviderError> {
     serde_json::from_value(v).map_err(|e| {
-        ProviderError::new(ErrorKind::InvalidSpec, format!("internal: resolved {kind} spec does not match its type: {e}"))
+        ProviderError::new(
+            ErrorKind::InvalidSpec,
+            format!("internal: resolved {kind} spec does not match its type: {e}"),
+        )
     })
 }
 
 fn observed<T: Serialize>(o: &T) -> Result<(String, Attrs), ProviderError> {
-    let v = serde_json::to_value(o).map_err(|e| ProviderError::new(ErrorKind::Other, format!("observed state: {e}")))?;
+    let v =
+        serde_json::to_value(o).map_err(|e| ProviderError::new(ErrorKind::Other, format!("observed state: {e}")))?;
     let attrs: Attrs = match v {
         Value::Object(m) => m.into_iter().collect(),
         _ => Attrs::new(),
@@ -748,7 +838,13 @@ async fn create(p: &Provider, cx: &OpContext, kind: Kind, spec: Value) -> Result
     }
 }
 
-async fn update(p: &Provider, cx: &OpContext, kind: Kind, id: &str, spec: Value) -> Result<(String, Attrs), ProviderError> {
+async fn update(
+    p: &Provider,
+    cx: &OpContext,
+    kind: Kind,
+    id: &str,
+    spec: Value,
+) -> Result<(String, Attrs), ProviderError> {
     match kind {
         Kind::Vpc => observed(&p.network.update_vpc(cx, id, &spec_of(kind, spec)?).await?),
         Kind::Subnet => observed(&p.network.update_subnet(cx, id, &spec_of(kind, spec)?).await?),
@@ -769,7 +865,12 @@ async fn delete(p: &Provider, cx: &OpContext, kind: Kind, id: &str) -> Result<()
 }
 
 /// Batched read of one kind.
-pub(crate) async fn read_many(p: &Provider, cx: &OpContext, kind: Kind, sel: &Selector) -> Result<Vec<(String, Attrs)>, ProviderError> {
+pub(crate) async fn read_many(
+    p: &Provider,
+    cx: &OpContext,
+    kind: Kind,
+    sel: &Selector,
+) -> Result<Vec<(String, Attrs)>, ProviderError> {
     match kind {
         Kind::Vpc => observed_all(p.network.read_vpcs(cx, sel).await?),
         Kind::Subnet => observed_all(p.network.read_subnets(cx, sel).await?),
@@ -796,10 +897,10 @@ pub enum Durability {
     /// Every intent is in the journal file before its cloud call (a killed process loses
     /// nothing); fsyncs are grouped and run in the background at most 20 ms later, so a
     /// machine crash can lose the last few intents — whose resources still carry the stack's
-    /// tags. The default.
-    #[default]
+    /// tags.
     Flush,
-    /// Every intent is fsynced before its cloud call (grouped with concurrent ones).
+    /// Every intent is fsynced before its cloud call (grouped with concurrent ones). The default.
+    #[default]
     Fsync,
 }
 
@@ -961,8 +1062,13 @@ impl RunSecrets {
         self.mem.lock().unwrap_or_else(|p| p.into_inner()).insert((path.into(), attr.into()), v);
     }
 
+    fn seal_all(&self, path: &str) -> BTreeMap<String, String> {
+        ["password"].iter().filter_map(|a| Some((a.to_string(), self.seal(path, a)?))).collect()
+    }
+
     fn seal(&self, path: &str, attr: &str) -> Option<String> {
-        let v = self.mem.lock().unwrap_or_else(|p| p.into_inner()).get(&(path.to_string(), attr.to_string())).cloned()?;
+        let v =
+            self.mem.lock().unwrap_or_else(|p| p.into_inner()).get(&(path.to_string(), attr.to_string())).cloned()?;
         self.sealer.as_ref()?.seal(&self.context(path, attr), &v)
     }
 }
@@ -1010,6 +1116,8 @@ struct Exec<'a> {
     started: Duration,
     retries: AtomicU64,
     adopted: Mutex<Vec<String>>,
+    /// Ids state already tracks: never adopted as "the one we just created".
+    known_ids: BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -1071,7 +1179,8 @@ impl<'a> Exec<'a> {
                 }
                 if np.action == Action::Replace {
                     if let Some(p) = prior {
-                        let d = push(&mut ops, OpSpec::Delete { path: r.path.clone(), res: p.clone(), report_as: None });
+                        let d =
+                            push(&mut ops, OpSpec::Delete { path: r.path.clone(), res: p.clone(), report_as: None });
                         old_delete[i] = Some(d);
                         delete_by_path.entry(r.path.clone()).or_default().push(d);
                     }
@@ -1125,7 +1234,8 @@ impl<'a> Exec<'a> {
         // Old resources are deleted after the new or updated resources that used them have moved
         // off (except for destroy-before-create replacements, which go first by definition).
         if let Some(s) = s {
-            let index: BTreeMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
+            let index: BTreeMap<&str, usize> =
+                s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
             for (i, r) in s.resources.iter().enumerate() {
                 let Some(w) = write_op[i] else { continue };
                 let prior_deps: Vec<String> = plan.changes[i]
@@ -1135,7 +1245,9 @@ impl<'a> Exec<'a> {
                     .map(|p| p.deps.clone())
                     .unwrap_or_default();
                 for dep in r.depends_on.iter().chain(prior_deps.iter()) {
-                    let dbc_replace = index.get(dep.as_str()).is_some_and(|&di| nodes[di].action == Action::Replace && !nodes[di].create_before_destroy);
+                    let dbc_replace = index
+                        .get(dep.as_str())
+                        .is_some_and(|&di| nodes[di].action == Action::Replace && !nodes[di].create_before_destroy);
                     if dbc_replace {
                         continue;
                     }
@@ -1189,11 +1301,22 @@ impl<'a> Exec<'a> {
             ops,
             attrs: Mutex::new(attrs),
             deps_paths,
-            secrets: RunSecrets { stack: stack.to_string(), mem: Mutex::new(mem), sealed, sealer: engine.sealer.clone() },
+            secrets: RunSecrets {
+                stack: stack.to_string(),
+                mem: Mutex::new(mem),
+                sealed,
+                sealer: engine.sealer.clone(),
+            },
             policy,
             started,
             retries: AtomicU64::new(0),
             adopted: Mutex::new(Vec::new()),
+            known_ids: state
+                .resources
+                .values()
+                .chain(state.deposed.iter().map(|d| &d.resource))
+                .map(|r| r.id.clone())
+                .collect(),
         })
     }
 
@@ -1247,7 +1370,10 @@ impl<'a> Exec<'a> {
                         OpSpec::Write { .. } => OpKind::Create,
                         OpSpec::Delete { .. } => OpKind::Delete,
                     };
-                    self.emit(&path, EventKind::Failed { op: opk, error_kind: f.kind.to_string(), error: f.message.clone() });
+                    self.emit(
+                        &path,
+                        EventKind::Failed { op: opk, error_kind: f.kind.to_string(), error: f.message.clone() },
+                    );
                     report.failures.push(Failure { path: path.clone(), op: opk, kind: f.kind, message: f.message });
                     // Everything downstream is blocked.
                     let mut queue: Vec<usize> = self.ops[op].dependents.clone();
@@ -1266,7 +1392,8 @@ impl<'a> Exec<'a> {
         for (i, d) in done.iter().enumerate() {
             if !d {
                 let path = self.op_path(i);
-                let reason = if blocked[i] { "a resource it depends on failed" } else { "the run stopped after a failure" };
+                let reason =
+                    if blocked[i] { "a resource it depends on failed" } else { "the run stopped after a failure" };
                 self.emit(&path, EventKind::Skipped { reason: reason.into() });
                 report.skipped.push(path);
             }
@@ -1275,7 +1402,9 @@ impl<'a> Exec<'a> {
         report.skipped.dedup();
         report.retries = self.retries.load(Ordering::Relaxed);
         report.adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for v in [&mut report.created, &mut report.updated, &mut report.replaced, &mut report.deleted, &mut report.adopted] {
+        for v in
+            [&mut report.created, &mut report.updated, &mut report.replaced, &mut report.deleted, &mut report.adopted]
+        {
             v.sort();
         }
         report.failures.sort_by(|a, b| a.path.cmp(&b.path));
@@ -1289,14 +1418,19 @@ impl<'a> Exec<'a> {
     }
 
     fn slot(&self, provider: &str) -> Result<&Arc<ProviderSlot>, OpFailure> {
-        self.engine
-            .slot(provider)
-            .map_err(|e| OpFailure { kind: ErrorKind::InvalidSpec, message: e.to_string() })
+        self.engine.slot(provider).map_err(|e| OpFailure { kind: ErrorKind::InvalidSpec, message: e.to_string() })
     }
 
     /// One provider call with pacing and retries on throttling / transient errors; a transient
     /// failure of a create is checked for a resource that was made anyway before retrying.
-    async fn call<T, F, Fut>(&self, slot: &ProviderSlot, cx: &OpContext, path: &str, op: OpKind, mut f: F) -> Result<T, ProviderError>
+    async fn call<T, F, Fut>(
+        &self,
+        slot: &ProviderSlot,
+        cx: &OpContext,
+        path: &str,
+        op: OpKind,
+        mut f: F,
+    ) -> Result<T, ProviderError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ProviderError>>,
@@ -1353,12 +1487,20 @@ impl<'a> Exec<'a> {
     }
 
     /// Look for a resource this run (or a crashed one) created at `path` with `name`.
-    async fn find_created(&self, slot: &ProviderSlot, cx: &OpContext, kind: Kind, path: &str, name: &str) -> Result<Option<(String, Attrs)>, ProviderError> {
+    async fn find_created(
+        &self,
+        slot: &ProviderSlot,
+        cx: &OpContext,
+        kind: Kind,
+        path: &str,
+        name: &str,
+    ) -> Result<Option<(String, Attrs)>, ProviderError> {
         let sel = Selector::Stack(self.stack.to_string());
         let all = self.call(slot, cx, path, OpKind::Create, || read_many(&slot.provider, cx, kind, &sel)).await?;
-        Ok(all.into_iter().find(|(_, a)| {
+        Ok(all.into_iter().find(|(id, a)| {
             let tags = a.get("tags");
-            tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(path)
+            !self.known_ids.contains(id)
+                && tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(path)
                 && tags.and_then(|t| t.get(TAG_NAME)).and_then(Value::as_str) == Some(name)
         }))
     }
@@ -1368,7 +1510,11 @@ impl<'a> Exec<'a> {
         let r = &s.resources[node];
         let np = &self.nodes[node];
         let slot = self.slot(&r.provider)?;
-        let _permit = slot.semaphore.acquire().await.map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })?;
+        let _permit = slot
+            .semaphore
+            .acquire()
+            .await
+            .map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })?;
         let cx = OpContext::new(self.engine.clock.clone(), self.stack);
         let t0 = cx.clock.now();
         let opk = if action == Action::Update { OpKind::Update } else { OpKind::Create };
@@ -1384,8 +1530,17 @@ impl<'a> Exec<'a> {
                 self.secrets.put(&r.path, "password", Secret::generate(*len));
             }
         }
-        let resolve_all = |mode: Mode, real: &dyn Fn(&str) -> bool| -> Result<serde_json::Map<String, Value>, OpFailure> {
-            let env = Env { stack: &s.name, path: &r.path, attrs: &dep_attrs, generation: np.generation, mode, secrets: Some(&self.secrets) };
+        let resolve_all = |mode: Mode,
+                           real: &dyn Fn(&str) -> bool|
+         -> Result<serde_json::Map<String, Value>, OpFailure> {
+            let env = Env {
+                stack: &s.name,
+                path: &r.path,
+                attrs: &dep_attrs,
+                generation: np.generation,
+                mode,
+                secrets: Some(&self.secrets),
+            };
             let marker_env = Env { mode: Mode::Plan, ..env };
             let mut out = serde_json::Map::new();
             for (k, e) in &r.fields {
@@ -1432,7 +1587,9 @@ impl<'a> Exec<'a> {
                 let id = self.plan.changes[node].id.clone().unwrap_or_default();
                 let intent = self.intent(OpKind::Update, r, Some(id.clone()), np.generation, tags, inputs.clone());
                 self.journal.write(vec![Record::Intent(intent)]).await?;
-                let res = self.call(slot, &cx, &r.path, OpKind::Update, || update(&slot.provider, &cx, r.kind, &id, spec.clone())).await;
+                let res = self
+                    .call(slot, &cx, &r.path, OpKind::Update, || update(&slot.provider, &cx, r.kind, &id, spec.clone()))
+                    .await;
                 match res {
                     Ok(v) => v,
                     Err(e) => {
@@ -1444,7 +1601,9 @@ impl<'a> Exec<'a> {
             _ => {
                 let mut recs = Vec::new();
                 if action == Action::Replace && np.create_before_destroy {
-                    recs.push(Record::Depose { path: r.path.clone() });
+                    if let Some(id) = &self.plan.changes[node].id {
+                        recs.push(Record::Depose { path: r.path.clone(), id: id.clone() });
+                    }
                 }
                 recs.push(Record::Intent(self.intent(OpKind::Create, r, None, np.generation, tags, inputs.clone())));
                 self.journal.write(recs).await?;
@@ -1454,7 +1613,8 @@ impl<'a> Exec<'a> {
                         // Only a certain failure is recorded as "nothing created"; an uncertain one
                         // stays pending so the next run looks the resource up by its tags.
                         if !matches!(e.kind(), ErrorKind::Transient | ErrorKind::Throttled | ErrorKind::Cancelled) {
-                            self.journal.write_behind(vec![Record::Abandon { path: r.path.clone(), op: OpKind::Create }]);
+                            self.journal
+                                .write_behind(vec![Record::Abandon { path: r.path.clone(), op: OpKind::Create }]);
                         }
                         return Err(e.into());
                     }
@@ -1481,11 +1641,22 @@ impl<'a> Exec<'a> {
         };
         self.journal.write_behind(vec![Record::Put { path: r.path.clone(), resource }]);
         self.attrs.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(Arc::new(attrs));
-        self.emit(&r.path, EventKind::Succeeded { op: opk, id, elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64 });
+        self.emit(
+            &r.path,
+            EventKind::Succeeded { op: opk, id, elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64 },
+        );
         Ok(())
     }
 
-    fn intent(&self, op: OpKind, r: &crate::validate::SynthResource, id: Option<String>, generation: u32, tags: BTreeMap<String, String>, inputs: BTreeMap<String, Value>) -> PendingOp {
+    fn intent(
+        &self,
+        op: OpKind,
+        r: &crate::validate::SynthResource,
+        id: Option<String>,
+        generation: u32,
+        tags: BTreeMap<String, String>,
+        inputs: BTreeMap<String, Value>,
+    ) -> PendingOp {
         PendingOp {
             op,
             path: r.path.clone(),
@@ -1497,33 +1668,43 @@ impl<'a> Exec<'a> {
             deps: r.depends_on.clone(),
             inputs,
             at: self.engine.clock.unix_secs(),
+            sealed: if op == OpKind::Create { self.secrets.seal_all(&r.path) } else { BTreeMap::new() },
         }
     }
 
     /// Create exactly once: after an uncertain failure (timeout, 5xx, "already exists") look the
     /// resource up by its tags before trying again.
-    async fn create_once(&self, slot: &ProviderSlot, cx: &OpContext, kind: Kind, path: &str, name: &str, spec: &Value) -> Result<(String, Attrs), ProviderError> {
+    async fn create_once(
+        &self,
+        slot: &ProviderSlot,
+        cx: &OpContext,
+        kind: Kind,
+        path: &str,
+        name: &str,
+        spec: &Value,
+    ) -> Result<(String, Attrs), ProviderError> {
         let retry = &self.engine.retry;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let err = match self.call(slot, cx, path, OpKind::Create, || async {
-                match create(&slot.provider, cx, kind, spec.clone()).await {
-                    // Transient errors are handled below (they may hide a success), not retried blindly.
-                    Err(e) if e.kind() == ErrorKind::Transient => Err(ProviderError::new(ErrorKind::Other, "uncertain").with_source(e)),
-                    other => other,
-                }
-            })
-            .await
+            let err = match self
+                .call(slot, cx, path, OpKind::Create, || async {
+                    match create(&slot.provider, cx, kind, spec.clone()).await {
+                        // Transient errors are handled below (they may hide a success), not retried blindly.
+                        Err(e) if e.kind() == ErrorKind::Transient => {
+                            Err(ProviderError::new(ErrorKind::Other, "uncertain").with_source(e))
+                        }
+                        other => other,
+                    }
+                })
+                .await
             {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
             let (uncertain, err) = match err.kind() {
                 ErrorKind::Other if err.message() == "uncertain" => {
-                    let inner = std::error::Error::source(&err)
-                        .map(|s| s.to_string())
-                        .unwrap_or_default();
+                    let inner = std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default();
                     (true, ProviderError::new(ErrorKind::Transient, inner))
                 }
                 ErrorKind::AlreadyExists => (true, err),
@@ -1544,7 +1725,13 @@ impl<'a> Exec<'a> {
             self.retries.fetch_add(1, Ordering::Relaxed);
             self.emit(
                 path,
-                EventKind::Retrying { op: OpKind::Create, attempt, delay_ms: delay.as_millis() as u64, error_kind: err.kind().to_string(), error: err.message().to_string() },
+                EventKind::Retrying {
+                    op: OpKind::Create,
+                    attempt,
+                    delay_ms: delay.as_millis() as u64,
+                    error_kind: err.kind().to_string(),
+                    error: err.message().to_string(),
+                },
             );
             cx.clock.sleep(delay).await;
         }
@@ -1552,7 +1739,11 @@ impl<'a> Exec<'a> {
 
     async fn run_delete(&self, path: &str, res: &ResourceState) -> Result<(), OpFailure> {
         let slot = self.slot(&res.provider)?;
-        let _permit = slot.semaphore.acquire().await.map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })?;
+        let _permit = slot
+            .semaphore
+            .acquire()
+            .await
+            .map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })?;
         let cx = OpContext::new(self.engine.clock.clone(), self.stack);
         let t0 = cx.clock.now();
         self.emit(path, EventKind::Started { op: OpKind::Delete });
@@ -1567,6 +1758,7 @@ impl<'a> Exec<'a> {
             deps: res.deps.clone(),
             inputs: BTreeMap::new(),
             at: self.engine.clock.unix_secs(),
+            sealed: BTreeMap::new(),
         };
         self.journal.write(vec![Record::Intent(intent)]).await?;
         match self.call(slot, &cx, path, OpKind::Delete, || delete(&slot.provider, &cx, res.kind, &res.id)).await {
@@ -1578,7 +1770,14 @@ impl<'a> Exec<'a> {
             }
         }
         self.journal.write_behind(vec![Record::Deleted { path: path.to_string(), id: res.id.clone() }]);
-        self.emit(path, EventKind::Succeeded { op: OpKind::Delete, id: res.id.clone(), elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64 });
+        self.emit(
+            path,
+            EventKind::Succeeded {
+                op: OpKind::Delete,
+                id: res.id.clone(),
+                elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64,
+            },
+        );
         Ok(())
     }
 }

@@ -157,7 +157,9 @@ pub enum StateError {
         given: String,
     },
     /// The state was written by a newer Konstacks.
-    #[error("state of stack `{stack}` has format version {found}, this build reads up to {supported}; upgrade Konstacks")]
+    #[error(
+        "state of stack `{stack}` has format version {found}, this build reads up to {supported}; upgrade Konstacks"
+    )]
     FutureVersion {
         /// The stack.
         stack: String,

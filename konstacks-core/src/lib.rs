@@ -16,10 +16,10 @@ pub mod validate;
 
 pub use util::{now_rfc3339, rfc3339};
 pub mod contract;
-pub mod sim;
 pub mod engine;
 pub mod events;
+pub mod graph;
 pub mod plan;
 pub mod retry;
+pub mod sim;
 pub mod state;
-pub mod graph;

@@ -171,7 +171,12 @@ impl Plan {
     pub fn render(&self, colour: bool) -> String {
         let paint = |code: &str, s: &str| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
         let mut out = String::new();
-        let _ = writeln!(out, "Stack {}{}", self.stack, self.region.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "Stack {}{}",
+            self.stack,
+            self.region.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        );
         for r in &self.recovered {
             let _ = writeln!(out, "  ! recovered interrupted {:?} of {}: {}", r.interrupted, r.path, r.outcome);
         }
@@ -442,7 +447,11 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             None
         };
         let prior = prior.or_else(|| moved_from.as_deref().and_then(|f| state.resources.get(f)));
-        let generation = prior.map(|p| p.generation).unwrap_or(0);
+        // A path whose old instance still waits for deletion (a replacement that failed half
+        // way) must not reuse that instance's name.
+        let generation = prior.map(|p| p.generation).unwrap_or_else(|| {
+            state.deposed.iter().filter(|d| d.path == r.path).map(|d| d.resource.generation + 1).max().unwrap_or(0)
+        });
         let env = Env { stack: &s.name, path: &r.path, attrs: &known, generation, mode: Mode::Plan, secrets: None };
         let mut desired: BTreeMap<&str, Resolved> = BTreeMap::new();
         for (k, e) in &r.fields {
@@ -534,7 +543,8 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
         if change.action == Action::Replace {
             // Create-before-destroy unless the kind forbids it or a replaced dependency had to be
             // destroyed first (its dependents must go before it, so they cannot outlive it).
-            let dep_dbc = r.deps.iter().any(|d| nodes[*d].action == Action::Replace && !nodes[*d].create_before_destroy);
+            let dep_dbc =
+                r.deps.iter().any(|d| nodes[*d].action == Action::Replace && !nodes[*d].create_before_destroy);
             nodes[i].create_before_destroy = r.kind.create_before_destroy() && !dep_dbc;
             change.create_before_destroy = nodes[i].create_before_destroy;
         }
@@ -566,7 +576,15 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     }
     out.extend(deposed_changes(state));
 
-    let plan = finish(&s.name, Some(s.stage), Some(s.region.clone()), state, out, input.recovered.clone(), outputs_preview(s, &known));
+    let plan = finish(
+        &s.name,
+        Some(s.stage),
+        Some(s.region.clone()),
+        state,
+        out,
+        input.recovered.clone(),
+        outputs_preview(s, &known),
+    );
     (plan, nodes)
 }
 

@@ -66,7 +66,14 @@ struct PacerState {
 impl Pacer {
     pub(crate) fn new(calls_per_second: f64, burst: u32) -> Self {
         let interval = Duration::from_secs_f64(1.0 / calls_per_second.max(0.001));
-        Self { inner: Mutex::new(PacerState { base_interval: interval, interval, burst: burst.max(1), tat: Duration::ZERO }) }
+        Self {
+            inner: Mutex::new(PacerState {
+                base_interval: interval,
+                interval,
+                burst: burst.max(1),
+                tat: Duration::ZERO,
+            }),
+        }
     }
 
     /// Wait for a slot.

@@ -29,11 +29,24 @@ impl Secret<String> {
     /// (letters and digits). Generated from the operating system's randomness.
     pub fn generate(len: usize) -> Self {
         const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-        let mut rng = crate::util::SplitMix::from_entropy();
-        let s = (0..len)
-            .map(|_| ALPHABET[(rng.next_u64() % ALPHABET.len() as u64) as usize] as char)
-            .collect();
-        Self(s)
+        // Rejection sampling over OS random bytes: every character carries log2(57) bits.
+        let limit = 256 - (256 % ALPHABET.len());
+        let mut out = String::with_capacity(len);
+        let mut fallback = crate::util::SplitMix::from_entropy();
+        let mut buf = [0u8; 64];
+        while out.len() < len {
+            if !crate::util::os_random(&mut buf) {
+                for b in buf.iter_mut() {
+                    *b = fallback.next_u64() as u8;
+                }
+            }
+            for &b in &buf {
+                if (b as usize) < limit && out.len() < len {
+                    out.push(ALPHABET[b as usize % ALPHABET.len()] as char);
+                }
+            }
+        }
+        Self(out)
     }
 }
 
@@ -150,10 +163,8 @@ impl Sealer {
         use chacha20poly1305::aead::{Aead, KeyInit, Payload};
         let cipher = chacha20poly1305::XChaCha20Poly1305::new((&self.key).into());
         let mut nonce = [0u8; 24];
-        let mut rng = crate::util::SplitMix::from_entropy();
-        for chunk in nonce.chunks_mut(8) {
-            let r = rng.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
+        if !crate::util::os_random(&mut nonce) {
+            return None;
         }
         let ct = cipher
             .encrypt((&nonce).into(), Payload { msg: value.expose().as_bytes(), aad: context.as_bytes() })

@@ -75,6 +75,10 @@ pub struct PendingOp {
     pub inputs: BTreeMap<String, Value>,
     /// When the intent was written (Unix seconds).
     pub at: u64,
+    /// Secrets generated for the create, sealed (only with a state key), so an adopted resource
+    /// keeps its password.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sealed: BTreeMap<String, String>,
 }
 
 /// The kind of a recorded operation.
@@ -146,9 +150,14 @@ impl StackState {
                 self.pending.retain(|q| !(q.path == *path && q.op != OpKind::Delete));
                 self.resources.insert(path.clone(), resource.clone());
             }
-            Record::Depose { path } => {
-                if let Some(r) = self.resources.remove(path) {
-                    self.deposed.push(Deposed { path: path.clone(), resource: r });
+            Record::Depose { path, id } => {
+                // Only the instance named by the record: replaying a journal over a snapshot that
+                // already contains its effects (a crash between snapshot and journal removal)
+                // must change nothing.
+                if self.resources.get(path).is_some_and(|r| &r.id == id) {
+                    if let Some(r) = self.resources.remove(path) {
+                        self.deposed.push(Deposed { path: path.clone(), resource: r });
+                    }
                 }
             }
             Record::Deleted { path, id } => {
@@ -196,6 +205,8 @@ pub enum Record {
     Depose {
         /// Logical path.
         path: String,
+        /// Provider id of the instance being deposed.
+        id: String,
     },
     /// The resource with this id is gone.
     Deleted {
@@ -330,7 +341,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
     move |source| StateError::Io { path: path.display().to_string(), source }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StateError> + Send + 'static) -> Result<T, StateError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) => Err(StateError::Io { path: "(state worker)".into(), source: std::io::Error::other(e.to_string()) }),
@@ -355,7 +368,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
 }
 
 /// Parse a snapshot and journal (pure: used by every backend).
-pub fn parse_state(stack: &str, snapshot: Option<&[u8]>, journal: Option<&[u8]>, where_: &str) -> Result<StackState, StateError> {
+pub fn parse_state(
+    stack: &str,
+    snapshot: Option<&[u8]>,
+    journal: Option<&[u8]>,
+    where_: &str,
+) -> Result<StackState, StateError> {
     let mut state = match snapshot {
         None => StackState::empty(stack),
         Some(bytes) => {
@@ -414,10 +432,8 @@ impl LocalBackend {
     async fn append_with(&self, stack: &str, records: &[Record], durable: bool) -> Result<(), StateError> {
         let mut buf = Vec::with_capacity(records.len() * 256);
         for r in records {
-            serde_json::to_writer(&mut buf, r).map_err(|e| StateError::Io {
-                path: "journal".into(),
-                source: std::io::Error::other(e),
-            })?;
+            serde_json::to_writer(&mut buf, r)
+                .map_err(|e| StateError::Io { path: "journal".into(), source: std::io::Error::other(e) })?;
             buf.push(b'\n');
         }
         let path = self.dir(stack).join("journal.jsonl");
@@ -452,7 +468,6 @@ impl LocalBackend {
         })
         .await
     }
-
 }
 
 #[async_trait::async_trait]
@@ -502,7 +517,12 @@ impl StateBackend for LocalBackend {
                         operation: "unknown".into(),
                         since: "unknown".into(),
                     });
-                    Err(StateError::Locked { stack, holder: format!("{} ({})", held.holder, held.operation), since: held.since, id: held.id })
+                    Err(StateError::Locked {
+                        stack,
+                        holder: format!("{} ({})", held.holder, held.operation),
+                        since: held.since,
+                        id: held.id,
+                    })
                 }
                 Err(e) => Err(io_err(&path)(e)),
             }
@@ -587,6 +607,7 @@ mod tests {
             deps: vec![],
             inputs: BTreeMap::new(),
             at: 0,
+            sealed: BTreeMap::new(),
         }
     }
 

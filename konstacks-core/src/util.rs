@@ -16,9 +16,8 @@ impl SplitMix {
     /// clock and a stack address where that is unavailable.
     pub(crate) fn from_entropy() -> Self {
         let mut seed = [0u8; 8];
-        let from_os = std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
-            .is_ok();
+        let from_os =
+            std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed)).is_ok();
         let mut v = u64::from_le_bytes(seed);
         if !from_os {
             let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
@@ -40,6 +39,11 @@ impl SplitMix {
     pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// Fill `buf` from the operating system's random source. Returns false if it is unavailable.
+pub(crate) fn os_random(buf: &mut [u8]) -> bool {
+    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, buf)).is_ok()
 }
 
 /// Seconds since the Unix epoch as an RFC 3339 UTC timestamp (no external date crate needed).

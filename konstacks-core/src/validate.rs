@@ -59,7 +59,13 @@ impl Diagnostics {
     pub fn has(&self, code: &str) -> bool {
         self.0.iter().any(|d| d.code == code)
     }
-    fn push(&mut self, code: &'static str, path: impl Into<String>, message: impl Into<String>, help: impl Into<String>) {
+    fn push(
+        &mut self,
+        code: &'static str,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) {
         self.0.push(Diagnostic { code, path: path.into(), message: message.into(), help: help.into() });
     }
 }
@@ -262,15 +268,17 @@ pub fn resolve_region(placement: &Placement, catalog: &Catalog, all: &[&Catalog]
         },
         Placement::Within(j) => match catalog.regions_within(*j).next() {
             Some(r) => Ok(r.name.clone()),
-            None => Err((
-                format!("provider `{}` has no region within jurisdiction `{j}`", catalog.provider),
-                elsewhere(*j),
-            )),
+            None => {
+                Err((format!("provider `{}` has no region within jurisdiction `{j}`", catalog.provider), elsewhere(*j)))
+            }
         },
         Placement::RegionWithin(name, j) => match catalog.region(name) {
             Some(r) if r.jurisdiction == *j => Ok(r.name.clone()),
             Some(r) => Err((
-                format!("region `{name}` ({}, {}) is outside the placement's jurisdiction `{j}`", r.location, r.jurisdiction),
+                format!(
+                    "region `{name}` ({}, {}) is outside the placement's jurisdiction `{j}`",
+                    r.location, r.jurisdiction
+                ),
                 {
                     let inside: Vec<&str> = catalog.regions_within(*j).map(|r| r.name.as_str()).collect();
                     if inside.is_empty() {
@@ -280,7 +288,9 @@ pub fn resolve_region(placement: &Placement, catalog: &Catalog, all: &[&Catalog]
                     }
                 },
             )),
-            None => Err((format!("provider `{}` has no region `{name}`", catalog.provider), "check the region name".into())),
+            None => {
+                Err((format!("provider `{}` has no region `{name}`", catalog.provider), "check the region name".into()))
+            }
         },
     }
 }
@@ -322,7 +332,12 @@ impl Ctx<'_> {
             }
             None => {
                 let from = self.full(from);
-                self.diags.push("dangling-reference", from, format!("{what} points to no resource"), "add the resource before referencing it");
+                self.diags.push(
+                    "dangling-reference",
+                    from,
+                    format!("{what} points to no resource"),
+                    "add the resource before referencing it",
+                );
                 None
             }
         }
@@ -393,7 +408,10 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
             let (code, msg) = if n.id.is_empty() {
                 ("empty-name", "a resource id is empty".to_string())
             } else if n.id.len() > MAX_ID_LEN {
-                ("name-too-long", format!("id `{}` has {} characters, at most {MAX_ID_LEN} are allowed", n.id, n.id.len()))
+                (
+                    "name-too-long",
+                    format!("id `{}` has {} characters, at most {MAX_ID_LEN} are allowed", n.id, n.id.len()),
+                )
             } else {
                 ("invalid-name", format!("id `{}` contains characters other than a-z, 0-9 and '-'", n.id))
             };
@@ -429,7 +447,12 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
         if let Some(p) = &n.provider {
             if !catalogs.iter().any(|c| &c.provider == p) {
                 let path = ctx.full(&n.path);
-                ctx.diags.push("unknown-provider", path, format!("resource is placed on provider `{p}`, which is not configured"), "configure that provider or remove the placement");
+                ctx.diags.push(
+                    "unknown-provider",
+                    path,
+                    format!("resource is placed on provider `{p}`, which is not configured"),
+                    "configure that provider or remove the placement",
+                );
             }
         }
     }
@@ -446,7 +469,12 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
             if let Some(c) = parse_cidr(&mut ctx, &n.path, "VPC CIDR", &v.cidr) {
                 if !(8..=28).contains(&c.prefix()) {
                     let p = ctx.full(&n.path);
-                    ctx.diags.push("cidr-size", p, format!("VPC block {c} must have a prefix between /8 and /28"), "use for example a /16");
+                    ctx.diags.push(
+                        "cidr-size",
+                        p,
+                        format!("VPC block {c} must have a prefix between /8 and /28"),
+                        "use for example a /16",
+                    );
                 }
                 vpc_cidrs.insert(i, c);
             }
@@ -471,7 +499,12 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
             let what = "depends_on";
             if d.stack != def.serial || d.index as usize >= def.nodes.len() {
                 let p = ctx.full(&path);
-                ctx.diags.push("dangling-reference", p, format!("{what} points to no resource of this stack"), "depend on a resource of the same stack");
+                ctx.diags.push(
+                    "dangling-reference",
+                    p,
+                    format!("{what} points to no resource of this stack"),
+                    "depend on a resource of the same stack",
+                );
             } else {
                 explicit.push(d.index as usize);
             }
@@ -505,12 +538,18 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                         ctx.diags.push(
                             "zone-out-of-range",
                             p,
-                            format!("zone index {} does not exist: provider `{}` guarantees {} zone(s) per region", s.zone, c.provider, c.min_zones),
+                            format!(
+                                "zone index {} does not exist: provider `{}` guarantees {} zone(s) per region",
+                                s.zone, c.provider, c.min_zones
+                            ),
                             format!("use a zone index below {}", c.min_zones),
                         );
                     }
                 }
-                fields.insert("vpc_id".into(), vpc.map(|v| Expr::id_of(v, &def.nodes[v].path)).unwrap_or(Expr::Lit(Value::Null)));
+                fields.insert(
+                    "vpc_id".into(),
+                    vpc.map(|v| Expr::id_of(v, &def.nodes[v].path)).unwrap_or(Expr::Lit(Value::Null)),
+                );
                 fields.insert("cidr".into(), Expr::lit(&s.cidr));
                 fields.insert("zone".into(), Expr::lit(s.zone));
                 fields.insert("public".into(), Expr::lit(s.public));
@@ -534,12 +573,22 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                         for port in [r.from_port, r.to_port] {
                             if !(1..=65535).contains(&port) {
                                 let p = ctx.full(&path);
-                                ctx.diags.push("port-out-of-range", p, format!("{what}: port {port} is outside 1..=65535"), "use a port from 1 to 65535");
+                                ctx.diags.push(
+                                    "port-out-of-range",
+                                    p,
+                                    format!("{what}: port {port} is outside 1..=65535"),
+                                    "use a port from 1 to 65535",
+                                );
                             }
                         }
                         if r.from_port > r.to_port {
                             let p = ctx.full(&path);
-                            ctx.diags.push("port-out-of-range", p, format!("{what}: range {}-{} is reversed", r.from_port, r.to_port), "write the lower port first");
+                            ctx.diags.push(
+                                "port-out-of-range",
+                                p,
+                                format!("{what}: range {}-{} is reversed", r.from_port, r.to_port),
+                                "write the lower port first",
+                            );
                         }
                     }
                     let peer = match &r.peer {
@@ -549,7 +598,10 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                             Expr::Map(BTreeMap::from([("cidr".to_string(), Expr::lit(c))]))
                         }
                         RulePeer::Firewall(fw) => match ctx.target(&path, fw.erase(), Kind::Firewall, &what) {
-                            Some(t) => Expr::Map(BTreeMap::from([("firewall".to_string(), Expr::id_of(t, &def.nodes[t].path))])),
+                            Some(t) => Expr::Map(BTreeMap::from([(
+                                "firewall".to_string(),
+                                Expr::id_of(t, &def.nodes[t].path),
+                            )])),
                             None => Expr::Lit(Value::Null),
                         },
                     };
@@ -566,43 +618,79 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                         egress.push(rule);
                     }
                 }
-                fields.insert("vpc_id".into(), vpc.map(|v| Expr::id_of(v, &def.nodes[v].path)).unwrap_or(Expr::Lit(Value::Null)));
+                fields.insert(
+                    "vpc_id".into(),
+                    vpc.map(|v| Expr::id_of(v, &def.nodes[v].path)).unwrap_or(Expr::Lit(Value::Null)),
+                );
                 fields.insert("ingress".into(), Expr::List(ingress));
                 fields.insert("egress".into(), Expr::List(egress));
             }
             NodeSpec::Vm(vm) => {
                 let subnet = ctx.target(&path, vm.subnet.erase(), Kind::Subnet, "the VM's subnet");
-                let fws: Vec<Option<usize>> = vm.firewalls.iter().map(|f| ctx.target(&path, f.erase(), Kind::Firewall, "a VM firewall")).collect();
+                let fws: Vec<Option<usize>> = vm
+                    .firewalls
+                    .iter()
+                    .map(|f| ctx.target(&path, f.erase(), Kind::Firewall, "a VM firewall"))
+                    .collect();
                 if let Some(c) = cat {
                     let size = vm.size.slug();
                     if c.vm_size(&size).is_none() {
                         let p = ctx.full(&path);
                         let offered: Vec<&str> = c.vm_sizes.iter().map(|o| o.slug.as_str()).collect();
-                        ctx.diags.push("unknown-size", p, format!("provider `{}` offers no VM size `{size}`", c.provider), format!("use one of: {}", offered.join(", ")));
+                        ctx.diags.push(
+                            "unknown-size",
+                            p,
+                            format!("provider `{}` offers no VM size `{size}`", c.provider),
+                            format!("use one of: {}", offered.join(", ")),
+                        );
                     }
                     let image = vm.image.slug();
                     if c.image(&image).is_none() {
                         let p = ctx.full(&path);
                         let offered: Vec<&str> = c.images.iter().map(|o| o.slug.as_str()).collect();
-                        ctx.diags.push("unknown-image", p, format!("provider `{}` offers no image `{image}`", c.provider), format!("use one of: {}", offered.join(", ")));
+                        ctx.diags.push(
+                            "unknown-image",
+                            p,
+                            format!("provider `{}` offers no image `{image}`", c.provider),
+                            format!("use one of: {}", offered.join(", ")),
+                        );
                     }
                 }
                 if vm.user_data.as_ref().is_some_and(|u| u.len() > 16 * 1024) {
                     let p = ctx.full(&path);
-                    ctx.diags.push("user-data-too-large", p, "user data is larger than 16 KiB", "move the script to an image or fetch it at boot");
+                    ctx.diags.push(
+                        "user-data-too-large",
+                        p,
+                        "user data is larger than 16 KiB",
+                        "move the script to an image or fetch it at boot",
+                    );
                 }
                 let mut env = BTreeMap::new();
                 for (k, v) in &vm.env {
-                    if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || k.as_bytes()[0].is_ascii_digit() {
+                    if k.is_empty()
+                        || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        || k.as_bytes()[0].is_ascii_digit()
+                    {
                         let p = ctx.full(&path);
-                        ctx.diags.push("invalid-env", p, format!("environment variable name `{k}` is not valid"), "use letters, digits and '_', not starting with a digit");
+                        ctx.diags.push(
+                            "invalid-env",
+                            p,
+                            format!("environment variable name `{k}` is not valid"),
+                            "use letters, digits and '_', not starting with a digit",
+                        );
                     }
                     let e = match v {
                         crate::model::EnvValue::Literal(s) => Expr::lit(s),
                         crate::model::EnvValue::Output(o) => {
-                            let expect = def.nodes.get(o.source.index as usize).map(|n| n.spec.kind()).unwrap_or(Kind::Vm);
+                            let expect =
+                                def.nodes.get(o.source.index as usize).map(|n| n.spec.kind()).unwrap_or(Kind::Vm);
                             match ctx.target(&path, o.source, expect, &format!("env `{k}`")) {
-                                Some(t) => Expr::Attr { node: t, path: def.nodes[t].path.clone(), attr: o.attr.to_string(), secret: o.secret },
+                                Some(t) => Expr::Attr {
+                                    node: t,
+                                    path: def.nodes[t].path.clone(),
+                                    attr: o.attr.to_string(),
+                                    secret: o.secret,
+                                },
                                 None => Expr::Lit(Value::Null),
                             }
                         }
@@ -614,26 +702,53 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                         for f in fws.iter().flatten() {
                             if vpc_of_node(def, *f).is_some_and(|fv| fv != sv) {
                                 let p = ctx.full(&path);
-                                ctx.diags.push("vpc-mismatch", p, format!("firewall `{}` belongs to another VPC than subnet `{}`", def.nodes[*f].path, def.nodes[s].path), "attach firewalls of the subnet's VPC");
+                                ctx.diags.push(
+                                    "vpc-mismatch",
+                                    p,
+                                    format!(
+                                        "firewall `{}` belongs to another VPC than subnet `{}`",
+                                        def.nodes[*f].path, def.nodes[s].path
+                                    ),
+                                    "attach firewalls of the subnet's VPC",
+                                );
                             }
                         }
                     }
                 }
                 fields.insert("image".into(), Expr::lit(vm.image.slug()));
                 fields.insert("size".into(), Expr::lit(vm.size.slug()));
-                fields.insert("subnet_id".into(), subnet.map(|s| Expr::id_of(s, &def.nodes[s].path)).unwrap_or(Expr::Lit(Value::Null)));
-                fields.insert("firewall_ids".into(), Expr::List(fws.iter().flatten().map(|f| Expr::id_of(*f, &def.nodes[*f].path)).collect()));
+                fields.insert(
+                    "subnet_id".into(),
+                    subnet.map(|s| Expr::id_of(s, &def.nodes[s].path)).unwrap_or(Expr::Lit(Value::Null)),
+                );
+                fields.insert(
+                    "firewall_ids".into(),
+                    Expr::List(fws.iter().flatten().map(|f| Expr::id_of(*f, &def.nodes[*f].path)).collect()),
+                );
                 fields.insert("user_data".into(), Expr::lit(&vm.user_data));
                 fields.insert("env".into(), Expr::Map(env));
                 fields.insert("ssh_keys".into(), Expr::lit(&vm.ssh_keys));
                 fields.insert("assign_public_ip".into(), Expr::lit(vm.public_ip));
             }
             NodeSpec::Database(db) => {
-                let subnets: Vec<Option<usize>> = db.subnets.iter().map(|s| ctx.target(&path, s.erase(), Kind::Subnet, "a database subnet")).collect();
-                let fws: Vec<Option<usize>> = db.firewalls.iter().map(|f| ctx.target(&path, f.erase(), Kind::Firewall, "a database firewall")).collect();
+                let subnets: Vec<Option<usize>> = db
+                    .subnets
+                    .iter()
+                    .map(|s| ctx.target(&path, s.erase(), Kind::Subnet, "a database subnet"))
+                    .collect();
+                let fws: Vec<Option<usize>> = db
+                    .firewalls
+                    .iter()
+                    .map(|f| ctx.target(&path, f.erase(), Kind::Firewall, "a database firewall"))
+                    .collect();
                 if db.subnets.is_empty() {
                     let p = ctx.full(&path);
-                    ctx.diags.push("missing-subnets", p, "a database needs at least one subnet", "pass the private subnets it should live in");
+                    ctx.diags.push(
+                        "missing-subnets",
+                        p,
+                        "a database needs at least one subnet",
+                        "pass the private subnets it should live in",
+                    );
                 }
                 if let Some(c) = cat {
                     let versions = c.engine_versions(db.engine);
@@ -642,29 +757,58 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                         ctx.diags.push(
                             "unknown-engine-version",
                             p,
-                            format!("provider `{}` offers no {} version `{}`", c.provider, db.engine.as_str(), db.version),
-                            if versions.is_empty() { format!("provider `{}` offers no {}", c.provider, db.engine.as_str()) } else { format!("use one of: {}", versions.join(", ")) },
+                            format!(
+                                "provider `{}` offers no {} version `{}`",
+                                c.provider,
+                                db.engine.as_str(),
+                                db.version
+                            ),
+                            if versions.is_empty() {
+                                format!("provider `{}` offers no {}", c.provider, db.engine.as_str())
+                            } else {
+                                format!("use one of: {}", versions.join(", "))
+                            },
                         );
                     }
                     let size = db.size.slug();
                     if c.db_size(&size).is_none() {
                         let p = ctx.full(&path);
                         let offered: Vec<&str> = c.db_sizes.iter().map(|o| o.slug.as_str()).collect();
-                        ctx.diags.push("unknown-size", p, format!("provider `{}` offers no database size `{size}`", c.provider), format!("use one of: {}", offered.join(", ")));
+                        ctx.diags.push(
+                            "unknown-size",
+                            p,
+                            format!("provider `{}` offers no database size `{size}`", c.provider),
+                            format!("use one of: {}", offered.join(", ")),
+                        );
                     }
                 }
                 if db.engine != crate::model::Engine::Redis && !(20..=65_536).contains(&db.storage_gb) {
                     let p = ctx.full(&path);
-                    ctx.diags.push("storage-out-of-range", p, format!("storage of {} GiB is outside 20..=65536", db.storage_gb), "use between 20 and 65536 GiB");
+                    ctx.diags.push(
+                        "storage-out-of-range",
+                        p,
+                        format!("storage of {} GiB is outside 20..=65536", db.storage_gb),
+                        "use between 20 and 65536 GiB",
+                    );
                 }
                 if db.backup_retention_days > 35 {
                     let p = ctx.full(&path);
-                    ctx.diags.push("backups-out-of-range", p, format!("backup retention of {} days exceeds 35", db.backup_retention_days), "use 0 to 35 days; archive older backups as snapshots");
+                    ctx.diags.push(
+                        "backups-out-of-range",
+                        p,
+                        format!("backup retention of {} days exceeds 35", db.backup_retention_days),
+                        "use 0 to 35 days; archive older backups as snapshots",
+                    );
                 }
                 if let SecretSource::Generated { len } = db.password {
                     if !(16..=128).contains(&len) {
                         let p = ctx.full(&path);
-                        ctx.diags.push("weak-secret", p, format!("generated password length {len} is outside 16..=128"), "use at least 16 characters");
+                        ctx.diags.push(
+                            "weak-secret",
+                            p,
+                            format!("generated password length {len} is outside 16..=128"),
+                            "use at least 16 characters",
+                        );
                     }
                 }
                 let zones: BTreeSet<u8> = subnets
@@ -677,14 +821,25 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                     .collect();
                 if db.high_availability && zones.len() < 2 && !db.subnets.is_empty() {
                     let p = ctx.full(&path);
-                    ctx.diags.push("ha-needs-two-zones", p, "high availability needs subnets in at least two zones", "add a subnet in a second zone");
+                    ctx.diags.push(
+                        "ha-needs-two-zones",
+                        p,
+                        "high availability needs subnets in at least two zones",
+                        "add a subnet in a second zone",
+                    );
                 }
                 fields.insert("engine".into(), Expr::lit(db.engine));
                 fields.insert("version".into(), Expr::lit(&db.version));
                 fields.insert("size".into(), Expr::lit(db.size.slug()));
                 fields.insert("storage_gb".into(), Expr::lit(db.storage_gb));
-                fields.insert("subnet_ids".into(), Expr::List(subnets.iter().flatten().map(|s| Expr::id_of(*s, &def.nodes[*s].path)).collect()));
-                fields.insert("firewall_ids".into(), Expr::List(fws.iter().flatten().map(|f| Expr::id_of(*f, &def.nodes[*f].path)).collect()));
+                fields.insert(
+                    "subnet_ids".into(),
+                    Expr::List(subnets.iter().flatten().map(|s| Expr::id_of(*s, &def.nodes[*s].path)).collect()),
+                );
+                fields.insert(
+                    "firewall_ids".into(),
+                    Expr::List(fws.iter().flatten().map(|f| Expr::id_of(*f, &def.nodes[*f].path)).collect()),
+                );
                 fields.insert("backup_retention_days".into(), Expr::lit(db.backup_retention_days));
                 fields.insert("encrypted".into(), Expr::lit(db.encrypted));
                 fields.insert("high_availability".into(), Expr::lit(db.high_availability));
@@ -723,7 +878,12 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
     for cycle in find_cycles(&resources) {
         let names: Vec<&str> = cycle.iter().map(|i| resources[*i].path.as_str()).collect();
         let p = ctx.full(names.first().copied().unwrap_or(""));
-        ctx.diags.push("cycle", p, format!("dependency cycle: {}", names.join(" -> ")), "break the cycle: remove one of these references or depends_on edges");
+        ctx.diags.push(
+            "cycle",
+            p,
+            format!("dependency cycle: {}", names.join(" -> ")),
+            "break the cycle: remove one of these references or depends_on edges",
+        );
     }
 
     // Exports.
@@ -731,11 +891,22 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
     let mut export_names = BTreeSet::new();
     for (name, out) in &def.exports {
         if !export_names.insert(name.clone()) {
-            ctx.diags.push("duplicate-export", stack.clone(), format!("output `{name}` is exported twice"), "give each export a unique name");
+            ctx.diags.push(
+                "duplicate-export",
+                stack.clone(),
+                format!("output `{name}` is exported twice"),
+                "give each export a unique name",
+            );
         }
         let expect = def.nodes.get(out.source.index as usize).map(|n| n.spec.kind()).unwrap_or(Kind::Vm);
         if let Some(t) = ctx.target(name, out.source, expect, &format!("export `{name}`")) {
-            exports.push(SynthExport { name: name.clone(), node: t, from: def.nodes[t].path.clone(), attr: out.attr.to_string(), secret: out.secret });
+            exports.push(SynthExport {
+                name: name.clone(),
+                node: t,
+                from: def.nodes[t].path.clone(),
+                attr: out.attr.to_string(),
+                secret: out.secret,
+            });
         }
     }
 
@@ -743,10 +914,20 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
     let mut moved_from = BTreeSet::new();
     for (from, to) in &def.moved {
         if !moved_from.insert(from.clone()) {
-            ctx.diags.push("duplicate-move", stack.clone(), format!("`{from}` is moved twice"), "keep one moved declaration per old path");
+            ctx.diags.push(
+                "duplicate-move",
+                stack.clone(),
+                format!("`{from}` is moved twice"),
+                "keep one moved declaration per old path",
+            );
         }
         if !seen.contains_key(to.as_str()) {
-            ctx.diags.push("dangling-move", stack.clone(), format!("moved target `{to}` is not a resource of the stack"), "point `moved` at the resource's new path");
+            ctx.diags.push(
+                "dangling-move",
+                stack.clone(),
+                format!("moved target `{to}` is not a resource of the stack"),
+                "point `moved` at the resource's new path",
+            );
         }
     }
 

@@ -29,7 +29,14 @@ struct Knobs {
 
 impl Default for Knobs {
     fn default() -> Self {
-        Self { vm_size: VmSize::Small, image: Image::UbuntuLts, extra_port: None, backups: 7, private_cidr: "10.0.2.0/24", password: None }
+        Self {
+            vm_size: VmSize::Small,
+            image: Image::UbuntuLts,
+            extra_port: None,
+            backups: 7,
+            private_cidr: "10.0.2.0/24",
+            password: None,
+        }
     }
 }
 
@@ -205,7 +212,10 @@ async fn invalid_stack_reports_everything_and_makes_no_call() {
     stack.add("b", Subnet::new(vpc, "10.0.0.0/23"));
     stack.add("c", Subnet::new(vpc, "10.0.1.0/24"));
     stack.add("c", Subnet::new(vpc, "10.0.9.0/33"));
-    let fw = stack.add("fw", Firewall::new(vpc).allow(Ingress::tcp(0).from_anywhere()).allow(Ingress::tcp(70000).from_cidr("nope")));
+    let fw = stack.add(
+        "fw",
+        Firewall::new(vpc).allow(Ingress::tcp(0).from_anywhere()).allow(Ingress::tcp(70000).from_cidr("nope")),
+    );
     let sn = stack.add("Bad_Name", Subnet::new(vpc, "10.0.5.0/24"));
     stack.add("vm", Vm::new(Image::UbuntuLts, VmSize::Custom("huge".into()), sn).firewall(fw));
     stack.add("db", Database::postgres("9.6", DbSize::Small, [sn]));
@@ -261,7 +271,12 @@ async fn throttling_storm_is_absorbed_by_backoff() {
 #[tokio::test(start_paused = true)]
 async fn failing_create_mid_graph_keeps_what_succeeded_and_recovers() {
     let w = world();
-    let faults = Faults { only_ops: Some(["create_firewall".to_string()].into()), fail_rate: 1.0, fail_kind: ErrorKind::QuotaExceeded, ..Default::default() };
+    let faults = Faults {
+        only_ops: Some(["create_firewall".to_string()].into()),
+        fail_rate: 1.0,
+        fail_kind: ErrorKind::QuotaExceeded,
+        ..Default::default()
+    };
     w.sim.set_faults(faults);
     let stack = web_stack("mid", &Knobs::default());
     let err = w.apply(&stack).await.unwrap_err();
@@ -285,7 +300,12 @@ async fn failing_create_mid_graph_keeps_what_succeeded_and_recovers() {
 #[tokio::test(start_paused = true)]
 async fn continue_on_error_finishes_independent_work() {
     let w = world();
-    w.sim.set_faults(Faults { only_ops: Some(["create_database".to_string()].into()), fail_rate: 1.0, fail_kind: ErrorKind::InvalidSpec, ..Default::default() });
+    w.sim.set_faults(Faults {
+        only_ops: Some(["create_database".to_string()].into()),
+        fail_rate: 1.0,
+        fail_kind: ErrorKind::InvalidSpec,
+        ..Default::default()
+    });
     let stack = web_stack("coe", &Knobs::default());
     let s = w.engine.synth(&stack).unwrap();
     let opts = ApplyOptions { on_failure: FailurePolicy::ContinueIndependent, ..Default::default() };
@@ -299,7 +319,11 @@ async fn continue_on_error_finishes_independent_work() {
 #[tokio::test(start_paused = true)]
 async fn timeout_after_success_never_duplicates() {
     let w = world();
-    w.sim.set_faults(Faults { timeout_rate: 1.0, only_ops: Some(["create_vm".into(), "create_vpc".into(), "create_database".into()].into()), ..Default::default() });
+    w.sim.set_faults(Faults {
+        timeout_rate: 1.0,
+        only_ops: Some(["create_vm".into(), "create_vpc".into(), "create_database".into()].into()),
+        ..Default::default()
+    });
     let stack = web_stack("tmo", &Knobs::default());
     let r = w.apply(&stack).await.unwrap();
     let mut adopted = r.adopted.clone();
@@ -353,6 +377,7 @@ async fn interrupted_create_is_adopted_not_duplicated() {
                 deps: vec![],
                 inputs: BTreeMap::new(),
                 at: 0,
+                sealed: BTreeMap::new(),
             })],
         )
         .await
@@ -361,7 +386,15 @@ async fn interrupted_create_is_adopted_not_duplicated() {
     use konstacks_core::provider::Network;
     let made = w
         .sim
-        .create_vpc(&cx, &konstacks_core::spec::VpcSpec { name: "crash-network-vpc".into(), region: "eu-central".into(), cidr: "10.0.0.0/16".into(), tags })
+        .create_vpc(
+            &cx,
+            &konstacks_core::spec::VpcSpec {
+                name: "crash-network-vpc".into(),
+                region: "eu-central".into(),
+                cidr: "10.0.0.0/16".into(),
+                tags,
+            },
+        )
         .await
         .unwrap();
     let plan = w.plan(&stack).await;
@@ -399,7 +432,12 @@ async fn drift_is_detected_and_reverted() {
     let vm_id = resources.iter().find(|r| r.kind() == Kind::Vm).unwrap().id().to_string();
     assert!(w.sim.tamper(&fw_id, |r| {
         if let SimResource::Firewall(f) = r {
-            f.ingress.push(konstacks_core::spec::RuleSpec { protocol: Protocol::Tcp, from_port: 22, to_port: 22, peer: RuleSource::Cidr("0.0.0.0/0".into()) });
+            f.ingress.push(konstacks_core::spec::RuleSpec {
+                protocol: Protocol::Tcp,
+                from_port: 22,
+                to_port: 22,
+                peer: RuleSource::Cidr("0.0.0.0/0".into()),
+            });
         }
     }));
     assert!(w.sim.tamper(&vm_id, |r| {
@@ -421,7 +459,8 @@ async fn drift_is_detected_and_reverted() {
 
     // Deleted behind our back: drift says so, refresh forgets it, apply recreates it.
     assert!(w.sim.remove_behind_back(&vm_id) || w.sim.resources_of_stack("drift").iter().any(|r| r.kind() == Kind::Vm));
-    let vm_now = w.sim.resources_of_stack("drift").into_iter().find(|r| r.kind() == Kind::Vm).map(|r| r.id().to_string());
+    let vm_now =
+        w.sim.resources_of_stack("drift").into_iter().find(|r| r.kind() == Kind::Vm).map(|r| r.id().to_string());
     if let Some(id) = vm_now {
         w.sim.remove_behind_back(&id);
     }
@@ -469,4 +508,70 @@ async fn parallel_apply_respects_per_provider_concurrency() {
     let took = t0.elapsed();
     // 40 independent creates, 4 at a time, 100 ms each: 1 s (virtual).
     assert!(took >= Duration::from_millis(1000) && took < Duration::from_millis(1200), "{took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_replacement_keeps_the_old_instance_and_retries_under_a_new_name() {
+    let w = world();
+    let mk = |encrypted: bool| {
+        let stack = Stack::new("rep", Placement::region("eu-west"), Stage::Dev);
+        let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
+        let a = stack.add("a", Subnet::new(vpc, "10.0.1.0/24"));
+        stack.add(
+            "db",
+            Database::postgres("16", DbSize::Small, [a])
+                .encrypted(encrypted)
+                .password(Secret::new("pw-for-the-test-0123".into())),
+        );
+        stack
+    };
+    w.apply(&mk(true)).await.unwrap();
+    let old =
+        w.sim.resources_of_stack("rep").into_iter().find(|r| r.kind() == Kind::Database).unwrap().id().to_string();
+    w.sim.set_faults(Faults {
+        only_ops: Some(["create_database".into()].into()),
+        fail_rate: 1.0,
+        fail_kind: ErrorKind::QuotaExceeded,
+        ..Default::default()
+    });
+    assert!(w.apply(&mk(false)).await.is_err());
+    w.assert_converged("rep").await;
+    assert_eq!(w.state.load("rep").await.unwrap().deposed.len(), 1, "the old instance is kept, deposed");
+    w.sim.set_faults(Faults::default());
+    let r = w.apply(&mk(false)).await.unwrap();
+    assert!(r.adopted.is_empty(), "the deposed instance must never be adopted as the new one: {r:?}");
+    let dbs: Vec<_> = w.sim.resources_of_stack("rep").into_iter().filter(|r| r.kind() == Kind::Database).collect();
+    assert_eq!(dbs.len(), 1);
+    assert_ne!(dbs[0].id(), old);
+    assert_eq!(dbs[0].tags()["Name"], "rep-db-1", "the next generation name, never the deposed one");
+    assert!(w.plan(&mk(false)).await.is_empty());
+    w.assert_converged("rep").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn replaying_a_journal_over_its_own_snapshot_changes_nothing() {
+    // A crash between writing the snapshot and removing the journal replays records whose
+    // effects the snapshot already holds.
+    let w = world();
+    let k = Knobs { password: Some("pw-for-the-test-0123"), ..Default::default() };
+    w.apply(&web_stack("idem", &k)).await.unwrap();
+    let k2 = Knobs { image: Image::Debian12, ..k.clone() };
+    let stack = web_stack("idem", &k2);
+    let s = w.engine.synth(&stack).unwrap();
+    let before = w.state.load("idem").await.unwrap();
+    // Capture the journal of a replacement run by applying against a second backend view.
+    w.engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    let after = w.state.load("idem").await.unwrap();
+    assert_ne!(before, after);
+    let mut replayed = after.clone();
+    // Every record type the replacement wrote, replayed again: Depose of the old id, Put, Deleted.
+    let old_vm = before.resources["web"].id.clone();
+    for rec in [
+        Record::Depose { path: "web".into(), id: old_vm.clone() },
+        Record::Put { path: "web".into(), resource: after.resources["web"].clone() },
+        Record::Deleted { path: "web".into(), id: old_vm },
+    ] {
+        replayed.apply(&rec);
+    }
+    assert_eq!(replayed, after);
 }

@@ -1,1 +1,12 @@
-//! placeholder
+//! Konstacks cloud backends. Each backend translates only: a resolved spec from the engine
+//! becomes API calls, and the API's answer becomes observed state. Backends never walk the
+//! graph, retry on the engine's behalf or decide replace-vs-update.
+//!
+//! Every backend sits behind its own cargo feature so that core and template work compiles in
+//! seconds: `aws` (official `aws-sdk-ec2` / `aws-sdk-rds`), `digitalocean` (typed `reqwest`
+//! client).
+
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "digitalocean")]
+pub mod digitalocean;

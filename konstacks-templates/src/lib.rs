@@ -25,7 +25,12 @@ pub struct TemplateContext {
 impl TemplateContext {
     /// A context on the simulated cloud, in the EU.
     pub fn new(stack_name: impl Into<String>, stage: Stage) -> Self {
-        Self { stack_name: stack_name.into(), stage, placement: Placement::within(Jurisdiction::Eu), provider: SIMULATED.into() }
+        Self {
+            stack_name: stack_name.into(),
+            stage,
+            placement: Placement::within(Jurisdiction::Eu),
+            provider: SIMULATED.into(),
+        }
     }
 
     /// Set the placement.

@@ -108,7 +108,8 @@ impl TypedTemplate for WebApp {
             net.add("private-a", Subnet::new(vpc, format!("{prefix}.11.0/24")).zone(0)),
             net.add("private-b", Subnet::new(vpc, format!("{prefix}.12.0/24")).zone(1)),
         ];
-        let mut web_fw = Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere());
+        let mut web_fw =
+            Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere());
         if let Some(admin) = &p.admin_cidr {
             web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
         }
@@ -128,16 +129,24 @@ impl TypedTemplate for WebApp {
         });
         let db = data.add(
             "postgres",
-            Database::postgres(&p.postgres_version, DbSize::from_slug(p.db_size.as_deref().unwrap_or(default_db)), private)
-                .storage_gb(p.db_storage_gb)
-                .firewall(db_fw)
-                .backups(backups)
-                .high_availability(prod)
-                .deletion_protection(prod),
+            Database::postgres(
+                &p.postgres_version,
+                DbSize::from_slug(p.db_size.as_deref().unwrap_or(default_db)),
+                private,
+            )
+            .storage_gb(p.db_storage_gb)
+            .firewall(db_fw)
+            .backups(backups)
+            .high_availability(prod)
+            .deletion_protection(prod),
         );
         let redis = p.redis.then(|| {
             let cache_fw = net.add("cache-fw", Firewall::new(vpc).allow(Ingress::tcp(6379).from(web_fw)));
-            data.add("redis", Database::redis("7", DbSize::from_slug(if prod { "db-small" } else { "db-micro" }), private).firewall(cache_fw))
+            data.add(
+                "redis",
+                Database::redis("7", DbSize::from_slug(if prod { "db-small" } else { "db-micro" }), private)
+                    .firewall(cache_fw),
+            )
         });
 
         let app = stack.scope("app");

@@ -538,7 +538,12 @@ pub struct Database {
 }
 
 impl Database {
-    fn with_engine(engine: Engine, version: impl Into<String>, size: DbSize, subnets: impl IntoIterator<Item = Ref<Subnet>>) -> Self {
+    fn with_engine(
+        engine: Engine,
+        version: impl Into<String>,
+        size: DbSize,
+        subnets: impl IntoIterator<Item = Ref<Subnet>>,
+    ) -> Self {
         Self {
             engine,
             version: version.into(),
