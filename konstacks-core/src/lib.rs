@@ -23,3 +23,6 @@ pub mod plan;
 pub mod retry;
 pub mod sim;
 pub mod state;
+pub mod cost;
+pub mod policy;
+pub mod parity;

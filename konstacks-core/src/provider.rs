@@ -146,6 +146,31 @@ pub struct Catalog {
     pub max_name_len: usize,
     /// How many zones each region has at least (zone indexes must be below this).
     pub min_zones: u8,
+    /// Storage, backup and address prices, and when the prices were taken.
+    #[serde(default)]
+    pub pricing: Pricing,
+}
+
+/// Prices beyond the per-size monthly list prices of [`Offer`] (USD).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pricing {
+    /// When the prices were read from the provider's public price list (YYYY-MM-DD).
+    pub priced_on: String,
+    /// Database storage per GiB-month.
+    pub db_storage_gb_month: Option<f64>,
+    /// Backup storage per GiB-month beyond what the provider includes.
+    pub backup_gb_month: Option<f64>,
+    /// A public IPv4 address per month.
+    pub public_ipv4_month: Option<f64>,
+    /// Multiplier of list prices per region where they differ from the base region (1.0 = same).
+    pub region_multipliers: Vec<(String, f64)>,
+}
+
+impl Pricing {
+    /// The price multiplier of a region.
+    pub fn multiplier(&self, region: &str) -> f64 {
+        self.region_multipliers.iter().find(|(r, _)| r == region).map(|(_, m)| *m).unwrap_or(1.0)
+    }
 }
 
 impl Catalog {

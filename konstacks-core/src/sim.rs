@@ -23,7 +23,7 @@ use crate::cidr::Cidr;
 use crate::clock::OpContext;
 use crate::error::{ErrorKind, ProviderError, StateError};
 use crate::model::{Engine, Jurisdiction, Kind, SIMULATED};
-use crate::provider::{
+use crate::provider::{Pricing, 
     Catalog, Compute, Database, EngineOffer, Network, Offer, Provider, ProviderLimits, ProviderResult, Region,
     RegionInfo,
 };
@@ -1198,6 +1198,20 @@ impl SimCloud {
             ],
             max_name_len: 63,
             min_zones: ZONE_LETTERS.len() as u8,
+            pricing: Pricing {
+                priced_on: "2026-11-01".into(),
+                db_storage_gb_month: Some(0.115),
+                backup_gb_month: Some(0.095),
+                public_ipv4_month: Some(3.65),
+                region_multipliers: vec![
+                    ("uk-south".into(), 1.05),
+                    ("ch-zurich".into(), 1.2),
+                    ("af-south".into(), 1.2),
+                    ("sa-east".into(), 1.5),
+                    ("ap-northeast".into(), 1.25),
+                    ("us-east".into(), 0.9),
+                ],
+            },
         }
     }
 

@@ -5,6 +5,7 @@
 //! [`konstacks_core::model::Stack`]. Stage-dependent defaults let one template produce dev,
 //! staging and prod. Templates depend on core only, never on a provider.
 
+pub mod packs;
 pub mod web_app;
 
 use konstacks_core::model::{Jurisdiction, Placement, Stack, Stage, SIMULATED};

@@ -1,0 +1,1 @@
+//! Cost estimates and budgets (being written).

@@ -1,0 +1,1 @@
+//! Compliance rule packs (being written).
