@@ -1,0 +1,1 @@
+//! DigitalOcean backend (being written).
