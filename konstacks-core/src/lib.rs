@@ -16,13 +16,13 @@ pub mod validate;
 
 pub use util::{now_rfc3339, rfc3339};
 pub mod contract;
+pub mod cost;
 pub mod engine;
 pub mod events;
 pub mod graph;
+pub mod parity;
 pub mod plan;
+pub mod policy;
 pub mod retry;
 pub mod sim;
 pub mod state;
-pub mod cost;
-pub mod policy;
-pub mod parity;

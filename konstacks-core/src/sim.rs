@@ -23,8 +23,8 @@ use crate::cidr::Cidr;
 use crate::clock::OpContext;
 use crate::error::{ErrorKind, ProviderError, StateError};
 use crate::model::{Engine, Jurisdiction, Kind, SIMULATED};
-use crate::provider::{Pricing, 
-    Catalog, Compute, Database, EngineOffer, Network, Offer, Provider, ProviderLimits, ProviderResult, Region,
+use crate::provider::{
+    Catalog, Compute, Database, EngineOffer, Network, Offer, Pricing, Provider, ProviderLimits, ProviderResult, Region,
     RegionInfo,
 };
 use crate::spec::{

@@ -489,7 +489,8 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
         let base = physical_name(&stack, &path);
         fields.insert("name".into(), Expr::PhysicalName(base.clone()));
         fields.insert("region".into(), Expr::lit(&region_s));
-        let mut tags: BTreeMap<String, Expr> = def.tags.iter().map(|(k, v)| (k.clone(), Expr::lit(v))).collect();
+        let mut tags: BTreeMap<String, Expr> =
+            def.tags.iter().chain(n.tags.iter()).map(|(k, v)| (k.clone(), Expr::lit(v))).collect();
         tags.insert(TAG_STACK.into(), Expr::lit(&stack));
         tags.insert(TAG_PATH.into(), Expr::lit(&path));
         tags.insert(TAG_NAME.into(), Expr::PhysicalName(base));

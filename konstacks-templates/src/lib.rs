@@ -5,6 +5,9 @@
 //! [`konstacks_core::model::Stack`]. Stage-dependent defaults let one template produce dev,
 //! staging and prod. Templates depend on core only, never on a provider.
 
+pub mod agency_sites;
+pub mod gdpr_saas;
+pub mod lamp_site;
 pub mod packs;
 pub mod web_app;
 
@@ -70,18 +73,37 @@ pub enum TemplateError {
     /// No template of that name.
     #[error("no template named `{0}`; run `konstacks templates` to list them")]
     Unknown(String),
+    /// The parameters parse but break a rule of the template.
+    #[error("template `{template}` cannot be built: {reason}")]
+    Rule {
+        /// Template name.
+        template: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
 }
 
 /// A template whose parameters are a typed Rust value.
 pub trait TypedTemplate: Send + Sync {
-    /// Parameters (serde; `Default` gives the stage-independent defaults).
-    type Params: serde::de::DeserializeOwned + serde::Serialize + Default;
+    /// Parameters (serde; `Default` gives the stage-independent defaults; the JSON Schema lets
+    /// an embedding tool render a form).
+    type Params: serde::de::DeserializeOwned + serde::Serialize + Default + schemars::JsonSchema;
     /// Stable name (`web-app`).
     const NAME: &'static str;
     /// One-line description.
     const DESCRIPTION: &'static str;
+    /// Fields that may differ between dev, staging and prod (`kind.field`, or `count:<path glob>`
+    /// for resources that exist in some stages only). Anything else differing is parity drift.
+    const PARITY_KNOBS: &'static [&'static str] = &[
+        "vm.size",
+        "database.size",
+        "database.storage_gb",
+        "database.high_availability",
+        "database.deletion_protection",
+        "database.backup_retention_days",
+    ];
     /// Build the stack.
-    fn build(&self, cx: &TemplateContext, params: &Self::Params) -> Stack;
+    fn build(&self, cx: &TemplateContext, params: &Self::Params) -> Result<Stack, TemplateError>;
 }
 
 /// A template behind dynamic dispatch, with parameters as JSON (for CLIs and embedding tools).
@@ -94,6 +116,10 @@ pub trait Template: Send + Sync {
     fn default_params(&self) -> serde_json::Value;
     /// Build the stack from JSON parameters.
     fn build_json(&self, cx: &TemplateContext, params: serde_json::Value) -> Result<Stack, TemplateError>;
+    /// The JSON Schema of the parameters.
+    fn params_schema(&self) -> serde_json::Value;
+    /// Fields that may differ between stages (see [`TypedTemplate::PARITY_KNOBS`]).
+    fn parity_knobs(&self) -> &'static [&'static str];
 }
 
 impl<T: TypedTemplate> Template for T {
@@ -110,13 +136,24 @@ impl<T: TypedTemplate> Template for T {
         let params = if params.is_null() { serde_json::Value::Object(Default::default()) } else { params };
         let p: T::Params = serde_json::from_value(params)
             .map_err(|e| TemplateError::Params { template: T::NAME.to_string(), reason: e.to_string() })?;
-        Ok(self.build(cx, &p))
+        self.build(cx, &p)
+    }
+    fn params_schema(&self) -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(T::Params)).unwrap_or(serde_json::Value::Null)
+    }
+    fn parity_knobs(&self) -> &'static [&'static str] {
+        T::PARITY_KNOBS
     }
 }
 
 /// Every built-in template.
 pub fn builtin() -> Vec<Box<dyn Template>> {
-    vec![Box::new(web_app::WebApp)]
+    vec![
+        Box::new(web_app::WebApp),
+        Box::new(gdpr_saas::GdprSaas),
+        Box::new(agency_sites::AgencySites),
+        Box::new(lamp_site::LampSite),
+    ]
 }
 
 /// The built-in template named `name`.

@@ -4,14 +4,14 @@
 
 use konstacks_core::model::{Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc};
 
-use crate::{TemplateContext, TypedTemplate};
+use crate::{TemplateContext, TemplateError, TypedTemplate};
 
 /// The `web-app` template.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WebApp;
 
 /// Parameters of `web-app`. Every field is optional; stage defaults fill the rest.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebAppParams {
     /// VPC block.
@@ -85,100 +85,110 @@ fn cloud_init(p: &WebAppParams) -> String {
     s
 }
 
+/// Stage-independent guarantees a template built on web-app adds (gdpr-saas uses them).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Guarantees {
+    /// Backups at least this many days outside prod, and in prod.
+    pub(crate) min_backup_days: Option<(u32, u32)>,
+}
+
 impl TypedTemplate for WebApp {
     type Params = WebAppParams;
     const NAME: &'static str = "web-app";
     const DESCRIPTION: &'static str =
         "Web app: VMs behind 80/443, managed Postgres (pgvector optional), optional Redis, private database subnets";
 
-    fn build(&self, cx: &TemplateContext, p: &WebAppParams) -> Stack {
-        let stage = cx.stage;
-        let prod = stage == Stage::Prod;
-        let stack = cx.new_stack();
-        let net = stack.scope("network");
-        let vpc = net.add("vpc", Vpc::new(&p.vpc_cidr));
-        // Sub-blocks of the VPC: public 1-2, private 11-12 (of the /16's third octet), whatever
-        // the VPC's first two octets are.
-        let prefix: String = p.vpc_cidr.split('.').take(2).collect::<Vec<_>>().join(".");
-        let public = [
-            net.add("public-a", Subnet::new(vpc, format!("{prefix}.1.0/24")).zone(0).public()),
-            net.add("public-b", Subnet::new(vpc, format!("{prefix}.2.0/24")).zone(1).public()),
-        ];
-        let private = [
-            net.add("private-a", Subnet::new(vpc, format!("{prefix}.11.0/24")).zone(0)),
-            net.add("private-b", Subnet::new(vpc, format!("{prefix}.12.0/24")).zone(1)),
-        ];
-        let mut web_fw =
-            Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere());
-        if let Some(admin) = &p.admin_cidr {
-            web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
-        }
-        let web_fw = net.add("web-fw", web_fw);
-        let db_fw = net.add("db-fw", Firewall::new(vpc).allow(Ingress::tcp(5432).from(web_fw)));
+    fn build(&self, cx: &TemplateContext, p: &WebAppParams) -> Result<Stack, TemplateError> {
+        Ok(build_web_app(cx, p, &Guarantees::default(), cx.new_stack()))
+    }
+}
 
-        let data = stack.scope("data");
-        let default_db = match stage {
-            Stage::Dev => "db-micro",
-            Stage::Staging => "db-small",
-            _ => "db-medium",
-        };
-        let backups = p.backup_days.unwrap_or(match stage {
-            Stage::Dev => 1,
-            Stage::Staging => 7,
-            _ => 14,
-        });
-        let db = data.add(
-            "postgres",
-            Database::postgres(
-                &p.postgres_version,
-                DbSize::from_slug(p.db_size.as_deref().unwrap_or(default_db)),
-                private,
-            )
+/// The web-app stack, into `stack`.
+pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarantees, stack: Stack) -> Stack {
+    let stage = cx.stage;
+    let prod = stage == Stage::Prod;
+    let net = stack.scope("network");
+    let vpc = net.add("vpc", Vpc::new(&p.vpc_cidr));
+    // Sub-blocks of the VPC: public 1-2, private 11-12 (of the /16's third octet), whatever
+    // the VPC's first two octets are.
+    let prefix: String = p.vpc_cidr.split('.').take(2).collect::<Vec<_>>().join(".");
+    let public = [
+        net.add("public-a", Subnet::new(vpc, format!("{prefix}.1.0/24")).zone(0).public()),
+        net.add("public-b", Subnet::new(vpc, format!("{prefix}.2.0/24")).zone(1).public()),
+    ];
+    let private = [
+        net.add("private-a", Subnet::new(vpc, format!("{prefix}.11.0/24")).zone(0)),
+        net.add("private-b", Subnet::new(vpc, format!("{prefix}.12.0/24")).zone(1)),
+    ];
+    let mut web_fw =
+        Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere());
+    if let Some(admin) = &p.admin_cidr {
+        web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
+    }
+    let web_fw = net.add("web-fw", web_fw);
+    let db_fw = net.add("db-fw", Firewall::new(vpc).allow(Ingress::tcp(5432).from(web_fw)));
+
+    let data = stack.scope("data");
+    let default_db = match stage {
+        Stage::Dev => "db-micro",
+        Stage::Staging => "db-small",
+        _ => "db-medium",
+    };
+    let mut backups = p.backup_days.unwrap_or(match stage {
+        Stage::Dev => 1,
+        Stage::Staging => 7,
+        _ => 14,
+    });
+    if let Some((other, in_prod)) = g.min_backup_days {
+        backups = backups.max(if prod { in_prod } else { other });
+    }
+    let db = data.add(
+        "postgres",
+        Database::postgres(&p.postgres_version, DbSize::from_slug(p.db_size.as_deref().unwrap_or(default_db)), private)
             .storage_gb(p.db_storage_gb)
             .firewall(db_fw)
             .backups(backups)
             .high_availability(prod)
             .deletion_protection(prod),
-        );
-        let redis = p.redis.then(|| {
-            let cache_fw = net.add("cache-fw", Firewall::new(vpc).allow(Ingress::tcp(6379).from(web_fw)));
-            data.add(
-                "redis",
-                Database::redis("7", DbSize::from_slug(if prod { "db-small" } else { "db-micro" }), private)
-                    .firewall(cache_fw),
-            )
-        });
+    );
+    let redis = p.redis.then(|| {
+        let cache_fw = net.add("cache-fw", Firewall::new(vpc).allow(Ingress::tcp(6379).from(web_fw)));
+        data.add(
+            "redis",
+            Database::redis("7", DbSize::from_slug(if prod { "db-small" } else { "db-micro" }), private)
+                .firewall(cache_fw),
+        )
+    });
 
-        let app = stack.scope("app");
-        let size = p.vm_size.clone().unwrap_or_else(|| {
-            match stage {
-                Stage::Dev => "micro",
-                Stage::Staging => "small",
-                _ => "medium",
-            }
-            .to_string()
-        });
-        let count = p.vm_count.unwrap_or(if prod { 2 } else { 1 });
-        let user_data = cloud_init(p);
-        for i in 0..count {
-            let mut vm = Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), public[(i % 2) as usize])
-                .firewall(web_fw)
-                .public_ip(true)
-                .user_data(user_data.clone())
-                .env("PORT", p.app_port.to_string())
-                .env("DATABASE_HOST", db.host())
-                .env("DATABASE_PORT", db.port())
-                .env("DATABASE_PASSWORD", db.password());
-            if let Some(r) = redis {
-                vm = vm.env("REDIS_HOST", r.host());
-            }
-            for k in &p.ssh_keys {
-                vm = vm.ssh_key(k);
-            }
-            let web = app.add(&format!("web-{}", i + 1), vm);
-            stack.export(format!("web-{}-ip", i + 1), web.public_ip());
+    let app = stack.scope("app");
+    let size = p.vm_size.clone().unwrap_or_else(|| {
+        match stage {
+            Stage::Dev => "micro",
+            Stage::Staging => "small",
+            _ => "medium",
         }
-        stack.export("database-host", db.host());
-        stack
+        .to_string()
+    });
+    let count = p.vm_count.unwrap_or(if prod { 2 } else { 1 });
+    let user_data = cloud_init(p);
+    for i in 0..count {
+        let mut vm = Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), public[(i % 2) as usize])
+            .firewall(web_fw)
+            .public_ip(true)
+            .user_data(user_data.clone())
+            .env("PORT", p.app_port.to_string())
+            .env("DATABASE_HOST", db.host())
+            .env("DATABASE_PORT", db.port())
+            .env("DATABASE_PASSWORD", db.password());
+        if let Some(r) = redis {
+            vm = vm.env("REDIS_HOST", r.host());
+        }
+        for k in &p.ssh_keys {
+            vm = vm.ssh_key(k);
+        }
+        let web = app.add(&format!("web-{}", i + 1), vm);
+        stack.export(format!("web-{}-ip", i + 1), web.public_ip());
     }
+    stack.export("database-host", db.host());
+    stack
 }

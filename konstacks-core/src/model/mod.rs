@@ -257,6 +257,7 @@ pub(crate) struct NodeDef {
     pub(crate) spec: NodeSpec,
     pub(crate) depends_on: Vec<NodeRef>,
     pub(crate) provider: Option<String>,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug)]
@@ -331,7 +332,7 @@ impl Stack {
 
     /// The root scope.
     pub fn root(&self) -> Scope {
-        Scope { stack: self.clone(), prefix: String::new() }
+        Scope { stack: self.clone(), prefix: String::new(), tags: BTreeMap::new() }
     }
 
     /// A child scope of the root.
@@ -391,6 +392,7 @@ impl Stack {
 pub struct Scope {
     stack: Stack,
     prefix: String,
+    tags: BTreeMap<String, String>,
 }
 
 impl Scope {
@@ -408,7 +410,14 @@ impl Scope {
         if !crate::validate::is_valid_id(id) {
             self.stack.lock().scope_errors.push((path.clone(), id.to_string()));
         }
-        Scope { stack: self.stack.clone(), prefix: path }
+        Scope { stack: self.stack.clone(), prefix: path, tags: self.tags.clone() }
+    }
+
+    /// A copy of this scope whose resources (and child scopes' resources) carry an extra tag,
+    /// for example the client an agency site belongs to.
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Scope {
+        self.tags.insert(key.into(), value.into());
+        self
     }
 
     /// The scope's path.
@@ -433,6 +442,7 @@ impl Scope {
             spec: resource.into_spec().0,
             depends_on: Vec::new(),
             provider: None,
+            tags: self.tags.clone(),
         });
         Ref::new(serial, index)
     }

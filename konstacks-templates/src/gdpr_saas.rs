@@ -1,0 +1,79 @@
+//! `gdpr-saas`: the web-app stack with the guarantees a GDPR due-diligence review asks for:
+//! EU/EEA placement only, encryption at rest, private database subnets in two zones, backups of
+//! at least 7 days (30 in prod), high availability and deletion protection in prod, and
+//! data-classification tags on every resource.
+
+use konstacks_core::model::{Jurisdiction, Placement};
+
+use crate::web_app::{build_web_app, Guarantees, WebAppParams};
+use crate::{TemplateContext, TemplateError, TypedTemplate};
+
+/// The `gdpr-saas` template.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GdprSaas;
+
+/// Parameters of `gdpr-saas`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct GdprSaasParams {
+    /// The application part (same parameters as `web-app`).
+    pub app: WebAppParams,
+    /// Classification of the data the stack holds (tag `data-classification`).
+    pub data_classification: String,
+    /// Contact of the data protection officer (tag `dpo-contact`), if any.
+    pub dpo_contact: Option<String>,
+}
+
+impl Default for GdprSaasParams {
+    fn default() -> Self {
+        Self { app: WebAppParams::default(), data_classification: "personal".into(), dpo_contact: None }
+    }
+}
+
+impl TypedTemplate for GdprSaas {
+    type Params = GdprSaasParams;
+    const NAME: &'static str = "gdpr-saas";
+    const DESCRIPTION: &'static str =
+        "GDPR SaaS: web-app kept in the EU/EEA, encrypted, backups >= 7 days (30 in prod), HA and deletion protection in prod";
+
+    fn build(&self, cx: &TemplateContext, p: &GdprSaasParams) -> Result<Stack, TemplateError> {
+        let rule = |reason: String| TemplateError::Rule { template: Self::NAME.into(), reason };
+        let placement = match &cx.placement {
+            Placement::Region(r) => Placement::region_within(r.clone(), Jurisdiction::Eu),
+            Placement::RegionWithin(r, Jurisdiction::Eu) => Placement::region_within(r.clone(), Jurisdiction::Eu),
+            Placement::Within(Jurisdiction::Eu) => Placement::within(Jurisdiction::Eu),
+            other => {
+                return Err(rule(format!(
+                    "personal data must stay in the EU/EEA, but the placement is {other:?}; place the stack within the EU (for example --jurisdiction eu)"
+                )))
+            }
+        };
+        if let Some(days) = p.app.backup_days {
+            let min = if cx.stage == konstacks_core::model::Stage::Prod { 30 } else { 7 };
+            if days < min {
+                return Err(rule(format!(
+                    "backup_days = {days} is below the {min} days this template guarantees in {}",
+                    cx.stage.as_str()
+                )));
+            }
+        }
+        if !p.data_classification.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || p.data_classification.is_empty()
+        {
+            return Err(rule(format!(
+                "data_classification `{}` must be a single word such as `personal` or `special-category`",
+                p.data_classification
+            )));
+        }
+        let cx = cx.clone().placement(placement);
+        let stack = cx.new_stack();
+        stack.tag("data-classification", p.data_classification.clone());
+        stack.tag("compliance", "gdpr");
+        if let Some(dpo) = &p.dpo_contact {
+            stack.tag("dpo-contact", dpo.clone());
+        }
+        Ok(build_web_app(&cx, &p.app, &Guarantees { min_backup_days: Some((7, 30)) }, stack))
+    }
+}
+
+use konstacks_core::model::Stack;
