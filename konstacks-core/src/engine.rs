@@ -210,6 +210,42 @@ pub struct Engine {
     rng: Mutex<SplitMix>,
     sealer: Option<Sealer>,
     durability: Durability,
+    crash: Option<CrashHook>,
+}
+
+/// Where the crash-test hook may stop the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CrashPhase {
+    /// The intent is durable, the cloud call has not been made.
+    BeforeCall,
+    /// The cloud call returned, its result is not recorded.
+    AfterCall,
+}
+
+/// Crash-test hook: with `KONSTACKS_CRASH_AT=before-call:N` (or `after-call:N`) the process
+/// aborts — like `kill -9` — at the N-th operation reaching that point. Used by the crash tests
+/// to stop an apply or destroy at exact places; unset, it costs nothing.
+#[derive(Debug)]
+struct CrashHook {
+    phase: CrashPhase,
+    at: u64,
+    seen: AtomicU64,
+}
+
+/// The environment variable of the crash-test hook.
+pub const CRASH_AT_ENV: &str = "KONSTACKS_CRASH_AT";
+
+impl CrashHook {
+    fn from_env() -> Option<Self> {
+        let v = std::env::var(CRASH_AT_ENV).ok()?;
+        let (phase, n) = v.split_once(':')?;
+        let phase = match phase {
+            "before-call" => CrashPhase::BeforeCall,
+            "after-call" => CrashPhase::AfterCall,
+            _ => return None,
+        };
+        Some(Self { phase, at: n.parse().ok()?, seen: AtomicU64::new(0) })
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -232,6 +268,16 @@ impl Engine {
             events: EventBus::default(),
             sealer: Sealer::from_env(),
             durability: Durability::default(),
+            crash: CrashHook::from_env(),
+        }
+    }
+
+    fn crash_point(&self, phase: CrashPhase) {
+        if let Some(h) = &self.crash {
+            if h.phase == phase && h.seen.fetch_add(1, Ordering::SeqCst) + 1 == h.at {
+                eprintln!("{CRASH_AT_ENV}: aborting at {phase:?} #{}", h.at);
+                std::process::abort();
+            }
         }
     }
 
@@ -1587,6 +1633,7 @@ impl<'a> Exec<'a> {
                 let id = self.plan.changes[node].id.clone().unwrap_or_default();
                 let intent = self.intent(OpKind::Update, r, Some(id.clone()), np.generation, tags, inputs.clone());
                 self.journal.write(vec![Record::Intent(intent)]).await?;
+                self.engine.crash_point(CrashPhase::BeforeCall);
                 let res = self
                     .call(slot, &cx, &r.path, OpKind::Update, || update(&slot.provider, &cx, r.kind, &id, spec.clone()))
                     .await;
@@ -1607,6 +1654,7 @@ impl<'a> Exec<'a> {
                 }
                 recs.push(Record::Intent(self.intent(OpKind::Create, r, None, np.generation, tags, inputs.clone())));
                 self.journal.write(recs).await?;
+                self.engine.crash_point(CrashPhase::BeforeCall);
                 match self.create_once(slot, &cx, r.kind, &r.path, &name, &spec).await {
                     Ok(v) => v,
                     Err(e) => {
@@ -1621,6 +1669,7 @@ impl<'a> Exec<'a> {
                 }
             }
         };
+        self.engine.crash_point(CrashPhase::AfterCall);
         let mut sealed = BTreeMap::new();
         if let Some(v) = self.secrets.seal(&r.path, "password") {
             sealed.insert("password".to_string(), v);
@@ -1761,6 +1810,7 @@ impl<'a> Exec<'a> {
             sealed: BTreeMap::new(),
         };
         self.journal.write(vec![Record::Intent(intent)]).await?;
+        self.engine.crash_point(CrashPhase::BeforeCall);
         match self.call(slot, &cx, path, OpKind::Delete, || delete(&slot.provider, &cx, res.kind, &res.id)).await {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -1769,6 +1819,7 @@ impl<'a> Exec<'a> {
                 return Err(e.into());
             }
         }
+        self.engine.crash_point(CrashPhase::AfterCall);
         self.journal.write_behind(vec![Record::Deleted { path: path.to_string(), id: res.id.clone() }]);
         self.emit(
             path,

@@ -516,7 +516,8 @@ impl<'a> Ctx<'a> {
         let name = self.name();
         self.check_lock(&name)?;
         let plan = self.rt.block_on(self.engine.plan_destroy(&name))?;
-        if plan.is_empty() {
+        // Interrupted operations found in state still need the run that records their outcome.
+        if plan.is_empty() && plan.recovered.is_empty() {
             if self.ui.json {
                 self.ui.json_line(&json!({ "event": "plan", "plan": plan }));
             } else {
