@@ -1762,7 +1762,23 @@ impl<'a> Exec<'a> {
             if !uncertain {
                 return Err(err);
             }
-            if let Some(found) = self.find_created(slot, cx, kind, path, name).await? {
+            // A create that may have happened can take a while to show in listings (eventual
+            // consistency): look for it for a bounded time before daring to create again.
+            let looked_from = cx.clock.now();
+            let mut look = 0;
+            let found = loop {
+                look += 1;
+                if let Some(found) = self.find_created(slot, cx, kind, path, name).await? {
+                    break Some(found);
+                }
+                if err.kind() == ErrorKind::AlreadyExists
+                    || cx.clock.now().saturating_sub(looked_from) >= retry.adoption_window
+                {
+                    break None;
+                }
+                cx.clock.sleep(retry.delay(look, &self.engine.rng)).await;
+            };
+            if let Some(found) = found {
                 self.adopted.lock().unwrap_or_else(|p| p.into_inner()).push(path.to_string());
                 self.emit(path, EventKind::Adopted { id: found.0.clone() });
                 return Ok(found);

@@ -20,6 +20,9 @@ pub struct RetryPolicy {
     pub consistency_window: Duration,
     /// How long a dependency violation on delete is retried (the cloud may still be detaching).
     pub conflict_window: Duration,
+    /// After a create failed in a way that may hide a success (timeout, 5xx), how long the
+    /// engine keeps looking for the resource by its tags before creating it again.
+    pub adoption_window: Duration,
     /// Seed of the jitter, for reproducible runs.
     pub seed: u64,
 }
@@ -32,6 +35,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(20),
             consistency_window: Duration::from_secs(60),
             conflict_window: Duration::from_secs(120),
+            adoption_window: Duration::from_secs(20),
             seed: 0x6b6f_6e73,
         }
     }

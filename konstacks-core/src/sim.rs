@@ -65,6 +65,9 @@ pub struct Faults {
     /// When set, the random faults (`fail_rate`, `timeout_rate`) apply only to these operation
     /// names (trait method names such as `create_vm`). The `*_nth` faults always apply.
     pub only_ops: Option<BTreeSet<String>>,
+    /// More random failures, each with its own probability, drawn after `fail_rate` (for a mix
+    /// such as 20% throttled plus 5% transient). No change is made.
+    pub mix: Vec<(ErrorKind, f64)>,
 }
 
 impl Default for Faults {
@@ -76,6 +79,7 @@ impl Default for Faults {
             timeout_nth: BTreeSet::new(),
             timeout_rate: 0.0,
             only_ops: None,
+            mix: Vec::new(),
         }
     }
 }
@@ -391,6 +395,16 @@ impl Inner {
                 faults.fail_kind,
                 format!("injected random fault on call #{n} (`{op}`); nothing was changed"),
             ));
+        }
+        if faults.random_applies_to(op) {
+            for (kind, p) in &faults.mix {
+                if *p > 0.0 && self.rng.next_f64() < *p {
+                    return Err(provider_error(
+                        *kind,
+                        format!("injected random {kind} on call #{n} (`{op}`); nothing was changed"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
