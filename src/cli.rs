@@ -287,6 +287,16 @@ enum Command {
         #[arg(value_name = "ID")]
         lock_id: String,
     },
+    /// Adopt an existing cloud resource into the stack by its provider id, then show what the
+    /// next apply would change.
+    Import {
+        /// The logical path the stack declares for it (`network/vpc`).
+        #[arg(value_name = "PATH")]
+        resource_path: String,
+        /// The provider's id of the existing resource.
+        #[arg(value_name = "ID")]
+        id: String,
+    },
     /// Print the dependency graph.
     Graph {
         /// Output format.

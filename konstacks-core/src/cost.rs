@@ -1,1 +1,934 @@
-//! Cost estimates and budgets (being written).
+//! Cost estimates, plan cost deltas, budget caps and the agency billing view.
+//!
+//! Everything here is pure: prices come from the providers' static [`Catalog`]s (reading one is
+//! not a cloud call), so an estimate or a budget refusal never touches a cloud. This module owns
+//! the pricing rules; it must not call providers, read or write state backends, or change plans.
+//!
+//! # Pricing rules (monthly USD, list prices)
+//! - **VM**: size list price × the region's multiplier, plus one public IPv4 address when
+//!   `assign_public_ip` is set.
+//! - **Database**: size list price × the region's multiplier, × 2 with `high_availability` (a
+//!   standby instance of the same size); for Postgres and MySQL also `storage_gb` × the storage
+//!   price, and, when `backup_retention_days > 0`, an estimate of backup storage of one full copy
+//!   of the allocated storage (`storage_gb` × the backup price): providers keep incremental
+//!   snapshots whose total over a retention window is typically close to one full copy. Redis is
+//!   sized by memory: only the size is priced.
+//! - **VPC, subnet, firewall**: no charge; the providers we model do not bill them.
+//! - Data transfer, request charges and taxes are not estimated.
+//!
+//! Storage, backup and address prices are flat (not multiplied per region). Each line is
+//! rounded to the cent; totals are sums of lines. A price the catalogue does not know is an
+//! explicit *unpriced* marker (`monthly_usd: null` plus a reason), never a silent zero.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::model::{Kind, Stage};
+use crate::plan::{Action, Plan};
+use crate::provider::Catalog;
+use crate::spec::{TAG_NAME, TAG_PATH, TAG_STACK};
+use crate::state::{ResourceState, StackState};
+use crate::validate::{Expr, SynthResource, Synthesized};
+
+/// Marker for a priced field whose value is known only after apply.
+const UNKNOWN: &str = "(known after apply)";
+
+/// Round to the cent.
+fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// `12.5` -> `12.50`.
+fn usd(x: f64) -> String {
+    format!("{:.2}", cents(x))
+}
+
+/// A cap on a stack's estimated monthly cost, declared with [`crate::model::Stack::budget`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// The most the stack may cost per month, in USD.
+    pub monthly_usd: f64,
+}
+
+impl Budget {
+    /// A cap of `monthly_usd` per month.
+    pub fn new(monthly_usd: f64) -> Self {
+        Self { monthly_usd }
+    }
+}
+
+/// One line of a resource's cost breakdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostLine {
+    /// What is charged: `size`, `public_ipv4`, `storage`, `backups` or `none`.
+    pub item: String,
+    /// How the amount was computed, for humans.
+    pub detail: String,
+    /// Monthly USD, rounded to the cent; `None` when the catalogue has no price for it.
+    pub monthly_usd: Option<f64>,
+}
+
+impl CostLine {
+    fn priced(item: &str, detail: String, amount: f64) -> Self {
+        Self { item: item.into(), detail, monthly_usd: Some(cents(amount)) }
+    }
+
+    fn unpriced(item: &str, detail: String) -> Self {
+        Self { item: item.into(), detail, monthly_usd: None }
+    }
+}
+
+/// The estimated monthly cost of one resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceCost {
+    /// Logical path.
+    pub path: String,
+    /// Kind.
+    pub kind: Kind,
+    /// Provider.
+    pub provider: String,
+    /// Size slug, for VMs and databases.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub size: Option<String>,
+    /// Monthly USD; `None` (JSON `null`) when any part of it is unpriced.
+    pub monthly_usd: Option<f64>,
+    /// Why the resource is unpriced.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unpriced: Option<String>,
+    /// How the amount is made up.
+    pub lines: Vec<CostLine>,
+    /// The resource's tags, without the identity tags every resource carries (stack, path, name).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl ResourceCost {
+    /// The sum of the priced lines: the cost when fully priced, a lower bound otherwise.
+    pub fn known_usd(&self) -> f64 {
+        cents(self.lines.iter().filter_map(|l| l.monthly_usd).sum())
+    }
+
+    /// Whether every part has a price.
+    pub fn is_priced(&self) -> bool {
+        self.monthly_usd.is_some()
+    }
+}
+
+/// The estimated monthly cost of a synthesized stack. Resources are in the stack's order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostReport {
+    /// Stack name.
+    pub stack: String,
+    /// Stage.
+    pub stage: Stage,
+    /// Default provider.
+    pub provider: String,
+    /// Region.
+    pub region: String,
+    /// Per provider, the date its prices were taken (YYYY-MM-DD).
+    pub priced_on: BTreeMap<String, String>,
+    /// Per resource.
+    pub resources: Vec<ResourceCost>,
+    /// Sum of every priced line, in USD per month (a lower bound when `unpriced` is not empty).
+    pub total_usd: f64,
+    /// Paths of the resources without a complete price.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub unpriced: Vec<String>,
+    /// The stack's budget cap, if it declares one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub budget: Option<Budget>,
+}
+
+/// The cost of the resources sharing one value of a tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TagCost {
+    /// The tag's value; `None` for the resources without the tag.
+    pub value: Option<String>,
+    /// Sum of the priced lines of these resources, USD per month.
+    pub monthly_usd: f64,
+    /// Their paths (prefixed with `stack/` when rolled up over several stacks in a [`Bill`]).
+    pub resources: Vec<String>,
+    /// Those among them without a complete price.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub unpriced: Vec<String>,
+}
+
+impl CostReport {
+    /// The resources without a complete price.
+    pub fn is_complete(&self) -> bool {
+        self.unpriced.is_empty()
+    }
+
+    /// The cost of the resource at `path`.
+    pub fn resource(&self, path: &str) -> Option<&ResourceCost> {
+        self.resources.iter().find(|r| r.path == path)
+    }
+
+    /// Roll the cost up by the value of tag `key` (for agencies: `client`). Groups are sorted
+    /// by value; the resources without the tag come last, under `value: None`, and only if there
+    /// are any.
+    pub fn by_tag(&self, key: &str) -> Vec<TagCost> {
+        let mut groups: BTreeMap<Option<String>, TagCost> = BTreeMap::new();
+        for r in &self.resources {
+            let value = r.tags.get(key).cloned();
+            let g = groups.entry(value.clone()).or_insert_with(|| TagCost {
+                value,
+                monthly_usd: 0.0,
+                resources: Vec::new(),
+                unpriced: Vec::new(),
+            });
+            g.monthly_usd = cents(g.monthly_usd + r.known_usd());
+            g.resources.push(r.path.clone());
+            if !r.is_priced() {
+                g.unpriced.push(r.path.clone());
+            }
+        }
+        // `None` sorts first in a BTreeMap; untagged goes last.
+        let untagged = groups.remove(&None);
+        groups.into_values().chain(untagged).collect()
+    }
+
+    /// The biggest contributors, most expensive first (ties by path), priced amounts only.
+    pub fn top(&self, n: usize) -> Vec<&ResourceCost> {
+        let mut v: Vec<&ResourceCost> = self.resources.iter().filter(|r| r.known_usd() > 0.0).collect();
+        v.sort_by(|a, b| b.known_usd().total_cmp(&a.known_usd()).then_with(|| a.path.cmp(&b.path)));
+        v.truncate(n);
+        v
+    }
+
+    /// A human table: per resource with its breakdown, the total, the unpriced resources and
+    /// the budget.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let dates: Vec<String> = self.priced_on.iter().map(|(p, d)| format!("{p} as of {d}")).collect();
+        let _ = writeln!(
+            out,
+            "Monthly cost of {} ({}, {} {}), USD, list prices of {}",
+            self.stack,
+            self.stage.as_str(),
+            self.provider,
+            self.region,
+            if dates.is_empty() { "no catalogue".to_string() } else { dates.join(", ") }
+        );
+        out.push('\n');
+        let w_path = self.resources.iter().map(|r| r.path.len()).max().unwrap_or(0).max("RESOURCE".len());
+        let w_size =
+            self.resources.iter().map(|r| r.size.as_deref().unwrap_or("-").len()).max().unwrap_or(0).max("SIZE".len());
+        let details = self.resources.iter().filter(|r| is_billed(r.kind)).flat_map(|r| &r.lines);
+        // Left part of every row: the resource columns, or an indented breakdown line.
+        let w_left =
+            (w_path + 2 + 8 + 2 + w_size).max(details.map(|l| l.detail.chars().count() + 4).max().unwrap_or(0));
+        let row = |out: &mut String, left: String, amount: String| {
+            let pad = w_left.saturating_sub(left.chars().count());
+            let _ = writeln!(out, "  {left}{}  {amount:>10}", " ".repeat(pad));
+        };
+        let amount = |v: Option<f64>| v.map(usd).unwrap_or_else(|| "unpriced".into());
+        row(&mut out, format!("{:<w_path$}  {:<8}  {:<w_size$}", "RESOURCE", "KIND", "SIZE"), "MONTHLY".into());
+        for r in &self.resources {
+            let size = r.size.as_deref().unwrap_or("-");
+            row(
+                &mut out,
+                format!("{:<w_path$}  {:<8}  {size:<w_size$}", r.path, r.kind.as_str()),
+                amount(r.monthly_usd),
+            );
+            if is_billed(r.kind) {
+                for l in &r.lines {
+                    row(&mut out, format!("    {}", l.detail), amount(l.monthly_usd));
+                }
+            }
+        }
+        row(&mut out, "TOTAL".into(), usd(self.total_usd));
+        if !self.unpriced.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n  {} resource(s) have no price in the catalogue, the total is a lower bound: {}",
+                self.unpriced.len(),
+                self.unpriced.join(", ")
+            );
+        }
+        if let Some(b) = self.budget {
+            let state = if self.total_usd > b.monthly_usd {
+                "OVER the cap"
+            } else if !self.unpriced.is_empty() {
+                "cannot be checked (unpriced resources)"
+            } else {
+                "within the cap"
+            };
+            let _ = writeln!(out, "\n  Budget: {} of {} per month: {state}", usd(self.total_usd), usd(b.monthly_usd));
+        }
+        out
+    }
+
+    /// The report as pretty JSON (the serde form of this type).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Whether the providers bill this kind by itself (VPCs, subnets and firewalls are free).
+fn is_billed(kind: Kind) -> bool {
+    matches!(kind, Kind::Vm | Kind::Database)
+}
+
+/// Prices resources from the providers' catalogues.
+#[derive(Debug, Clone)]
+pub struct CostModel<'a> {
+    catalogs: Vec<&'a Catalog>,
+}
+
+/// The fields pricing reads; only these are converted from a synthesized resource.
+const PRICED_FIELDS: [&str; 8] = [
+    "size",
+    "assign_public_ip",
+    "region",
+    "engine",
+    "storage_gb",
+    "backup_retention_days",
+    "high_availability",
+    "tags",
+];
+
+/// The value of an expression known before apply, or `None`.
+fn literal(e: &Expr) -> Option<Value> {
+    match e {
+        Expr::Lit(v) => Some(v.clone()),
+        Expr::PhysicalName(n) => Some(Value::String(n.clone())),
+        Expr::List(items) => items.iter().map(literal).collect::<Option<Vec<_>>>().map(Value::Array),
+        Expr::Map(m) => m
+            .iter()
+            .map(|(k, v)| literal(v).map(|v| (k.clone(), v)))
+            .collect::<Option<serde_json::Map<_, _>>>()
+            .map(Value::Object),
+        _ => None,
+    }
+}
+
+fn user_tags(inputs: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
+    let Some(Value::Object(tags)) = inputs.get("tags") else {
+        return BTreeMap::new();
+    };
+    tags.iter()
+        .filter(|(k, _)| ![TAG_STACK, TAG_PATH, TAG_NAME].contains(&k.as_str()))
+        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+        .collect()
+}
+
+impl<'a> CostModel<'a> {
+    /// A model over these catalogues (one per provider; the first with a matching name wins).
+    pub fn new(catalogs: &[&'a Catalog]) -> Self {
+        Self { catalogs: catalogs.to_vec() }
+    }
+
+    fn catalog(&self, provider: &str) -> Option<&'a Catalog> {
+        self.catalogs.iter().copied().find(|c| c.provider == provider)
+    }
+
+    /// Price a synthesized resource from its desired fields.
+    pub fn price_resource(&self, r: &SynthResource) -> ResourceCost {
+        let mut inputs = BTreeMap::new();
+        for f in PRICED_FIELDS {
+            if let Some(v) = r.fields.get(f).and_then(literal) {
+                inputs.insert(f.to_string(), v);
+            } else if r.fields.contains_key(f) && f != "tags" {
+                // Known only after apply: keep a marker so pricing says so.
+                inputs.insert(f.to_string(), Value::String(UNKNOWN.into()));
+            }
+        }
+        self.price_inputs(&r.path, r.kind, &r.provider, &inputs)
+    }
+
+    /// Price a resource from resolved inputs (the field names of the synthesized stack, as
+    /// stored in [`ResourceState::inputs`]).
+    pub fn price_inputs(
+        &self,
+        path: &str,
+        kind: Kind,
+        provider: &str,
+        inputs: &BTreeMap<String, Value>,
+    ) -> ResourceCost {
+        let tags = user_tags(inputs);
+        let size = match kind {
+            Kind::Vm | Kind::Database => inputs.get("size").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        };
+        let mut out = ResourceCost {
+            path: path.to_string(),
+            kind,
+            provider: provider.to_string(),
+            size: size.clone(),
+            monthly_usd: None,
+            unpriced: None,
+            lines: Vec::new(),
+            tags,
+        };
+        if !is_billed(kind) {
+            out.lines.push(CostLine::priced("none", format!("{kind}: no charge"), 0.0));
+            out.monthly_usd = Some(0.0);
+            return out;
+        }
+        let Some(cat) = self.catalog(provider) else {
+            out.unpriced = Some(format!("no catalogue for provider `{provider}`"));
+            return out;
+        };
+        let region = inputs.get("region").and_then(Value::as_str).unwrap_or_default();
+        let multiplier = cat.pricing.multiplier(region);
+        let flag = |k: &str| inputs.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let number = |k: &str| inputs.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+
+        // The size.
+        let offer = match size.as_deref() {
+            None => Err("no size".to_string()),
+            Some(UNKNOWN) => Err("the size is known only after apply".to_string()),
+            Some(s) => match kind {
+                Kind::Vm => cat.vm_size(s),
+                _ => cat.db_size(s),
+            }
+            .ok_or_else(|| format!("size `{s}` is not in the catalogue of provider `{provider}`")),
+        };
+        let ha = kind == Kind::Database && flag("high_availability");
+        match offer {
+            Ok(o) => {
+                let what = if kind == Kind::Vm { "VM" } else { "database" };
+                let mut detail = format!("{what} {} ({})", o.slug, o.native);
+                match o.monthly_usd {
+                    Some(p) => {
+                        let _ = write!(detail, " at {}", usd(p));
+                        if multiplier != 1.0 {
+                            let _ = write!(detail, " x {multiplier} region {region}");
+                        }
+                        if ha {
+                            detail.push_str(" x 2 high availability");
+                        }
+                        let amount = p * multiplier * if ha { 2.0 } else { 1.0 };
+                        out.lines.push(CostLine::priced("size", detail, amount));
+                    }
+                    None => {
+                        out.lines.push(CostLine::unpriced("size", format!("{detail}: no list price")));
+                    }
+                }
+            }
+            Err(reason) => out.lines.push(CostLine::unpriced("size", reason)),
+        }
+
+        let p = &cat.pricing;
+        match kind {
+            Kind::Vm => {
+                if flag("assign_public_ip") {
+                    out.lines.push(match p.public_ipv4_month {
+                        Some(ip) => CostLine::priced("public_ipv4", "public IPv4 address".into(), ip),
+                        None => CostLine::unpriced("public_ipv4", "public IPv4 address: no price".into()),
+                    });
+                }
+            }
+            _ => {
+                let engine = inputs.get("engine").and_then(Value::as_str).unwrap_or_default();
+                if engine != "redis" {
+                    let gb = number("storage_gb");
+                    out.lines.push(match p.db_storage_gb_month {
+                        Some(price) => CostLine::priced("storage", format!("storage {gb} GiB x {price}"), gb * price),
+                        None => CostLine::unpriced("storage", format!("storage {gb} GiB: no price")),
+                    });
+                    let days = number("backup_retention_days");
+                    if days > 0.0 {
+                        let what = format!("backups ({days} days), estimated as one copy of {gb} GiB");
+                        out.lines.push(match p.backup_gb_month {
+                            Some(price) => CostLine::priced("backups", format!("{what} x {price}"), gb * price),
+                            None => CostLine::unpriced("backups", format!("{what}: no price")),
+                        });
+                    }
+                }
+            }
+        }
+
+        for (k, v) in inputs {
+            if k != "size" && v.as_str() == Some(UNKNOWN) {
+                out.lines.push(CostLine::unpriced("unknown", format!("`{k}` is known only after apply")));
+            }
+        }
+
+        let missing: Vec<&CostLine> = out.lines.iter().filter(|l| l.monthly_usd.is_none()).collect();
+        if missing.is_empty() {
+            out.monthly_usd = Some(out.known_usd());
+        } else {
+            out.unpriced = Some(missing.iter().map(|l| l.detail.as_str()).collect::<Vec<_>>().join("; "));
+        }
+        out
+    }
+
+    /// Price a resource as stored in state.
+    pub fn price_state(&self, path: &str, r: &ResourceState) -> ResourceCost {
+        self.price_inputs(path, r.kind, &r.provider, &r.inputs)
+    }
+
+    /// The cost report of a synthesized stack.
+    pub fn report(&self, s: &Synthesized) -> CostReport {
+        let resources: Vec<ResourceCost> = s.resources.iter().map(|r| self.price_resource(r)).collect();
+        let providers: BTreeSet<&str> =
+            std::iter::once(s.provider.as_str()).chain(s.resources.iter().map(|r| r.provider.as_str())).collect();
+        let priced_on = providers
+            .into_iter()
+            .filter_map(|p| self.catalog(p).map(|c| (p.to_string(), c.pricing.priced_on.clone())))
+            .collect();
+        let total_usd = cents(resources.iter().map(ResourceCost::known_usd).sum());
+        let unpriced = resources.iter().filter(|r| !r.is_priced()).map(|r| r.path.clone()).collect();
+        CostReport {
+            stack: s.name.clone(),
+            stage: s.stage,
+            provider: s.provider.clone(),
+            region: s.region.clone(),
+            priced_on,
+            resources,
+            total_usd,
+            unpriced,
+            budget: s.budget,
+        }
+    }
+
+    /// The monthly cost change of every change of a plan: before from the inputs in `state`,
+    /// after from the desired fields of `s`.
+    pub fn plan_cost(&self, plan: &Plan, s: &Synthesized, state: &StackState) -> PlanCost {
+        let mut changes = Vec::with_capacity(plan.changes.len());
+        for c in &plan.changes {
+            let prior: Option<&ResourceState> = if c.deposed {
+                state
+                    .deposed
+                    .iter()
+                    .find(|d| d.path == c.path && Some(&d.resource.id) == c.id.as_ref())
+                    .map(|d| &d.resource)
+            } else {
+                state.resources.get(&c.path).or_else(|| c.moved_from.as_ref().and_then(|m| state.resources.get(m)))
+            };
+            let before = match c.action {
+                Action::Create => Some(0.0),
+                _ => prior.and_then(|p| self.price_state(&c.path, p).monthly_usd),
+            };
+            let after = match c.action {
+                Action::Delete => Some(0.0),
+                _ => s
+                    .index_of(&c.path)
+                    .and_then(|i| s.resources.get(i))
+                    .and_then(|r| self.price_resource(r).monthly_usd),
+            };
+            let delta = match (before, after) {
+                (Some(b), Some(a)) => Some(cents(a - b)),
+                _ => None,
+            };
+            changes.push(CostDelta {
+                path: c.path.clone(),
+                kind: c.kind,
+                action: c.action,
+                deposed: c.deposed,
+                before_usd: before,
+                after_usd: after,
+                delta_usd: delta,
+            });
+        }
+        let before_usd = cents(changes.iter().filter_map(|c| c.before_usd).sum());
+        let after_usd = cents(changes.iter().filter_map(|c| c.after_usd).sum());
+        let unpriced = changes.iter().filter(|c| c.delta_usd.is_none()).map(|c| c.path.clone()).collect();
+        PlanCost {
+            stack: plan.stack.clone(),
+            changes,
+            before_usd,
+            after_usd,
+            delta_usd: cents(after_usd - before_usd),
+            unpriced,
+        }
+    }
+}
+
+/// The cost report of a synthesized stack against these catalogues.
+pub fn estimate(s: &Synthesized, catalogs: &[&Catalog]) -> CostReport {
+    CostModel::new(catalogs).report(s)
+}
+
+/// The monthly cost change of each change of `plan` (see [`CostModel::plan_cost`]).
+pub fn plan_cost(plan: &Plan, s: &Synthesized, state: &StackState, catalogs: &[&Catalog]) -> PlanCost {
+    CostModel::new(catalogs).plan_cost(plan, s, state)
+}
+
+/// The monthly cost change of one planned change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostDelta {
+    /// Logical path.
+    pub path: String,
+    /// Kind.
+    pub kind: Kind,
+    /// What the plan does.
+    pub action: Action,
+    /// The change deletes an old instance left by a create-before-destroy replacement.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub deposed: bool,
+    /// Monthly USD today (0 for a create); `None` when unpriced.
+    pub before_usd: Option<f64>,
+    /// Monthly USD after apply (0 for a delete); `None` when unpriced.
+    pub after_usd: Option<f64>,
+    /// `after - before`; `None` when either is unpriced.
+    pub delta_usd: Option<f64>,
+}
+
+/// The monthly cost change of a plan. `changes` follows the plan's order, no-ops included so
+/// the totals cover the whole stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanCost {
+    /// Stack.
+    pub stack: String,
+    /// Per change.
+    pub changes: Vec<CostDelta>,
+    /// Monthly USD today (priced resources).
+    pub before_usd: f64,
+    /// Monthly USD after apply (priced resources).
+    pub after_usd: f64,
+    /// `after_usd - before_usd`.
+    pub delta_usd: f64,
+    /// Paths whose before or after is unpriced (their change is not in the totals' delta).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub unpriced: Vec<String>,
+}
+
+fn signed(x: f64) -> String {
+    if x >= 0.0 {
+        format!("+{}", usd(x))
+    } else {
+        format!("-{}", usd(-x))
+    }
+}
+
+impl PlanCost {
+    /// The cost change of the (non-deposed) change at `path`.
+    pub fn delta_of(&self, path: &str) -> Option<&CostDelta> {
+        self.changes.iter().find(|c| c.path == path && !c.deposed)
+    }
+
+    /// A human table of the changes that change the cost or are unpriced, and the totals.
+    pub fn render(&self) -> String {
+        let rows: Vec<&CostDelta> =
+            self.changes.iter().filter(|c| c.delta_usd.is_none_or(|d| d != 0.0) && c.action != Action::NoOp).collect();
+        let mut out = String::new();
+        let w = rows.iter().map(|c| c.path.len()).max().unwrap_or(0).max("RESOURCE".len());
+        let show = |v: Option<f64>| v.map(usd).unwrap_or_else(|| "unpriced".into());
+        let _ = writeln!(out, "Monthly cost change of {}, USD", self.stack);
+        if !rows.is_empty() {
+            let _ =
+                writeln!(out, "\n  {:<3} {:<w$}  {:>10}  {:>10}  {:>10}", "", "RESOURCE", "BEFORE", "AFTER", "CHANGE");
+            for c in rows {
+                let _ = writeln!(
+                    out,
+                    "  {:<3} {:<w$}  {:>10}  {:>10}  {:>10}",
+                    c.action.symbol(),
+                    c.path,
+                    show(c.before_usd),
+                    show(c.after_usd),
+                    c.delta_usd.map(signed).unwrap_or_else(|| "unpriced".into())
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n  {} -> {} per month ({})",
+            usd(self.before_usd),
+            usd(self.after_usd),
+            signed(self.delta_usd)
+        );
+        if !self.unpriced.is_empty() {
+            let _ = writeln!(out, "  unpriced, not in the totals: {}", self.unpriced.join(", "));
+        }
+        out
+    }
+}
+
+/// A resource's share of a budget overrun.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contributor {
+    /// Logical path.
+    pub path: String,
+    /// Monthly USD.
+    pub monthly_usd: f64,
+}
+
+/// A plan refused because the stack's estimate is over its [`Budget`], or cannot be checked
+/// against it because some resources have no price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetExceeded {
+    /// Stack.
+    pub stack: String,
+    /// The cap, USD per month.
+    pub cap_usd: f64,
+    /// The estimate (priced resources), USD per month.
+    pub total_usd: f64,
+    /// The most expensive resources, at most three, most expensive first.
+    pub top: Vec<Contributor>,
+    /// Resources without a price: with a cap, the estimate must be complete.
+    pub unpriced: Vec<String>,
+}
+
+impl fmt::Display for BudgetExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let top: Vec<String> = self.top.iter().map(|c| format!("{} ${}", c.path, usd(c.monthly_usd))).collect();
+        if self.total_usd > self.cap_usd {
+            write!(
+                f,
+                "stack `{}` is estimated at ${}/month, over its budget cap of ${}/month by ${}; biggest contributors: {}",
+                self.stack,
+                usd(self.total_usd),
+                usd(self.cap_usd),
+                usd(self.total_usd - self.cap_usd),
+                top.join(", ")
+            )?;
+            if !self.unpriced.is_empty() {
+                write!(f, " (plus unpriced: {})", self.unpriced.join(", "))?;
+            }
+            write!(f, ". Nothing was sent to the cloud; choose smaller sizes or fewer resources, or raise the cap")
+        } else {
+            write!(
+                f,
+                "stack `{}` has a budget cap of ${}/month but {} resource(s) have no price in the catalogue ({}), \
+                 so the cap cannot be enforced (priced part: ${}/month). Nothing was sent to the cloud; \
+                 use sizes the catalogue prices, or remove the cap",
+                self.stack,
+                usd(self.cap_usd),
+                self.unpriced.len(),
+                self.unpriced.join(", "),
+                usd(self.total_usd)
+            )
+        }
+    }
+}
+
+impl std::error::Error for BudgetExceeded {}
+
+/// Check a stack's estimate against its [`Budget`]. Pure: call it before any cloud call. A
+/// stack without a budget always passes; one with a budget is refused when its estimate is
+/// over the cap or when any resource is unpriced (a cap that cannot be checked is no cap).
+pub fn check_budget(s: &Synthesized, report: &CostReport) -> Result<(), BudgetExceeded> {
+    let Some(budget) = s.budget else {
+        return Ok(());
+    };
+    let over = report.total_usd > budget.monthly_usd;
+    if !over && report.unpriced.is_empty() {
+        return Ok(());
+    }
+    Err(BudgetExceeded {
+        stack: s.name.clone(),
+        cap_usd: budget.monthly_usd,
+        total_usd: report.total_usd,
+        top: report
+            .top(3)
+            .into_iter()
+            .map(|r| Contributor { path: r.path.clone(), monthly_usd: r.known_usd() })
+            .collect(),
+        unpriced: report.unpriced.clone(),
+    })
+}
+
+/// One client's line of a [`Bill`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BillLine {
+    /// The tag value (the client).
+    pub client: String,
+    /// Number of resources.
+    pub resources: usize,
+    /// Cost, USD per month.
+    pub cost_usd: f64,
+    /// Markup, USD per month.
+    pub markup_usd: f64,
+    /// Cost plus markup.
+    pub total_usd: f64,
+    /// Resources (`stack/path`) without a price: the line is a lower bound.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub unpriced: Vec<String>,
+}
+
+/// The agency billing view: monthly cost per client with a markup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bill {
+    /// The tag that names the client.
+    pub tag: String,
+    /// Markup in percent of the cost.
+    pub markup_percent: f64,
+    /// Per provider, the date its prices were taken.
+    pub priced_on: BTreeMap<String, String>,
+    /// One line per client, sorted by client.
+    pub lines: Vec<BillLine>,
+    /// The resources without the tag that cost something or are unpriced: the agency's own
+    /// overhead, not billed (no markup).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unassigned: Option<BillLine>,
+    /// Sum of the clients' costs.
+    pub cost_usd: f64,
+    /// Sum of the clients' markups.
+    pub markup_usd: f64,
+    /// Sum of the clients' totals.
+    pub total_usd: f64,
+}
+
+/// Label of the unassigned line in CSV and tables.
+const UNASSIGNED: &str = "(unassigned)";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+impl Bill {
+    /// CSV with a header, one row per client (then the unassigned row, if any), two decimals.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("client,resources,cost_usd,markup_percent,markup_usd,total_usd,unpriced\n");
+        let pct = format!("{:.2}", self.markup_percent);
+        let unassigned = self.unassigned.iter().map(|l| (l, "0.00".to_string()));
+        for (l, pct) in self.lines.iter().map(|l| (l, pct.clone())).chain(unassigned) {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{}",
+                csv_field(&l.client),
+                l.resources,
+                usd(l.cost_usd),
+                pct,
+                usd(l.markup_usd),
+                usd(l.total_usd),
+                l.unpriced.len()
+            );
+        }
+        out
+    }
+
+    /// The bill as pretty JSON (the serde form of this type).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The bill's line for `client`.
+    pub fn line(&self, client: &str) -> Option<&BillLine> {
+        self.lines.iter().find(|l| l.client == client)
+    }
+}
+
+/// Bill the cost of one or more stacks per value of `tag` (for agencies: `client`), adding
+/// `markup_percent` to each client's cost. Resources are keyed `stack/path`.
+pub fn billing_by_tag(reports: &[CostReport], tag: &str, markup_percent: f64) -> Bill {
+    let mut clients: BTreeMap<String, (f64, Vec<String>, Vec<String>)> = BTreeMap::new();
+    let mut rest: (f64, Vec<String>, Vec<String>) = (0.0, Vec::new(), Vec::new());
+    let mut priced_on = BTreeMap::new();
+    for r in reports {
+        priced_on.extend(r.priced_on.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for g in r.by_tag(tag) {
+            let entry = match &g.value {
+                Some(v) => clients.entry(v.clone()).or_default(),
+                None => &mut rest,
+            };
+            entry.0 = cents(entry.0 + g.monthly_usd);
+            entry.1.extend(g.resources.iter().map(|p| format!("{}/{p}", r.stack)));
+            entry.2.extend(g.unpriced.iter().map(|p| format!("{}/{p}", r.stack)));
+        }
+    }
+    let line = |client: String, (cost, resources, unpriced): (f64, Vec<String>, Vec<String>), pct: f64| {
+        let markup = cents(cost * pct / 100.0);
+        BillLine {
+            client,
+            resources: resources.len(),
+            cost_usd: cost,
+            markup_usd: markup,
+            total_usd: cents(cost + markup),
+            unpriced,
+        }
+    };
+    let lines: Vec<BillLine> = clients.into_iter().map(|(c, v)| line(c, v, markup_percent)).collect();
+    let unassigned = (rest.0 > 0.0 || !rest.2.is_empty()).then(|| line(UNASSIGNED.to_string(), rest, 0.0));
+    let cost_usd = cents(lines.iter().map(|l| l.cost_usd).sum());
+    let markup_usd = cents(lines.iter().map(|l| l.markup_usd).sum());
+    Bill {
+        tag: tag.to_string(),
+        markup_percent,
+        priced_on,
+        lines,
+        unassigned,
+        cost_usd,
+        markup_usd,
+        total_usd: cents(cost_usd + markup_usd),
+    }
+}
+
+impl fmt::Display for Bill {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = self
+            .lines
+            .iter()
+            .chain(self.unassigned.as_ref())
+            .map(|l| l.client.len())
+            .max()
+            .unwrap_or(0)
+            .max(self.tag.len().max("TOTAL".len()));
+        writeln!(f, "Monthly bill per {} (markup {}%), USD", self.tag, self.markup_percent)?;
+        writeln!(
+            f,
+            "\n  {:<w$}  {:>9}  {:>10}  {:>10}  {:>10}",
+            self.tag.to_uppercase(),
+            "RESOURCES",
+            "COST",
+            "MARKUP",
+            "TOTAL"
+        )?;
+        for l in self.lines.iter().chain(self.unassigned.as_ref()) {
+            writeln!(
+                f,
+                "  {:<w$}  {:>9}  {:>10}  {:>10}  {:>10}{}",
+                l.client,
+                l.resources,
+                usd(l.cost_usd),
+                usd(l.markup_usd),
+                usd(l.total_usd),
+                if l.unpriced.is_empty() { String::new() } else { format!("  ({} unpriced)", l.unpriced.len()) }
+            )?;
+        }
+        writeln!(
+            f,
+            "  {:<w$}  {:>9}  {:>10}  {:>10}  {:>10}",
+            "TOTAL",
+            "",
+            usd(self.cost_usd),
+            usd(self.markup_usd),
+            usd(self.total_usd)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cents_round_half_away_and_format() {
+        assert_eq!(cents(18.649999), 18.65);
+        assert_eq!(usd(2.3), "2.30");
+        assert_eq!(signed(-1.5), "-1.50");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn a_priced_field_known_only_after_apply_is_unpriced() {
+        let cat = crate::sim::SimCloud::catalog();
+        let attr = |a: &str| Expr::Attr { node: 0, path: "other".into(), attr: a.into(), secret: false };
+        let r = SynthResource {
+            path: "web".into(),
+            kind: Kind::Vm,
+            provider: "sim".into(),
+            deps: vec![0],
+            depends_on: vec!["other".into()],
+            fields: BTreeMap::from([
+                ("size".to_string(), Expr::Lit(Value::String("small".into()))),
+                ("assign_public_ip".to_string(), attr("flag")),
+            ]),
+        };
+        let c = CostModel::new(&[&cat]).price_resource(&r);
+        assert_eq!(c.monthly_usd, None);
+        assert_eq!(c.known_usd(), 15.0);
+        assert!(c.unpriced.unwrap_or_default().contains("`assign_public_ip` is known only after apply"));
+    }
+}

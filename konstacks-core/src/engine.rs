@@ -378,6 +378,94 @@ impl Engine {
         plan::diff(s, state, &PlanInput { recovered: Vec::new(), moved: moves(s) }).0
     }
 
+    /// Adopt an existing cloud resource into the stack at `path` by its provider id. The
+    /// resource is read (one batched call), recorded in state with the values the cloud reports,
+    /// and the returned plan shows exactly what the next apply would change to make it match the
+    /// stack (typically: add the stack's tags).
+    pub async fn import(&self, s: &Synthesized, path: &str, id: &str) -> Result<Plan, Error> {
+        let idx = s.index_of(path).ok_or_else(|| {
+            Error::Usage(format!(
+                "stack `{}` has no resource at `{path}`; import targets a path the stack declares",
+                s.name
+            ))
+        })?;
+        let r = &s.resources[idx];
+        let slot = self.slot(&r.provider)?;
+        let lock = LockInfo::for_this_process("import");
+        self.state.lock(&s.name, &lock).await?;
+        let res = async {
+            let mut state = self.state.load(&s.name).await?;
+            if let Some(existing) = state.resources.get(path) {
+                return Err(Error::Usage(format!(
+                    "`{path}` is already managed (id {}); remove it from state or pick another path",
+                    existing.id
+                )));
+            }
+            if let Some((other, _)) = state.resources.iter().find(|(_, x)| x.id == id) {
+                return Err(Error::Usage(format!("{id} is already managed at `{other}`")));
+            }
+            let cx = self.cx(&s.name);
+            let sel = Selector::Ids(vec![id.to_string()]);
+            let found = self
+                .with_retries(slot, &cx, || read_many(&slot.provider, &cx, r.kind, &sel))
+                .await
+                .map_err(|e| Error::Provider { context: format!("reading {} {id}", r.kind), source: e })?;
+            let Some((_, attrs)) = found.into_iter().find(|(i, _)| i == id) else {
+                return Err(Error::Usage(format!(
+                    "provider `{}` has no {} with id `{id}` (in the region the stack uses); check the id",
+                    r.provider, r.kind
+                )));
+            };
+            // What the cloud reports wins; fields it cannot report (user data, secrets, options)
+            // are taken from the stack, so only real differences show in the next plan.
+            let known: Vec<Option<&BTreeMap<String, Value>>> =
+                s.resources.iter().map(|x| state.resources.get(&x.path).map(|st| &st.attrs)).collect();
+            let env = Env {
+                stack: &s.name,
+                path,
+                attrs: &known,
+                generation: 0,
+                prior_name: None,
+                mode: Mode::Plan,
+                secrets: None,
+            };
+            let mut inputs = BTreeMap::new();
+            for (k, e) in &r.fields {
+                let v = match attrs.get(k) {
+                    Some(v) => v.clone(),
+                    None => match plan::resolve(e, &env) {
+                        Ok(Resolved::Known(v)) => v,
+                        _ => Value::Null,
+                    },
+                };
+                inputs.insert(k.clone(), v);
+            }
+            let rec = Record::Put {
+                path: path.to_string(),
+                resource: ResourceState {
+                    kind: r.kind,
+                    provider: r.provider.clone(),
+                    id: id.to_string(),
+                    generation: 0,
+                    inputs,
+                    attrs,
+                    deps: r.depends_on.clone(),
+                    sealed: BTreeMap::new(),
+                },
+            };
+            self.state.append(&s.name, std::slice::from_ref(&rec)).await?;
+            state.apply(&rec);
+            state.serial += 1;
+            self.state.compact(&s.name, &state).await?;
+            Ok(self.plan_against(s, &state))
+        }
+        .await;
+        let unlocked = self.state.unlock(&s.name, &lock.id).await;
+        let plan = res?;
+        unlocked?;
+        Ok(plan)
+    }
+
     /// Plan the destruction of everything in a stack's state.
     pub async fn plan_destroy(&self, stack: &str) -> Result<Plan, Error> {
         let mut state = self.state.load(stack).await?;
@@ -1157,6 +1245,8 @@ struct Exec<'a> {
     ops: Vec<Op>,
     attrs: Mutex<Vec<Option<Arc<Attrs>>>>,
     deps_paths: Vec<Vec<String>>,
+    /// Physical names of existing resources, kept by in-place updates (and by moves).
+    prior_names: Vec<Option<String>>,
     secrets: RunSecrets,
     policy: FailurePolicy,
     started: Duration,
@@ -1209,6 +1299,7 @@ impl<'a> Exec<'a> {
         let mut delete_by_path: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut attrs: Vec<Option<Arc<Attrs>>> = vec![None; n];
         let mut deps_paths: Vec<Vec<String>> = vec![Vec::new(); n];
+        let mut prior_names: Vec<Option<String>> = vec![None; n];
 
         if let Some(s) = s {
             for (i, r) in s.resources.iter().enumerate() {
@@ -1219,6 +1310,8 @@ impl<'a> Exec<'a> {
                 deps_paths[i] = r.depends_on.clone();
                 if matches!(np.action, Action::NoOp | Action::Update) {
                     attrs[i] = prior.map(|p| Arc::new(p.attrs.clone()));
+                    prior_names[i] =
+                        prior.and_then(|p| p.inputs.get("name")).and_then(Value::as_str).map(str::to_string);
                 }
                 if matches!(np.action, Action::Create | Action::Update | Action::Replace) {
                     write_op[i] = Some(push(&mut ops, OpSpec::Write { node: i, action: np.action }));
@@ -1347,6 +1440,7 @@ impl<'a> Exec<'a> {
             ops,
             attrs: Mutex::new(attrs),
             deps_paths,
+            prior_names,
             secrets: RunSecrets {
                 stack: stack.to_string(),
                 mem: Mutex::new(mem),
@@ -1584,6 +1678,7 @@ impl<'a> Exec<'a> {
                 path: &r.path,
                 attrs: &dep_attrs,
                 generation: np.generation,
+                prior_name: if action == Action::Update { self.prior_names[node].as_deref() } else { None },
                 mode,
                 secrets: Some(&self.secrets),
             };

@@ -280,6 +280,8 @@ pub(crate) struct Env<'a> {
     pub(crate) path: &'a str,
     pub(crate) attrs: &'a dyn AttrLookup,
     pub(crate) generation: u32,
+    /// The physical name the resource already has (kept when it moved to a new path).
+    pub(crate) prior_name: Option<&'a str>,
     pub(crate) mode: Mode,
     pub(crate) secrets: Option<&'a dyn SecretLookup>,
 }
@@ -319,7 +321,9 @@ pub(crate) struct MissingSecret(pub(crate) String);
 pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret> {
     Ok(match e {
         Expr::Lit(v) => Resolved::Known(v.clone()),
-        Expr::PhysicalName(base) => Resolved::Known(Value::String(name_for(base, env.generation))),
+        Expr::PhysicalName(base) => Resolved::Known(Value::String(
+            env.prior_name.map(str::to_string).unwrap_or_else(|| name_for(base, env.generation)),
+        )),
         Expr::Attr { node, path, attr, secret } => {
             if *secret {
                 match env.mode {
@@ -452,7 +456,16 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
         let generation = prior.map(|p| p.generation).unwrap_or_else(|| {
             state.deposed.iter().filter(|d| d.path == r.path).map(|d| d.resource.generation + 1).max().unwrap_or(0)
         });
-        let env = Env { stack: &s.name, path: &r.path, attrs: &known, generation, mode: Mode::Plan, secrets: None };
+        let prior_name = prior.and_then(|p| p.inputs.get("name")).and_then(Value::as_str);
+        let env = Env {
+            stack: &s.name,
+            path: &r.path,
+            attrs: &known,
+            generation,
+            prior_name,
+            mode: Mode::Plan,
+            secrets: None,
+        };
         let mut desired: BTreeMap<&str, Resolved> = BTreeMap::new();
         for (k, e) in &r.fields {
             // Plan mode never needs secrets, so this cannot fail.

@@ -175,10 +175,13 @@ impl StackState {
                     self.resources.insert(to.clone(), r);
                 }
                 for r in self.resources.values_mut() {
-                    for d in &mut r.deps {
-                        if d == from {
-                            d.clone_from(to);
+                    if r.deps.iter().any(|d| d == from) {
+                        for d in &mut r.deps {
+                            if d == from {
+                                d.clone_from(to);
+                            }
                         }
+                        r.deps.sort();
                     }
                 }
             }
@@ -235,6 +238,9 @@ pub enum Record {
         outputs: BTreeMap<String, Value>,
     },
 }
+
+/// The id reported for (and accepted to break) a lock file that cannot be read.
+pub const UNREADABLE_LOCK: &str = "unreadable";
 
 /// Who holds a stack's lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +323,16 @@ impl LocalBackend {
         let dir = self.dir(stack);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let path = dir.join("journal.jsonl");
+        // A crash can leave a torn last line: a record that was never acknowledged. Cut it off
+        // before appending, or the next record would be glued to it.
+        if let Ok(bytes) = std::fs::read(&path) {
+            if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                let keep = bytes.iter().rposition(|b| *b == b'\n').map(|i| i + 1).unwrap_or(0);
+                let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                f.set_len(keep as u64).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+            }
+        }
         let f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
         let f = std::sync::Arc::new(std::sync::Mutex::new(f));
         open.insert(stack.to_string(), f.clone());
@@ -512,7 +528,7 @@ impl StateBackend for LocalBackend {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let held: Option<LockInfo> = read_opt(&path)?.and_then(|b| serde_json::from_slice(&b).ok());
                     let held = held.unwrap_or(LockInfo {
-                        id: "unreadable".into(),
+                        id: UNREADABLE_LOCK.into(),
                         holder: "unknown (lock file unreadable)".into(),
                         operation: "unknown".into(),
                         since: "unknown".into(),
@@ -538,11 +554,23 @@ impl StateBackend for LocalBackend {
         let path = self.dir(stack).join("lock.json");
         let (stack, id) = (stack.to_string(), id.to_string());
         blocking(move || {
-            let held: Option<LockInfo> = read_opt(&path)?.and_then(|b| serde_json::from_slice(&b).ok());
+            let raw = read_opt(&path)?;
+            let held: Option<LockInfo> = raw.as_ref().and_then(|b| serde_json::from_slice(b).ok());
             match held {
                 Some(h) if h.id == id => {
                     std::fs::remove_file(&path).map_err(io_err(&path))?;
                     Ok(h)
+                }
+                // A lock file nobody can read is reported with the id `unreadable` (see `lock`);
+                // that id breaks it.
+                None if raw.is_some() && id == UNREADABLE_LOCK => {
+                    std::fs::remove_file(&path).map_err(io_err(&path))?;
+                    Ok(LockInfo {
+                        id: UNREADABLE_LOCK.into(),
+                        holder: "unknown (lock file unreadable)".into(),
+                        operation: "unknown".into(),
+                        since: "unknown".into(),
+                    })
                 }
                 Some(h) => Err(StateError::LockMismatch { stack, current: h.id, given: id }),
                 None => Err(StateError::LockMismatch { stack, current: "none".into(), given: id }),

@@ -217,6 +217,9 @@ pub struct Synthesized {
     pub exports: Vec<SynthExport>,
     /// `moved` declarations (from, to).
     pub moved: Vec<(String, String)>,
+    /// The monthly cost cap declared with [`Stack::budget`], if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::cost::Budget>,
 }
 
 impl Synthesized {
@@ -513,7 +516,7 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
 
         match &n.spec {
             NodeSpec::Vpc(v) => {
-                fields.insert("cidr".into(), Expr::lit(&v.cidr));
+                fields.insert("cidr".into(), Expr::lit(canonical_cidr(&v.cidr)));
             }
             NodeSpec::Subnet(s) => {
                 let vpc = ctx.target(&path, s.vpc.erase(), Kind::Vpc, "the subnet's VPC");
@@ -551,7 +554,7 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                     "vpc_id".into(),
                     vpc.map(|v| Expr::id_of(v, &def.nodes[v].path)).unwrap_or(Expr::Lit(Value::Null)),
                 );
-                fields.insert("cidr".into(), Expr::lit(&s.cidr));
+                fields.insert("cidr".into(), Expr::lit(canonical_cidr(&s.cidr)));
                 fields.insert("zone".into(), Expr::lit(s.zone));
                 fields.insert("public".into(), Expr::lit(s.public));
             }
@@ -596,7 +599,7 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                         RulePeer::Anywhere => Expr::Map(BTreeMap::from([("cidr".to_string(), Expr::lit("0.0.0.0/0"))])),
                         RulePeer::Cidr(c) => {
                             parse_cidr(&mut ctx, &path, &what, c);
-                            Expr::Map(BTreeMap::from([("cidr".to_string(), Expr::lit(c))]))
+                            Expr::Map(BTreeMap::from([("cidr".to_string(), Expr::lit(canonical_cidr(c)))]))
                         }
                         RulePeer::Firewall(fw) => match ctx.target(&path, fw.erase(), Kind::Firewall, &what) {
                             Some(t) => Expr::Map(BTreeMap::from([(
@@ -860,6 +863,103 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
         resources.push(SynthResource { path, kind: n.spec.kind(), provider: provider_name, deps, depends_on, fields });
     }
 
+    // Cross-VPC wiring, subnet capacity and physical-name collisions.
+    let vpc_index = |i: usize| vpc_of_node(def, i).filter(|r| r.stack == def.serial).map(|r| r.index as usize);
+    let mut vms_per_subnet: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, n) in def.nodes.iter().enumerate() {
+        let in_stack =
+            |r: NodeRef| (r.stack == def.serial && (r.index as usize) < def.nodes.len()).then_some(r.index as usize);
+        match &n.spec {
+            NodeSpec::Database(db) => {
+                let vpcs: BTreeSet<usize> =
+                    db.subnets.iter().filter_map(|s| in_stack(s.erase())).filter_map(vpc_index).collect();
+                if vpcs.len() > 1 {
+                    let p = ctx.full(&n.path);
+                    ctx.diags.push(
+                        "vpc-mismatch",
+                        p,
+                        "the database's subnets belong to different VPCs",
+                        "put all of a database's subnets in one VPC",
+                    );
+                }
+                if let Some(v) = vpcs.iter().next() {
+                    for f in db.firewalls.iter().filter_map(|f| in_stack(f.erase())) {
+                        if vpc_index(f).is_some_and(|fv| fv != *v) {
+                            let p = ctx.full(&n.path);
+                            ctx.diags.push(
+                                "vpc-mismatch",
+                                p,
+                                format!(
+                                    "firewall `{}` belongs to another VPC than the database's subnets",
+                                    def.nodes[f].path
+                                ),
+                                "attach firewalls of the database's VPC",
+                            );
+                        }
+                    }
+                }
+            }
+            NodeSpec::Firewall(fw) => {
+                let own = in_stack(fw.vpc.erase());
+                for r in &fw.rules {
+                    if let RulePeer::Firewall(peer) = &r.peer {
+                        if let (Some(own), Some(pv)) = (own, in_stack(peer.erase()).and_then(vpc_index)) {
+                            if own != pv {
+                                let p = ctx.full(&n.path);
+                                ctx.diags.push(
+                                    "vpc-mismatch",
+                                    p,
+                                    format!(
+                                        "a rule names firewall `{}` of another VPC",
+                                        def.nodes[peer.index as usize].path
+                                    ),
+                                    "reference firewalls of the same VPC, or use the other VPC's CIDR",
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            NodeSpec::Vm(vm) => {
+                if let Some(sn) = in_stack(vm.subnet.erase()) {
+                    *vms_per_subnet.entry(sn).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+        let _ = i;
+    }
+    for (sn, count) in vms_per_subnet {
+        if let Some((_, _, c)) = subnet_info.iter().find(|(i, _, _)| *i == sn) {
+            // Clouds reserve a few addresses per subnet (AWS: 5); keep to the strictest.
+            let capacity = (1u64 << (32 - u32::from(c.prefix()))).saturating_sub(5);
+            if count as u64 > capacity {
+                let p = ctx.full(&def.nodes[sn].path);
+                ctx.diags.push(
+                    "subnet-too-small",
+                    p,
+                    format!("{count} VMs do not fit in {c}, which holds {capacity} addresses"),
+                    "use a larger subnet or spread the VMs over several",
+                );
+            }
+        }
+    }
+    let mut physical: BTreeMap<String, &str> = BTreeMap::new();
+    for n in &def.nodes {
+        let name = physical_name(&stack, &n.path);
+        if let Some(first) = physical.insert(name.clone(), n.path.as_str()) {
+            if first != n.path {
+                let p = ctx.full(&n.path);
+                ctx.diags.push(
+                    "duplicate-name",
+                    p,
+                    format!("`{}` and `{first}` both get the physical name `{name}`", n.path),
+                    "rename one of them: '/' and '-' map to the same character in names",
+                );
+            }
+        }
+    }
+
     // Overlapping subnets within one VPC.
     for (a, (ia, va, ca)) in subnet_info.iter().enumerate() {
         for (ib, vb, cb) in subnet_info.iter().skip(a + 1) {
@@ -932,6 +1032,15 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
         }
     }
 
+    if let Some(b) = def.budget.filter(|b| !(b.monthly_usd.is_finite() && b.monthly_usd >= 0.0)) {
+        ctx.diags.push(
+            "invalid-budget",
+            stack.clone(),
+            format!("budget cap {} is not a monthly amount in USD", b.monthly_usd),
+            "pass a finite, non-negative number of USD per month to `Stack::budget`",
+        );
+    }
+
     let mut diags = ctx.diags;
     if !diags.is_empty() {
         diags.0.sort();
@@ -947,6 +1056,7 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
         resources,
         exports,
         moved: def.moved.clone(),
+        budget: def.budget,
     })
 }
 
@@ -956,6 +1066,12 @@ fn vpc_of_node(def: &StackDef, i: usize) -> Option<NodeRef> {
         NodeSpec::Firewall(f) => Some(f.vpc.erase()),
         _ => None,
     }
+}
+
+/// The canonical text of a CIDR (`10.0.0.0/016` -> `10.0.0.0/16`), as clouds report it, so
+/// state never differs from the cloud in spelling only. Unparsable text is kept (and reported).
+fn canonical_cidr(s: &str) -> String {
+    s.parse::<Cidr>().map(|c| c.to_string()).unwrap_or_else(|_| s.to_string())
 }
 
 /// The deterministic physical name of a resource: `<stack>-<path with '/' as '-'>`.

@@ -575,3 +575,79 @@ async fn replaying_a_journal_over_its_own_snapshot_changes_nothing() {
     }
     assert_eq!(replayed, after);
 }
+
+#[tokio::test(start_paused = true)]
+async fn moved_resources_keep_their_cloud_identity() {
+    let w = world();
+    let v1 = || {
+        let stack = Stack::new("mv", Placement::region("eu-west"), Stage::Dev);
+        let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
+        let fw = stack.add("fw", Firewall::new(vpc).allow(Ingress::tcp(443).from_anywhere()));
+        let sn = stack.add("a", Subnet::new(vpc, "10.0.1.0/24"));
+        stack.add("vm", Vm::new(Image::UbuntuLts, VmSize::Small, sn).firewall(fw));
+        stack
+    };
+    let v2 = || {
+        let stack = Stack::new("mv", Placement::region("eu-west"), Stage::Dev);
+        let net = stack.scope("network");
+        let vpc = net.add("vpc", Vpc::new("10.0.0.0/16"));
+        let fw = net.add("web-fw", Firewall::new(vpc).allow(Ingress::tcp(443).from_anywhere()));
+        let sn = net.add("a", Subnet::new(vpc, "10.0.1.0/24"));
+        stack.add("vm", Vm::new(Image::UbuntuLts, VmSize::Small, sn).firewall(fw));
+        for (from, to) in [("vpc", "network/vpc"), ("fw", "network/web-fw"), ("a", "network/a")] {
+            stack.moved(from, to);
+        }
+        stack
+    };
+    w.apply(&v1()).await.unwrap();
+    let before: Vec<String> = w.sim.resources_of_stack("mv").iter().map(|r| r.id().to_string()).collect();
+    let plan = w.plan(&v2()).await;
+    let fw = plan.change("network/web-fw").unwrap();
+    assert_eq!(fw.moved_from.as_deref(), Some("fw"));
+    assert_eq!(fw.action, Action::Update, "only the path tag changes: {}", plan.render(false));
+    assert_eq!(fw.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["tags"]);
+    assert_eq!(plan.summary.create + plan.summary.delete + plan.summary.replace, 0, "{}", plan.render(false));
+    let r = w.apply(&v2()).await.unwrap();
+    assert!(r.created.is_empty() && r.deleted.is_empty() && r.replaced.is_empty(), "{r:?}");
+    let after: Vec<String> = w.sim.resources_of_stack("mv").iter().map(|r| r.id().to_string()).collect();
+    assert_eq!(before, after, "same cloud resources");
+    assert!(w.plan(&v2()).await.is_empty());
+    let st = w.state.load("mv").await.unwrap();
+    assert!(st.resources.contains_key("network/web-fw") && !st.resources.contains_key("fw"));
+    assert_eq!(st.resources["vm"].deps, ["network/a", "network/web-fw"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn import_adopts_an_existing_resource_and_plans_only_the_differences() {
+    use konstacks_core::provider::Network;
+    let w = world();
+    let cx = konstacks_core::clock::OpContext::new(konstacks_core::clock::TokioClock::shared(), "imp");
+    let hand_made = w
+        .sim
+        .create_vpc(
+            &cx,
+            &konstacks_core::spec::VpcSpec {
+                name: "legacy-vpc".into(),
+                region: "eu-west".into(),
+                cidr: "10.9.0.0/16".into(),
+                tags: BTreeMap::from([("team".to_string(), "ops".to_string())]),
+            },
+        )
+        .await
+        .unwrap();
+    let stack = Stack::new("imp", Placement::region("eu-west"), Stage::Dev);
+    let vpc = stack.add("vpc", Vpc::new("10.9.0.0/16"));
+    stack.add("a", Subnet::new(vpc, "10.9.1.0/24"));
+    let s = w.engine.synth(&stack).unwrap();
+    let plan = w.engine.import(&s, "vpc", &hand_made.id).await.unwrap();
+    let c = plan.change("vpc").unwrap();
+    assert_eq!(c.action, Action::Update, "{}", plan.render(false));
+    assert_eq!(c.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["tags"], "name and CIDR already match");
+    assert_eq!(plan.change("a").unwrap().action, Action::Create);
+    // Importing twice, or an unknown id, is refused with a clear message.
+    assert!(w.engine.import(&s, "vpc", &hand_made.id).await.unwrap_err().to_string().contains("already managed"));
+    assert!(w.engine.import(&s, "a", "subnet-ffffffff").await.unwrap_err().to_string().contains("has no subnet"));
+    w.apply(&stack).await.unwrap();
+    assert_eq!(w.count("imp", Kind::Vpc), 1, "adopted, not created");
+    assert!(w.plan(&stack).await.is_empty());
+}

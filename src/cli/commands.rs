@@ -210,6 +210,7 @@ where
         Command::State(StateCommand::List) => cx.state_list(),
         Command::State(StateCommand::Show { resource_path }) => cx.state_show(&resource_path),
         Command::ForceUnlock { lock_id } => cx.force_unlock(&lock_id),
+        Command::Import { resource_path, id } => cx.import(&resource_path, &id),
         Command::Templates | Command::Validate | Command::Synth | Command::Graph { .. } => Ok(Exit::Success),
     }
 }
@@ -495,6 +496,19 @@ impl<'a> Ctx<'a> {
             self.ui.out(&plan.render(self.ui.colour_out));
         }
         Ok(if plan.is_empty() { Exit::Success } else { Exit::Changes })
+    }
+
+    pub(crate) fn import(&self, path: &str, id: &str) -> Result<Exit, Failure> {
+        let s = self.engine.synth(&self.stack)?;
+        self.check_lock(&s.name)?;
+        let plan = self.rt.block_on(self.engine.import(&s, path, id))?;
+        if self.ui.json {
+            self.ui.json_doc(&plan);
+        } else {
+            self.ui.out(&format!("Imported {id} as {path}. The next apply would make these changes:\n"));
+            self.ui.out(&plan.render(self.ui.colour_out));
+        }
+        Ok(Exit::Success)
     }
 
     fn apply(&self, yes: bool, refresh: bool, continue_on_error: bool) -> Result<Exit, Failure> {

@@ -272,6 +272,7 @@ pub(crate) struct StackDef {
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) moved: Vec<(String, String)>,
     pub(crate) scope_errors: Vec<(String, String)>,
+    pub(crate) budget: Option<crate::cost::Budget>,
 }
 
 /// A stack under construction: a cheap, cloneable handle (clones share the same stack).
@@ -298,6 +299,7 @@ impl Stack {
             tags: BTreeMap::new(),
             moved: Vec::new(),
             scope_errors: Vec::new(),
+            budget: None,
         };
         Self { inner: Arc::new(Mutex::new(def)) }
     }
@@ -327,6 +329,14 @@ impl Stack {
     /// A tag added to every resource of the stack (on top of the stack and path tags).
     pub fn tag(&self, key: impl Into<String>, value: impl Into<String>) -> &Self {
         self.lock().tags.insert(key.into(), value.into());
+        self
+    }
+
+    /// Cap the stack's estimated monthly cost (USD). A plan whose estimate is over the cap, or
+    /// that holds resources without a price, is refused before any cloud call
+    /// (see [`crate::cost::check_budget`]). Calling it again replaces the cap.
+    pub fn budget(&self, monthly_usd: f64) -> &Self {
+        self.lock().budget = Some(crate::cost::Budget::new(monthly_usd));
         self
     }
 

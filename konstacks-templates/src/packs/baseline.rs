@@ -1,0 +1,212 @@
+//! `baseline`: what every stack should satisfy, whatever it holds. No SSH or RDP open to the
+//! internet, databases never reachable from the internet, databases encrypted at rest, and
+//! automated backups on for Postgres and MySQL.
+
+use konstacks_core::model::Kind;
+use konstacks_core::policy::{Direction, Pack, PolicyContext, Rule, RuleOutcome, Severity};
+
+/// Pack name.
+pub const NAME: &str = "baseline";
+/// Pack description.
+pub const DESCRIPTION: &str = "No SSH/RDP from anywhere, databases never public, encryption at rest, backups on";
+
+/// The `baseline` pack.
+pub fn pack() -> Pack {
+    Pack::new(NAME, DESCRIPTION)
+        .rule(NoAdminPortsFromAnywhere)
+        .rule(DatabaseNotPublic)
+        .rule(DatabaseEncrypted)
+        .rule(DatabaseBackups)
+}
+
+/// Ports whose exposure to the whole internet is refused, with their service name.
+const ADMIN_PORTS: [(u32, &str); 2] = [(22, "SSH"), (3389, "RDP")];
+
+/// `baseline/no-admin-ports-from-anywhere`: no firewall lets SSH (22) or RDP (3389) in from
+/// 0.0.0.0/0, whether through a single port, a TCP range covering it, or an all-traffic rule.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAdminPortsFromAnywhere;
+
+impl Rule for NoAdminPortsFromAnywhere {
+    fn id(&self) -> &str {
+        "baseline/no-admin-ports-from-anywhere"
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn title(&self) -> &str {
+        "No SSH (22) or RDP (3389) open to the internet"
+    }
+    fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
+        let mut out = Vec::new();
+        for fw in cx.of_kind(Kind::Firewall) {
+            let mut failed = false;
+            let mut open_to_all = Vec::new();
+            for rule in cx.firewall_rules(fw) {
+                if rule.direction != Direction::Ingress || !rule.is_anywhere() {
+                    continue;
+                }
+                open_to_all.push(rule.ports_label());
+                let open: Vec<String> = ADMIN_PORTS
+                    .iter()
+                    .filter(|(p, _)| rule.covers_tcp(*p))
+                    .map(|(p, name)| format!("{name} ({p})"))
+                    .collect();
+                if open.is_empty() {
+                    continue;
+                }
+                failed = true;
+                out.push(RuleOutcome::fail(
+                    fw,
+                    format!(
+                        "{} allows {} from anywhere, which opens {}",
+                        rule.label(),
+                        rule.ports_label(),
+                        open.join(" and ")
+                    ),
+                    "allow administration only from a known address, e.g. \
+                     `Ingress::tcp(22).from_cidr(\"203.0.113.7/32\")`, or reach the VMs through a bastion or the \
+                     provider's session manager",
+                ));
+            }
+            if !failed {
+                let detail = if open_to_all.is_empty() {
+                    "nothing open to anywhere".to_string()
+                } else {
+                    format!("open to anywhere: {}", open_to_all.join(", "))
+                };
+                out.push(RuleOutcome::pass(fw).with_detail(detail));
+            }
+        }
+        out
+    }
+}
+
+/// `baseline/database-not-public`: no firewall attached to a database lets anything in from
+/// 0.0.0.0/0, and no subnet of a database routes to the internet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DatabaseNotPublic;
+
+impl Rule for DatabaseNotPublic {
+    fn id(&self) -> &str {
+        "baseline/database-not-public"
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn title(&self) -> &str {
+        "Databases are not reachable from the internet"
+    }
+    fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
+        let mut out = Vec::new();
+        for db in cx.of_kind(Kind::Database) {
+            let before = out.len();
+            for fw in cx.firewalls_of(db) {
+                for rule in cx.firewall_rules(fw) {
+                    if rule.direction == Direction::Ingress && rule.is_anywhere() {
+                        out.push(RuleOutcome::fail(
+                            db,
+                            format!(
+                                "its firewall `{}` ({}) allows {} from anywhere",
+                                fw.path,
+                                rule.label(),
+                                rule.ports_label()
+                            ),
+                            format!(
+                                "allow the database port only from the app's firewall, e.g. \
+                                 `Ingress::tcp(5432).from(app_fw)`, in `{}`",
+                                fw.path
+                            ),
+                        ));
+                    }
+                }
+            }
+            for subnet in cx.subnets_of(db) {
+                if cx.is_public_subnet(subnet) {
+                    out.push(RuleOutcome::fail(
+                        db,
+                        format!("it is placed in subnet `{}`, which is public (routes to the internet)", subnet.path),
+                        "place databases only in private subnets (`Subnet::new(vpc, cidr)` without `.public()`), \
+                         in two zones",
+                    ));
+                }
+            }
+            if out.len() == before {
+                let subnets: Vec<String> = cx.subnets_of(db).iter().map(|s| format!("`{}`", s.path)).collect();
+                let fws: Vec<String> = cx.firewalls_of(db).iter().map(|f| format!("`{}`", f.path)).collect();
+                out.push(RuleOutcome::pass(db).with_detail(format!(
+                    "private subnets {}; firewalls {} allow nothing from anywhere",
+                    subnets.join(", "),
+                    if fws.is_empty() { "(none)".to_string() } else { fws.join(", ") }
+                )));
+            }
+        }
+        out
+    }
+}
+
+/// `baseline/database-encrypted`: every database is encrypted at rest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DatabaseEncrypted;
+
+impl Rule for DatabaseEncrypted {
+    fn id(&self) -> &str {
+        "baseline/database-encrypted"
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn title(&self) -> &str {
+        "Databases are encrypted at rest"
+    }
+    fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
+        cx.of_kind(Kind::Database)
+            .map(|db| {
+                if db.bool("encrypted") == Some(true) {
+                    RuleOutcome::pass(db).with_detail("encrypted at rest")
+                } else {
+                    RuleOutcome::fail(
+                        db,
+                        "the database is not encrypted at rest",
+                        "remove `.encrypted(false)` (encryption is the default); the change replaces the \
+                         database, so restore its data from a snapshot into the encrypted one",
+                    )
+                }
+            })
+            .collect()
+    }
+}
+
+/// `baseline/database-backups`: Postgres and MySQL keep automated backups for at least a day.
+/// Redis is not checked: it is used as a cache and keeps no backups by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DatabaseBackups;
+
+impl Rule for DatabaseBackups {
+    fn id(&self) -> &str {
+        "baseline/database-backups"
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn title(&self) -> &str {
+        "Postgres and MySQL keep automated backups (retention of at least 1 day)"
+    }
+    fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
+        cx.of_kind(Kind::Database)
+            .filter(|db| matches!(db.str("engine"), Some("postgres" | "mysql")))
+            .map(|db| {
+                let days = db.u64("backup_retention_days").unwrap_or(0);
+                if days >= 1 {
+                    RuleOutcome::pass(db).with_detail(format!("backup retention {days} days"))
+                } else {
+                    RuleOutcome::fail(
+                        db,
+                        "automated backups are off (retention 0 days)",
+                        "keep backups with `.backups(7)` (1 to 35 days)",
+                    )
+                }
+            })
+            .collect()
+    }
+}
