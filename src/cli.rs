@@ -18,8 +18,9 @@
 //! `--no-color`). Extra, program-specific options are a `clap::Args` type given to
 //! [`run_with`]. `docs/cli.md` describes the whole surface.
 //!
-//! Exit codes ([`Exit`]): 0 success or no changes, 1 error, 2 `plan`/`drift` found changes,
-//! 3 invalid stack or parameters (nothing was sent to any cloud), 4 stack locked by another run.
+//! Exit codes ([`Exit`]): 0 success or no changes, 1 error, 2 `plan`/`drift`/`parity` found
+//! changes, 3 invalid stack or parameters (nothing was sent to any cloud), 4 stack locked by
+//! another run, 5 refused by the budget cap or compliance errors (nothing was sent).
 //!
 //! This module owns argument parsing, the runtime, prompts and rendering. It never changes how
 //! the engine plans or applies, and never prints a secret value: everything it shows comes from
@@ -34,6 +35,8 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use konstacks_core::model::{Jurisdiction, Placement, Stack, Stage};
+use konstacks_core::parity::KnobSet;
+use konstacks_core::policy::PolicySet;
 use konstacks_core::provider::Provider;
 use serde_json::Value;
 
@@ -51,6 +54,8 @@ pub enum Exit {
     Invalid,
     /// 4: the stack is locked by another run (see `force-unlock`).
     Locked,
+    /// 5: refused before any cloud call: over the budget cap, or compliance errors.
+    Refused,
 }
 
 impl Exit {
@@ -62,6 +67,7 @@ impl Exit {
             Exit::Changes => 2,
             Exit::Invalid => 3,
             Exit::Locked => 4,
+            Exit::Refused => 5,
         }
     }
 }
@@ -78,7 +84,8 @@ Exit codes:
   1  error
   2  plan or drift found changes
   3  invalid stack or parameters (nothing was sent to any cloud)
-  4  the stack is locked by another run (see force-unlock)";
+  4  the stack is locked by another run (see force-unlock)
+  5  refused before any cloud call: over the budget cap, or compliance errors (see check)";
 
 /// Why the program's build closure could not define its stacks.
 #[non_exhaustive]
@@ -137,11 +144,24 @@ pub struct App {
     params_file: Option<PathBuf>,
     stacks: Vec<Stack>,
     providers: Vec<Provider>,
+    policy: Option<PolicySet>,
+    knobs: Option<KnobSet>,
 }
 
 impl App {
     fn new(stage: Stage, params: Value, params_file: Option<PathBuf>) -> Self {
-        Self { stage, params, params_file, stacks: Vec::new(), providers: Vec::new() }
+        Self { stage, params, params_file, stacks: Vec::new(), providers: Vec::new(), policy: None, knobs: None }
+    }
+
+    /// Check the stacks against these compliance packs (`--pack` on the command line replaces
+    /// them): `plan` shows the result, `apply` refuses on errors, `check` reports.
+    pub fn policy(&mut self, policy: PolicySet) {
+        self.policy = Some(policy);
+    }
+
+    /// Which fields may differ between dev, staging and prod (for `parity`).
+    pub fn parity_knobs(&mut self, knobs: KnobSet) {
+        self.knobs = Some(knobs);
     }
 
     /// The stage chosen with `--stage` (default `dev`).
@@ -228,6 +248,16 @@ struct GlobalArgs {
     /// Which stack, when the program defines several.
     #[arg(long, value_name = "NAME")]
     stack: Option<String>,
+    /// Compliance pack to check (repeatable; replaces the program's own): baseline, gdpr, popia,
+    /// pdpa, dpdp, lgpd, hardened.
+    #[arg(long = "pack", value_name = "PACK")]
+    packs: Vec<String>,
+    /// Suppressions file (TOML `[[suppress]]` tables or a JSON list) with rule_id, path, reason.
+    #[arg(long, value_name = "FILE")]
+    suppressions: Option<PathBuf>,
+    /// Monthly budget cap in USD: a plan over it is refused before any cloud call.
+    #[arg(long, value_name = "USD")]
+    budget: Option<f64>,
 }
 
 /// Format of `graph`.
@@ -303,6 +333,30 @@ enum Command {
         #[arg(long = "format", value_name = "FORMAT", value_enum, default_value = "dot")]
         graph_format: GraphFormat,
     },
+    /// Check the stack against its compliance packs (exit 5 on errors); `--report` prints the
+    /// evidence report (Markdown, or JSON with --json).
+    Check {
+        /// Print the evidence report for auditors.
+        #[arg(long)]
+        report: bool,
+    },
+    /// Estimated monthly cost per resource and in total.
+    Cost {
+        /// Roll up by the value of this tag (for example `client`).
+        #[arg(long, value_name = "TAG")]
+        by_tag: Option<String>,
+        /// A bill per value of this tag, with --markup.
+        #[arg(long, value_name = "TAG")]
+        bill: Option<String>,
+        /// Markup percentage on the bill.
+        #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
+        markup: f64,
+        /// The bill as CSV.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Compare dev, staging and prod of the stack side by side (exit 2 on parity drift).
+    Parity,
     /// List the built-in templates.
     Templates,
     /// Validate the stack only (exit 3 when invalid); nothing is sent to any cloud.
@@ -338,7 +392,7 @@ struct Cli<A: Args> {
 /// runtime: call it from a plain `fn main`.
 pub fn run<F, R>(build: F) -> ExitCode
 where
-    F: FnOnce(&mut App) -> R,
+    F: Fn(&mut App) -> R,
     R: BuildOutcome,
 {
     run_with::<NoArgs, _, _>(|app, _| build(app))
@@ -352,7 +406,7 @@ where
 pub fn run_with<A, F, R>(build: F) -> ExitCode
 where
     A: Args,
-    F: FnOnce(&mut App, &A) -> R,
+    F: Fn(&mut App, &A) -> R,
     R: BuildOutcome,
 {
     run_from(std::env::args_os(), build)
@@ -364,7 +418,7 @@ where
     A: Args,
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
-    F: FnOnce(&mut App, &A) -> R,
+    F: Fn(&mut App, &A) -> R,
     R: BuildOutcome,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();

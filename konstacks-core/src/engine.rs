@@ -211,6 +211,7 @@ pub struct Engine {
     sealer: Option<Sealer>,
     durability: Durability,
     crash: Option<CrashHook>,
+    policy: Option<crate::policy::PolicySet>,
 }
 
 /// Where the crash-test hook may stop the process.
@@ -269,7 +270,51 @@ impl Engine {
             sealer: Sealer::from_env(),
             durability: Durability::default(),
             crash: CrashHook::from_env(),
+            policy: None,
         }
+    }
+
+    /// Check every stack against these compliance packs: plans carry the result, and an apply
+    /// with errors is refused before any cloud call.
+    pub fn with_policy(mut self, policy: crate::policy::PolicySet) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The compliance report of a stack under the engine's packs (`None` without a policy).
+    pub fn check(&self, s: &Synthesized) -> Option<crate::policy::PolicyReport> {
+        self.policy.as_ref().map(|p| p.check(s, &self.catalogs()))
+    }
+
+    /// Budget and policy gates that run before anything touches a cloud.
+    fn gate(&self, s: &Synthesized, refuse_policy_errors: bool) -> Result<Option<crate::policy::PolicyReport>, Error> {
+        let report = crate::cost::estimate(s, &self.catalogs());
+        crate::cost::check_budget(s, &report)?;
+        let policy = self.check(s);
+        if refuse_policy_errors {
+            if let Some(p) = &policy {
+                if p.has_errors() {
+                    return Err(Error::Policy(Box::new(p.clone())));
+                }
+            }
+        }
+        Ok(policy)
+    }
+
+    fn decorate(
+        &self,
+        plan: &mut Plan,
+        s: &Synthesized,
+        state: &StackState,
+        policy: Option<crate::policy::PolicyReport>,
+    ) {
+        plan.cost = Some(crate::cost::plan_cost(plan, s, state, &self.catalogs()));
+        plan.policy = policy.map(|p| plan::PlanPolicy {
+            packs: p.packs.iter().map(|k| k.name.clone()).collect(),
+            errors: p.counts.errors,
+            warnings: p.counts.warnings,
+            findings: p.findings.clone(),
+        });
     }
 
     fn crash_point(&self, phase: CrashPhase) {
@@ -360,6 +405,7 @@ impl Engine {
     /// Plan without changing anything (state is read, never written; the cloud is read only
     /// to reconcile interrupted operations and, with `refresh`, to see drift).
     pub async fn plan(&self, s: &Synthesized, opts: &PlanOptions) -> Result<Plan, Error> {
+        let policy = self.gate(s, false)?;
         let mut state = self.state.load(&s.name).await?;
         let recovered = self.reconcile(&mut state, None).await?;
         apply_moves_in_memory(s, &mut state);
@@ -367,7 +413,8 @@ impl Engine {
             self.refresh_in_memory(&mut state).await?;
         }
         let input = PlanInput { recovered, moved: moves(s) };
-        let (plan, _) = plan::diff(s, &state, &input);
+        let (mut plan, _) = plan::diff(s, &state, &input);
+        self.decorate(&mut plan, s, &state, policy);
         Ok(plan)
     }
 
@@ -375,7 +422,10 @@ impl Engine {
     /// operations in `state` are not reconciled; use [`Engine::plan`] for that). Handy for
     /// snapshot tests of plans and for tools that keep state themselves.
     pub fn plan_against(&self, s: &Synthesized, state: &StackState) -> Plan {
-        plan::diff(s, state, &PlanInput { recovered: Vec::new(), moved: moves(s) }).0
+        let mut plan = plan::diff(s, state, &PlanInput { recovered: Vec::new(), moved: moves(s) }).0;
+        let policy = self.check(s);
+        self.decorate(&mut plan, s, state, policy);
+        plan
     }
 
     /// Adopt an existing cloud resource into the stack at `path` by its provider id. The
@@ -475,6 +525,7 @@ impl Engine {
 
     /// Make the cloud match the stack.
     pub async fn apply(&self, s: &Synthesized, opts: &ApplyOptions) -> Result<ApplyReport, Error> {
+        self.gate(s, true)?;
         self.run(&s.name, Some(s), opts, "apply").await
     }
 

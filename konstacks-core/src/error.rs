@@ -222,6 +222,12 @@ pub enum Error {
         /// Serial now stored.
         current: u64,
     },
+    /// The plan's monthly cost is over the stack's budget (nothing was sent to the cloud).
+    #[error(transparent)]
+    Budget(#[from] crate::cost::BudgetExceeded),
+    /// The compliance packs found errors (nothing was sent to the cloud).
+    #[error("compliance check failed: {}; nothing was sent to the cloud. Fix the findings or suppress them with a written reason (`konstacks check` shows the full report):\n{}", .0.summary(), .0.errors().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n"))]
+    Policy(Box<crate::policy::PolicyReport>),
     /// Anything the caller asked for that cannot be done (for example an unknown resource path).
     #[error("{0}")]
     Usage(String),

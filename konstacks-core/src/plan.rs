@@ -149,6 +149,25 @@ pub struct Plan {
     /// Stack outputs after apply (secret ones redacted; unknown ones null).
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub outputs: BTreeMap<String, Value>,
+    /// Monthly cost before and after, per change (when the engine prices plans).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cost: Option<crate::cost::PlanCost>,
+    /// Result of the compliance packs (when the engine has a policy).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy: Option<PlanPolicy>,
+}
+
+/// The compliance result carried by a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanPolicy {
+    /// Packs checked.
+    pub packs: Vec<String>,
+    /// Unsuppressed errors (an apply is refused while there are any).
+    pub errors: usize,
+    /// Unsuppressed warnings.
+    pub warnings: usize,
+    /// Findings not suppressed.
+    pub findings: Vec<crate::policy::Finding>,
 }
 
 impl Plan {
@@ -182,6 +201,7 @@ impl Plan {
         }
         if self.is_empty() {
             let _ = writeln!(out, "\nNo changes. The infrastructure matches the stack.");
+            self.render_footer(&mut out);
             return out;
         }
         out.push('\n');
@@ -197,6 +217,14 @@ impl Plan {
             let _ = write!(out, "  {} {verb}", paint(code, &head));
             if let Some(id) = &c.id {
                 let _ = write!(out, " [{id}]");
+            }
+            if let Some(d) =
+                self.cost.as_ref().and_then(|k| k.changes.iter().find(|d| d.path == c.path && d.deposed == c.deposed))
+            {
+                let money = |v: Option<f64>| v.map(|x| format!("${x:.2}")).unwrap_or_else(|| "unpriced".into());
+                if d.before_usd != d.after_usd {
+                    let _ = write!(out, "  # {} -> {}/month", money(d.before_usd), money(d.after_usd));
+                }
             }
             if let Some(m) = &c.moved_from {
                 let _ = write!(out, " (moved from {m})");
@@ -226,7 +254,44 @@ impl Plan {
             "\nPlan: {} to create, {} to update, {} to replace, {} to delete.",
             s.create, s.update, s.replace, s.delete
         );
+        self.render_footer(&mut out);
         out
+    }
+
+    fn render_footer(&self, out: &mut String) {
+        if let Some(c) = &self.cost {
+            let delta = c.delta_usd;
+            let sign = if delta >= 0.0 { "+" } else { "-" };
+            let _ = writeln!(
+                out,
+                "Monthly cost: ${:.2} -> ${:.2} ({sign}${:.2}){}",
+                c.before_usd,
+                c.after_usd,
+                delta.abs(),
+                if c.unpriced.is_empty() { String::new() } else { format!("; unpriced: {}", c.unpriced.join(", ")) }
+            );
+        }
+        if let Some(p) = &self.policy {
+            let _ = writeln!(
+                out,
+                "Compliance ({}): {} error(s), {} warning(s){}",
+                p.packs.join(", "),
+                p.errors,
+                p.warnings,
+                if p.errors > 0 {
+                    " — apply is refused until they are fixed or suppressed with a reason"
+                } else {
+                    ""
+                }
+            );
+            for f in &p.findings {
+                let sev = match f.severity {
+                    crate::policy::Severity::Error => "error",
+                    _ => "warning",
+                };
+                let _ = writeln!(out, "  {sev}[{}] {}: {}\n    fix: {}", f.rule_id, f.path, f.message, f.fix);
+            }
+        }
     }
 }
 
@@ -663,6 +728,8 @@ fn finish(
         changes,
         recovered,
         outputs,
+        cost: None,
+        policy: None,
     }
 }
 

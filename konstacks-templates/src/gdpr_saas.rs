@@ -33,6 +33,7 @@ impl Default for GdprSaasParams {
 impl TypedTemplate for GdprSaas {
     type Params = GdprSaasParams;
     const NAME: &'static str = "gdpr-saas";
+    const PACKS: &'static [&'static str] = &["gdpr"];
     const DESCRIPTION: &'static str =
         "GDPR SaaS: web-app kept in the EU/EEA, encrypted, backups >= 7 days (30 in prod), HA and deletion protection in prod";
 

@@ -102,6 +102,8 @@ pub trait TypedTemplate: Send + Sync {
         "database.deletion_protection",
         "database.backup_retention_days",
     ];
+    /// Compliance packs checked by default (see [`packs`]).
+    const PACKS: &'static [&'static str] = &["baseline"];
     /// Build the stack.
     fn build(&self, cx: &TemplateContext, params: &Self::Params) -> Result<Stack, TemplateError>;
 }
@@ -120,6 +122,34 @@ pub trait Template: Send + Sync {
     fn params_schema(&self) -> serde_json::Value;
     /// Fields that may differ between stages (see [`TypedTemplate::PARITY_KNOBS`]).
     fn parity_knobs(&self) -> &'static [&'static str];
+    /// Compliance packs checked by default (see [`TypedTemplate::PACKS`]).
+    fn default_packs(&self) -> &'static [&'static str];
+}
+
+/// The default policy of a template: its packs, composed.
+pub fn default_policy(t: &dyn Template) -> konstacks_core::policy::PolicySet {
+    t.default_packs()
+        .iter()
+        .filter_map(|n| packs::by_name(n))
+        .fold(konstacks_core::policy::PolicySet::new(), |set, p| set.pack(p))
+}
+
+/// The parity knobs of a template as a [`konstacks_core::parity::KnobSet`] (`kind.field`
+/// entries; `count:<glob>` entries allow resources present in some stages only).
+pub fn knobs(t: &dyn Template) -> konstacks_core::parity::KnobSet {
+    let mut set = konstacks_core::parity::KnobSet::none().numbered_replicas(true);
+    for k in t.parity_knobs() {
+        if let Some(glob) = k.strip_prefix("count:") {
+            set = set.allow_count(glob);
+        } else if let Some((kind, field)) = k.split_once('.') {
+            if let Ok(kind) =
+                serde_json::from_value::<konstacks_core::model::Kind>(serde_json::Value::String(kind.into()))
+            {
+                set = set.allow(kind, field);
+            }
+        }
+    }
+    set
 }
 
 impl<T: TypedTemplate> Template for T {
@@ -143,6 +173,9 @@ impl<T: TypedTemplate> Template for T {
     }
     fn parity_knobs(&self) -> &'static [&'static str] {
         T::PARITY_KNOBS
+    }
+    fn default_packs(&self) -> &'static [&'static str] {
+        T::PACKS
     }
 }
 

@@ -43,6 +43,8 @@ fn build(app: &mut App, args: &TemplateArgs) -> Result<(), BuildError> {
     let cx = TemplateContext::new(name, app.stage()).placement(placement);
     let stack = template.build_json(&cx, app.params().clone())?;
     app.add(stack);
+    app.policy(templates::default_policy(template.as_ref()));
+    app.parity_knobs(templates::knobs(template.as_ref()));
     Ok(())
 }
 

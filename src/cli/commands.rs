@@ -12,8 +12,10 @@ use std::time::Duration;
 use clap::Args;
 use konstacks_core::engine::{ApplyOptions, ApplyReport, Engine, FailurePolicy, PlanOptions};
 use konstacks_core::error::{Error, StateError};
-use konstacks_core::model::Stack;
+use konstacks_core::model::{Stack, Stage};
+use konstacks_core::parity::KnobSet;
 use konstacks_core::plan::Plan;
+use konstacks_core::policy::{PolicySet, Suppression};
 use konstacks_core::provider::Provider;
 use konstacks_core::sim::{SimCloud, SimConfig};
 use konstacks_core::state::LocalBackend;
@@ -58,6 +60,11 @@ impl From<Error> for Failure {
             Error::State(StateError::Locked { id, .. }) => {
                 let id = id.clone();
                 Failure { exit: Exit::Locked, message: e.to_string(), details: Some(json!({ "lock_id": id })) }
+            }
+            Error::Budget(_) => Failure { exit: Exit::Refused, message: e.to_string(), details: None },
+            Error::Policy(report) => {
+                let details = serde_json::to_value(report).ok();
+                Failure { exit: Exit::Refused, message: e.to_string(), details }
             }
             Error::Apply(report) => {
                 let details = serde_json::to_value(report).ok();
@@ -151,7 +158,7 @@ impl Ui {
 pub(super) fn execute<A, F, R>(cli: Cli<A>, build: F) -> Exit
 where
     A: Args,
-    F: FnOnce(&mut App, &A) -> R,
+    F: Fn(&mut App, &A) -> R,
     R: BuildOutcome,
 {
     let ui = Ui::new(cli.global.json, cli.global.no_color);
@@ -167,7 +174,7 @@ where
 fn dispatch<A, F, R>(ui: &Ui, cli: Cli<A>, build: F) -> Result<Exit, Failure>
 where
     A: Args,
-    F: FnOnce(&mut App, &A) -> R,
+    F: Fn(&mut App, &A) -> R,
     R: BuildOutcome,
 {
     let Cli { global, extra, command } = cli;
@@ -178,18 +185,25 @@ where
         Some(p) => load_params(p)?,
         None => Value::Object(Default::default()),
     };
-    let mut app = App::new(global.stage, params, global.params.clone());
-    if let Err(e) = build(&mut app, &extra).into_result() {
-        return Err(match e {
-            BuildError::Invalid(m) => match &global.params {
+    let build_stage = |stage| -> Result<App, Failure> {
+        let mut app = App::new(stage, params.clone(), global.params.clone());
+        match build(&mut app, &extra).into_result() {
+            Ok(()) => Ok(app),
+            Err(BuildError::Invalid(m)) => Err(match &global.params {
                 Some(p) => Failure::invalid(format!("{m} (parameters read from {})", p.display())),
                 None => Failure::invalid(m),
-            },
-            BuildError::Failed(m) => Failure::error(m),
-        });
-    }
+            }),
+            Err(BuildError::Failed(m)) => Err(Failure::error(m)),
+        }
+    };
+    let app = build_stage(global.stage)?;
+    let policy = policy_of(&global, app.policy.clone())?;
+    let knobs = app.knobs.clone().unwrap_or_default();
     let App { stacks, providers, .. } = app;
     let stack = select(&stacks, global.stack.as_deref())?;
+    if let Some(cap) = global.budget {
+        stack.budget(cap);
+    }
     match command {
         Command::Validate => return validate(ui, &stack, &providers),
         Command::Synth => {
@@ -197,9 +211,28 @@ where
             return Ok(Exit::Success);
         }
         Command::Graph { graph_format } => return graph(ui, &synth_offline(&stack, &providers)?, graph_format),
+        Command::Check { report } => return check(ui, &stack, &providers, policy.as_ref(), report),
+        Command::Cost { by_tag, bill, markup, csv } => {
+            return cost(ui, &stack, &providers, by_tag.as_deref(), bill.as_deref(), markup, csv)
+        }
+        Command::Parity => {
+            let mut stages = Vec::new();
+            for stage in [Stage::Dev, Stage::Staging, Stage::Prod] {
+                let app = build_stage(stage)?;
+                let picked = select(
+                    &app.stacks,
+                    global.stack.as_deref().map(|n| n.replace(global.stage.as_str(), stage.as_str())).as_deref(),
+                )?;
+                stages.push((stage, synth_offline(&picked, &providers)?));
+            }
+            return parity(ui, &stages, &providers, &knobs);
+        }
         _ => {}
     }
-    let cx = Ctx::new(ui, &global, providers, stack)?;
+    let mut cx = Ctx::new(ui, &global, providers, stack)?;
+    if let Some(p) = policy {
+        cx.engine = cx.engine.with_policy(p);
+    }
     match command {
         Command::Plan { refresh, out } => cx.plan(refresh, out.as_deref()),
         Command::Apply { yes, refresh, continue_on_error } => cx.apply(yes, refresh, continue_on_error),
@@ -211,7 +244,13 @@ where
         Command::State(StateCommand::Show { resource_path }) => cx.state_show(&resource_path),
         Command::ForceUnlock { lock_id } => cx.force_unlock(&lock_id),
         Command::Import { resource_path, id } => cx.import(&resource_path, &id),
-        Command::Templates | Command::Validate | Command::Synth | Command::Graph { .. } => Ok(Exit::Success),
+        Command::Templates
+        | Command::Validate
+        | Command::Synth
+        | Command::Graph { .. }
+        | Command::Check { .. }
+        | Command::Cost { .. }
+        | Command::Parity => Ok(Exit::Success),
     }
 }
 
@@ -267,6 +306,143 @@ fn synth_offline(stack: &Stack, providers: &[Provider]) -> Result<Synthesized, F
     let mut catalogs: Vec<_> = providers.iter().map(Provider::catalog).collect();
     catalogs.push(&sim);
     Ok(stack.synth(&catalogs)?)
+}
+
+/// The policy: `--pack` names (replacing the program's), plus `--suppressions`.
+fn policy_of(global: &GlobalArgs, from_app: Option<PolicySet>) -> Result<Option<PolicySet>, Failure> {
+    let mut policy = if global.packs.is_empty() {
+        from_app
+    } else {
+        let mut set = PolicySet::new();
+        for name in &global.packs {
+            let pack = konstacks_templates::packs::by_name(name).ok_or_else(|| {
+                let known: Vec<String> =
+                    konstacks_templates::packs::all().into_iter().map(|p| p.name.to_string()).collect();
+                Failure::invalid(format!("unknown compliance pack `{name}`; available: {}", known.join(", ")))
+            })?;
+            set = set.pack(pack);
+        }
+        Some(set)
+    };
+    if let Some(path) = &global.suppressions {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::error(format!("cannot read suppressions file {shown}: {e}")))?;
+        let list: Vec<Suppression> = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text)
+                .map_err(|e| Failure::invalid(format!("invalid suppressions file {shown}: {e}")))?
+        } else {
+            #[derive(serde::Deserialize)]
+            struct File {
+                #[serde(default)]
+                suppress: Vec<Suppression>,
+            }
+            toml::from_str::<File>(&text)
+                .map_err(|e| Failure::invalid(format!("invalid suppressions file {shown}: {e}")))?
+                .suppress
+        };
+        let set = policy.take().ok_or_else(|| {
+            Failure::invalid(format!("suppressions file {shown} given, but no compliance pack is checked; add --pack"))
+        })?;
+        policy = Some(set.suppressions(list));
+    }
+    Ok(policy)
+}
+
+fn catalogs_of(providers: &[Provider]) -> Vec<konstacks_core::provider::Catalog> {
+    let mut v: Vec<konstacks_core::provider::Catalog> = providers.iter().map(|p| p.catalog().clone()).collect();
+    v.push(SimCloud::catalog());
+    v
+}
+
+fn check(
+    ui: &Ui,
+    stack: &Stack,
+    providers: &[Provider],
+    policy: Option<&PolicySet>,
+    evidence: bool,
+) -> Result<Exit, Failure> {
+    let s = synth_offline(stack, providers)?;
+    let policy = policy
+        .ok_or_else(|| Failure::invalid("no compliance pack to check; pass --pack (for example --pack baseline)"))?;
+    let catalogs = catalogs_of(providers);
+    let refs: Vec<&konstacks_core::provider::Catalog> = catalogs.iter().collect();
+    let report = policy.check(&s, &refs).with_date(konstacks_core::now_rfc3339().get(..10).unwrap_or_default());
+    if evidence {
+        if ui.json {
+            ui.out(&report.to_json());
+        } else {
+            ui.out(&report.to_markdown());
+        }
+    } else if ui.json {
+        ui.json_doc(&report);
+    } else {
+        ui.out(&report.render_human(ui.colour_out));
+    }
+    Ok(if report.has_errors() { Exit::Refused } else { Exit::Success })
+}
+
+fn cost(
+    ui: &Ui,
+    stack: &Stack,
+    providers: &[Provider],
+    by_tag: Option<&str>,
+    bill: Option<&str>,
+    markup: f64,
+    csv: bool,
+) -> Result<Exit, Failure> {
+    let s = synth_offline(stack, providers)?;
+    let catalogs = catalogs_of(providers);
+    let refs: Vec<&konstacks_core::provider::Catalog> = catalogs.iter().collect();
+    let report = konstacks_core::cost::estimate(&s, &refs);
+    if let Some(tag) = bill {
+        let bill = konstacks_core::cost::billing_by_tag(std::slice::from_ref(&report), tag, markup);
+        if csv {
+            ui.out(&bill.to_csv());
+        } else if ui.json {
+            ui.out(&bill.to_json());
+        } else {
+            ui.out(&bill.to_string());
+        }
+    } else if let Some(tag) = by_tag {
+        let rows = report.by_tag(tag);
+        if ui.json {
+            ui.json_doc(&rows);
+        } else {
+            let mut out = format!("Monthly cost of stack {} by `{tag}` (USD):\n", s.name);
+            for r in &rows {
+                let note = if r.unpriced.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (unpriced: {})", r.unpriced.join(", "))
+                };
+                out.push_str(&format!(
+                    "  {:<30} {:>10.2}{note}\n",
+                    r.value.as_deref().unwrap_or("(untagged)"),
+                    r.monthly_usd
+                ));
+            }
+            ui.out(&out);
+        }
+    } else if ui.json {
+        ui.out(&report.to_json());
+    } else {
+        ui.out(&report.render());
+    }
+    Ok(Exit::Success)
+}
+
+fn parity(ui: &Ui, stages: &[(Stage, Synthesized)], providers: &[Provider], knobs: &KnobSet) -> Result<Exit, Failure> {
+    let catalogs = catalogs_of(providers);
+    let refs: Vec<&konstacks_core::provider::Catalog> = catalogs.iter().collect();
+    let pairs: Vec<(Stage, &Synthesized)> = stages.iter().map(|(st, s)| (*st, s)).collect();
+    let report = konstacks_core::parity::parity(&pairs, knobs, &refs);
+    if ui.json {
+        ui.out(&report.to_json());
+    } else {
+        ui.out(&report.render());
+    }
+    Ok(if report.is_ok() { Exit::Success } else { Exit::Changes })
 }
 
 fn validate(ui: &Ui, stack: &Stack, providers: &[Provider]) -> Result<Exit, Failure> {
@@ -737,12 +913,12 @@ mod tests {
 
     #[test]
     fn build_errors_map_to_exit_codes() {
-        let run = |r: Result<(), BuildError>| {
-            run_from::<NoArgs, _, _, _, _>(["prog", "--json", "validate"], move |_: &mut App, _: &NoArgs| r)
+        let run = |r: fn() -> Result<(), BuildError>| {
+            run_from::<NoArgs, _, _, _, _>(["prog", "--json", "validate"], move |_: &mut App, _: &NoArgs| r())
         };
-        assert_eq!(run(Err(BuildError::Invalid("bad".into()))), ExitCode::from(3));
-        assert_eq!(run(Err(BuildError::Failed("broken".into()))), ExitCode::from(1));
+        assert_eq!(run(|| Err(BuildError::Invalid("bad".into()))), ExitCode::from(3));
+        assert_eq!(run(|| Err(BuildError::Failed("broken".into()))), ExitCode::from(1));
         // No stack registered.
-        assert_eq!(run(Ok(())), ExitCode::from(1));
+        assert_eq!(run(|| Ok(())), ExitCode::from(1));
     }
 }
