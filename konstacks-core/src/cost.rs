@@ -458,6 +458,16 @@ impl<'a> CostModel<'a> {
         out
     }
 
+    /// Just the monthly total of a resource as stored in state (`None` when unpriced); cheap for
+    /// the kinds that cost nothing, which most of a stack is.
+    fn state_usd(&self, path: &str, r: &ResourceState) -> Option<f64> {
+        if is_billed(r.kind) {
+            self.price_state(path, r).monthly_usd
+        } else {
+            Some(0.0)
+        }
+    }
+
     /// Price a resource as stored in state.
     pub fn price_state(&self, path: &str, r: &ResourceState) -> ResourceCost {
         self.price_inputs(path, r.kind, &r.provider, &r.inputs)
@@ -491,6 +501,7 @@ impl<'a> CostModel<'a> {
     /// after from the desired fields of `s`.
     pub fn plan_cost(&self, plan: &Plan, s: &Synthesized, state: &StackState) -> PlanCost {
         let mut changes = Vec::with_capacity(plan.changes.len());
+        let index: BTreeMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
         for c in &plan.changes {
             let prior: Option<&ResourceState> = if c.deposed {
                 state
@@ -503,13 +514,16 @@ impl<'a> CostModel<'a> {
             };
             let before = match c.action {
                 Action::Create => Some(0.0),
-                _ => prior.and_then(|p| self.price_state(&c.path, p).monthly_usd),
+                _ => prior.and_then(|p| self.state_usd(&c.path, p)),
             };
             let after = match c.action {
                 Action::Delete => Some(0.0),
-                _ => s
-                    .index_of(&c.path)
-                    .and_then(|i| s.resources.get(i))
+                _ if !is_billed(c.kind) => Some(0.0),
+                // Unchanged: the state's inputs are the desired ones, priced once.
+                Action::NoOp if prior.is_some() => before,
+                _ => index
+                    .get(c.path.as_str())
+                    .and_then(|i| s.resources.get(*i))
                     .and_then(|r| self.price_resource(r).monthly_usd),
             };
             let delta = match (before, after) {
