@@ -10,3 +10,6 @@ export INSTA_UPDATE=no
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 cargo test --workspace --locked
+
+# DigitalOcean backend, held to DigitalOcean's OpenAPI contract through Prism (installs Prism).
+bash scripts/test-digitalocean.sh

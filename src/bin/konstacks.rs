@@ -29,6 +29,53 @@ struct TemplateArgs {
     /// Any region within this jurisdiction (eu, uk, switzerland, us, ...) [default: eu].
     #[arg(long, value_name = "J", value_parser = cli::parse_jurisdiction)]
     jurisdiction: Option<Jurisdiction>,
+    /// Cloud to deploy to: `sim` (the embedded simulated cloud), `digitalocean` (token from
+    /// DIGITALOCEAN_TOKEN; build with --features digitalocean), `aws` (credentials from the
+    /// standard chain; build with --features aws).
+    #[arg(long, value_name = "NAME", default_value = "sim")]
+    provider: String,
+}
+
+/// Register the provider the stack goes to (the simulated cloud is always there).
+fn register_provider(app: &mut App, name: &str) -> Result<(), BuildError> {
+    match name {
+        "sim" => Ok(()),
+        "digitalocean" => register_digitalocean(app),
+        "aws" => register_aws(app),
+        other => Err(BuildError::Invalid(format!("unknown provider `{other}`; use sim, digitalocean or aws"))),
+    }
+}
+
+fn not_built_in(name: &str) -> BuildError {
+    BuildError::Failed(format!(
+        "this konstacks binary was built without the `{name}` backend; rebuild with `--features {name}`"
+    ))
+}
+
+#[cfg(feature = "digitalocean")]
+fn register_digitalocean(app: &mut App) -> Result<(), BuildError> {
+    let backend = konstacks::providers::digitalocean::DigitalOcean::from_env()
+        .map_err(|e| BuildError::Failed(format!("cannot configure DigitalOcean: {e}")))?;
+    app.provider(backend.into_provider());
+    Ok(())
+}
+
+#[cfg(not(feature = "digitalocean"))]
+fn register_digitalocean(_app: &mut App) -> Result<(), BuildError> {
+    Err(not_built_in("digitalocean"))
+}
+
+#[cfg(feature = "aws")]
+fn register_aws(app: &mut App) -> Result<(), BuildError> {
+    let provider = konstacks::providers::aws::provider_from_env()
+        .map_err(|e| BuildError::Failed(format!("cannot configure AWS: {e}")))?;
+    app.provider(provider);
+    Ok(())
+}
+
+#[cfg(not(feature = "aws"))]
+fn register_aws(_app: &mut App) -> Result<(), BuildError> {
+    Err(not_built_in("aws"))
 }
 
 fn build(app: &mut App, args: &TemplateArgs) -> Result<(), BuildError> {
@@ -40,7 +87,8 @@ fn build(app: &mut App, args: &TemplateArgs) -> Result<(), BuildError> {
         (None, Some(j)) => Placement::within(j),
         (None, None) => Placement::within(Jurisdiction::Eu),
     };
-    let cx = TemplateContext::new(name, app.stage()).placement(placement);
+    register_provider(app, &args.provider)?;
+    let cx = TemplateContext::new(name, app.stage()).placement(placement).provider(args.provider.clone());
     let stack = template.build_json(&cx, app.params().clone())?;
     app.add(stack);
     app.policy(templates::default_policy(template.as_ref()));

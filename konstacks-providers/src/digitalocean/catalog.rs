@@ -1,0 +1,173 @@
+//! DigitalOcean's catalogue as Konstacks sees it: regions with their jurisdictions, droplet and
+//! database sizes with monthly list prices, images and engine versions. Static data: reading it
+//! is not an API call. It also holds the few facts the backend maps between Konstacks' portable
+//! names and DigitalOcean's slugs (engines, synthetic zones).
+
+use konstacks_core::model::{Engine, Jurisdiction};
+use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
+
+/// The provider name stacks select (`TemplateContext::provider("digitalocean")`).
+pub const PROVIDER_NAME: &str = "digitalocean";
+
+/// When the prices below were taken from DigitalOcean's public price list (they were not
+/// re-read from the live pricing page for this release; check before relying on them).
+pub const PRICED_ON: &str = "2025-01-01";
+
+/// Synthetic zones per region. DigitalOcean has no availability zones: every zone name maps to
+/// the whole region, and exists only so that stacks written for zoned clouds validate.
+pub const ZONES_PER_REGION: u8 = 2;
+
+/// The synthetic zone names of a region (`fra1-a`, `fra1-b`).
+pub fn zone_names(region: &str) -> Vec<String> {
+    ["a", "b"].iter().take(usize::from(ZONES_PER_REGION)).map(|l| format!("{region}-{l}")).collect()
+}
+
+/// Port a DigitalOcean managed database listens on (DO does not use the engines' defaults).
+pub fn database_port(engine: Engine) -> u16 {
+    match engine {
+        Engine::Redis => 25061,
+        _ => 25060,
+    }
+}
+
+/// Days DigitalOcean keeps backups of a cluster: daily backups kept seven days for Postgres and
+/// MySQL, none for caching clusters. There is no knob to change it.
+pub fn backup_retention_days(engine: Engine) -> u32 {
+    match engine {
+        Engine::Redis => 0,
+        _ => 7,
+    }
+}
+
+/// DigitalOcean's engine slug for a Konstacks engine and version: Postgres is `pg`, MySQL
+/// `mysql`; Redis 7 is DO's `redis`, Redis 8 its successor `valkey`.
+pub fn engine_slug(engine: Engine, version: &str) -> &'static str {
+    match engine {
+        Engine::Postgres => "pg",
+        Engine::Mysql => "mysql",
+        Engine::Redis if version == "7" => "redis",
+        Engine::Redis => "valkey",
+        _ => "pg",
+    }
+}
+
+/// The Konstacks engine of a DigitalOcean engine slug.
+pub fn engine_of(slug: &str) -> Option<Engine> {
+    match slug {
+        "pg" => Some(Engine::Postgres),
+        "mysql" => Some(Engine::Mysql),
+        "redis" | "valkey" => Some(Engine::Redis),
+        _ => None,
+    }
+}
+
+/// The catalogue.
+pub fn catalog() -> Catalog {
+    use Jurisdiction as J;
+    let regions = [
+        ("ams3", "Amsterdam", "NL", J::Eu),
+        ("fra1", "Frankfurt", "DE", J::Eu),
+        ("lon1", "London", "GB", J::Uk),
+        ("blr1", "Bangalore", "IN", J::India),
+        ("sgp1", "Singapore", "SG", J::Singapore),
+        ("syd1", "Sydney", "AU", J::Australia),
+        ("tor1", "Toronto", "CA", J::Canada),
+        ("nyc1", "New York", "US", J::Us),
+        ("nyc3", "New York", "US", J::Us),
+        ("sfo2", "San Francisco", "US", J::Us),
+        ("sfo3", "San Francisco", "US", J::Us),
+        ("atl1", "Atlanta", "US", J::Us),
+    ];
+    let offers = |list: &[(&str, &str, f64)]| list.iter().map(|(s, n, p)| Offer::new(s, n, Some(*p))).collect();
+    let versions = |list: &[&str]| list.iter().map(|v| v.to_string()).collect();
+    Catalog {
+        provider: PROVIDER_NAME.to_string(),
+        regions: regions.iter().map(|(n, l, c, j)| RegionInfo::new(n, l, c, *j)).collect(),
+        vm_sizes: offers(&[
+            ("nano", "s-1vcpu-512mb-10gb", 4.0),
+            ("micro", "s-1vcpu-1gb", 6.0),
+            ("small", "s-1vcpu-2gb", 12.0),
+            ("medium", "s-2vcpu-4gb", 24.0),
+            ("large", "s-4vcpu-8gb", 48.0),
+            ("xlarge", "s-8vcpu-16gb", 96.0),
+            ("s-2vcpu-2gb", "s-2vcpu-2gb", 18.0),
+        ]),
+        db_sizes: offers(&[
+            ("db-micro", "db-s-1vcpu-1gb", 15.0),
+            ("db-small", "db-s-1vcpu-2gb", 30.0),
+            ("db-medium", "db-s-2vcpu-4gb", 60.0),
+            ("db-large", "db-s-6vcpu-16gb", 240.0),
+            ("db-s-4vcpu-8gb", "db-s-4vcpu-8gb", 120.0),
+        ]),
+        images: vec![
+            Offer::new("ubuntu-lts", "ubuntu-24-04-x64", None),
+            Offer::new("debian-12", "debian-12-x64", None),
+        ],
+        engines: vec![
+            EngineOffer { engine: Engine::Postgres, versions: versions(&["13", "14", "15", "16", "17"]) },
+            EngineOffer { engine: Engine::Mysql, versions: versions(&["8"]) },
+            EngineOffer { engine: Engine::Redis, versions: versions(&["7", "8"]) },
+        ],
+        // Database cluster names are the shortest limit DigitalOcean puts on names.
+        max_name_len: 63,
+        min_zones: ZONES_PER_REGION,
+        pricing: Pricing {
+            priced_on: PRICED_ON.to_string(),
+            // Extra database storage is billed per size tier; not modelled here.
+            db_storage_gb_month: None,
+            backup_gb_month: None,
+            // A droplet's public IPv4 address is included in its price.
+            public_ipv4_month: Some(0.0),
+            region_multipliers: Vec::new(),
+        },
+    }
+}
+
+/// The DigitalOcean slug of a VM size (portable slug or native slug), if offered.
+pub fn vm_size_slug(cat: &Catalog, size: &str) -> Option<String> {
+    cat.vm_size(size).map(|o| o.native.clone())
+}
+
+/// The portable name of a DigitalOcean droplet size (the slug itself when it has none).
+pub fn vm_size_name(cat: &Catalog, native: &str) -> String {
+    cat.vm_sizes.iter().find(|o| o.native == native).map(|o| o.slug.clone()).unwrap_or_else(|| native.to_string())
+}
+
+/// The DigitalOcean slug of a database size, if offered.
+pub fn db_size_slug(cat: &Catalog, size: &str) -> Option<String> {
+    cat.db_size(size).map(|o| o.native.clone())
+}
+
+/// The portable name of a DigitalOcean database size.
+pub fn db_size_name(cat: &Catalog, native: &str) -> String {
+    cat.db_sizes.iter().find(|o| o.native == native).map(|o| o.slug.clone()).unwrap_or_else(|| native.to_string())
+}
+
+/// The DigitalOcean slug of an image, if offered.
+pub fn image_slug(cat: &Catalog, image: &str) -> Option<String> {
+    cat.image(image).map(|o| o.native.clone())
+}
+
+/// The portable name of a DigitalOcean image slug.
+pub fn image_name(cat: &Catalog, native: &str) -> String {
+    cat.images.iter().find(|o| o.native == native).map(|o| o.slug.clone()).unwrap_or_else(|| native.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_is_consistent() {
+        let c = catalog();
+        assert!(c.regions_within(Jurisdiction::SouthAfrica).next().is_none());
+        assert_eq!(c.regions_within(Jurisdiction::Eu).map(|r| r.name.as_str()).collect::<Vec<_>>(), ["ams3", "fra1"]);
+        assert_eq!(vm_size_slug(&c, "micro").as_deref(), Some("s-1vcpu-1gb"));
+        assert_eq!(vm_size_name(&c, "s-1vcpu-1gb"), "micro");
+        assert_eq!(db_size_name(&c, "db-s-1vcpu-2gb"), "db-small");
+        assert_eq!(image_name(&c, "ubuntu-24-04-x64"), "ubuntu-lts");
+        assert_eq!(zone_names("fra1"), ["fra1-a", "fra1-b"]);
+        assert_eq!(engine_slug(Engine::Redis, "8"), "valkey");
+        assert_eq!(engine_of("valkey"), Some(Engine::Redis));
+    }
+}

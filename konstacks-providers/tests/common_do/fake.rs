@@ -1,0 +1,1167 @@
+//! A small stateful fake of the DigitalOcean API v2 endpoints the backend uses, served by axum
+//! on 127.0.0.1. It behaves like the API where it matters to Konstacks: 404 for missing ids,
+//! 422 for invalid input, 429 with rate-limit headers when asked to, droplets `new` -> `active`
+//! and clusters `creating` -> `online` after a few reads, actions that take a poll, pagination
+//! (`links.pages.next`, `meta.total`) and tag filters. Every answer is meant to satisfy
+//! DigitalOcean's OpenAPI description, which Prism checks in front of it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+const T0: &str = "2026-01-01T00:00:00Z";
+const REGIONS: &[&str] =
+    &["ams3", "fra1", "lon1", "blr1", "sgp1", "syd1", "tor1", "nyc1", "nyc3", "sfo2", "sfo3", "atl1"];
+/// (slug, memory MiB, vcpus, disk GB, monthly USD)
+const SIZES: &[(&str, u64, u64, u64, f64)] = &[
+    ("s-1vcpu-512mb-10gb", 512, 1, 10, 4.0),
+    ("s-1vcpu-1gb", 1024, 1, 25, 6.0),
+    ("s-1vcpu-2gb", 2048, 1, 50, 12.0),
+    ("s-2vcpu-2gb", 2048, 2, 60, 18.0),
+    ("s-2vcpu-4gb", 4096, 2, 80, 24.0),
+    ("s-4vcpu-8gb", 8192, 4, 160, 48.0),
+    ("s-8vcpu-16gb", 16384, 8, 320, 96.0),
+];
+const IMAGES: &[(&str, &str, &str)] =
+    &[("ubuntu-24-04-x64", "Ubuntu", "24.04 (LTS) x64"), ("debian-12-x64", "Debian", "12 x64")];
+const DB_SIZES: &[&str] = &["db-s-1vcpu-1gb", "db-s-1vcpu-2gb", "db-s-2vcpu-4gb", "db-s-4vcpu-8gb", "db-s-6vcpu-16gb"];
+
+/// Reads of a new droplet before it is `active`.
+const DROPLET_POLLS: u32 = 2;
+/// Reads of a new or resizing cluster before it is `online`.
+const DB_POLLS: u32 = 3;
+
+#[derive(Debug, Clone)]
+struct Droplet {
+    id: u64,
+    name: String,
+    region: String,
+    size: String,
+    image: String,
+    tags: Vec<String>,
+    vpc: String,
+    private_ip: String,
+    public_ip: Option<String>,
+    status: String,
+    polls_left: u32,
+    disk: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Firewall {
+    id: String,
+    name: String,
+    /// (inbound, protocol, ports, kind, value)
+    atoms: BTreeSet<(bool, String, String, String, String)>,
+    tags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Db {
+    id: String,
+    name: String,
+    engine: String,
+    version: String,
+    size: String,
+    num_nodes: u64,
+    region: String,
+    vpc: String,
+    tags: Vec<String>,
+    storage_mib: Option<u64>,
+    status: String,
+    polls_left: u32,
+    rules: Vec<Value>,
+}
+
+#[derive(Debug, Clone)]
+struct Project {
+    id: String,
+    name: String,
+    description: String,
+    purpose: String,
+    environment: Option<String>,
+    resources: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct St {
+    counter: u64,
+    vpcs: BTreeMap<String, Value>,
+    tags: BTreeSet<String>,
+    firewalls: BTreeMap<String, Firewall>,
+    droplets: BTreeMap<u64, Droplet>,
+    actions: BTreeMap<u64, (Value, u32)>,
+    dbs: BTreeMap<String, Db>,
+    projects: BTreeMap<String, Project>,
+    keys: Vec<Value>,
+    throttle: u32,
+    remaining: u64,
+    reset_in: u64,
+    max_per_page: usize,
+    corrupt_next_vpc_list: bool,
+    log: Vec<String>,
+}
+
+/// What the fake holds, for assertions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// VPC names.
+    pub vpcs: Vec<String>,
+    /// Tag names.
+    pub tags: Vec<String>,
+    /// Firewall names.
+    pub firewalls: Vec<String>,
+    /// Droplet names.
+    pub droplets: Vec<String>,
+    /// Database cluster names.
+    pub databases: Vec<String>,
+    /// Project names.
+    pub projects: Vec<String>,
+}
+
+/// A handle on a running fake.
+#[derive(Clone)]
+pub struct Fake {
+    st: Arc<Mutex<St>>,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl Fake {
+    /// Serve on `127.0.0.1:port` (0 = any free port) from a thread of its own, so the fake
+    /// outlives each test's runtime.
+    pub fn start(port: u16) -> Fake {
+        let st = Arc::new(Mutex::new(St { remaining: 5000, reset_in: 60, max_per_page: 200, ..St::default() }));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = st.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("fake runtime");
+            rt.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind the DigitalOcean fake");
+                let addr = listener.local_addr().expect("local addr");
+                tx.send(addr.port()).expect("report port");
+                let app = axum::Router::new().fallback(handle).with_state(shared);
+                axum::serve(listener, app).await.expect("serve the DigitalOcean fake");
+            });
+        });
+        let port = rx.recv().expect("fake started");
+        Fake { st, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, St> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answer the next `n` requests with 429.
+    pub fn throttle_next(&self, n: u32) {
+        self.lock().throttle = n;
+    }
+
+    /// Report `remaining` calls left in a window that resets in `reset_in` seconds.
+    pub fn set_rate(&self, remaining: u64, reset_in: u64) {
+        let mut s = self.lock();
+        s.remaining = remaining;
+        s.reset_in = reset_in;
+    }
+
+    /// Serve at most `n` items per page (DigitalOcean: 200).
+    pub fn set_max_per_page(&self, n: usize) {
+        self.lock().max_per_page = n.max(1);
+    }
+
+    /// The next VPC listing breaks the OpenAPI description (to prove violations surface).
+    pub fn corrupt_next_vpc_list(&self) {
+        self.lock().corrupt_next_vpc_list = true;
+    }
+
+    /// Requests answered so far (`METHOD path?query -> status`).
+    pub fn log(&self) -> Vec<String> {
+        self.lock().log.clone()
+    }
+
+    /// What the fake holds.
+    pub fn snapshot(&self) -> Snapshot {
+        let s = self.lock();
+        Snapshot {
+            vpcs: s.vpcs.values().filter_map(|v| v["name"].as_str().map(str::to_string)).collect(),
+            tags: s.tags.iter().cloned().collect(),
+            firewalls: s.firewalls.values().map(|f| f.name.clone()).collect(),
+            droplets: s.droplets.values().map(|d| d.name.clone()).collect(),
+            databases: s.dbs.values().map(|d| d.name.clone()).collect(),
+            projects: s.projects.values().map(|p| p.name.clone()).collect(),
+        }
+    }
+
+    /// The size slug of the cluster named `name`.
+    pub fn database_size(&self, name: &str) -> Option<String> {
+        self.lock().dbs.values().find(|d| d.name == name).map(|d| d.size.clone())
+    }
+
+    /// The trusted sources of the cluster named `name`, as `type:value`.
+    pub fn database_rules(&self, name: &str) -> Vec<String> {
+        self.lock()
+            .dbs
+            .values()
+            .find(|d| d.name == name)
+            .map(|d| d.rules.iter().map(|r| format!("{}:{}", s(r, "type"), s(r, "value"))).collect())
+            .unwrap_or_default()
+    }
+
+    /// The tags of the droplet named `name`.
+    pub fn droplet_tags(&self, name: &str) -> Vec<String> {
+        self.lock().droplets.values().find(|d| d.name == name).map(|d| d.tags.clone()).unwrap_or_default()
+    }
+
+    /// The inbound rules of the firewall named `name`, as `protocol/ports/kind:value`.
+    pub fn firewall_inbound(&self, name: &str) -> Vec<String> {
+        self.lock()
+            .firewalls
+            .values()
+            .find(|f| f.name == name)
+            .map(|f| f.atoms.iter().filter(|a| a.0).map(|a| format!("{}/{}/{}:{}", a.1, a.2, a.3, a.4)).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn err(status: StatusCode, id: &str, message: impl Into<String>) -> (StatusCode, Value) {
+    (status, json!({"id": id, "message": message.into()}))
+}
+
+fn not_found() -> (StatusCode, Value) {
+    err(StatusCode::NOT_FOUND, "not_found", "The resource you requested could not be found.")
+}
+
+fn invalid(message: impl Into<String>) -> (StatusCode, Value) {
+    err(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity", message)
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() + 1 {
+            if let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn query(uri: &Uri) -> BTreeMap<String, String> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (pct_decode(k), pct_decode(v))
+        })
+        .collect()
+}
+
+fn valid_tag(t: &str) -> bool {
+    !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-:".contains(&b))
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+}
+
+fn parse_cidr(s: &str) -> Option<(u32, u8)> {
+    let (a, p) = s.split_once('/')?;
+    let ip: Ipv4Addr = a.parse().ok()?;
+    let p: u8 = p.parse().ok()?;
+    if p > 32 {
+        return None;
+    }
+    let mask = if p == 0 { 0 } else { u32::MAX << (32 - u32::from(p)) };
+    let n = u32::from(ip);
+    (n & mask == n).then_some((n, p))
+}
+
+fn overlaps(a: (u32, u8), b: (u32, u8)) -> bool {
+    let p = a.1.min(b.1);
+    let mask = if p == 0 { 0 } else { u32::MAX << (32 - u32::from(p)) };
+    a.0 & mask == b.0 & mask
+}
+
+impl St {
+    fn uuid(&mut self) -> String {
+        self.counter += 1;
+        format!("{:08x}-0000-4000-8000-{:012x}", self.counter, self.counter)
+    }
+
+    fn page(&self, q: &BTreeMap<String, String>, path: &str, key: &str, items: Vec<Value>) -> Value {
+        let per_page: usize = q.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(20).clamp(1, self.max_per_page);
+        let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+        let total = items.len();
+        let pages = total.div_ceil(per_page).max(1);
+        let chunk: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+        let mut extra: Vec<(String, String)> =
+            q.iter().filter(|(k, _)| *k != "page" && *k != "per_page").map(|(k, v)| (k.clone(), v.clone())).collect();
+        extra.push(("per_page".into(), per_page.to_string()));
+        let link = |n: usize| {
+            let mut s = format!("https://api.digitalocean.com{path}?page={n}");
+            for (k, v) in &extra {
+                s.push_str(&format!("&{k}={v}"));
+            }
+            s
+        };
+        let mut pages_obj = serde_json::Map::new();
+        if page < pages {
+            pages_obj.insert("next".into(), json!(link(page + 1)));
+            pages_obj.insert("last".into(), json!(link(pages)));
+        }
+        if page > 1 {
+            pages_obj.insert("first".into(), json!(link(1)));
+            pages_obj.insert("prev".into(), json!(link(page - 1)));
+        }
+        let links = if pages_obj.is_empty() { json!({}) } else { json!({"pages": pages_obj}) };
+        json!({key: chunk, "links": links, "meta": {"total": total}})
+    }
+
+    fn droplet_json(&self, d: &Droplet) -> Value {
+        let (slug, mem, vcpus, _, price) = SIZES.iter().copied().find(|s| s.0 == d.size).unwrap_or(SIZES[1]);
+        let (islug, distro, iname) = IMAGES.iter().copied().find(|i| i.0 == d.image).unwrap_or(IMAGES[0]);
+        let mut v4 = vec![json!({"ip_address": d.private_ip, "netmask": "255.255.0.0", "type": "private"})];
+        if let Some(p) = &d.public_ip {
+            v4.push(json!({"ip_address": p, "netmask": "255.255.255.0", "gateway": "203.0.113.1", "type": "public"}));
+        }
+        json!({
+            "id": d.id, "name": d.name, "memory": mem, "vcpus": vcpus, "disk": d.disk,
+            "disk_info": [{"type": "local", "size": {"amount": d.disk, "unit": "gib"}}],
+            "locked": false, "status": d.status, "created_at": T0,
+            "features": ["monitoring", "private_networking"], "backup_ids": [], "next_backup_window": null,
+            "snapshot_ids": [],
+            "image": {"id": 100 + IMAGES.iter().position(|i| i.0 == islug).unwrap_or(0), "name": iname,
+                       "type": "base", "distribution": distro, "slug": islug, "public": true,
+                       "created_at": T0, "min_disk_size": 10, "status": "available"},
+            "volume_ids": [],
+            "size": {"slug": slug, "memory": mem, "vcpus": vcpus, "disk": d.disk, "transfer": 1.0,
+                     "price_monthly": price, "price_hourly": price / 730.0, "regions": REGIONS,
+                     "available": true, "description": "Basic"},
+            "size_slug": slug,
+            "networks": {"v4": v4, "v6": []},
+            "region": {"name": d.region, "slug": d.region, "features": ["private_networking"], "available": true,
+                       "sizes": SIZES.iter().map(|s| s.0).collect::<Vec<_>>()},
+            "tags": d.tags, "vpc_uuid": d.vpc,
+        })
+    }
+
+    fn firewall_json(&self, f: &Firewall) -> Value {
+        let rule = |a: &(bool, String, String, String, String)| {
+            let mut target = serde_json::Map::new();
+            let v: Value = if a.3 == "droplet_ids" { json!([a.4.parse::<u64>().unwrap_or(0)]) } else { json!([a.4]) };
+            target.insert(a.3.clone(), v);
+            let side = if a.0 { "sources" } else { "destinations" };
+            json!({"protocol": a.1, "ports": a.2, side: target})
+        };
+        json!({
+            "id": f.id, "name": f.name, "status": "succeeded", "created_at": T0, "pending_changes": [],
+            "inbound_rules": f.atoms.iter().filter(|a| a.0).map(rule).collect::<Vec<_>>(),
+            "outbound_rules": f.atoms.iter().filter(|a| !a.0).map(rule).collect::<Vec<_>>(),
+            "droplet_ids": [], "tags": f.tags,
+        })
+    }
+
+    fn db_json(&self, d: &Db) -> Value {
+        let port = if d.engine == "redis" || d.engine == "valkey" { 25061 } else { 25060 };
+        let host = format!("{}-do-user-1-0.f.db.ondigitalocean.com", d.name);
+        let conn = |h: &str| {
+            json!({"uri": format!("postgresql://doadmin:fake-password@{h}:{port}/defaultdb?sslmode=require"),
+                   "database": "defaultdb", "host": h, "port": port, "user": "doadmin",
+                   "password": "fake-password", "ssl": true})
+        };
+        let mut v = json!({
+            "id": d.id, "name": d.name, "engine": d.engine, "version": d.version, "num_nodes": d.num_nodes,
+            "size": d.size, "region": d.region, "status": d.status, "created_at": T0,
+            "private_network_uuid": d.vpc, "tags": d.tags, "db_names": ["defaultdb"],
+            "connection": conn(&host), "private_connection": conn(&format!("private-{host}")),
+            "users": [{"name": "doadmin", "role": "primary", "password": "fake-password"}],
+            "maintenance_window": {"day": "tuesday", "hour": "01:00:00", "pending": false, "description": []},
+        });
+        if let Some(m) = d.storage_mib {
+            v["storage_size_mib"] = json!(m);
+        }
+        v
+    }
+
+    fn vpc_has_members(&self, id: &str) -> bool {
+        self.droplets.values().any(|d| d.vpc == id) || self.dbs.values().any(|d| d.vpc == id)
+    }
+
+    fn poll_droplet(&mut self, id: u64) {
+        if let Some(d) = self.droplets.get_mut(&id) {
+            if d.status == "new" {
+                if d.polls_left == 0 {
+                    d.status = "active".into();
+                } else {
+                    d.polls_left -= 1;
+                }
+            }
+        }
+    }
+
+    fn poll_db(&mut self, id: &str) {
+        if let Some(d) = self.dbs.get_mut(id) {
+            if d.status != "online" {
+                if d.polls_left == 0 {
+                    d.status = "online".into();
+                } else {
+                    d.polls_left -= 1;
+                }
+            }
+        }
+    }
+
+    fn forget_urn(&mut self, urn: &str) {
+        for p in self.projects.values_mut() {
+            p.resources.retain(|r| r != urn);
+        }
+    }
+
+    fn project_json(&self, p: &Project) -> Value {
+        let mut v = json!({"id": p.id, "owner_uuid": "00000000-0000-4000-8000-0000000000ff", "owner_id": 1,
+               "name": p.name, "description": p.description, "purpose": p.purpose,
+               "created_at": T0, "updated_at": T0, "is_default": false});
+        if let Some(e) = &p.environment {
+            v["environment"] = json!(e);
+        }
+        v
+    }
+}
+
+fn rate_headers(h: &mut HeaderMap, remaining: u64, reset_in: u64, request: u64) {
+    let now = now_unix();
+    for (k, v) in [
+        ("ratelimit-limit", "5000".to_string()),
+        ("ratelimit-remaining", remaining.to_string()),
+        ("ratelimit-reset", (now + reset_in).to_string()),
+        ("x-request-id", format!("fake-req-{request}")),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+}
+
+async fn handle(
+    State(st): State<Arc<Mutex<St>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut s = st.lock().unwrap_or_else(|p| p.into_inner());
+    s.counter += 1;
+    let request = s.counter;
+    let authorized = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| !t.trim().is_empty());
+    let (status, value) = if !authorized {
+        err(StatusCode::UNAUTHORIZED, "unauthorized", "Unable to authenticate you.")
+    } else if s.throttle > 0 {
+        s.throttle -= 1;
+        s.remaining = 0;
+        err(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "API rate limit exceeded.")
+    } else {
+        let body: Value =
+            if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+        let q = query(&uri);
+        route(&mut s, &method, uri.path(), &q, &body)
+    };
+    if status != StatusCode::TOO_MANY_REQUESTS && s.remaining > 0 {
+        s.remaining -= 1;
+    }
+    let entry = format!("{method} {} -> {}", uri.path_and_query().map(|p| p.as_str()).unwrap_or(""), status.as_u16());
+    s.log.push(entry);
+    let (remaining, reset_in) = (s.remaining, if status == StatusCode::TOO_MANY_REQUESTS { 1 } else { s.reset_in });
+    drop(s);
+    let mut resp = if value.is_null() { status.into_response() } else { (status, axum::Json(value)).into_response() };
+    rate_headers(resp.headers_mut(), remaining, reset_in, request);
+    resp
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn strings(v: &Value, k: &str) -> Vec<String> {
+    v.get(k)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+fn route(st: &mut St, m: &Method, path: &str, q: &BTreeMap<String, String>, body: &Value) -> (StatusCode, Value) {
+    let seg: Vec<String> = path.trim_start_matches('/').split('/').map(pct_decode).collect();
+    let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
+    let ok = |v: Value| (StatusCode::OK, v);
+    let none = || (StatusCode::NO_CONTENT, Value::Null);
+    match (m.as_str(), seg.as_slice()) {
+        // ---- VPCs ----
+        ("GET", ["v2", "vpcs"]) => {
+            let mut items: Vec<Value> = st.vpcs.values().cloned().collect();
+            if std::mem::take(&mut st.corrupt_next_vpc_list) {
+                if let Some(first) = items.first_mut() {
+                    first["default"] = json!("not-a-boolean");
+                } else {
+                    items.push(json!({"id": 7, "name": "broken"}));
+                }
+            }
+            ok(st.page(q, path, "vpcs", items))
+        }
+        ("POST", ["v2", "vpcs"]) => {
+            let (name, region, range) = (s(body, "name"), s(body, "region"), s(body, "ip_range"));
+            if !valid_name(&name) {
+                return invalid("name must contain only alphanumeric characters, dashes and periods");
+            }
+            if !REGIONS.contains(&region.as_str()) {
+                return invalid(format!("region {region} is not available"));
+            }
+            let Some(c) = parse_cidr(&range).filter(|c| (16..=28).contains(&c.1)) else {
+                return invalid("ip_range must be a valid RFC1918 range between /16 and /28");
+            };
+            if st.vpcs.values().any(|v| s(v, "name") == name) {
+                return invalid("a VPC with this name already exists");
+            }
+            if st.vpcs.values().any(|v| parse_cidr(&s(v, "ip_range")).is_some_and(|o| overlaps(o, c))) {
+                return invalid("ip_range overlaps another VPC of the account");
+            }
+            let id = st.uuid();
+            let v = json!({"id": id, "urn": format!("do:vpc:{id}"), "name": name, "description": s(body, "description"),
+                           "region": region, "ip_range": range, "default": false, "created_at": T0});
+            st.vpcs.insert(id, v.clone());
+            (StatusCode::CREATED, json!({"vpc": v}))
+        }
+        ("GET", ["v2", "vpcs", id]) => match st.vpcs.get(*id) {
+            Some(v) => ok(json!({"vpc": v})),
+            None => not_found(),
+        },
+        ("PATCH" | "PUT", ["v2", "vpcs", id]) => {
+            let Some(v) = st.vpcs.get_mut(*id) else { return not_found() };
+            if let Some(n) = body.get("name").and_then(Value::as_str) {
+                if !valid_name(n) {
+                    return invalid("name must contain only alphanumeric characters, dashes and periods");
+                }
+                v["name"] = json!(n);
+            }
+            if let Some(d) = body.get("description").and_then(Value::as_str) {
+                if d.len() > 255 {
+                    return invalid("description is longer than 255 characters");
+                }
+                v["description"] = json!(d);
+            }
+            ok(json!({"vpc": v.clone()}))
+        }
+        ("DELETE", ["v2", "vpcs", id]) => {
+            if !st.vpcs.contains_key(*id) {
+                return not_found();
+            }
+            if st.vpc_has_members(id) {
+                return err(StatusCode::FORBIDDEN, "forbidden", "Cannot delete VPC with members");
+            }
+            st.vpcs.remove(*id);
+            none()
+        }
+        // ---- tags ----
+        ("GET", ["v2", "tags"]) => {
+            let items: Vec<Value> = st
+                .tags
+                .iter()
+                .map(|t| {
+                    let n = st.droplets.values().filter(|d| d.tags.contains(t)).count()
+                        + st.dbs.values().filter(|d| d.tags.contains(t)).count();
+                    json!({"name": t, "resources": {"count": n}})
+                })
+                .collect();
+            ok(st.page(q, path, "tags", items))
+        }
+        ("POST", ["v2", "tags"]) => {
+            let name = s(body, "name");
+            if !valid_tag(&name) {
+                return invalid("tag names may contain letters, numbers, colons, dashes and underscores (at most 255)");
+            }
+            st.tags.insert(name.clone());
+            (StatusCode::CREATED, json!({"tag": {"name": name, "resources": {"count": 0}}}))
+        }
+        ("GET", ["v2", "tags", tag]) => {
+            if !st.tags.contains(*tag) {
+                return not_found();
+            }
+            let n = st.droplets.values().filter(|d| d.tags.iter().any(|t| t == tag)).count()
+                + st.dbs.values().filter(|d| d.tags.iter().any(|t| t == tag)).count();
+            ok(json!({"tag": {"name": tag, "resources": {"count": n}}}))
+        }
+        ("DELETE", ["v2", "tags", tag]) => {
+            if !st.tags.remove(*tag) {
+                return not_found();
+            }
+            for d in st.droplets.values_mut() {
+                d.tags.retain(|t| t != tag);
+            }
+            none()
+        }
+        ("POST" | "DELETE", ["v2", "tags", tag, "resources"]) => {
+            if !st.tags.contains(*tag) {
+                return not_found();
+            }
+            let items = body.get("resources").and_then(Value::as_array).cloned().unwrap_or_default();
+            for r in items {
+                if s(&r, "resource_type") != "droplet" {
+                    return invalid("only droplets can be tagged here");
+                }
+                let Some(d) = s(&r, "resource_id").parse::<u64>().ok().and_then(|id| st.droplets.get_mut(&id)) else {
+                    return not_found();
+                };
+                d.tags.retain(|t| t != tag);
+                if m == Method::POST {
+                    d.tags.push(tag.to_string());
+                }
+            }
+            none()
+        }
+        // ---- firewalls ----
+        ("GET", ["v2", "firewalls"]) => {
+            let items: Vec<Value> = st.firewalls.values().map(|f| st.firewall_json(f)).collect();
+            ok(st.page(q, path, "firewalls", items))
+        }
+        ("POST", ["v2", "firewalls"]) => {
+            let name = s(body, "name");
+            if !valid_name(&name) || name.len() < 2 || !name.as_bytes()[0].is_ascii_alphanumeric() {
+                return invalid("name must begin with an alphanumeric character");
+            }
+            let atoms = match fw_atoms(st, body) {
+                Ok(a) => a,
+                Err(e) => return e,
+            };
+            if atoms.is_empty() {
+                return invalid("a firewall needs at least one inbound or outbound rule");
+            }
+            let tags = strings(body, "tags");
+            if let Some(t) = tags.iter().find(|t| !st.tags.contains(*t)) {
+                return invalid(format!("tag {t} does not exist"));
+            }
+            let id = st.uuid();
+            let f = Firewall { id: id.clone(), name, atoms, tags };
+            let v = st.firewall_json(&f);
+            st.firewalls.insert(id, f);
+            let mut v = v;
+            v["status"] = json!("waiting");
+            (StatusCode::ACCEPTED, json!({"firewall": v}))
+        }
+        ("GET", ["v2", "firewalls", id]) => match st.firewalls.get(*id) {
+            Some(f) => ok(json!({"firewall": st.firewall_json(f)})),
+            None => not_found(),
+        },
+        ("DELETE", ["v2", "firewalls", id]) => {
+            if st.firewalls.remove(*id).is_none() {
+                return not_found();
+            }
+            none()
+        }
+        ("POST" | "DELETE", ["v2", "firewalls", id, "rules"]) => {
+            if !st.firewalls.contains_key(*id) {
+                return not_found();
+            }
+            let atoms = match fw_atoms(st, body) {
+                Ok(a) => a,
+                Err(e) => return e,
+            };
+            let Some(f) = st.firewalls.get_mut(*id) else { return not_found() };
+            for a in atoms {
+                if m == Method::POST {
+                    f.atoms.insert(a);
+                } else {
+                    f.atoms.remove(&a);
+                }
+            }
+            none()
+        }
+        ("POST" | "DELETE", ["v2", "firewalls", id, "tags"]) => {
+            let tags = strings(body, "tags");
+            if let Some(t) = tags.iter().find(|t| !st.tags.contains(*t)) {
+                return invalid(format!("tag {t} does not exist"));
+            }
+            let Some(f) = st.firewalls.get_mut(*id) else { return not_found() };
+            for t in tags {
+                f.tags.retain(|x| *x != t);
+                if m == Method::POST {
+                    f.tags.push(t);
+                }
+            }
+            none()
+        }
+        // ---- droplets ----
+        ("GET", ["v2", "droplets"]) => {
+            let ids: Vec<u64> = st
+                .droplets
+                .values()
+                .filter(|d| q.get("tag_name").is_none_or(|t| d.tags.contains(t)))
+                .map(|d| d.id)
+                .collect();
+            for id in &ids {
+                st.poll_droplet(*id);
+            }
+            let items: Vec<Value> =
+                ids.iter().filter_map(|id| st.droplets.get(id)).map(|d| st.droplet_json(d)).collect();
+            ok(st.page(q, path, "droplets", items))
+        }
+        ("POST", ["v2", "droplets"]) => create_droplet(st, body),
+        ("GET", ["v2", "droplets", id]) => {
+            let Ok(id) = id.parse::<u64>() else { return not_found() };
+            st.poll_droplet(id);
+            match st.droplets.get(&id) {
+                Some(d) => ok(json!({"droplet": st.droplet_json(d)})),
+                None => not_found(),
+            }
+        }
+        ("DELETE", ["v2", "droplets", id]) => {
+            let Some(d) = id.parse::<u64>().ok().and_then(|id| st.droplets.remove(&id)) else { return not_found() };
+            st.forget_urn(&format!("do:droplet:{}", d.id));
+            none()
+        }
+        ("POST", ["v2", "droplets", id, "actions"]) => droplet_action(st, id, body),
+        ("GET", ["v2", "actions", id]) => {
+            let Some((a, polls)) = id.parse::<u64>().ok().and_then(|id| st.actions.get_mut(&id)) else {
+                return not_found();
+            };
+            if *polls == 0 {
+                a["status"] = json!("completed");
+                a["completed_at"] = json!(T0);
+            } else {
+                *polls -= 1;
+            }
+            ok(json!({"action": a.clone()}))
+        }
+        // ---- SSH keys ----
+        ("GET", ["v2", "account", "keys"]) => {
+            let items = st.keys.clone();
+            ok(st.page(q, path, "ssh_keys", items))
+        }
+        ("POST", ["v2", "account", "keys"]) => {
+            let (name, key) = (s(body, "name"), s(body, "public_key"));
+            if name.is_empty() || !key.starts_with("ssh-") {
+                return invalid("public_key is not a valid SSH public key");
+            }
+            let id = st.keys.len() as u64 + 1;
+            let fp = format!("3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:{:02x}", id % 256);
+            let k = json!({"id": id, "fingerprint": fp, "public_key": key, "name": name});
+            st.keys.push(k.clone());
+            (StatusCode::CREATED, json!({"ssh_key": k}))
+        }
+        // ---- databases ----
+        ("GET", ["v2", "databases"]) => {
+            let ids: Vec<String> = st
+                .dbs
+                .values()
+                .filter(|d| q.get("tag_name").is_none_or(|t| d.tags.contains(t)))
+                .map(|d| d.id.clone())
+                .collect();
+            for id in &ids {
+                st.poll_db(id);
+            }
+            let items: Vec<Value> = ids.iter().filter_map(|id| st.dbs.get(id)).map(|d| st.db_json(d)).collect();
+            ok(json!({"databases": items}))
+        }
+        ("POST", ["v2", "databases"]) => create_db(st, body),
+        ("GET", ["v2", "databases", id]) => {
+            st.poll_db(id);
+            match st.dbs.get(*id) {
+                Some(d) => ok(json!({"database": st.db_json(d)})),
+                None => not_found(),
+            }
+        }
+        ("DELETE", ["v2", "databases", id]) => {
+            if st.dbs.remove(*id).is_none() {
+                return not_found();
+            }
+            st.forget_urn(&format!("do:dbaas:{id}"));
+            none()
+        }
+        ("PUT", ["v2", "databases", id, "resize"]) => {
+            let size = s(body, "size");
+            let nodes = body.get("num_nodes").and_then(Value::as_u64).unwrap_or(0);
+            if !DB_SIZES.contains(&size.as_str()) || !(1..=3).contains(&nodes) {
+                return invalid("invalid size or number of nodes");
+            }
+            let Some(d) = st.dbs.get_mut(*id) else { return not_found() };
+            if d.status != "online" {
+                return err(StatusCode::PRECONDITION_FAILED, "precondition_failed", "cluster is not online");
+            }
+            if let Some(m) = body.get("storage_size_mib").and_then(Value::as_u64) {
+                if d.storage_mib.is_some_and(|have| m < have) {
+                    return invalid("storage cannot shrink");
+                }
+                d.storage_mib = Some(m);
+            }
+            d.size = size;
+            d.num_nodes = nodes;
+            d.status = "resizing".into();
+            d.polls_left = DB_POLLS - 1;
+            (StatusCode::ACCEPTED, Value::Null)
+        }
+        ("PUT", ["v2", "databases", id, "upgrade"]) => {
+            let Some(d) = st.dbs.get_mut(*id) else { return not_found() };
+            d.version = s(body, "version");
+            none()
+        }
+        ("GET", ["v2", "databases", id, "firewall"]) => match st.dbs.get(*id) {
+            Some(d) => ok(json!({"rules": d.rules})),
+            None => not_found(),
+        },
+        ("PUT", ["v2", "databases", id, "firewall"]) => {
+            if !st.dbs.contains_key(*id) {
+                return not_found();
+            }
+            let rules = match db_rules(st, id, body) {
+                Ok(r) => r,
+                Err(e) => return e,
+            };
+            if let Some(d) = st.dbs.get_mut(*id) {
+                d.rules = rules;
+            }
+            none()
+        }
+        // ---- projects ----
+        ("GET", ["v2", "projects"]) => {
+            let items: Vec<Value> = st.projects.values().map(|p| st.project_json(p)).collect();
+            ok(st.page(q, path, "projects", items))
+        }
+        ("POST", ["v2", "projects"]) => {
+            let name = s(body, "name");
+            if name.is_empty() || name.len() > 175 || s(body, "purpose").is_empty() {
+                return invalid("name and purpose are required");
+            }
+            if st.projects.values().any(|p| p.name == name) {
+                return err(StatusCode::CONFLICT, "conflict", "a project with this name already exists");
+            }
+            let id = st.uuid();
+            let p = Project {
+                id: id.clone(),
+                name,
+                description: s(body, "description"),
+                purpose: s(body, "purpose"),
+                environment: body.get("environment").and_then(Value::as_str).map(str::to_string),
+                resources: Vec::new(),
+            };
+            let v = st.project_json(&p);
+            st.projects.insert(id, p);
+            (StatusCode::CREATED, json!({"project": v}))
+        }
+        ("DELETE", ["v2", "projects", id]) => {
+            let Some(p) = st.projects.get(*id) else { return not_found() };
+            if !p.resources.is_empty() {
+                return err(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    "cannot delete a project with resources",
+                );
+            }
+            st.projects.remove(*id);
+            none()
+        }
+        ("GET", ["v2", "projects", id, "resources"]) => {
+            let Some(p) = st.projects.get(*id) else { return not_found() };
+            let items: Vec<Value> = p
+                .resources
+                .iter()
+                .map(|u| json!({"urn": u, "assigned_at": T0, "links": {"self": format!("https://api.digitalocean.com/v2/{u}")}, "status": "ok"}))
+                .collect();
+            ok(st.page(q, path, "resources", items))
+        }
+        ("POST", ["v2", "projects", id, "resources"]) => {
+            let urns = strings(body, "resources");
+            for u in &urns {
+                let known = match u.split(':').collect::<Vec<_>>().as_slice() {
+                    ["do", "droplet", n] => n.parse::<u64>().ok().is_some_and(|n| st.droplets.contains_key(&n)),
+                    ["do", "dbaas", n] => st.dbs.contains_key(*n),
+                    _ => false,
+                };
+                if !known {
+                    return invalid(format!("resource {u} does not exist"));
+                }
+            }
+            if !st.projects.contains_key(*id) {
+                return not_found();
+            }
+            for u in &urns {
+                st.forget_urn(u);
+            }
+            let Some(p) = st.projects.get_mut(*id) else { return not_found() };
+            p.resources.extend(urns.iter().cloned());
+            let out: Vec<Value> =
+                urns.iter().map(|u| json!({"urn": u, "assigned_at": T0, "status": "assigned"})).collect();
+            ok(json!({"resources": out}))
+        }
+        _ => not_found(),
+    }
+}
+
+type Atom = (bool, String, String, String, String);
+
+fn fw_atoms(st: &St, body: &Value) -> Result<BTreeSet<Atom>, (StatusCode, Value)> {
+    let mut out = BTreeSet::new();
+    for (inbound, key, side) in [(true, "inbound_rules", "sources"), (false, "outbound_rules", "destinations")] {
+        for r in body.get(key).and_then(Value::as_array).cloned().unwrap_or_default() {
+            let protocol = s(&r, "protocol");
+            let ports = s(&r, "ports");
+            if !["tcp", "udp", "icmp"].contains(&protocol.as_str()) {
+                return Err(invalid(format!("protocol {protocol} is not one of tcp, udp, icmp")));
+            }
+            let ports_ok = ports == "0"
+                || ports.split('-').all(|p| p.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p)))
+                    && ports.split('-').count() <= 2;
+            if !ports_ok {
+                return Err(invalid(format!("ports {ports} is not a port, a range or 0")));
+            }
+            let target = r.get(side).cloned().unwrap_or(Value::Null);
+            for kind in ["addresses", "tags", "droplet_ids", "load_balancer_uids", "kubernetes_ids"] {
+                for v in target.get(kind).and_then(Value::as_array).cloned().unwrap_or_default() {
+                    let v = match &v {
+                        Value::String(x) => x.clone(),
+                        other => other.to_string(),
+                    };
+                    if kind == "tags" && !st.tags.contains(&v) {
+                        return Err(invalid(format!("tag {v} does not exist")));
+                    }
+                    if kind == "addresses" && v.parse::<Ipv4Addr>().is_err() && parse_cidr(&v).is_none() {
+                        return Err(invalid(format!("address {v} is not an IPv4 address or block")));
+                    }
+                    out.insert((inbound, protocol.clone(), ports.clone(), kind.to_string(), v));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn create_droplet(st: &mut St, body: &Value) -> (StatusCode, Value) {
+    let (name, region, size, image, vpc) =
+        (s(body, "name"), s(body, "region"), s(body, "size"), s(body, "image"), s(body, "vpc_uuid"));
+    if !valid_name(&name) {
+        return invalid("name must contain only alphanumeric characters, dashes and periods");
+    }
+    if !REGIONS.contains(&region.as_str()) {
+        return invalid(format!("region {region} is not available"));
+    }
+    let Some(sz) = SIZES.iter().find(|s| s.0 == size) else { return invalid(format!("size {size} is not available")) };
+    if !IMAGES.iter().any(|i| i.0 == image) {
+        return invalid(format!("image {image} is not available"));
+    }
+    let Some(v) = st.vpcs.get(&vpc) else { return invalid(format!("vpc_uuid {vpc} does not exist")) };
+    if s(v, "region") != region {
+        return invalid("the VPC is in another region");
+    }
+    let Some(range) = parse_cidr(&s(v, "ip_range")) else { return invalid("bad VPC range") };
+    let tags = strings(body, "tags");
+    if let Some(t) = tags.iter().find(|t| !valid_tag(t)) {
+        return invalid(format!("tag {t} is not a valid tag name"));
+    }
+    for k in strings(body, "ssh_keys") {
+        if !st.keys.iter().any(|x| s(x, "fingerprint") == k) {
+            return invalid(format!("ssh key {k} does not exist"));
+        }
+    }
+    let used: BTreeSet<String> = st.droplets.values().map(|d| d.private_ip.clone()).collect();
+    let size_of_range = 1u64 << (32 - u32::from(range.1));
+    let private_ip = (2..size_of_range.saturating_sub(1))
+        .map(|i| Ipv4Addr::from(range.0 + i as u32).to_string())
+        .find(|ip| !used.contains(ip));
+    let Some(private_ip) = private_ip else { return invalid("the VPC has no free address") };
+    let public = body.get("public_networking").and_then(Value::as_bool).unwrap_or(true);
+    st.counter += 1;
+    let id = 3_000_000 + st.counter;
+    let public_ip = public.then(|| format!("203.0.113.{}", 1 + (id % 250)));
+    for t in &tags {
+        st.tags.insert(t.clone());
+    }
+    let d = Droplet {
+        id,
+        name,
+        region,
+        size: size.clone(),
+        image,
+        tags,
+        vpc,
+        private_ip,
+        public_ip,
+        status: "new".into(),
+        polls_left: DROPLET_POLLS,
+        disk: sz.3,
+    };
+    let v = st.droplet_json(&d);
+    st.droplets.insert(id, d);
+    let action = st.counter + 1;
+    (
+        StatusCode::ACCEPTED,
+        json!({"droplet": v, "links": {"actions": [{"id": action, "rel": "create", "href": format!("https://api.digitalocean.com/v2/actions/{action}")}]}}),
+    )
+}
+
+fn droplet_action(st: &mut St, id: &str, body: &Value) -> (StatusCode, Value) {
+    let Some(id) = id.parse::<u64>().ok().filter(|id| st.droplets.contains_key(id)) else { return not_found() };
+    let kind = s(body, "type");
+    let Some(d) = st.droplets.get_mut(&id) else { return not_found() };
+    match kind.as_str() {
+        "power_off" => d.status = "off".into(),
+        "power_on" => d.status = "active".into(),
+        "rename" => {
+            let n = s(body, "name");
+            if !valid_name(&n) {
+                return invalid("name must contain only alphanumeric characters, dashes and periods");
+            }
+            d.name = n;
+        }
+        "resize" => {
+            if d.status != "off" {
+                return invalid("the droplet must be powered off to be resized");
+            }
+            let size = s(body, "size");
+            let Some(sz) = SIZES.iter().find(|s| s.0 == size) else {
+                return invalid(format!("size {size} is not available"));
+            };
+            if sz.3 < d.disk {
+                return invalid("this size's disk is smaller than the droplet's disk");
+            }
+            d.size = size;
+            if body.get("disk").and_then(Value::as_bool).unwrap_or(false) {
+                d.disk = sz.3;
+            }
+        }
+        other => return invalid(format!("action {other} is not supported by this fake")),
+    }
+    let region = d.region.clone();
+    st.counter += 1;
+    let aid = st.counter;
+    let a = json!({"id": aid, "status": "in-progress", "type": kind, "started_at": T0, "completed_at": null,
+                   "resource_id": id, "resource_type": "droplet", "region_slug": region});
+    st.actions.insert(aid, (a.clone(), 1));
+    (StatusCode::CREATED, json!({"action": a}))
+}
+
+fn db_rules(st: &mut St, cluster: &str, body: &Value) -> Result<Vec<Value>, (StatusCode, Value)> {
+    let mut out = Vec::new();
+    for r in body.get("rules").and_then(Value::as_array).cloned().unwrap_or_default() {
+        let (kind, value) = (s(&r, "type"), s(&r, "value"));
+        match kind.as_str() {
+            "tag" if !valid_tag(&value) => return Err(invalid(format!("tag {value} is not valid"))),
+            "ip_addr" if value.parse::<Ipv4Addr>().is_err() && parse_cidr(&value).is_none() => {
+                return Err(invalid(format!("{value} is not an address")))
+            }
+            "tag" | "ip_addr" | "droplet" | "k8s" | "app" => {}
+            other => return Err(invalid(format!("rule type {other} is not valid"))),
+        }
+        let uuid = st.uuid();
+        let mut v = json!({"uuid": uuid, "cluster_uuid": cluster, "type": kind, "value": value, "created_at": T0});
+        if let Some(d) = r.get("description").and_then(Value::as_str) {
+            v["description"] = json!(d);
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn create_db(st: &mut St, body: &Value) -> (StatusCode, Value) {
+    let (name, engine, version, size, region, vpc) = (
+        s(body, "name"),
+        s(body, "engine"),
+        s(body, "version"),
+        s(body, "size"),
+        s(body, "region"),
+        s(body, "private_network_uuid"),
+    );
+    if name.len() < 3
+        || name.len() > 63
+        || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return invalid("name must be 3 to 63 lowercase letters, digits and dashes");
+    }
+    let versions: &[&str] = match engine.as_str() {
+        "pg" => &["13", "14", "15", "16", "17"],
+        "mysql" => &["8"],
+        "redis" => &["7"],
+        "valkey" => &["8"],
+        _ => return invalid(format!("engine {engine} is not supported")),
+    };
+    if !versions.contains(&version.as_str()) {
+        return invalid(format!("version {version} of {engine} is not available"));
+    }
+    if !DB_SIZES.contains(&size.as_str()) {
+        return invalid(format!("size {size} is not available"));
+    }
+    let nodes = body.get("num_nodes").and_then(Value::as_u64).unwrap_or(0);
+    if !(1..=3).contains(&nodes) {
+        return invalid("num_nodes must be 1 to 3");
+    }
+    if !REGIONS.contains(&region.as_str()) {
+        return invalid(format!("region {region} is not available"));
+    }
+    match st.vpcs.get(&vpc) {
+        Some(v) if s(v, "region") == region => {}
+        _ => return invalid("private_network_uuid names no VPC of the region"),
+    }
+    let storage = body.get("storage_size_mib").and_then(Value::as_u64);
+    if storage.is_some_and(|m| m < 10 * 1024) {
+        return invalid("storage_size_mib is below the size's minimum");
+    }
+    if st.dbs.values().any(|d| d.name == name) {
+        return invalid("a database cluster with this name already exists");
+    }
+    let tags = strings(body, "tags");
+    if let Some(t) = tags.iter().find(|t| !valid_tag(t)) {
+        return invalid(format!("tag {t} is not a valid tag name"));
+    }
+    let project = body.get("project_id").and_then(Value::as_str).map(str::to_string);
+    if project.as_ref().is_some_and(|p| !st.projects.contains_key(p)) {
+        return invalid("project_id names no project");
+    }
+    let id = st.uuid();
+    let rules = match db_rules(st, &id, body) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    for t in &tags {
+        st.tags.insert(t.clone());
+    }
+    let d = Db {
+        id: id.clone(),
+        name,
+        engine,
+        version,
+        size,
+        num_nodes: nodes,
+        region,
+        vpc,
+        tags,
+        storage_mib: storage,
+        status: "creating".into(),
+        polls_left: DB_POLLS,
+        rules,
+    };
+    let v = st.db_json(&d);
+    st.dbs.insert(id.clone(), d);
+    if let Some(p) = project.and_then(|p| st.projects.get_mut(&p)) {
+        p.resources.push(format!("do:dbaas:{id}"));
+    }
+    (StatusCode::CREATED, json!({"database": v}))
+}

@@ -1,0 +1,226 @@
+//! The core provider contract suite against the DigitalOcean backend, talking to the fake
+//! (through Prism when `scripts/test-digitalocean.sh` runs it), plus the database checks the
+//! core suite cannot make on DigitalOcean (see `contract_database_documents_the_deviations`).
+#![cfg(feature = "digitalocean")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common_do;
+
+use common_do::{assert_no_violations, backend, cx, harness, provider, VirtualClock};
+use konstacks_core::contract::{run_compute, run_database, run_network, run_region, ContractOptions};
+use konstacks_core::error::ErrorKind;
+use konstacks_core::model::{Engine, Protocol};
+use konstacks_core::secret::Secret;
+use konstacks_core::spec::{
+    DatabaseSpec, FirewallSpec, RuleSource, RuleSpec, Selector, SubnetSpec, Tags, VpcSpec, TAG_NAME, TAG_PATH,
+    TAG_STACK,
+};
+
+fn konstacks_tags(tags: &[String]) -> Vec<String> {
+    tags.iter().filter(|t| ["konstacks:", "kx", "kn:", "kt:"].iter().any(|p| t.starts_with(p))).cloned().collect()
+}
+
+/// Nothing of any suite is left in the fake.
+fn assert_fake_empty() {
+    let s = harness().fake.snapshot();
+    assert!(s.vpcs.is_empty(), "VPCs left: {:?}", s.vpcs);
+    assert!(s.firewalls.is_empty(), "firewalls left: {:?}", s.firewalls);
+    assert!(s.droplets.is_empty(), "droplets left: {:?}", s.droplets);
+    assert!(s.databases.is_empty(), "databases left: {:?}", s.databases);
+    assert!(s.projects.is_empty(), "projects left: {:?}", s.projects);
+    assert!(konstacks_tags(&s.tags).is_empty(), "tags left: {:?}", konstacks_tags(&s.tags));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_region_network_compute() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    // Small pages, so that every listing of the run crosses pages.
+    h.fake.set_max_per_page(3);
+    let b = backend();
+    let p = provider(&b);
+    let clock = VirtualClock::shared();
+    let o = ContractOptions::new("fra1");
+    let cx = cx(&clock, &o.stack);
+    run_region(&p, &cx, &o).await.unwrap();
+    run_network(&p, &cx, &o).await.unwrap();
+    run_compute(&p, &cx, &o).await.unwrap();
+    assert_fake_empty();
+    assert!(h.fake.log().iter().any(|l| l.contains("page=2")), "no listing crossed a page");
+    assert_no_violations(&b);
+}
+
+fn tags(stack: &str, path: &str, name: &str) -> Tags {
+    Tags::from([
+        (TAG_STACK.to_string(), stack.to_string()),
+        (TAG_PATH.to_string(), path.to_string()),
+        (TAG_NAME.to_string(), name.to_string()),
+    ])
+}
+
+/// The core database suite asks for what DigitalOcean cannot do (1 and 3 days of backups, the
+/// engine's default port, retagging a cluster): it must fail exactly there and clean up. The
+/// same behaviour is then checked with DigitalOcean's real values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_database_documents_the_deviations() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    h.fake.set_max_per_page(3);
+    let b = backend();
+    let p = provider(&b);
+    let clock = VirtualClock::shared();
+    let o = ContractOptions::new("fra1");
+    let cx = cx(&clock, &o.stack);
+
+    let failure = run_database(&p, &cx, &o).await.expect_err("the core database suite asks for 1 day of backups");
+    assert_eq!(failure.check, "database.create_database", "{failure}");
+    assert!(failure.detail.contains("backup_retention_days"), "{failure}");
+    assert!(!failure.detail.contains("cleanup also failed"), "{failure}");
+    assert_fake_empty();
+
+    // The same checks with DigitalOcean's values.
+    let stack = "do-db-checks";
+    let cx = common_do::cx(&clock, stack);
+    let net = &*p.network;
+    let db = &*p.database;
+    let vpc = net
+        .create_vpc(
+            &cx,
+            &VpcSpec {
+                name: "do-db-checks-vpc".into(),
+                region: "fra1".into(),
+                cidr: "10.88.0.0/16".into(),
+                tags: tags(stack, "vpc", "do-db-checks-vpc"),
+            },
+        )
+        .await
+        .unwrap();
+    let mut subnets = Vec::new();
+    for (i, leaf) in ["db-a", "db-b"].iter().enumerate() {
+        let name = format!("{stack}-{leaf}");
+        let s = net
+            .create_subnet(
+                &cx,
+                &SubnetSpec {
+                    name: name.clone(),
+                    region: "fra1".into(),
+                    vpc_id: vpc.id.clone(),
+                    cidr: format!("10.88.{}.0/24", i + 1),
+                    zone: i as u8,
+                    public: false,
+                    tags: tags(stack, leaf, &name),
+                },
+            )
+            .await
+            .unwrap();
+        subnets.push(s.id);
+    }
+    let anywhere = RuleSource::Cidr("0.0.0.0/0".into());
+    let all_out = RuleSpec { protocol: Protocol::All, from_port: 0, to_port: 0, peer: anywhere.clone() };
+    let fw = |name: &str, ingress: Vec<RuleSpec>| FirewallSpec {
+        name: name.into(),
+        region: "fra1".into(),
+        vpc_id: vpc.id.clone(),
+        ingress,
+        egress: vec![all_out.clone()],
+        tags: tags(stack, name, name),
+    };
+    let web = net
+        .create_firewall(
+            &cx,
+            &fw("web-fw", vec![RuleSpec { protocol: Protocol::Tcp, from_port: 443, to_port: 443, peer: anywhere }]),
+        )
+        .await
+        .unwrap();
+    let from_web = RuleSpec {
+        protocol: Protocol::Tcp,
+        from_port: 5432,
+        to_port: 5432,
+        peer: RuleSource::Firewall(web.id.clone()),
+    };
+    let mut db_fw_spec = fw("db-fw", vec![from_web.clone()]);
+    let db_fw = net.create_firewall(&cx, &db_fw_spec).await.unwrap();
+
+    let spec = DatabaseSpec {
+        name: "do-db-checks-pg".into(),
+        region: "fra1".into(),
+        engine: Engine::Postgres,
+        version: "16".into(),
+        size: "db-micro".into(),
+        storage_gb: 20,
+        subnet_ids: subnets.clone(),
+        firewall_ids: vec![db_fw.id.clone()],
+        backup_retention_days: 7,
+        encrypted: true,
+        high_availability: false,
+        deletion_protection: false,
+        apply_immediately: true,
+        password: Some(Secret::new("ignored-by-digitalocean".into())),
+        tags: tags(stack, "pg", "do-db-checks-pg"),
+    };
+    let created = db.create_database(&cx, &spec).await.unwrap();
+    assert_eq!(created.status, "online");
+    assert_eq!((created.engine, created.version.as_str(), created.size.as_str()), (Engine::Postgres, "16", "db-micro"));
+    assert_eq!(created.storage_gb, 20);
+    let mut want_subnets = subnets.clone();
+    want_subnets.sort();
+    assert_eq!(created.subnet_ids, want_subnets);
+    assert_eq!(created.firewall_ids, vec![db_fw.id.clone()]);
+    assert_eq!((created.backup_retention_days, created.encrypted, created.deletion_protection), (7, true, false));
+    assert_eq!(created.port, "25060", "DigitalOcean clusters listen on 25060");
+    assert!(created.host.starts_with("private-"), "apps in the VPC use the private host: {}", created.host);
+    assert!(spec.tags.iter().all(|(k, v)| created.tags.get(k) == Some(v)));
+
+    // Batched reads by ids (an unknown id is absent) and by stack.
+    let unknown = "00000000-0000-4000-8000-00000000ffff".to_string();
+    let got = db.read_databases(&cx, &Selector::Ids(vec![created.id.clone(), unknown])).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let by_stack = db.read_databases(&cx, &Selector::Stack(stack.into())).await.unwrap();
+    assert_eq!(by_stack.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), vec![created.id.clone()]);
+
+    // Resize is an update.
+    let mut bigger = spec.clone();
+    bigger.password = None;
+    bigger.size = "db-small".into();
+    let resized = db.update_database(&cx, &created.id, &bigger).await.unwrap();
+    assert_eq!(resized.size, "db-small");
+    assert_eq!(h.fake.database_size("do-db-checks-pg").as_deref(), Some("db-s-1vcpu-2gb"));
+
+    // What cannot change in place is refused, not half-done.
+    let mut retag = bigger.clone();
+    retag.tags.insert("konstacks:contract".into(), "updated".into());
+    let e = db.update_database(&cx, &created.id, &retag).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidSpec, "{}", e.full_chain());
+    let mut other_engine = bigger.clone();
+    other_engine.engine = Engine::Mysql;
+    other_engine.version = "8".into();
+    assert_eq!(db.update_database(&cx, &created.id, &other_engine).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+
+    // A new source on the database's firewall reaches the cluster's trusted sources.
+    db_fw_spec.ingress.push(RuleSpec {
+        protocol: Protocol::Tcp,
+        from_port: 5432,
+        to_port: 5432,
+        peer: RuleSource::Cidr("198.51.100.0/24".into()),
+    });
+    db_fw_spec.ingress.sort();
+    net.update_firewall(&cx, &db_fw.id, &db_fw_spec).await.unwrap();
+    let trusted = h.fake.database_rules("do-db-checks-pg");
+    assert!(trusted.contains(&"ip_addr:198.51.100.0/24".to_string()), "{trusted:?}");
+    assert!(trusted.contains(&format!("tag:kxfw:{}", web.id)), "{trusted:?}");
+    let after = db.read_databases(&cx, &Selector::Ids(vec![created.id.clone()])).await.unwrap();
+    assert_eq!(after[0].firewall_ids, vec![db_fw.id.clone()]);
+
+    // The firewall cannot go while the cluster trusts it.
+    assert_eq!(net.delete_firewall(&cx, &db_fw.id).await.unwrap_err().kind(), ErrorKind::Conflict);
+    db.delete_database(&cx, &created.id).await.unwrap();
+    assert_eq!(db.delete_database(&cx, &created.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    net.delete_firewall(&cx, &db_fw.id).await.unwrap();
+    net.delete_firewall(&cx, &web.id).await.unwrap();
+    for s in &subnets {
+        net.delete_subnet(&cx, s).await.unwrap();
+    }
+    net.delete_vpc(&cx, &vpc.id).await.unwrap();
+    assert_fake_empty();
+    assert_no_violations(&b);
+}

@@ -1,0 +1,123 @@
+//! The `web-app` template end to end on the DigitalOcean backend through the real engine: apply,
+//! an empty re-plan, an in-place firewall rule change, a database resize, destroy leaving
+//! nothing in the fake; and a South Africa placement failing at synth with no API call.
+#![cfg(feature = "digitalocean")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common_do;
+
+use std::sync::Arc;
+
+use common_do::{assert_no_violations, backend, harness, provider, VirtualClock};
+use konstacks_core::engine::{ApplyOptions, Engine, PlanOptions};
+use konstacks_core::model::{Jurisdiction, Placement, Stage};
+use konstacks_core::plan::Action;
+use konstacks_core::sim::{SimCloud, SimConfig};
+use konstacks_core::state::MemoryBackend;
+use konstacks_templates::TemplateContext;
+use serde_json::json;
+
+fn context(name: &str) -> TemplateContext {
+    TemplateContext::new(name, Stage::Dev).placement(Placement::region("fra1")).provider("digitalocean")
+}
+
+fn changes(plan: &konstacks_core::plan::Plan) -> Vec<(String, Action, Vec<String>)> {
+    plan.changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| (c.path.clone(), c.action, c.fields.iter().map(|f| f.name.clone()).collect()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_app_lifecycle() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    h.fake.set_max_per_page(200);
+    let b = backend();
+    let clock = VirtualClock::shared();
+    let engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(provider(&b)).with_clock(clock.clone());
+    let template = konstacks_templates::find("web-app").unwrap();
+    let build = |params: serde_json::Value| {
+        let stack = template.build_json(&context("shop"), params).unwrap();
+        engine.synth(&stack).unwrap()
+    };
+
+    // Apply.
+    let s = build(json!({"admin_cidr": "203.0.113.0/24"}));
+    let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(report.created.len(), s.resources.len());
+    let snap = h.fake.snapshot();
+    assert_eq!(snap.vpcs, ["shop-network-vpc"]);
+    assert_eq!(snap.droplets, ["shop-app-web-1"]);
+    assert_eq!(snap.databases, ["shop-data-postgres"]);
+    assert_eq!(snap.projects, ["shop"]);
+    assert!(snap.tags.contains(&"konstacks:stack:shop".to_string()));
+    // The app's droplet carries the web firewall's tag, which is what the database trusts.
+    let fw_tags: Vec<String> =
+        h.fake.droplet_tags("shop-app-web-1").into_iter().filter(|t| t.starts_with("kxfw:")).collect();
+    assert_eq!(fw_tags.len(), 1, "{fw_tags:?}");
+    assert_eq!(h.fake.database_rules("shop-data-postgres"), [format!("tag:{}", fw_tags[0])]);
+    let db_host = report.outputs.get("database-host").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    assert!(db_host.contains("shop-data-postgres"), "{:?}", report.outputs);
+
+    // Nothing to do the second time.
+    let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
+    assert!(plan.is_empty(), "{:?}", changes(&plan));
+    // Reading the cloud first shows only what DigitalOcean fixes itself: 7 days of backups
+    // where the dev stage asks for 1.
+    let refreshed = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    assert_eq!(
+        changes(&refreshed),
+        [("data/postgres".to_string(), Action::Update, vec!["backup_retention_days".to_string()])]
+    );
+
+    // A firewall rule changes in place.
+    let s = build(json!({"admin_cidr": "198.51.100.0/24"}));
+    let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
+    assert_eq!(changes(&plan), [("network/web-fw".to_string(), Action::Update, vec!["ingress".to_string()])]);
+    let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert_eq!(report.updated, ["network/web-fw"]);
+    let rules = h.fake.firewall_inbound("shop-network-web-fw");
+    assert!(rules.iter().any(|r| r == "tcp/22/addresses:198.51.100.0/24"), "{rules:?}");
+    assert!(!rules.iter().any(|r| r.contains("203.0.113.0/24")), "{rules:?}");
+
+    // The database is resized in place.
+    let s = build(json!({"admin_cidr": "198.51.100.0/24", "db_size": "db-small"}));
+    let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
+    assert_eq!(changes(&plan), [("data/postgres".to_string(), Action::Update, vec!["size".to_string()])]);
+    let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert_eq!(report.updated, ["data/postgres"]);
+    assert_eq!(h.fake.database_size("shop-data-postgres").as_deref(), Some("db-s-1vcpu-2gb"));
+    assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
+
+    // Destroy leaves nothing.
+    let report = engine.destroy("shop", &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let snap = h.fake.snapshot();
+    assert!(snap.vpcs.is_empty() && snap.firewalls.is_empty() && snap.droplets.is_empty(), "{snap:?}");
+    assert!(snap.databases.is_empty() && snap.projects.is_empty(), "{snap:?}");
+    let ours: Vec<&String> =
+        snap.tags.iter().filter(|t| ["konstacks:", "kx", "kn:", "kt:"].iter().any(|p| t.starts_with(p))).collect();
+    assert!(ours.is_empty(), "tags left: {ours:?}");
+    assert_no_violations(&b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn south_africa_fails_at_synth_without_api_calls() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    let b = backend();
+    let sim = Arc::new(SimCloud::new(SimConfig::default()));
+    let engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(provider(&b)).with_provider(sim.provider());
+    let cx = TemplateContext::new("za-shop", Stage::Dev)
+        .placement(Placement::within(Jurisdiction::SouthAfrica))
+        .provider("digitalocean");
+    let stack = konstacks_templates::find("web-app").unwrap().build_json(&cx, json!({})).unwrap();
+    let before = h.fake.log().len();
+    let err = engine.synth(&stack).unwrap_err().to_string();
+    assert!(err.contains("provider `digitalocean` has no region within jurisdiction `south_africa`"), "{err}");
+    assert!(err.contains("sim (af-south)"), "the message names who could: {err}");
+    assert_eq!(h.fake.log().len(), before, "synth made API calls");
+}

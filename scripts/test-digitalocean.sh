@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# DigitalOcean backend tests, held to DigitalOcean's own OpenAPI description: the stateful fake
+# (test code, served on a free local port by each test process) runs behind Prism in proxy mode
+# with --errors, so every request the client sends and every answer the fake gives is validated
+# and any violation fails the tests. Needs Node 20 + npm, Python 3 and Rust; makes no network
+# call except to the npm registry the first time (Prism is installed under .tools/prism).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SPEC=../shared/specs/digitalocean/openapi.yaml
+PRISM_VERSION=5.14.2
+PRISM_DIR=.tools/prism
+PRISM="$PRISM_DIR/node_modules/.bin/prism"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+if [ ! -f "$SPEC" ]; then
+  echo "error: $SPEC is missing; check the repository out beside shared/" >&2
+  exit 1
+fi
+if [ "$("$PRISM" --version 2>/dev/null || true)" != "$PRISM_VERSION" ]; then
+  echo "installing @stoplight/prism-cli@$PRISM_VERSION into $PRISM_DIR"
+  npm install --prefix "$PRISM_DIR" --no-audit --no-fund --loglevel=error "@stoplight/prism-cli@$PRISM_VERSION"
+fi
+
+TESTS=(--lib --test digitalocean_client --test digitalocean_contract --test digitalocean_web_app --test digitalocean_docs)
+# Build first, so that Prism is not kept waiting behind the compiler.
+cargo test -p konstacks-providers --features digitalocean --locked "${TESTS[@]}" --no-run
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+FAKE_PORT=$(free_port)
+PRISM_PORT=$(free_port)
+PRISM_LOG=$(mktemp -t prism-digitalocean.XXXXXX.log)
+
+"$PRISM" proxy -h 127.0.0.1 -p "$PRISM_PORT" "$SPEC" "http://127.0.0.1:$FAKE_PORT" --errors >"$PRISM_LOG" 2>&1 &
+PRISM_PID=$!
+stop_prism() {
+  kill "$PRISM_PID" 2>/dev/null || true
+  wait "$PRISM_PID" 2>/dev/null || true
+}
+trap stop_prism EXIT
+
+for _ in $(seq 1 240); do
+  if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$PRISM_PORT" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$PRISM_PID" 2>/dev/null; then
+    echo "error: Prism exited; its log:" >&2
+    cat "$PRISM_LOG" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+echo "Prism $PRISM_VERSION on 127.0.0.1:$PRISM_PORT validating against $SPEC; the fake serves 127.0.0.1:$FAKE_PORT"
+
+status=0
+KONSTACKS_DO_FAKE_PORT=$FAKE_PORT \
+KONSTACKS_DO_PRISM_URL="http://127.0.0.1:$PRISM_PORT" \
+KONSTACKS_DO_REQUIRE_PRISM=1 \
+  cargo test -p konstacks-providers --features digitalocean --locked "${TESTS[@]}" -- --test-threads=1 || status=$?
+
+if [ "$status" -ne 0 ]; then
+  echo "--- Prism errors (full log: $PRISM_LOG) ---" >&2
+  grep -E "error|violation" "$PRISM_LOG" | tail -n 40 >&2 || true
+else
+  rm -f "$PRISM_LOG"
+fi
+exit "$status"
