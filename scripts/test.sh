@@ -11,5 +11,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 cargo test --workspace --locked
 
+# AWS backend on the official SDK against a real moto server (installs moto in a venv).
+bash scripts/test-aws.sh
+
 # DigitalOcean backend, held to DigitalOcean's OpenAPI contract through Prism (installs Prism).
 bash scripts/test-digitalocean.sh

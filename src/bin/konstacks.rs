@@ -46,6 +46,7 @@ fn register_provider(app: &mut App, name: &str) -> Result<(), BuildError> {
     }
 }
 
+#[cfg_attr(all(feature = "aws", feature = "digitalocean"), allow(dead_code))]
 fn not_built_in(name: &str) -> BuildError {
     BuildError::Failed(format!(
         "this konstacks binary was built without the `{name}` backend; rebuild with `--features {name}`"
@@ -67,9 +68,16 @@ fn register_digitalocean(_app: &mut App) -> Result<(), BuildError> {
 
 #[cfg(feature = "aws")]
 fn register_aws(app: &mut App) -> Result<(), BuildError> {
-    let provider = konstacks::providers::aws::provider_from_env()
+    // Credentials, region and endpoint come from the standard AWS chain (environment,
+    // profiles, SSO, instance metadata; AWS_ENDPOINT_URL for moto or another endpoint).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BuildError::Failed(format!("cannot start a runtime to configure AWS: {e}")))?;
+    let aws = rt
+        .block_on(konstacks::providers::aws::AwsProvider::from_env())
         .map_err(|e| BuildError::Failed(format!("cannot configure AWS: {e}")))?;
-    app.provider(provider);
+    app.provider(std::sync::Arc::new(aws).provider());
     Ok(())
 }
 

@@ -1,0 +1,207 @@
+//! The static AWS catalogue: regions with their jurisdictions, instance types and DB instance
+//! classes behind the portable size slugs, images and engine versions.
+//!
+//! Reading it is never a cloud call; validation (`synth`) checks stacks against it before
+//! anything is sent to AWS.
+
+use konstacks_core::model::{Engine, Jurisdiction};
+use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
+
+/// Name stacks use to select this provider.
+pub const PROVIDER_NAME: &str = "aws";
+
+/// When the prices in [`Offer::monthly_usd`] were taken, and what they mean.
+pub const PRICES_NOTE: &str = "On-demand list prices of us-east-1 (Linux, single-AZ, 730 hours a month, storage \
+     not included) as published by AWS on the date in `Pricing::priced_on`; other regions through approximate \
+     multipliers. Check the AWS pricing pages before relying on them.";
+
+/// When the list prices were read.
+pub const PRICED_ON: &str = "2025-06-01";
+
+/// Approximate price level of a region relative to us-east-1 (from the t3 / db.t3 list prices).
+const REGION_MULTIPLIERS: &[(&str, f64)] = &[
+    ("eu-central-1", 1.15),
+    ("eu-west-1", 1.10),
+    ("eu-west-2", 1.13),
+    ("eu-west-3", 1.13),
+    ("eu-north-1", 1.04),
+    ("eu-south-1", 1.13),
+    ("eu-central-2", 1.26),
+    ("ca-central-1", 1.12),
+    ("sa-east-1", 1.62),
+    ("ap-south-1", 1.08),
+    ("ap-southeast-1", 1.27),
+    ("ap-southeast-2", 1.27),
+    ("ap-northeast-1", 1.31),
+    ("ap-northeast-2", 1.25),
+    ("af-south-1", 1.37),
+    ("me-south-1", 1.23),
+];
+
+/// Longest physical name accepted: RDS identifiers allow 63 characters, and every other name
+/// Konstacks gives (security group names, Name tags) fits in that too.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Every listed region has at least three availability zones open to new accounts
+/// (us-west-1 has two and is therefore not listed).
+pub const MIN_ZONES: u8 = 3;
+
+/// Regions: (name, location, ISO country, jurisdiction). Within a jurisdiction the first one is
+/// preferred (after the provider's own region, which is moved first).
+const REGIONS: &[(&str, &str, &str, Jurisdiction)] = &[
+    ("eu-central-1", "Frankfurt", "DE", Jurisdiction::Eu),
+    ("eu-west-1", "Dublin", "IE", Jurisdiction::Eu),
+    ("eu-west-3", "Paris", "FR", Jurisdiction::Eu),
+    ("eu-north-1", "Stockholm", "SE", Jurisdiction::Eu),
+    ("eu-south-1", "Milan", "IT", Jurisdiction::Eu),
+    ("eu-south-2", "Aragón", "ES", Jurisdiction::Eu),
+    ("eu-west-2", "London", "GB", Jurisdiction::Uk),
+    ("eu-central-2", "Zurich", "CH", Jurisdiction::Switzerland),
+    ("af-south-1", "Cape Town", "ZA", Jurisdiction::SouthAfrica),
+    ("il-central-1", "Tel Aviv", "IL", Jurisdiction::Israel),
+    ("me-central-1", "United Arab Emirates", "AE", Jurisdiction::Uae),
+    ("me-south-1", "Bahrain", "BH", Jurisdiction::Bahrain),
+    ("ap-south-1", "Mumbai", "IN", Jurisdiction::India),
+    ("ap-south-2", "Hyderabad", "IN", Jurisdiction::India),
+    ("ap-southeast-1", "Singapore", "SG", Jurisdiction::Singapore),
+    ("ap-northeast-1", "Tokyo", "JP", Jurisdiction::Japan),
+    ("ap-northeast-3", "Osaka", "JP", Jurisdiction::Japan),
+    ("ap-northeast-2", "Seoul", "KR", Jurisdiction::SouthKorea),
+    ("ap-southeast-3", "Jakarta", "ID", Jurisdiction::Indonesia),
+    ("ap-east-1", "Hong Kong", "HK", Jurisdiction::HongKong),
+    ("ap-southeast-2", "Sydney", "AU", Jurisdiction::Australia),
+    ("ap-southeast-4", "Melbourne", "AU", Jurisdiction::Australia),
+    ("sa-east-1", "São Paulo", "BR", Jurisdiction::Brazil),
+    ("ca-central-1", "Montreal", "CA", Jurisdiction::Canada),
+    ("ca-west-1", "Calgary", "CA", Jurisdiction::Canada),
+    ("us-east-1", "N. Virginia", "US", Jurisdiction::Us),
+    ("us-east-2", "Ohio", "US", Jurisdiction::Us),
+    ("us-west-2", "Oregon", "US", Jurisdiction::Us),
+];
+
+/// VM sizes: portable slugs first (smallest first: the contract suite creates the first and
+/// resizes to the second), then common native x86_64 types usable as they are.
+const VM_SIZES: &[(&str, &str, f64)] = &[
+    ("nano", "t3.nano", 3.80),
+    ("micro", "t3.micro", 7.59),
+    ("small", "t3.small", 15.18),
+    ("medium", "t3.medium", 30.37),
+    ("large", "t3.large", 60.74),
+    ("xlarge", "t3.xlarge", 121.47),
+    ("t3.2xlarge", "t3.2xlarge", 242.94),
+    ("m6i.large", "m6i.large", 70.08),
+    ("m6i.xlarge", "m6i.xlarge", 140.16),
+    ("m7i.large", "m7i.large", 73.58),
+    ("m7i.xlarge", "m7i.xlarge", 147.17),
+    ("c7i.large", "c7i.large", 65.19),
+    ("c7i.xlarge", "c7i.xlarge", 130.38),
+    ("r7i.large", "r7i.large", 96.58),
+];
+
+/// Database sizes (RDS for PostgreSQL prices; MySQL costs about the same).
+const DB_SIZES: &[(&str, &str, f64)] = &[
+    ("db-micro", "db.t3.micro", 13.14),
+    ("db-small", "db.t3.small", 26.28),
+    ("db-medium", "db.t3.medium", 52.56),
+    ("db-large", "db.m6g.large", 116.07),
+    ("db.t3.large", "db.t3.large", 105.85),
+    ("db.t4g.medium", "db.t4g.medium", 47.45),
+    ("db.m6i.large", "db.m6i.large", 129.94),
+    ("db.m7g.large", "db.m7g.large", 122.64),
+    ("db.r6g.large", "db.r6g.large", 164.25),
+];
+
+/// Images: the native column names the default lookup (see `ImageLookup`); AMI ids differ per
+/// region and change with every release, so they are resolved at create time.
+const IMAGES: &[(&str, &str)] = &[("ubuntu-lts", "ubuntu-24.04-amd64"), ("debian-12", "debian-12-amd64")];
+
+/// The static catalogue, with `home` (the provider's region) first among the regions of its
+/// jurisdiction so that a placement "within" that jurisdiction resolves to it.
+pub fn catalog(home: &str) -> Catalog {
+    let mut regions: Vec<RegionInfo> = REGIONS.iter().map(|(n, l, c, j)| RegionInfo::new(n, l, c, *j)).collect();
+    if let Some(pos) = regions.iter().position(|r| r.name == home) {
+        let r = regions.remove(pos);
+        regions.insert(0, r);
+    }
+    let offers = |list: &[(&str, &str, f64)]| list.iter().map(|(s, n, p)| Offer::new(s, n, Some(*p))).collect();
+    let versions = |list: &[&str]| list.iter().map(|v| v.to_string()).collect();
+    Catalog {
+        provider: PROVIDER_NAME.to_string(),
+        regions,
+        vm_sizes: offers(VM_SIZES),
+        db_sizes: offers(DB_SIZES),
+        images: IMAGES.iter().map(|(s, n)| Offer::new(s, n, None)).collect(),
+        engines: vec![
+            EngineOffer { engine: Engine::Postgres, versions: versions(&["13", "14", "15", "16", "17"]) },
+            EngineOffer { engine: Engine::Mysql, versions: versions(&["8.0", "8.4"]) },
+        ],
+        max_name_len: MAX_NAME_LEN,
+        min_zones: MIN_ZONES,
+        pricing: Pricing {
+            priced_on: PRICED_ON.to_string(),
+            // RDS gp3 storage, backup storage beyond the free allowance, a public IPv4 address.
+            db_storage_gb_month: Some(0.115),
+            backup_gb_month: Some(0.095),
+            public_ipv4_month: Some(3.65),
+            region_multipliers: REGION_MULTIPLIERS.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
+        },
+    }
+}
+
+/// The RDS engine name.
+pub(crate) fn rds_engine(engine: Engine) -> Option<&'static str> {
+    match engine {
+        Engine::Postgres => Some("postgres"),
+        Engine::Mysql => Some("mysql"),
+        _ => None,
+    }
+}
+
+/// The engine of an RDS engine name.
+pub(crate) fn engine_of(rds: &str) -> Option<Engine> {
+    match rds {
+        "postgres" => Some(Engine::Postgres),
+        "mysql" => Some(Engine::Mysql),
+        _ => None,
+    }
+}
+
+/// The catalogue version an RDS engine version belongs to: `16.4` -> `16`, `8.0.39` -> `8.0`
+/// (the longest catalogue version that is a dotted prefix), or the version itself.
+pub(crate) fn catalog_version(cat: &Catalog, engine: Engine, actual: &str) -> String {
+    cat.engine_versions(engine)
+        .iter()
+        .filter(|v| actual == v.as_str() || actual.starts_with(&format!("{v}.")))
+        .max_by_key(|v| v.len())
+        .cloned()
+        .unwrap_or_else(|| actual.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_region_comes_first() {
+        let c = catalog("eu-west-1");
+        assert_eq!(c.regions[0].name, "eu-west-1");
+        assert_eq!(c.regions_within(Jurisdiction::Eu).next().map(|r| r.name.as_str()), Some("eu-west-1"));
+        let c = catalog("eu-central-1");
+        assert_eq!(c.regions[0].name, "eu-central-1");
+        assert_eq!(c.region("eu-central-2").map(|r| r.jurisdiction), Some(Jurisdiction::Switzerland));
+        assert_eq!(c.region("eu-west-2").map(|r| r.jurisdiction), Some(Jurisdiction::Uk));
+    }
+
+    #[test]
+    fn sizes_and_versions() {
+        let c = catalog("us-east-1");
+        assert_eq!(c.vm_size("small").map(|o| o.native.as_str()), Some("t3.small"));
+        assert_eq!(c.vm_size("t3.small").map(|o| o.slug.as_str()), Some("small"));
+        assert_eq!(c.db_size("db-large").map(|o| o.native.as_str()), Some("db.m6g.large"));
+        assert_eq!(catalog_version(&c, Engine::Postgres, "16.4"), "16");
+        assert_eq!(catalog_version(&c, Engine::Mysql, "8.0.39"), "8.0");
+        assert_eq!(catalog_version(&c, Engine::Mysql, "8.4"), "8.4");
+        assert_eq!(catalog_version(&c, Engine::Postgres, "9.6.1"), "9.6.1");
+        assert!(c.engine_versions(Engine::Redis).is_empty());
+    }
+}
