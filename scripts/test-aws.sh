@@ -2,7 +2,8 @@
 # The AWS backend's tests against a real protocol peer: installs the pinned moto into
 # .venv-moto/ (once), starts `moto_server` on a free loopback port, waits until it answers, runs
 # the unit tests of the `aws` feature, the moto-backed integration tests (contract suite, web-app
-# end to end, adoption) and the SDK-level scripted tests, then stops moto, whatever happened.
+# end to end, adoption, drift, crash recovery, IAM policy coverage) and the SDK-level scripted tests,
+# then stops moto, whatever happened.
 #
 # Run with: bash scripts/test-aws.sh            (extra arguments go to the test binaries)
 #           KONSTACKS_AWS_BENCH=1 bash scripts/test-aws.sh   (also runs the refresh benchmark)
@@ -70,7 +71,7 @@ fi
 echo "test-aws: $pinned answers on $ENDPOINT (log: $LOG)"
 
 export KONSTACKS_MOTO_ENDPOINT="$ENDPOINT"
-cargo test -p konstacks-providers --features aws --locked --lib --test aws_moto --test aws_scripted -- "$@"
+cargo test -p konstacks-providers --features aws,s3-state --locked --lib --test aws_moto --test aws_scripted --test s3_state --test aws_drift --test aws_crash -- "$@"
 
 if [ "${KONSTACKS_AWS_BENCH:-0}" = "1" ]; then
     cargo run -p konstacks-providers --features aws --locked --example aws_refresh_bench

@@ -302,6 +302,8 @@ enum Command {
     Refresh,
     /// Show what changed in the cloud outside Konstacks (exit 2 when something did).
     Drift,
+    /// Print the minimal AWS IAM policy this stack's plan needs.
+    IamPolicy,
     /// Print the stack's outputs, or one of them.
     Output {
         /// Print only this output, unquoted.

@@ -939,6 +939,7 @@ mod tests {
                 ("size".to_string(), Expr::Lit(Value::String("small".into()))),
                 ("assign_public_ip".to_string(), attr("flag")),
             ]),
+            health: None,
         };
         let c = CostModel::new(&[&cat]).price_resource(&r);
         assert_eq!(c.monthly_usd, None);

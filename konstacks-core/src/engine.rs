@@ -87,6 +87,8 @@ pub struct ApplyReport {
     pub deleted: Vec<String>,
     /// Paths whose interrupted or timed-out create was found again and adopted.
     pub adopted: Vec<String>,
+    /// Paths whose replacement failed its health gate and was undone (the old instance serves).
+    pub rolled_back: Vec<String>,
     /// Failures.
     pub failures: Vec<Failure>,
     /// Paths not started because something they depend on failed (or the run stopped).
@@ -1305,6 +1307,9 @@ struct Exec<'a> {
     adopted: Mutex<Vec<String>>,
     /// Ids state already tracks: never adopted as "the one we just created".
     known_ids: BTreeSet<String>,
+    /// Rolling batches of health-gated replacements.
+    rolling: Option<tokio::sync::Semaphore>,
+    rolled_back: Mutex<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -1508,6 +1513,10 @@ impl<'a> Exec<'a> {
                 .chain(state.deposed.iter().map(|d| &d.resource))
                 .map(|r| r.id.clone())
                 .collect(),
+            rolling: s
+                .and_then(|s| s.resources.iter().filter_map(|r| r.health.as_ref().map(|g| g.batch.max(1))).min())
+                .map(tokio::sync::Semaphore::new),
+            rolled_back: Mutex::new(Vec::new()),
         })
     }
 
@@ -1593,6 +1602,8 @@ impl<'a> Exec<'a> {
         report.skipped.dedup();
         report.retries = self.retries.load(Ordering::Relaxed);
         report.adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        report.rolled_back = self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        report.rolled_back.sort();
         for v in
             [&mut report.created, &mut report.updated, &mut report.replaced, &mut report.deleted, &mut report.adopted]
         {
@@ -1700,6 +1711,22 @@ impl<'a> Exec<'a> {
         let Some(s) = self.s else { return Ok(()) };
         let r = &s.resources[node];
         let np = &self.nodes[node];
+        let gate = r.health.as_ref().filter(|_| action == Action::Replace && np.create_before_destroy);
+        // Health-gated replacements roll in batches: at most `batch` at once in the stack.
+        let _batch = match (gate, &self.rolling) {
+            (Some(_), Some(sem)) => Some(
+                sem.acquire()
+                    .await
+                    .map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })?,
+            ),
+            _ => None,
+        };
+        if gate.is_some() && !self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return Err(OpFailure {
+                kind: ErrorKind::Cancelled,
+                message: "not replaced: an earlier instance of this rolling update failed its health gate".into(),
+            });
+        }
         let slot = self.slot(&r.provider)?;
         let _permit = slot
             .semaphore
@@ -1736,7 +1763,13 @@ impl<'a> Exec<'a> {
             let marker_env = Env { mode: Mode::Plan, ..env };
             let mut out = serde_json::Map::new();
             for (k, e) in &r.fields {
-                match plan::resolve(e, if real(k) { &env } else { &marker_env }) {
+                // Unchanged fields of an update get real values too when they are at hand; only a
+                // secret this run cannot know falls back to its marker (the update leaves it alone).
+                let resolved = match plan::resolve(e, &env) {
+                    Err(_) if !real(k) => plan::resolve(e, &marker_env),
+                    other => other,
+                };
+                match resolved {
                     Ok(Resolved::Known(v)) => {
                         out.insert(k.clone(), v);
                     }
@@ -1835,12 +1868,73 @@ impl<'a> Exec<'a> {
             sealed,
         };
         self.journal.write_behind(vec![Record::Put { path: r.path.clone(), resource }]);
+        if let Some(gate) = gate {
+            self.emit(&r.path, EventKind::Progress { message: format!("waiting for {id} to pass its health gate") });
+            if let Err(why) = crate::health::wait_healthy(gate, &slot.provider, &cx, &id, &attrs).await {
+                return Err(self.roll_back(slot, &cx, r, &id, &why).await);
+            }
+        }
         self.attrs.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(Arc::new(attrs));
         self.emit(
             &r.path,
             EventKind::Succeeded { op: opk, id, elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64 },
         );
         Ok(())
+    }
+
+    /// A new instance failed its health gate: delete it and make the old one current again.
+    async fn roll_back(
+        &self,
+        slot: &ProviderSlot,
+        cx: &OpContext,
+        r: &crate::validate::SynthResource,
+        new_id: &str,
+        why: &str,
+    ) -> OpFailure {
+        let old_id = self.plan.changes.iter().find(|c| c.path == r.path && !c.deposed).and_then(|c| c.id.clone());
+        let intent = PendingOp {
+            op: OpKind::Delete,
+            path: r.path.clone(),
+            kind: r.kind,
+            provider: r.provider.clone(),
+            id: Some(new_id.to_string()),
+            generation: 0,
+            tags: BTreeMap::new(),
+            deps: r.depends_on.clone(),
+            inputs: BTreeMap::new(),
+            at: self.engine.clock.unix_secs(),
+            sealed: BTreeMap::new(),
+        };
+        if let Err(e) = self.journal.write(vec![Record::Intent(intent)]).await {
+            return e.into();
+        }
+        let deleted =
+            match self.call(slot, cx, &r.path, OpKind::Delete, || delete(&slot.provider, cx, r.kind, new_id)).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            };
+        let mut recs = Vec::new();
+        if deleted.is_ok() {
+            recs.push(Record::Deleted { path: r.path.clone(), id: new_id.to_string() });
+        } else {
+            recs.push(Record::Abandon { path: r.path.clone(), op: OpKind::Delete });
+        }
+        if let Some(old) = &old_id {
+            if deleted.is_ok() {
+                recs.push(Record::Undepose { path: r.path.clone(), id: old.clone() });
+            }
+        }
+        if let Err(e) = self.journal.write(recs).await {
+            return e.into();
+        }
+        self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).push(r.path.clone());
+        let old = old_id.as_deref().unwrap_or("(none)");
+        let message = match deleted {
+            Ok(()) => format!("rolled back: the new instance {new_id} failed its health gate ({why}); it was removed and the old instance {old} keeps serving"),
+            Err(e) => format!("rolled back: the new instance {new_id} failed its health gate ({why}) and could not be removed ({}); both are in state, the old instance {old} keeps serving", e.full_chain()),
+        };
+        OpFailure { kind: ErrorKind::Other, message }
     }
 
     fn intent(

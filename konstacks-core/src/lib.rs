@@ -20,6 +20,7 @@ pub mod cost;
 pub mod engine;
 pub mod events;
 pub mod graph;
+pub mod health;
 pub mod parity;
 pub mod plan;
 pub mod policy;

@@ -215,6 +215,8 @@ struct Inner {
     rng: SplitMix,
     /// Bumped on every change, so that an older snapshot never overwrites a newer one on disk.
     generation: u64,
+    /// Status new VMs of an image boot into (default `running`): lets tests make a release bad.
+    boot_status: BTreeMap<String, String>,
 }
 
 /// Writes snapshots of a persistent cloud, newest wins.
@@ -339,6 +341,7 @@ impl Inner {
             bucket: None,
             rng,
             generation: 0,
+            boot_status: BTreeMap::new(),
         }
     }
 
@@ -893,7 +896,7 @@ impl Inner {
             assign_public_ip: spec.assign_public_ip,
             public_ip,
             private_ip,
-            status: "running".into(),
+            status: self.boot_status.get(&spec.image).cloned().unwrap_or_else(|| "running".into()),
             tags: spec.tags.clone(),
         };
         self.insert(SimResource::Vm(obs.clone()), now);
@@ -1264,6 +1267,12 @@ impl SimCloud {
     /// Replace the injected faults (call numbers keep counting from where they are).
     pub fn set_faults(&self, faults: Faults) {
         self.lock().config.faults = faults;
+    }
+
+    /// New VMs booting `image` come up with this status (for example `impaired`), as a broken
+    /// release would; the provider-status health check then fails.
+    pub fn set_boot_status(&self, image: &str, status: &str) {
+        self.lock().boot_status.insert(image.to_string(), status.to_string());
     }
 
     /// Change the latency of every call.

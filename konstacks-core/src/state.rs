@@ -160,6 +160,14 @@ impl StackState {
                     }
                 }
             }
+            Record::Undepose { path, id } => {
+                if let Some(pos) = self.deposed.iter().position(|d| d.path == *path && &d.resource.id == id) {
+                    if !self.resources.contains_key(path) {
+                        let d = self.deposed.remove(pos);
+                        self.resources.insert(path.clone(), d.resource);
+                    }
+                }
+            }
             Record::Deleted { path, id } => {
                 if self.resources.get(path).is_some_and(|r| &r.id == id) {
                     self.resources.remove(path);
@@ -209,6 +217,13 @@ pub enum Record {
         /// Logical path.
         path: String,
         /// Provider id of the instance being deposed.
+        id: String,
+    },
+    /// A replacement was rolled back: the deposed instance with this id is current again.
+    Undepose {
+        /// Logical path.
+        path: String,
+        /// Provider id of the old instance.
         id: String,
     },
     /// The resource with this id is gone.
@@ -403,6 +418,13 @@ pub fn parse_state(
             if found > STATE_VERSION {
                 return Err(StateError::FutureVersion { stack: stack.into(), found, supported: STATE_VERSION });
             }
+            if let Some(other) = probe.get("stack").and_then(Value::as_str).filter(|o| *o != stack) {
+                return Err(StateError::Corrupt {
+                    stack: stack.into(),
+                    location: format!("{where_}/state.json"),
+                    reason: format!("the snapshot belongs to stack `{other}`; it was copied or moved here by mistake"),
+                });
+            }
             serde_json::from_value(probe).map_err(|e| StateError::Corrupt {
                 stack: stack.into(),
                 location: format!("{where_}/state.json"),
@@ -518,13 +540,20 @@ impl StateBackend for LocalBackend {
         blocking(move || {
             std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
             let path = dir.join("lock.json");
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
-                    f.write_all(&bytes).map_err(io_err(&path))?;
-                    f.sync_all().map_err(io_err(&path))?;
-                    Ok(())
-                }
+            // Write the lock under a private name, then link it into place: the link either
+            // creates `lock.json` complete or fails because another run holds it — a reader
+            // never sees a half-written lock.
+            let tmp = dir.join(format!("lock.{}.{}.tmp", std::process::id(), info.id));
+            {
+                let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+                let bytes = serde_json::to_vec_pretty(&info).unwrap_or_default();
+                f.write_all(&bytes).map_err(io_err(&tmp))?;
+                f.sync_all().map_err(io_err(&tmp))?;
+            }
+            let linked = std::fs::hard_link(&tmp, &path);
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let held: Option<LockInfo> = read_opt(&path)?.and_then(|b| serde_json::from_slice(&b).ok());
                     let held = held.unwrap_or(LockInfo {

@@ -180,6 +180,9 @@ pub struct SynthResource {
     pub depends_on: Vec<String>,
     /// Its fields; keys sorted.
     pub fields: BTreeMap<String, Expr>,
+    /// Zero-downtime replacement gate (VMs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::model::HealthGate>,
 }
 
 /// A stack output.
@@ -569,6 +572,15 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
                 if f.default_egress {
                     rules.push(crate::model::Egress::all().to_anywhere());
                 }
+                // A rule given twice (or the default egress restated) is one rule to every cloud.
+                let mut seen_rules = Vec::with_capacity(rules.len());
+                rules.retain(|r| {
+                    let dup = seen_rules.contains(r);
+                    if !dup {
+                        seen_rules.push(r.clone());
+                    }
+                    !dup
+                });
                 for (ri, r) in rules.iter().enumerate() {
                     let dir = if r.ingress { "ingress" } else { "egress" };
                     let what = format!("{dir} rule #{ri}");
@@ -860,7 +872,19 @@ fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagn
         deps.remove(&i);
         let deps: Vec<usize> = deps.into_iter().collect();
         let depends_on = deps.iter().map(|d| def.nodes[*d].path.clone()).collect();
-        resources.push(SynthResource { path, kind: n.spec.kind(), provider: provider_name, deps, depends_on, fields });
+        let health = match &n.spec {
+            NodeSpec::Vm(vm) => vm.health.clone(),
+            _ => None,
+        };
+        resources.push(SynthResource {
+            path,
+            kind: n.spec.kind(),
+            provider: provider_name,
+            deps,
+            depends_on,
+            fields,
+            health,
+        });
     }
 
     // Cross-VPC wiring, subnet capacity and physical-name collisions.

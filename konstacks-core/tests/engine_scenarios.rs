@@ -651,3 +651,78 @@ async fn import_adopts_an_existing_resource_and_plans_only_the_differences() {
     assert_eq!(w.count("imp", Kind::Vpc), 1, "adopted, not created");
     assert!(w.plan(&stack).await.is_empty());
 }
+
+fn fleet(image: Image) -> Stack {
+    let stack = Stack::new("fleet", Placement::region("eu-west"), Stage::Prod);
+    let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
+    let sn = stack.add("public", Subnet::new(vpc, "10.0.1.0/24").public());
+    let fw = stack.add("fw", Firewall::new(vpc).allow(Ingress::tcp(443).from_anywhere()));
+    for i in 1..=3 {
+        stack.add(
+            &format!("web-{i}"),
+            Vm::new(image.clone(), VmSize::Small, sn)
+                .firewall(fw)
+                .public_ip(true)
+                .health_gate(HealthGate::new(HealthCheck::ProviderStatus).timeout_secs(120).batch(1)),
+        );
+    }
+    stack
+}
+
+fn vm_ids(w: &World) -> Vec<String> {
+    let mut ids: Vec<String> =
+        w.sim.resources_of_stack("fleet").iter().filter(|r| r.kind() == Kind::Vm).map(|r| r.id().to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_that_fails_its_health_gate_rolls_back_and_the_old_fleet_keeps_serving() {
+    let w = world();
+    w.apply(&fleet(Image::UbuntuLts)).await.unwrap();
+    let old = vm_ids(&w);
+    w.sim.set_boot_status("debian-12", "impaired");
+    let Error::Apply(r) = w.apply(&fleet(Image::Debian12)).await.unwrap_err() else { panic!() };
+    assert_eq!(r.rolled_back.len(), 1, "the first batch fails and is rolled back: {r:?}");
+    assert!(r.failures.iter().any(|f| f.message.contains("rolled back") && f.message.contains("impaired")), "{r:?}");
+    assert!(r.replaced.is_empty(), "nothing half-applied: {r:?}");
+    assert_eq!(vm_ids(&w), old, "the old instances keep serving, the bad one is gone");
+    w.assert_converged("fleet").await;
+    let st = w.state.load("fleet").await.unwrap();
+    assert!(st.deposed.is_empty());
+    // The next plan still wants the release: nothing is lost, the rollout can be retried.
+    assert_eq!(w.plan(&fleet(Image::Debian12)).await.summary.replace, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_release_replaces_the_fleet_in_rolling_batches() {
+    let w = world_with(SimConfig { latency: Duration::from_millis(100), ..Default::default() }, None);
+    w.apply(&fleet(Image::UbuntuLts)).await.unwrap();
+    let old = vm_ids(&w);
+    let mut events = w.engine.subscribe();
+    let r = w.apply(&fleet(Image::Debian12)).await.unwrap();
+    assert_eq!(r.replaced.len(), 3);
+    let new = vm_ids(&w);
+    assert_eq!(new.len(), 3);
+    assert!(new.iter().all(|id| !old.contains(id)));
+    // Batch of one: a second new VM is never created before the previous one passed its gate.
+    let mut in_flight = 0i32;
+    let mut max_in_flight = 0;
+    while let Ok(e) = events.try_recv() {
+        match (&e.path, &e.kind) {
+            (Some(p), konstacks_core::events::EventKind::Started { op: OpKind::Create }) if p.starts_with("web-") => {
+                in_flight += 1
+            }
+            (Some(p), konstacks_core::events::EventKind::Succeeded { op: OpKind::Create, .. })
+                if p.starts_with("web-") =>
+            {
+                in_flight -= 1
+            }
+            _ => {}
+        }
+        max_in_flight = max_in_flight.max(in_flight);
+    }
+    assert_eq!(max_in_flight, 1, "rolling batches of one");
+    assert!(w.plan(&fleet(Image::Debian12)).await.is_empty());
+    w.assert_converged("fleet").await;
+}

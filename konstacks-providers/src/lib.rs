@@ -10,3 +10,5 @@
 pub mod aws;
 #[cfg(feature = "digitalocean")]
 pub mod digitalocean;
+#[cfg(feature = "s3-state")]
+pub mod s3_state;

@@ -39,6 +39,7 @@ impl TypedTemplate for GdprSaas {
 
     fn build(&self, cx: &TemplateContext, p: &GdprSaasParams) -> Result<Stack, TemplateError> {
         let rule = |reason: String| TemplateError::Rule { template: Self::NAME.into(), reason };
+        crate::web_app::check_counts(Self::NAME, &p.app)?;
         let placement = match &cx.placement {
             Placement::Region(r) => Placement::region_within(r.clone(), Jurisdiction::Eu),
             Placement::RegionWithin(r, Jurisdiction::Eu) => Placement::region_within(r.clone(), Jurisdiction::Eu),

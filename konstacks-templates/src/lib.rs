@@ -164,6 +164,12 @@ impl<T: TypedTemplate> Template for T {
     }
     fn build_json(&self, cx: &TemplateContext, params: serde_json::Value) -> Result<Stack, TemplateError> {
         let params = if params.is_null() { serde_json::Value::Object(Default::default()) } else { params };
+        if !params.is_object() {
+            return Err(TemplateError::Params {
+                template: T::NAME.to_string(),
+                reason: "parameters must be a table (TOML) or an object (JSON), not a list or a single value".into(),
+            });
+        }
         let p: T::Params = serde_json::from_value(params)
             .map_err(|e| TemplateError::Params { template: T::NAME.to_string(), reason: e.to_string() })?;
         self.build(cx, &p)

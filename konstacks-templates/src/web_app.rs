@@ -99,7 +99,28 @@ impl TypedTemplate for WebApp {
         "Web app: VMs behind 80/443, managed Postgres (pgvector optional), optional Redis, private database subnets";
 
     fn build(&self, cx: &TemplateContext, p: &WebAppParams) -> Result<Stack, TemplateError> {
+        check_counts(Self::NAME, p)?;
         Ok(build_web_app(cx, p, &Guarantees::default(), cx.new_stack()))
+    }
+}
+
+/// Most app VMs one web-app stack runs.
+pub const MAX_VMS: u32 = 100;
+
+/// Refuse absurd counts before building anything.
+pub(crate) fn check_counts(template: &str, p: &WebAppParams) -> Result<(), TemplateError> {
+    match p.vm_count {
+        Some(0) => Err(TemplateError::Rule {
+            template: template.into(),
+            reason: "vm_count = 0 would serve nothing; use at least 1".into(),
+        }),
+        Some(n) if n > MAX_VMS => Err(TemplateError::Rule {
+            template: template.into(),
+            reason: format!(
+                "vm_count = {n} exceeds the {MAX_VMS} VMs one stack runs; split the fleet over several stacks"
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -239,6 +239,7 @@ where
         Command::Destroy { yes } => cx.destroy(yes),
         Command::Refresh => cx.refresh(),
         Command::Drift => cx.drift(),
+        Command::IamPolicy => cx.iam_policy(),
         Command::Output { output_name } => cx.output(output_name.as_deref()),
         Command::State(StateCommand::List) => cx.state_list(),
         Command::State(StateCommand::Show { resource_path }) => cx.state_show(&resource_path),
@@ -257,8 +258,9 @@ where
 /// Read a parameters file: TOML or JSON, by extension.
 fn load_params(path: &Path) -> Result<Value, Failure> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::error(format!("cannot read parameters file {shown}: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| Failure::error(format!("cannot read parameters file {shown}: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::invalid(format!("invalid parameters file {shown}: it is not UTF-8 text")))?;
     let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("toml") => {
@@ -749,6 +751,21 @@ impl<'a> Ctx<'a> {
             self.ui.out(&report.render());
         }
         Ok(if report.is_clean() { Exit::Success } else { Exit::Changes })
+    }
+
+    #[cfg(feature = "aws")]
+    fn iam_policy(&self) -> Result<Exit, Failure> {
+        let s = self.engine.synth(&self.stack)?;
+        let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions::default()))?;
+        self.ui.json_doc(&konstacks_providers::aws::iam::iam_policy(&plan));
+        Ok(Exit::Success)
+    }
+
+    #[cfg(not(feature = "aws"))]
+    fn iam_policy(&self) -> Result<Exit, Failure> {
+        Err(Failure::error(
+            "`iam-policy` needs the AWS backend: rebuild with `cargo build --features aws --bin konstacks`",
+        ))
     }
 
     fn output(&self, wanted: Option<&str>) -> Result<Exit, Failure> {

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use resources::{
-    Database, DbSize, Egress, Engine, EnvValue, Firewall, Image, Ingress, Kind, Peer, Protocol, Rule, RulePorts,
-    Subnet, Vm, VmSize, Vpc,
+    Database, DbSize, Egress, Engine, EnvValue, Firewall, HealthCheck, HealthGate, Image, Ingress, Kind, Peer,
+    Protocol, Rule, RulePorts, Subnet, Vm, VmSize, Vpc,
 };
 pub(crate) use resources::{NodeSpec, RulePeer};
 

@@ -355,6 +355,59 @@ impl VmSize {
     }
 }
 
+/// How a new VM proves it serves traffic.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "probe", rename_all = "snake_case")]
+pub enum HealthCheck {
+    /// A TCP connection to this port of the VM is accepted.
+    Tcp {
+        /// Port.
+        port: u16,
+    },
+    /// `GET path` on this port answers with this status.
+    Http {
+        /// Port.
+        port: u16,
+        /// Path, starting with `/`.
+        path: String,
+        /// Expected status code.
+        status: u16,
+    },
+    /// The provider reports the instance as running and passing its own status checks.
+    ProviderStatus,
+}
+
+/// A health gate for zero-downtime replacement.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HealthGate {
+    /// The probe.
+    pub check: HealthCheck,
+    /// How long a new instance has to pass, in seconds.
+    pub timeout_secs: u64,
+    /// Seconds between probes.
+    pub interval_secs: u64,
+    /// At most this many VMs of the stack are replaced at once (rolling batches).
+    pub batch: usize,
+}
+
+impl HealthGate {
+    /// A gate with `check`, 300 s to pass, a probe every 5 s, one VM at a time.
+    pub fn new(check: HealthCheck) -> Self {
+        Self { check, timeout_secs: 300, interval_secs: 5, batch: 1 }
+    }
+    /// Time allowed to pass.
+    pub fn timeout_secs(mut self, secs: u64) -> Self {
+        self.timeout_secs = secs;
+        self
+    }
+    /// Rolling batch size.
+    pub fn batch(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+}
+
 /// A value for a VM environment variable: literal, or an output of another resource.
 #[derive(Debug, Clone)]
 pub enum EnvValue {
@@ -391,6 +444,7 @@ pub struct Vm {
     pub(crate) env: BTreeMap<String, EnvValue>,
     pub(crate) ssh_keys: Vec<String>,
     pub(crate) public_ip: bool,
+    pub(crate) health: Option<HealthGate>,
 }
 
 impl Vm {
@@ -405,6 +459,7 @@ impl Vm {
             env: BTreeMap::new(),
             ssh_keys: Vec::new(),
             public_ip: false,
+            health: None,
         }
     }
 
@@ -436,6 +491,14 @@ impl Vm {
     /// Give the VM a public IPv4 address.
     pub fn public_ip(mut self, yes: bool) -> Self {
         self.public_ip = yes;
+        self
+    }
+
+    /// Replace this VM without downtime: a replacement creates the new instance first, waits
+    /// for it to pass `gate`, and only then deletes the old one; a new instance that fails is
+    /// removed and the old one keeps serving (the apply reports a rolled-back update).
+    pub fn health_gate(mut self, gate: HealthGate) -> Self {
+        self.health = Some(gate);
         self
     }
 }

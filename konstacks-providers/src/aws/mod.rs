@@ -24,6 +24,7 @@ mod catalog;
 mod compute;
 mod database;
 mod error;
+pub mod iam;
 mod network;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,240 @@
+//! The least-privilege IAM policy of a plan: the exact EC2 and RDS API actions this backend calls
+//! to carry the plan out (including the clean-up calls of a create that fails half way, and the
+//! reads that refresh, drift detection and adoption after a crash always make).
+//!
+//! This module owns only the mapping from (kind, action) to API actions; it must be kept in step
+//! with `network.rs`, `compute.rs` and `database.rs` (the moto test `iam_policy_covers_every_call`
+//! fails when a call is missing). It never talks to AWS.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use konstacks_core::model::Kind;
+use konstacks_core::plan::{Action, Plan};
+use serde_json::{json, Value};
+
+use super::PROVIDER_NAME;
+
+/// Reads of a kind: refresh, drift, adoption of an interrupted create, and the waits of every
+/// mutating operation.
+fn reads(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Vpc => &["ec2:DescribeVpcs", "ec2:DescribeInternetGateways", "ec2:DescribeRouteTables"],
+        Kind::Subnet => &["ec2:DescribeSubnets", "ec2:DescribeRouteTables", "ec2:DescribeAvailabilityZones"],
+        Kind::Firewall => &["ec2:DescribeSecurityGroups"],
+        Kind::Vm => &["ec2:DescribeInstances", "ec2:DescribeImages"],
+        Kind::Database => &["rds:DescribeDBInstances"],
+        _ => &[],
+    }
+}
+
+/// The public route table and internet gateway a VPC owns (made on VPC create, and again on
+/// demand when a subnet turns public).
+const PUBLIC_ROUTING: &[&str] = &[
+    "ec2:DescribeVpcs",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeInternetGateways",
+    "ec2:CreateInternetGateway",
+    "ec2:AttachInternetGateway",
+    "ec2:CreateRouteTable",
+    "ec2:CreateRoute",
+    "ec2:CreateTags",
+];
+
+/// Taking a VPC's helpers down (on delete, and when a create fails half way).
+const VPC_TEARDOWN: &[&str] = &[
+    "ec2:DescribeRouteTables",
+    "ec2:DisassociateRouteTable",
+    "ec2:DeleteRouteTable",
+    "ec2:DescribeInternetGateways",
+    "ec2:DetachInternetGateway",
+    "ec2:DeleteInternetGateway",
+    "ec2:DeleteVpc",
+];
+
+/// Associating a subnet with the public route table or moving it back to the main one.
+const SUBNET_ROUTING: &[&str] = &[
+    "ec2:DescribeRouteTables",
+    "ec2:AssociateRouteTable",
+    "ec2:ReplaceRouteTableAssociation",
+    "ec2:DisassociateRouteTable",
+];
+
+const RULES: &[&str] = &[
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupEgress",
+];
+
+/// Tags changed in place (`sync_ec2_tags`).
+const EC2_RETAG: &[&str] = &["ec2:CreateTags", "ec2:DeleteTags"];
+
+fn creates(kind: Kind) -> Vec<&'static str> {
+    match kind {
+        Kind::Vpc => {
+            [&["ec2:CreateVpc", "ec2:CreateTags", "ec2:ModifyVpcAttribute"][..], PUBLIC_ROUTING, VPC_TEARDOWN].concat()
+        }
+        Kind::Subnet => [
+            &["ec2:CreateSubnet", "ec2:CreateTags", "ec2:DescribeAvailabilityZones", "ec2:DeleteSubnet"][..],
+            SUBNET_ROUTING,
+            PUBLIC_ROUTING,
+        ]
+        .concat(),
+        Kind::Firewall => [
+            &["ec2:CreateSecurityGroup", "ec2:CreateTags", "ec2:DescribeSecurityGroups", "ec2:DeleteSecurityGroup"][..],
+            RULES,
+        ]
+        .concat(),
+        Kind::Vm => vec!["ec2:DescribeImages", "ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeInstances"],
+        Kind::Database => vec![
+            "rds:CreateDBSubnetGroup",
+            "rds:ModifyDBSubnetGroup",
+            "rds:CreateDBInstance",
+            // RDS checks this on every create that carries tags.
+            "rds:AddTagsToResource",
+            "rds:DescribeDBInstances",
+            "rds:DeleteDBSubnetGroup",
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn updates(kind: Kind) -> Vec<&'static str> {
+    match kind {
+        Kind::Vpc => [&["ec2:DescribeVpcs"][..], EC2_RETAG].concat(),
+        Kind::Subnet => [&["ec2:DescribeSubnets"][..], SUBNET_ROUTING, PUBLIC_ROUTING, EC2_RETAG].concat(),
+        Kind::Firewall => [&["ec2:DescribeSecurityGroups"][..], RULES, EC2_RETAG].concat(),
+        Kind::Vm => [
+            &["ec2:DescribeInstances", "ec2:StopInstances", "ec2:ModifyInstanceAttribute", "ec2:StartInstances"][..],
+            EC2_RETAG,
+        ]
+        .concat(),
+        Kind::Database => vec![
+            "rds:DescribeDBInstances",
+            "rds:ModifyDBInstance",
+            "rds:AddTagsToResource",
+            "rds:RemoveTagsFromResource",
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn deletes(kind: Kind) -> Vec<&'static str> {
+    match kind {
+        Kind::Vpc => [&["ec2:DescribeVpcs", "ec2:DescribeSubnets"][..], VPC_TEARDOWN].concat(),
+        Kind::Subnet => vec!["ec2:DeleteSubnet"],
+        Kind::Firewall => vec!["ec2:DeleteSecurityGroup"],
+        Kind::Vm => vec!["ec2:TerminateInstances", "ec2:DescribeInstances"],
+        Kind::Database => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
+        _ => Vec::new(),
+    }
+}
+
+/// The API actions (`service:Operation`) one planned change needs on this backend.
+pub fn actions_for(kind: Kind, action: Action) -> BTreeSet<&'static str> {
+    let mut out: BTreeSet<&'static str> = reads(kind).iter().copied().collect();
+    match action {
+        Action::NoOp => {}
+        Action::Create => out.extend(creates(kind)),
+        Action::Update => out.extend(updates(kind)),
+        Action::Replace => {
+            out.extend(creates(kind));
+            out.extend(deletes(kind));
+        }
+        Action::Delete => out.extend(deletes(kind)),
+        // An action this mapping does not know yet: rather too much than a failing deploy.
+        _ => {
+            out.extend(creates(kind));
+            out.extend(updates(kind));
+            out.extend(deletes(kind));
+        }
+    }
+    out
+}
+
+/// The minimal IAM policy (`Version` 2012-10-17) for carrying `plan` out with the AWS backend:
+/// one `Allow` statement per service (`Ec2`, `Rds`), actions sorted, on all resources (EC2 and
+/// RDS create calls do not support resource-level scoping before the resource exists). Changes of
+/// other providers are ignored; a plan with no AWS change yields a policy with no statement.
+pub fn iam_policy(plan: &Plan) -> Value {
+    let mut by_service: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for change in plan.changes.iter().filter(|c| c.provider == PROVIDER_NAME) {
+        for a in actions_for(change.kind, change.action) {
+            let service = a.split(':').next().unwrap_or(a);
+            by_service.entry(service).or_default().insert(a);
+        }
+    }
+    let statements: Vec<Value> = by_service
+        .into_iter()
+        .map(|(service, actions)| {
+            let sid = match service {
+                "rds" => "KonstacksRds",
+                _ => "KonstacksEc2",
+            };
+            json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*" })
+        })
+        .collect();
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn replace_is_create_and_delete_and_no_op_reads_only() {
+        for kind in [Kind::Vpc, Kind::Subnet, Kind::Firewall, Kind::Vm, Kind::Database] {
+            let replace = actions_for(kind, Action::Replace);
+            assert!(actions_for(kind, Action::Create).is_subset(&replace));
+            assert!(actions_for(kind, Action::Delete).is_subset(&replace));
+            let no_op = actions_for(kind, Action::NoOp);
+            assert!(no_op.iter().all(|a| a.contains(":Describe")), "{kind:?}: {no_op:?}");
+            assert!(!no_op.is_empty());
+        }
+        assert!(actions_for(Kind::Vm, Action::Update).contains("ec2:ModifyInstanceAttribute"));
+        assert!(!actions_for(Kind::Vm, Action::Update).contains("ec2:RunInstances"));
+    }
+}
+
+#[cfg(test)]
+mod snapshot {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use aws_config::{BehaviorVersion, SdkConfig};
+    use konstacks_core::engine::{Engine, PlanOptions};
+    use konstacks_core::model::{Placement, Stage};
+    use konstacks_core::state::MemoryBackend;
+    use konstacks_templates::TemplateContext;
+    use serde_json::json;
+
+    use super::iam_policy;
+    use crate::aws::AwsProvider;
+
+    /// A plan of the web-app template on an empty state: planning makes no AWS call, so the
+    /// provider points nowhere.
+    #[tokio::test]
+    async fn web_app_policy() {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-central-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let aws = Arc::new(AwsProvider::builder(&sdk).image("ubuntu-lts", "ami-0123456789abcdef0").build().unwrap());
+        let engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(aws.provider()).with_sealer(None);
+        let t = konstacks_templates::find("web-app").unwrap();
+        let cx = TemplateContext::new("shop", Stage::Dev).placement(Placement::region("eu-central-1")).provider("aws");
+        let params = json!({
+            "admin_cidr": "198.51.100.0/24",
+            "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKonstacksTestKey admin@example"],
+            "app_image": "ghcr.io/example/shop:1",
+        });
+        let s = engine.synth(&t.build_json(&cx, params).unwrap()).unwrap();
+        let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
+        assert_eq!(plan.summary.create, 9);
+        insta::assert_json_snapshot!("web_app_iam_policy", iam_policy(&plan));
+    }
+}
