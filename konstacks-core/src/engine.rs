@@ -1882,6 +1882,23 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
+    /// The intent recorded before deleting `id`.
+    fn delete_intent(&self, path: &str, kind: Kind, provider: &str, id: &str, deps: Vec<String>) -> PendingOp {
+        PendingOp {
+            op: OpKind::Delete,
+            path: path.to_string(),
+            kind,
+            provider: provider.to_string(),
+            id: Some(id.to_string()),
+            generation: 0,
+            tags: BTreeMap::new(),
+            deps,
+            inputs: BTreeMap::new(),
+            at: self.engine.clock.unix_secs(),
+            sealed: BTreeMap::new(),
+        }
+    }
+
     /// A new instance failed its health gate: delete it and make the old one current again.
     async fn roll_back(
         &self,
@@ -1892,19 +1909,7 @@ impl<'a> Exec<'a> {
         why: &str,
     ) -> OpFailure {
         let old_id = self.plan.changes.iter().find(|c| c.path == r.path && !c.deposed).and_then(|c| c.id.clone());
-        let intent = PendingOp {
-            op: OpKind::Delete,
-            path: r.path.clone(),
-            kind: r.kind,
-            provider: r.provider.clone(),
-            id: Some(new_id.to_string()),
-            generation: 0,
-            tags: BTreeMap::new(),
-            deps: r.depends_on.clone(),
-            inputs: BTreeMap::new(),
-            at: self.engine.clock.unix_secs(),
-            sealed: BTreeMap::new(),
-        };
+        let intent = self.delete_intent(&r.path, r.kind, &r.provider, new_id, r.depends_on.clone());
         if let Err(e) = self.journal.write(vec![Record::Intent(intent)]).await {
             return e.into();
         }
@@ -2052,19 +2057,7 @@ impl<'a> Exec<'a> {
         let cx = OpContext::new(self.engine.clock.clone(), self.stack);
         let t0 = cx.clock.now();
         self.emit(path, EventKind::Started { op: OpKind::Delete });
-        let intent = PendingOp {
-            op: OpKind::Delete,
-            path: path.to_string(),
-            kind: res.kind,
-            provider: res.provider.clone(),
-            id: Some(res.id.clone()),
-            generation: res.generation,
-            tags: BTreeMap::new(),
-            deps: res.deps.clone(),
-            inputs: BTreeMap::new(),
-            at: self.engine.clock.unix_secs(),
-            sealed: BTreeMap::new(),
-        };
+        let intent = self.delete_intent(path, res.kind, &res.provider, &res.id, res.deps.clone());
         self.journal.write(vec![Record::Intent(intent)]).await?;
         self.engine.crash_point(CrashPhase::BeforeCall);
         match self.call(slot, &cx, path, OpKind::Delete, || delete(&slot.provider, &cx, res.kind, &res.id)).await {

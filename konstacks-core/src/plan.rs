@@ -639,18 +639,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
         if desired_paths.contains(path.as_str()) || input.moved.contains_key(path.as_str()) {
             continue;
         }
-        out.push(ResourceChange {
-            path: path.clone(),
-            kind: r.kind,
-            provider: r.provider.clone(),
-            action: Action::Delete,
-            id: Some(r.id.clone()),
-            replace_reasons: Vec::new(),
-            create_before_destroy: false,
-            moved_from: None,
-            deposed: false,
-            fields: Vec::new(),
-        });
+        out.push(delete_change(path, r, false));
     }
     out.extend(deposed_changes(state));
 
@@ -666,23 +655,24 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     (plan, nodes)
 }
 
+/// The deletion of the resource `r` recorded at `path` (a deposed instance or a current one).
+fn delete_change(path: &str, r: &crate::state::ResourceState, deposed: bool) -> ResourceChange {
+    ResourceChange {
+        path: path.to_string(),
+        kind: r.kind,
+        provider: r.provider.clone(),
+        action: Action::Delete,
+        id: Some(r.id.clone()),
+        replace_reasons: Vec::new(),
+        create_before_destroy: false,
+        moved_from: None,
+        deposed,
+        fields: Vec::new(),
+    }
+}
+
 fn deposed_changes(state: &StackState) -> Vec<ResourceChange> {
-    state
-        .deposed
-        .iter()
-        .map(|d| ResourceChange {
-            path: d.path.clone(),
-            kind: d.resource.kind,
-            provider: d.resource.provider.clone(),
-            action: Action::Delete,
-            id: Some(d.resource.id.clone()),
-            replace_reasons: Vec::new(),
-            create_before_destroy: false,
-            moved_from: None,
-            deposed: true,
-            fields: Vec::new(),
-        })
-        .collect()
+    state.deposed.iter().map(|d| delete_change(&d.path, &d.resource, true)).collect()
 }
 
 fn outputs_preview(s: &Synthesized, known: &[Option<&BTreeMap<String, Value>>]) -> BTreeMap<String, Value> {
@@ -735,22 +725,8 @@ fn finish(
 
 /// A plan that deletes everything in state.
 pub(crate) fn destroy_plan(state: &StackState, recovered: Vec<Recovery>) -> Plan {
-    let mut changes: Vec<ResourceChange> = state
-        .resources
-        .iter()
-        .map(|(path, r)| ResourceChange {
-            path: path.clone(),
-            kind: r.kind,
-            provider: r.provider.clone(),
-            action: Action::Delete,
-            id: Some(r.id.clone()),
-            replace_reasons: Vec::new(),
-            create_before_destroy: false,
-            moved_from: None,
-            deposed: false,
-            fields: Vec::new(),
-        })
-        .collect();
+    let mut changes: Vec<ResourceChange> =
+        state.resources.iter().map(|(path, r)| delete_change(path, r, false)).collect();
     changes.extend(deposed_changes(state));
     finish(&state.stack, None, None, state, changes, recovered, BTreeMap::new())
 }
