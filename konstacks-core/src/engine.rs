@@ -1433,12 +1433,13 @@ impl<'a> Exec<'a> {
                 s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
             for (i, r) in s.resources.iter().enumerate() {
                 let Some(w) = write_op[i] else { continue };
-                let prior_deps: Vec<String> = plan.changes[i]
-                    .id
-                    .as_ref()
-                    .and_then(|_| state.resources.get(&r.path))
-                    .map(|p| p.deps.clone())
-                    .unwrap_or_default();
+                // Only an instance updated in place moves off its old dependencies itself; a
+                // replaced one leaves them when its old instance is deleted (ordered above).
+                let prior_deps: Vec<String> = if nodes[i].action == Action::Update {
+                    state.resources.get(&r.path).map(|p| p.deps.clone()).unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
                 for dep in r.depends_on.iter().chain(prior_deps.iter()) {
                     let dbc_replace = index
                         .get(dep.as_str())

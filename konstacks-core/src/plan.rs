@@ -506,6 +506,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     let mut changes: Vec<Option<ResourceChange>> = vec![None; n];
     let mut known: Vec<Option<&BTreeMap<String, Value>>> = vec![None; n];
     let reverse_moves: BTreeMap<&str, &str> = input.moved.iter().map(|(f, t)| (*t, *f)).collect();
+    let path_index: BTreeMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
 
     for i in topo_order(s) {
         let r = &s.resources[i];
@@ -621,8 +622,15 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
         if change.action == Action::Replace {
             // Create-before-destroy unless the kind forbids it or a replaced dependency had to be
             // destroyed first (its dependents must go before it, so they cannot outlive it).
-            let dep_dbc =
-                r.deps.iter().any(|d| nodes[*d].action == Action::Replace && !nodes[*d].create_before_destroy);
+            // The old instance's dependencies count too: if one of them must be destroyed first,
+            // the old instance has to go before it, so it cannot wait for its successor.
+            let prior_deps =
+                prior.map(|p| p.deps.iter().filter_map(|d| path_index.get(d.as_str()).copied()).collect::<Vec<_>>());
+            let dep_dbc = r
+                .deps
+                .iter()
+                .chain(prior_deps.iter().flatten())
+                .any(|d| nodes[*d].action == Action::Replace && !nodes[*d].create_before_destroy);
             nodes[i].create_before_destroy = r.kind.create_before_destroy() && !dep_dbc;
             change.create_before_destroy = nodes[i].create_before_destroy;
         }

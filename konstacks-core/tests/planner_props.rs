@@ -851,7 +851,6 @@ fn subnet_db_vm(zone: u8, with_db: bool) -> Stack {
 /// before the database is deleted (the "moved off" edge), which closes a cycle, and refuses the
 /// whole apply.
 #[test]
-#[ignore = "bug: apply refuses 'the changes cannot be ordered' when a subnet is replaced, a database in it is removed, and a VM replaced with it used that database"]
 fn replacing_a_subnet_while_deleting_a_database_in_it_is_ordered() {
     paused_runtime().block_on(async {
         let w = world();
@@ -882,7 +881,6 @@ fn vm_moves_off(second: bool) -> Stack {
 /// the new `a`: a cycle, and the engine refuses the apply. Valid order: delete the VM, delete
 /// `a`, create `a`, create the database, create the VM.
 #[test]
-#[ignore = "bug: apply refuses 'the changes cannot be ordered' when a VM replaced create-before-destroy leaves a subnet replaced destroy-before-create and needs what is created in its successor"]
 fn moving_a_vm_off_a_replaced_subnet_onto_what_lives_in_it_is_ordered() {
     paused_runtime().block_on(async {
         let w = world();
