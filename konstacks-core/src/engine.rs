@@ -1715,11 +1715,7 @@ impl<'a> Exec<'a> {
         let gate = r.health.as_ref().filter(|_| action == Action::Replace && np.create_before_destroy);
         // Health-gated replacements roll in batches: at most `batch` at once in the stack.
         let _batch = match (gate, &self.rolling) {
-            (Some(_), Some(sem)) => Some(
-                sem.acquire()
-                    .await
-                    .map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })?,
-            ),
+            (Some(_), Some(sem)) => Some(permit(sem).await?),
             _ => None,
         };
         if gate.is_some() && !self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
@@ -1729,11 +1725,7 @@ impl<'a> Exec<'a> {
             });
         }
         let slot = self.slot(&r.provider)?;
-        let _permit = slot
-            .semaphore
-            .acquire()
-            .await
-            .map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })?;
+        let _permit = permit(&slot.semaphore).await?;
         let cx = OpContext::new(self.engine.clock.clone(), self.stack);
         let t0 = cx.clock.now();
         let opk = if action == Action::Update { OpKind::Update } else { OpKind::Create };
@@ -2050,11 +2042,7 @@ impl<'a> Exec<'a> {
 
     async fn run_delete(&self, path: &str, res: &ResourceState) -> Result<(), OpFailure> {
         let slot = self.slot(&res.provider)?;
-        let _permit = slot
-            .semaphore
-            .acquire()
-            .await
-            .map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })?;
+        let _permit = permit(&slot.semaphore).await?;
         let cx = OpContext::new(self.engine.clock.clone(), self.stack);
         let t0 = cx.clock.now();
         self.emit(path, EventKind::Started { op: OpKind::Delete });
@@ -2081,6 +2069,11 @@ impl<'a> Exec<'a> {
         );
         Ok(())
     }
+}
+
+/// A slot of a concurrency bound (a closed semaphore means the engine is shutting down).
+async fn permit(sem: &tokio::sync::Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, OpFailure> {
+    sem.acquire().await.map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })
 }
 
 fn check_acyclic(ops: &[Op]) -> Result<(), Error> {
