@@ -410,7 +410,6 @@ impl Engine {
         let policy = self.gate(s, false)?;
         let mut state = self.state.load(&s.name).await?;
         let recovered = self.reconcile(&mut state, None).await?;
-        apply_moves_in_memory(s, &mut state);
         if opts.refresh {
             self.refresh_in_memory(&mut state).await?;
         }
@@ -940,11 +939,6 @@ fn same_changes(a: &Plan, b: &Plan) -> bool {
 
 fn moves(s: &Synthesized) -> BTreeMap<&str, &str> {
     s.moved.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect()
-}
-
-fn apply_moves_in_memory(s: &Synthesized, state: &mut StackState) {
-    // Plans show moves as `moved_from`; the state itself is moved by apply.
-    let _ = (s, state);
 }
 
 fn refresh_records(state: &StackState, observed: &BTreeMap<String, Option<BTreeMap<String, Value>>>) -> Vec<Record> {
