@@ -4,11 +4,14 @@
 //!
 //! Every backend sits behind its own cargo feature so that core and template work compiles in
 //! seconds: `aws` (official `aws-sdk-ec2` / `aws-sdk-rds`), `digitalocean` (typed `reqwest`
-//! client).
+//! client), `gcp`
+//! (Google's official `google-cloud-compute-v1` / `google-cloud-sql-v1`).
 
 #[cfg(feature = "aws")]
 pub mod aws;
 #[cfg(feature = "digitalocean")]
 pub mod digitalocean;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "s3-state")]
 pub mod s3_state;
