@@ -15,3 +15,5 @@ pub mod digitalocean;
 pub mod gcp;
 #[cfg(feature = "s3-state")]
 pub mod s3_state;
+#[cfg(any(feature = "digitalocean", feature = "gcp"))]
+pub mod userdata;

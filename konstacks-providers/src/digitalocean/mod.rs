@@ -18,7 +18,7 @@ pub(crate) mod labels;
 mod network;
 mod projects;
 pub mod types;
-pub mod userdata;
+pub use crate::userdata;
 
 use std::collections::BTreeMap;
 use std::future::Future;

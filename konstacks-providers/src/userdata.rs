@@ -1,4 +1,4 @@
-//! Cloud-init user data for droplets: the stack's own user data plus, when the VM has an
+//! Cloud-init user data for VMs (DigitalOcean droplets, GCP instances): the stack's own user data plus, when the VM has an
 //! environment, a cloud-config part that writes it to `/etc/konstacks/app.env` (mode 0600),
 //! combined as a MIME multipart document that cloud-init merges.
 //!
