@@ -215,7 +215,8 @@ pub fn parse_jurisdiction(s: &str) -> Result<Jurisdiction, String> {
     serde_json::from_value(Value::String(norm)).map_err(|_| {
         format!(
             "unknown jurisdiction `{s}` (expected one of: eu, uk, switzerland, south_africa, nigeria, kenya, israel, \
-             uae, bahrain, india, singapore, japan, south_korea, indonesia, hong_kong, australia, brazil, canada, us)"
+             uae, bahrain, qatar, saudi_arabia, india, singapore, japan, south_korea, indonesia, hong_kong, taiwan, \
+             australia, brazil, chile, canada, mexico, us)"
         )
     })
 }

@@ -903,6 +903,8 @@ mod tests {
         assert_eq!(parse_jurisdiction("eu").unwrap(), Jurisdiction::Eu);
         assert_eq!(parse_jurisdiction("South-Africa").unwrap(), Jurisdiction::SouthAfrica);
         assert_eq!(parse_jurisdiction("hong_kong").unwrap(), Jurisdiction::HongKong);
+        assert_eq!(parse_jurisdiction("saudi-arabia").unwrap(), Jurisdiction::SaudiArabia);
+        assert_eq!(parse_jurisdiction("Taiwan").unwrap(), Jurisdiction::Taiwan);
         assert!(parse_jurisdiction("atlantis").unwrap_err().contains("eu, uk"));
     }
 

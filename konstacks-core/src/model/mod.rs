@@ -78,6 +78,10 @@ pub enum Jurisdiction {
     Uae,
     /// Bahrain.
     Bahrain,
+    /// Qatar (PDPPL).
+    Qatar,
+    /// Saudi Arabia (PDPL).
+    SaudiArabia,
     /// India (DPDP).
     India,
     /// Singapore (PDPA).
@@ -90,12 +94,18 @@ pub enum Jurisdiction {
     Indonesia,
     /// Hong Kong.
     HongKong,
+    /// Taiwan (PDPA).
+    Taiwan,
     /// Australia.
     Australia,
     /// Brazil (LGPD).
     Brazil,
+    /// Chile.
+    Chile,
     /// Canada (PIPEDA).
     Canada,
+    /// Mexico (LFPDPPP).
+    Mexico,
     /// United States.
     Us,
 }
@@ -113,15 +123,20 @@ impl Jurisdiction {
             Jurisdiction::Israel => "israel",
             Jurisdiction::Uae => "uae",
             Jurisdiction::Bahrain => "bahrain",
+            Jurisdiction::Qatar => "qatar",
+            Jurisdiction::SaudiArabia => "saudi_arabia",
             Jurisdiction::India => "india",
             Jurisdiction::Singapore => "singapore",
             Jurisdiction::Japan => "japan",
             Jurisdiction::SouthKorea => "south_korea",
             Jurisdiction::Indonesia => "indonesia",
             Jurisdiction::HongKong => "hong_kong",
+            Jurisdiction::Taiwan => "taiwan",
             Jurisdiction::Australia => "australia",
             Jurisdiction::Brazil => "brazil",
+            Jurisdiction::Chile => "chile",
             Jurisdiction::Canada => "canada",
+            Jurisdiction::Mexico => "mexico",
             Jurisdiction::Us => "us",
         }
     }
