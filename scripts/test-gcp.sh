@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GCP backend's tests against the in-process fake of Compute Engine v1 and Cloud SQL Admin v1
+# (konstacks-providers/tests/common_gcp). The fake checks every request and response against
+# Google's discovery documents, which ship inside the pinned google-api-python-client wheel: this
+# script installs that wheel into .venv-gcp/ (once), points KONSTACKS_GCP_DISCOVERY_DIR at its
+# documents and runs the tests of the `gcp` feature.
+#
+# Run with: bash scripts/test-gcp.sh            (extra arguments go to the test binaries)
+# Needs: Python 3.9+ with venv and pip (python3.11 preferred), Rust; nothing installed by hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${KONSTACKS_GCP_VENV:-.venv-gcp}"
+REQUIREMENTS=scripts/requirements-gcp.txt
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+TESTS=(--test gcp_fake)
+
+pick_python() {
+    for p in python3.11 python3 python; do
+        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    echo "test-gcp: no Python 3.9+ with the venv module found; install python3.11 (and python3-venv)" >&2
+    return 1
+}
+
+# (Re)install when the venv is missing or does not hold exactly the pinned client.
+pinned="$(grep -Eo '^google-api-python-client==[0-9.]+' "$REQUIREMENTS")"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "$pinned"; then
+    PY="$(pick_python)"
+    echo "test-gcp: installing $pinned into $VENV"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+fi
+
+DOCS="$("$VENV/bin/python" -c "import googleapiclient, os; print(os.path.join(os.path.dirname(googleapiclient.__file__), 'discovery_cache', 'documents'))")"
+for doc in compute.v1.json sqladmin.v1.json; do
+    if [ ! -f "$DOCS/$doc" ]; then
+        echo "test-gcp: $DOCS/$doc is missing from $pinned" >&2
+        exit 1
+    fi
+done
+echo "test-gcp: discovery documents of $pinned in $DOCS"
+
+export KONSTACKS_GCP_DISCOVERY_DIR="$DOCS"
+cargo test -p konstacks-providers --features gcp --locked "${TESTS[@]}" -- "$@"
