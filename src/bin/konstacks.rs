@@ -31,7 +31,9 @@ struct TemplateArgs {
     jurisdiction: Option<Jurisdiction>,
     /// Cloud to deploy to: `sim` (the embedded simulated cloud), `digitalocean` (token from
     /// DIGITALOCEAN_TOKEN; build with --features digitalocean), `aws` (credentials from the
-    /// standard chain; build with --features aws).
+    /// standard chain; build with --features aws), `gcp` (project and region from
+    /// GOOGLE_CLOUD_PROJECT / GOOGLE_CLOUD_REGION, application default credentials; build with
+    /// --features gcp).
     #[arg(long, value_name = "NAME", default_value = "sim")]
     provider: String,
 }
@@ -42,11 +44,12 @@ fn register_provider(app: &mut App, name: &str) -> Result<(), BuildError> {
         "sim" => Ok(()),
         "digitalocean" => register_digitalocean(app),
         "aws" => register_aws(app),
-        other => Err(BuildError::Invalid(format!("unknown provider `{other}`; use sim, digitalocean or aws"))),
+        "gcp" => register_gcp(app),
+        other => Err(BuildError::Invalid(format!("unknown provider `{other}`; use sim, digitalocean, aws or gcp"))),
     }
 }
 
-#[cfg_attr(all(feature = "aws", feature = "digitalocean"), allow(dead_code))]
+#[cfg_attr(all(feature = "aws", feature = "digitalocean", feature = "gcp"), allow(dead_code))]
 fn not_built_in(name: &str) -> BuildError {
     BuildError::Failed(format!(
         "this konstacks binary was built without the `{name}` backend; rebuild with `--features {name}`"
@@ -84,6 +87,42 @@ fn register_aws(app: &mut App) -> Result<(), BuildError> {
 #[cfg(not(feature = "aws"))]
 fn register_aws(_app: &mut App) -> Result<(), BuildError> {
     Err(not_built_in("aws"))
+}
+
+#[cfg(feature = "gcp")]
+fn register_gcp(app: &mut App) -> Result<(), BuildError> {
+    // Google's clients are built on a runtime that lives as long as the process: their
+    // credential caches keep background tasks on it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("konstacks-gcp".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(format!("cannot start a runtime to configure GCP: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let built =
+                    konstacks::providers::gcp::Gcp::from_env().await.map_err(|e| format!("cannot configure GCP: {e}"));
+                let _ = tx.send(built);
+                std::future::pending::<()>().await
+            });
+        })
+        .map_err(|e| BuildError::Failed(format!("cannot start a thread to configure GCP: {e}")))?;
+    let gcp = rx
+        .recv()
+        .map_err(|_| BuildError::Failed("GCP configuration stopped before answering".into()))?
+        .map_err(BuildError::Failed)?;
+    app.provider(gcp.into_provider());
+    Ok(())
+}
+
+#[cfg(not(feature = "gcp"))]
+fn register_gcp(_app: &mut App) -> Result<(), BuildError> {
+    Err(not_built_in("gcp"))
 }
 
 fn build(app: &mut App, args: &TemplateArgs) -> Result<(), BuildError> {

@@ -510,7 +510,7 @@ impl Region for Gcp {
                 .zones
                 .list()
                 .set_project(&self.project)
-                .set_filter(format!("name eq {}-.*", regex_escape(region)))
+                .set_filter(format!("name eq \"{}-.*\"", regex_escape(region)))
                 .set_page_token(token.clone())
                 .send()
                 .await

@@ -10,7 +10,11 @@
 //!
 //! Networks have no CIDR of their own on GCP: the stack's block is kept in the network's
 //! description with its tags, and subnetworks must lie inside it (validation checks that before
-//! any call). A subnetwork is "public" when its VMs may take external addresses; a private one
+//! any call). Networks and subnetworks have no labels, and GCP fixes their description at
+//! creation; when their tags change later, the current tags go to a *tag record*: a disabled
+//! firewall rule `<name>-tags` on the network (it allows nothing, costs nothing, and its
+//! description can be changed), which wins over the description when present and is deleted
+//! with the resource. A subnetwork is "public" when its VMs may take external addresses; a private one
 //! gets Private Google Access so that its VMs reach Google APIs without one.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +40,10 @@ const ALLOW_PRIORITY: i32 = 1000;
 const DENY_PRIORITY: i32 = 65534;
 /// Suffix of a firewall's deny-egress rule.
 const DENY_SUFFIX: &str = "-deny-egress";
+/// Suffix of the tag record of a network or subnetwork.
+const TAGS_SUFFIX: &str = "-tags";
+/// Payload field naming the resource a tag record describes.
+const TAGS_OF: &str = "tags-of";
 
 /// Fetch every page of a list call: `fetch(page_token)` answers a page and the next token.
 pub(super) async fn all_pages<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, GaxError>
@@ -58,7 +66,7 @@ where
 /// A Compute Engine filter matching these names exactly.
 pub(super) fn names_filter(names: &[String], suffix: &str) -> String {
     let alternatives: Vec<String> = names.iter().map(|n| regex_escape(n)).collect();
-    format!("name eq ({}){suffix}", alternatives.join("|"))
+    format!("name eq \"({}){suffix}\"", alternatives.join("|"))
 }
 
 /// Whether a payload belongs to the selection (`id` is what the selector's ids name).
@@ -198,9 +206,12 @@ fn rule_of(f: &Firewall) -> Option<(bool, RuleSpec)> {
 }
 
 impl Gcp {
-    fn vpc_observed(&self, n: &Network) -> VpcObserved {
-        let payload = labels::from_description(n.description.as_deref()).unwrap_or_default();
+    fn vpc_observed(&self, n: &Network, records: &BTreeMap<String, Payload>) -> VpcObserved {
+        let mut payload = labels::from_description(n.description.as_deref()).unwrap_or_default();
         let name = n.name.clone().unwrap_or_default();
+        if let Some(r) = records.get(&name) {
+            payload.tags = r.tags.clone();
+        }
         VpcObserved {
             id: self.network_path(&name),
             name,
@@ -234,8 +245,16 @@ impl Gcp {
             .map_err(|e| error::api(format!("reading network `{name}`"), e))
     }
 
-    async fn subnet_observed(&self, cx: &OpContext, s: &Subnetwork) -> ProviderResult<SubnetObserved> {
-        let payload = labels::from_description(s.description.as_deref()).unwrap_or_default();
+    async fn subnet_observed(
+        &self,
+        cx: &OpContext,
+        s: &Subnetwork,
+        records: &BTreeMap<String, Payload>,
+    ) -> ProviderResult<SubnetObserved> {
+        let mut payload = labels::from_description(s.description.as_deref()).unwrap_or_default();
+        if let Some(r) = s.name.as_ref().and_then(|n| records.get(n)) {
+            payload.tags = r.tags.clone();
+        }
         let zone: u8 = payload.get("zone").and_then(|z| z.parse().ok()).unwrap_or(0);
         let region = s.region.as_deref().map(last_segment).unwrap_or(&self.region).to_string();
         let name = s.name.clone().unwrap_or_default();
@@ -317,6 +336,66 @@ impl Gcp {
         }
     }
 
+    /// The tag records of the networks or subnetworks named `names` (all when empty), by the
+    /// name of the resource they describe.
+    async fn tag_records(&self, names: &[String]) -> ProviderResult<BTreeMap<String, Payload>> {
+        let filter =
+            if names.is_empty() { format!("name eq \".*{TAGS_SUFFIX}\"") } else { names_filter(names, TAGS_SUFFIX) };
+        let rules = all_pages(|token| {
+            let req = self.firewalls.list().set_project(&self.project).set_filter(filter.clone()).set_page_token(token);
+            async move { req.send().await.map(|p| (p.items, p.next_page_token)) }
+        })
+        .await
+        .map_err(|e| error::api("listing tag records", e))?;
+        Ok(rules
+            .iter()
+            .filter_map(|r| labels::from_description(r.description.as_deref()))
+            .filter_map(|p| p.get(TAGS_OF).map(str::to_string).map(|of| (of, p)))
+            .collect())
+    }
+
+    /// Write the current tags of network or subnetwork `name` (on `network`) to its tag record.
+    async fn write_tag_record(
+        &self,
+        cx: &OpContext,
+        name: &str,
+        network: &str,
+        tags: &konstacks_core::spec::Tags,
+    ) -> ProviderResult<()> {
+        let rule_name = format!("{name}{TAGS_SUFFIX}");
+        let description = labels::to_description(&Payload::new(tags).with(TAGS_OF, name));
+        let existing = self.tag_records(&[name.to_string()]).await?;
+        if existing.contains_key(name) {
+            let mut patch = Firewall::default();
+            patch.description = Some(description);
+            let what = format!("updating the tag record of `{name}`");
+            let op = self
+                .firewalls
+                .patch()
+                .set_project(&self.project)
+                .set_firewall(&rule_name)
+                .set_body(patch)
+                .send()
+                .await
+                .map_err(|e| error::api(&what, e))?;
+            self.wait_op(cx, &what, op).await?;
+            return Ok(());
+        }
+        let mut f = Firewall::default();
+        f.name = Some(rule_name);
+        f.network = Some(network.to_string());
+        f.direction = Some(Direction::Ingress);
+        f.priority = Some(65535);
+        f.disabled = Some(true);
+        let mut nothing = Allowed::default();
+        nothing.ip_protocol = Some("icmp".into());
+        f.allowed = vec![nothing];
+        f.source_ranges = vec!["255.255.255.255/32".into()];
+        f.target_tags = vec!["konstacks-tag-record".into()];
+        f.description = Some(description);
+        self.insert_rule(cx, f).await
+    }
+
     async fn insert_rule(&self, cx: &OpContext, rule: Firewall) -> ProviderResult<()> {
         let name = rule.name.clone().unwrap_or_default();
         let what = format!("creating firewall rule `{name}`");
@@ -385,7 +464,7 @@ impl NetworkTrait for Gcp {
             .await
             .map_err(|e| error::api(&what, e))?;
         self.wait_op(cx, &what, op).await?;
-        Ok(self.vpc_observed(&self.get_network(&spec.name).await?))
+        Ok(self.vpc_observed(&self.get_network(&spec.name).await?, &BTreeMap::new()))
     }
 
     async fn read_vpcs(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VpcObserved>> {
@@ -396,40 +475,40 @@ impl NetworkTrait for Gcp {
             }
             _ => None,
         };
-        let mut out: Vec<VpcObserved> = self
-            .list_networks(filter)
-            .await?
+        let networks = self.list_networks(filter).await?;
+        let names: Vec<String> = networks.iter().filter_map(|n| n.name.clone()).collect();
+        let records = if names.is_empty() { BTreeMap::new() } else { self.tag_records(&names).await? };
+        let mut out: Vec<VpcObserved> = networks
             .iter()
-            .filter(|n| {
-                let id = self.network_path(n.name.as_deref().unwrap_or_default());
-                let payload = labels::from_description(n.description.as_deref());
-                let by_name =
-                    matches!(sel, Selector::Ids(ids) if ids.iter().any(|i| network_name(i) == network_name(&id)));
-                by_name || selected(sel, &id, payload.as_ref())
+            .map(|n| self.vpc_observed(n, &records))
+            .filter(|v| {
+                let by_name = matches!(sel, Selector::Ids(ids) if ids.iter().any(|i| network_name(i) == v.name));
+                by_name || selected(sel, &v.id, Some(&Payload::new(&v.tags)))
             })
-            .map(|n| self.vpc_observed(n))
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
-    async fn update_vpc(&self, _cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
-        let current = self.vpc_observed(&self.get_network(id).await?);
+    async fn update_vpc(&self, cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
+        let network = self.get_network(id).await?;
+        let name = network.name.clone().unwrap_or_default();
+        let records = self.tag_records(std::slice::from_ref(&name)).await?;
+        let current = self.vpc_observed(&network, &records);
         let what = format!("network `{}`", current.name);
         immutable(&what, "name", &current.name, &spec.name)?;
         immutable(&what, "cidr", &current.cidr, &spec.cidr)?;
-        // GCP cannot change a network's description after creation, and networks have no labels.
-        immutable(
-            &what,
-            "tags (kept in the network's description, which GCP fixes at creation)",
-            &current.tags,
-            &spec.tags,
-        )?;
-        Ok(current)
+        if current.tags != spec.tags {
+            let link = network.self_link.clone().unwrap_or_else(|| self.network_path(&name));
+            self.write_tag_record(cx, &name, &link, &spec.tags).await?;
+        }
+        let records = self.tag_records(std::slice::from_ref(&name)).await?;
+        Ok(self.vpc_observed(&network, &records))
     }
 
     async fn delete_vpc(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let name = network_name(id);
+        self.delete_rule(cx, &format!("{name}{TAGS_SUFFIX}")).await?;
         let what = format!("deleting network `{name}`");
         match self.networks.delete().set_project(&self.project).set_network(name).send().await {
             Ok(op) => self.wait_op(cx, &what, op).await.map(|_| ()),
@@ -465,7 +544,7 @@ impl NetworkTrait for Gcp {
         self.wait_op(cx, &what, op).await?;
         let id = format!("projects/{}/regions/{}/subnetworks/{}", self.project, spec.region, spec.name);
         let created = self.get_subnet(&id).await?;
-        self.subnet_observed(cx, &created).await
+        self.subnet_observed(cx, &created, &BTreeMap::new()).await
     }
 
     async fn read_subnets(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<SubnetObserved>> {
@@ -487,11 +566,12 @@ impl NetworkTrait for Gcp {
         })
         .await
         .map_err(|e| error::api(format!("listing the subnetworks of `{}`", self.region), e))?;
+        let names: Vec<String> = subnets.iter().filter_map(|s| s.name.clone()).collect();
+        let records = if names.is_empty() { BTreeMap::new() } else { self.tag_records(&names).await? };
         let mut out = Vec::new();
         for s in &subnets {
-            let observed = self.subnet_observed(cx, s).await?;
-            let payload = labels::from_description(s.description.as_deref());
-            if selected(sel, &observed.id, payload.as_ref()) {
+            let observed = self.subnet_observed(cx, s, &records).await?;
+            if selected(sel, &observed.id, Some(&Payload::new(&observed.tags))) {
                 out.push(observed);
             }
         }
@@ -501,18 +581,19 @@ impl NetworkTrait for Gcp {
 
     async fn update_subnet(&self, cx: &OpContext, id: &str, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
         let current = self.get_subnet(id).await?;
-        let observed = self.subnet_observed(cx, &current).await?;
+        let sname = current.name.clone().unwrap_or_default();
+        let records = self.tag_records(std::slice::from_ref(&sname)).await?;
+        let observed = self.subnet_observed(cx, &current, &records).await?;
         let what = format!("subnetwork `{}`", observed.name);
         immutable(&what, "cidr", &observed.cidr, &spec.cidr)?;
         immutable(&what, "zone", &observed.zone, &spec.zone)?;
-        immutable(
-            &what,
-            "tags (kept in the subnetwork's description, which GCP fixes at creation)",
-            &observed.tags,
-            &spec.tags,
-        )?;
+        if observed.tags != spec.tags {
+            let network = current.network.clone().unwrap_or_default();
+            self.write_tag_record(cx, &sname, &network, &spec.tags).await?;
+        }
         if observed.public == spec.public {
-            return Ok(observed);
+            let records = self.tag_records(std::slice::from_ref(&sname)).await?;
+            return self.subnet_observed(cx, &current, &records).await;
         }
         let (region, name) = subnet_parts(id).unwrap_or((&self.region, id));
         let what = format!("setting Private Google Access of subnetwork `{name}`");
@@ -530,13 +611,15 @@ impl NetworkTrait for Gcp {
             .map_err(|e| error::api(&what, e))?;
         self.wait_op(cx, &what, op).await?;
         let updated = self.get_subnet(id).await?;
-        self.subnet_observed(cx, &updated).await
+        let records = self.tag_records(std::slice::from_ref(&sname)).await?;
+        self.subnet_observed(cx, &updated, &records).await
     }
 
     async fn delete_subnet(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let Some((region, name)) = subnet_parts(id) else {
             return Ok(());
         };
+        self.delete_rule(cx, &format!("{name}{TAGS_SUFFIX}")).await?;
         let what = format!("deleting subnetwork `{name}`");
         match self.subnetworks.delete().set_project(&self.project).set_region(region).set_subnetwork(name).send().await
         {
@@ -689,7 +772,7 @@ mod tests {
         assert_eq!(subnet_parts("projects/p/regions/europe-west1/subnetworks/a"), Some(("europe-west1", "a")));
         assert_eq!(subnet_parts("a"), None);
         assert_eq!(network_name("projects/p/global/networks/net"), "net");
-        assert_eq!(names_filter(&["a".into(), "b.c".into()], "-.*"), "name eq (a|b\\.c)-.*");
+        assert_eq!(names_filter(&["a".into(), "b.c".into()], "-.*"), "name eq \"(a|b\\.c)-.*\"");
         assert_ne!(
             rule_hash('i', &rule(Protocol::Tcp, 80, 80, RuleSource::Cidr("0.0.0.0/0".into()))),
             rule_hash('i', &rule(Protocol::Tcp, 81, 81, RuleSource::Cidr("0.0.0.0/0".into())))

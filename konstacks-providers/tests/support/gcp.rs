@@ -1,0 +1,57 @@
+//! What the GCP tests share: one fake per test process (started on first use, on its own
+//! thread), the backend configured against it with virtual time, and a lock that runs the tests
+//! of one process one at a time (they share the fake's state and knobs).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use konstacks_core::clock::OpContext;
+use konstacks_providers::gcp::{Config, Credentials, Gcp, Waits};
+
+use super::clock::VirtualClock;
+use crate::common_gcp::{FakeOptions, GcpFake};
+
+/// The region the tests work in.
+pub const REGION: &str = "europe-west1";
+
+/// The process-wide fake.
+pub fn fake() -> &'static GcpFake {
+    static F: OnceLock<GcpFake> = OnceLock::new();
+    F.get_or_init(|| GcpFake::start_blocking(FakeOptions::default()))
+}
+
+/// Held for a whole test.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// The backend against the fake, in `region`, without credentials.
+pub async fn backend_in(region: &str) -> Arc<Gcp> {
+    let f = fake();
+    let config = Config::new(f.project(), region)
+        .endpoint(f.base_url())
+        .credentials(Credentials::Anonymous)
+        .waits(Waits { first_poll: Duration::from_millis(500), ..Waits::default() });
+    Arc::new(Gcp::new(config).await.expect("backend"))
+}
+
+/// The backend against the fake in [`REGION`].
+pub async fn backend() -> Arc<Gcp> {
+    backend_in(REGION).await
+}
+
+/// An operation context on `clock` for `stack`.
+pub fn cx(clock: &Arc<VirtualClock>, stack: &str) -> OpContext {
+    OpContext::new(clock.clone(), stack)
+}
+
+/// Nothing is left in the fake but Cloud SQL's built-in users.
+pub fn assert_fake_empty() {
+    let inv = fake().inventory();
+    assert_eq!(
+        (inv.networks, inv.subnetworks, inv.firewalls, inv.instances, inv.sql_instances),
+        (0, 0, 0, 0, 0),
+        "left in the fake: {inv:?}"
+    );
+}
