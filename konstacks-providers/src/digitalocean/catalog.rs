@@ -51,6 +51,25 @@ pub fn engine_slug(engine: Engine, version: &str) -> &'static str {
     }
 }
 
+/// DigitalOcean's version string for a catalogue version. DigitalOcean names MySQL's only
+/// version `8` where every other cloud (and Konstacks' catalogue) says `8.0`; other versions are
+/// the same on both sides.
+pub fn api_version(engine: Engine, version: &str) -> String {
+    match (engine, version) {
+        (Engine::Mysql, "8.0") => "8".to_string(),
+        _ => version.to_string(),
+    }
+}
+
+/// The catalogue version of a version DigitalOcean reports (the inverse of [`api_version`]):
+/// MySQL `8` is `8.0`.
+pub fn catalog_version(engine: Engine, api: &str) -> String {
+    match (engine, api) {
+        (Engine::Mysql, "8") => "8.0".to_string(),
+        _ => api.to_string(),
+    }
+}
+
 /// The Konstacks engine of a DigitalOcean engine slug.
 pub fn engine_of(slug: &str) -> Option<Engine> {
     match slug {
@@ -105,7 +124,8 @@ pub fn catalog() -> Catalog {
         ],
         engines: vec![
             EngineOffer { engine: Engine::Postgres, versions: versions(&["13", "14", "15", "16", "17"]) },
-            EngineOffer { engine: Engine::Mysql, versions: versions(&["8"]) },
+            // DigitalOcean's `8` (see `api_version`).
+            EngineOffer { engine: Engine::Mysql, versions: versions(&["8.0"]) },
             EngineOffer { engine: Engine::Redis, versions: versions(&["7", "8"]) },
         ],
         // Database cluster names are the shortest limit DigitalOcean puts on names.
@@ -169,5 +189,13 @@ mod tests {
         assert_eq!(zone_names("fra1"), ["fra1-a", "fra1-b"]);
         assert_eq!(engine_slug(Engine::Redis, "8"), "valkey");
         assert_eq!(engine_of("valkey"), Some(Engine::Redis));
+        // MySQL is `8.0` in the catalogue and `8` in DigitalOcean's API, both ways.
+        for v in c.engine_versions(Engine::Mysql).iter().chain(c.engine_versions(Engine::Postgres)) {
+            let engine = if v.contains('.') { Engine::Mysql } else { Engine::Postgres };
+            assert_eq!(catalog_version(engine, &api_version(engine, v)), *v);
+        }
+        assert_eq!(api_version(Engine::Mysql, "8.0"), "8");
+        assert_eq!(catalog_version(Engine::Mysql, "8"), "8.0");
+        assert_eq!(api_version(Engine::Postgres, "16"), "16");
     }
 }

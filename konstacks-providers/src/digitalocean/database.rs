@@ -104,7 +104,7 @@ impl DigitalOcean {
             name: c.name.clone(),
             region: c.region.clone(),
             engine,
-            version: c.version.clone(),
+            version: catalog::catalog_version(engine, &c.version),
             size: db_size_name(&self.catalog, &c.size),
             storage_gb: c.storage_size_mib.map(|m| (m / 1024) as u32).unwrap_or(0),
             subnet_ids,
@@ -214,7 +214,7 @@ impl Database for DigitalOcean {
         let body = DatabaseCreate {
             name: spec.name.clone(),
             engine: engine_slug(spec.engine, &spec.version).to_string(),
-            version: spec.version.clone(),
+            version: catalog::api_version(spec.engine, &spec.version),
             num_nodes: num_nodes(spec.high_availability),
             size,
             region: spec.region.clone(),
@@ -301,7 +301,7 @@ impl Database for DigitalOcean {
                             cx,
                             Method::PUT,
                             &format!("/v2/databases/{id}/upgrade"),
-                            Some(&DatabaseUpgrade { version: spec.version.clone() }),
+                            Some(&DatabaseUpgrade { version: catalog::api_version(spec.engine, &spec.version) }),
                         )
                         .await
                         .map_err(|e| e.into_provider(format!("upgrading {what}")))?;
