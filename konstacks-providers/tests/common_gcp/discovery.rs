@@ -349,11 +349,7 @@ impl Api {
                     }
                 }
             }
-            "boolean" => {
-                if !v.is_boolean() {
-                    out.push(format!("{path}: expected a boolean, got {}", kind_of(v)));
-                }
-            }
+            "boolean" if !v.is_boolean() => out.push(format!("{path}: expected a boolean, got {}", kind_of(v))),
             "integer" => check_int(v, format, path, out),
             "number" => {
                 let ok = v.is_number() || v.as_str().is_some_and(|s| matches!(s, "NaN" | "Infinity" | "-Infinity"));
@@ -492,7 +488,7 @@ pub fn is_base64(s: &str) -> bool {
     let pad = s.len() - body.len();
     pad <= 2
         && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/-_".contains(&b))
-        && (pad == 0 || s.len() % 4 == 0)
+        && (pad == 0 || s.len().is_multiple_of(4))
         && body.len() % 4 != 1
 }
 

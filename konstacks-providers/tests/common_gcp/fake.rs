@@ -86,6 +86,8 @@ pub struct RequestLog {
     pub method_id: String,
     /// The HTTP status answered.
     pub status: u16,
+    /// The JSON request body as received (`Null` when there was none or it was not JSON).
+    pub body: Value,
 }
 
 const ZONES: &[(&str, &[&str])] = &[
@@ -648,6 +650,7 @@ fn answer(sh: &Shared, method: &str, uri: &Uri, raw: &[u8]) -> (u16, Value) {
         query: uri.query().unwrap_or("").to_string(),
         method_id: String::new(),
         status: 0,
+        body: serde_json::from_slice(raw).unwrap_or(Value::Null),
     };
     let Some((api, m, params)) = sh.disc.route(method, &path) else {
         let (api, _) = sh.disc.api_for(&path);
@@ -1298,6 +1301,13 @@ fn subnet_insert(st: &mut St, c: &Ctx) -> Res {
     let net_name = seg_after(&s(b, "network"), "networks")
         .ok_or_else(|| invalid("Invalid value for field 'resource.network': ''. The network is required."))?;
     let net = network(st, c, &net_name)?.clone();
+    if let Some(r) = b.get("region").and_then(Value::as_str) {
+        if r != region && seg_after(r, "regions").as_deref() != Some(region.as_str()) {
+            return Err(invalid(format!(
+                "Invalid value for field 'resource.region': '{r}'. It must be the region {region} of the request"
+            )));
+        }
+    }
     let cidr_s = s(b, "ipCidrRange");
     let cidr = parse_cidr(&cidr_s).filter(|c| c.1 >= 8 && c.1 <= 29).ok_or_else(|| {
         invalid(format!("Invalid value for field 'resource.ipCidrRange': '{cidr_s}'. Invalid IPv4 CIDR range."))
@@ -1930,6 +1940,9 @@ fn sql_derive(st: &St, c: &Ctx, v: &mut Value, ip_seed: u64) -> Result<(), ApiEr
     let private = s(&ip, "privateNetwork");
     if !private.is_empty() {
         let net = seg_after(&private, "networks").unwrap_or_default();
+        // Cloud SQL answers the link without the leading slash its documentation shows.
+        v["settings"]["ipConfiguration"]["privateNetwork"] =
+            json!(format!("projects/{}/global/networks/{net}", c.opts.project));
         if !st.world.networks.contains_key(&net) {
             return Err(invalid(format!(
                 "Invalid request: Incorrect Service Networking config for instance: {}:{}:SERVICE_NETWORKING_NOT_ENABLED.",
@@ -2114,6 +2127,11 @@ fn sql_patch(st: &mut St, c: &Ctx) -> Res {
     }
     if let Some(s) = given.get_mut("settings") {
         s.as_object_mut().map(|o| o.remove("settingsVersion"));
+    }
+    let had_private = cur["settings"]["ipConfiguration"]["privateNetwork"].as_str().is_some_and(|p| !p.is_empty());
+    let private_given = given["settings"]["ipConfiguration"].get("privateNetwork");
+    if had_private && private_given.is_some_and(|p| p.as_str().is_none_or(str::is_empty)) {
+        return Err(invalid("Invalid request: the private network of an instance cannot be removed once set."));
     }
     let mut next = cur.clone();
     merge(&mut next, &given);
