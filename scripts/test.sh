@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, snapshot, simulated-cloud scenario, contract, CLI and compile-fail
-# tests. Later suites that need real protocol peers (moto for AWS, Prism for DigitalOcean) are
+# tests. Later suites that need real protocol peers (moto for AWS, Prism for DigitalOcean, Google's discovery documents for GCP) are
 # started and stopped by this script itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +16,7 @@ bash scripts/test-aws.sh
 
 # DigitalOcean backend, held to DigitalOcean's OpenAPI contract through Prism (installs Prism).
 bash scripts/test-digitalocean.sh
+
+# GCP backend on Google's official clients against a fake checked with Google's discovery
+# documents (installs google-api-python-client, which ships them, in a venv).
+bash scripts/test-gcp.sh

@@ -201,6 +201,7 @@ fn unbase32(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use konstacks_core::spec::{TAG_NAME, TAG_PATH};

@@ -708,6 +708,7 @@ impl NetworkTrait for Gcp {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,7 @@
 //! What the GCP tests share: one fake per test process (started on first use, on its own
 //! thread), the backend configured against it with virtual time, and a lock that runs the tests
 //! of one process one at a time (they share the fake's state and knobs).
+#![allow(dead_code)]
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
