@@ -195,3 +195,58 @@ async fn south_africa_resolves_to_johannesburg_without_api_calls() {
     assert_eq!(s.region, "africa-south1");
     assert_eq!(fake().requests().len(), before, "synth made API calls");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_made_in_the_console_is_shown_and_reverted() {
+    let _serial = exclusive().await;
+    let b = backend().await;
+    let clock = VirtualClock::shared();
+    let engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(b.provider()).with_clock(clock.clone());
+    let cx = TemplateContext::new("drift", Stage::Dev).placement(Placement::region(REGION)).provider("gcp");
+    let s = engine
+        .synth(
+            &konstacks_templates::find("web-app")
+                .unwrap()
+                .build_json(&cx, json!({"admin_cidr": "203.0.113.0/24"}))
+                .unwrap(),
+        )
+        .unwrap();
+    engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    let web_fw = "drift-network-web-fw";
+
+    // Someone opens SSH to the world and resizes the database by hand.
+    let ssh_rule = fake()
+        .names(Kind::Firewall)
+        .into_iter()
+        .find(|n| {
+            n.starts_with(web_fw) && fake().resource(Kind::Firewall, n).unwrap()["allowed"][0]["ports"][0] == "22"
+        })
+        .expect("the SSH rule");
+    let tier_before = fake().resource(Kind::SqlInstance, "drift-data-postgres").unwrap()["settings"]["tier"].clone();
+    fake().mutate(Kind::Firewall, &ssh_rule, |r| r["sourceRanges"] = json!(["0.0.0.0/0"]));
+    fake().mutate(Kind::SqlInstance, "drift-data-postgres", |d| d["settings"]["tier"] = json!("db-custom-4-15360"));
+    assert_eq!(sources_of_port(web_fw, "22"), ["0.0.0.0/0"]);
+
+    // Without reading the cloud the plan is empty; reading it shows both changes field by field.
+    assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
+    let plan = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    assert_eq!(
+        changes(&plan),
+        [
+            ("network/web-fw".to_string(), Action::Update, vec!["ingress".to_string()]),
+            ("data/postgres".to_string(), Action::Update, vec!["size".to_string()]),
+        ]
+    );
+
+    // Applying with refresh puts both back.
+    let report = engine.apply(&s, &ApplyOptions { refresh: true, ..ApplyOptions::default() }).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(sources_of_port(web_fw, "22"), ["203.0.113.0/24"]);
+    let tier = fake().resource(Kind::SqlInstance, "drift-data-postgres").unwrap()["settings"]["tier"].clone();
+    assert_eq!(tier, tier_before);
+    assert!(engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+
+    engine.destroy("drift", &ApplyOptions::default()).await.unwrap();
+    assert_fake_empty();
+    fake().assert_no_violations();
+}

@@ -153,6 +153,25 @@ fn desired_rules(spec: &FirewallSpec, network: &str, payload: &Payload) -> Provi
     Ok(out)
 }
 
+/// Whether a rule as GCP holds it still does what `want` says (names match by construction;
+/// this catches changes made outside Konstacks).
+fn same_rule(have: &Firewall, want: &Firewall) -> bool {
+    let peers = |f: &Firewall| {
+        if f.direction == Some(Direction::Egress) {
+            (Vec::new(), Vec::new(), f.destination_ranges.clone())
+        } else {
+            (f.source_ranges.clone(), f.source_tags.clone(), Vec::new())
+        }
+    };
+    have.direction == want.direction
+        && have.priority == want.priority
+        && have.allowed == want.allowed
+        && have.denied == want.denied
+        && have.target_tags == want.target_tags
+        && have.disabled.unwrap_or(false) == want.disabled.unwrap_or(false)
+        && peers(have) == peers(want)
+}
+
 fn allowed(r: &RuleSpec) -> Allowed {
     let mut a = Allowed::default();
     let (proto, ports) = match r.protocol {
@@ -672,6 +691,20 @@ impl NetworkTrait for Gcp {
             let name = rule.name.clone().unwrap_or_default();
             match wanted.remove(&name) {
                 None => self.delete_rule(cx, &name).await?,
+                Some(want) if !same_rule(rule, &want) => {
+                    // Changed out of band (drift): put the whole rule back.
+                    let what = format!("restoring firewall rule `{name}`");
+                    let op = self
+                        .firewalls
+                        .update()
+                        .set_project(&self.project)
+                        .set_firewall(&name)
+                        .set_body(want)
+                        .send()
+                        .await
+                        .map_err(|e| error::api(&what, e))?;
+                    self.wait_op(cx, &what, op).await?;
+                }
                 Some(_) if rule.description.as_deref() != Some(description.as_str()) => {
                     // Same rule, new tags: patch its description only.
                     let mut patch = Firewall::default();
