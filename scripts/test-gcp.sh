@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 VENV="${KONSTACKS_GCP_VENV:-.venv-gcp}"
 REQUIREMENTS=scripts/requirements-gcp.txt
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-TESTS=(--lib --test gcp_fake --test gcp_contract --test gcp_web_app --test templates_gcp)
+TESTS=(--lib --test gcp_fake --test gcp_contract --test gcp_web_app --test gcp_crash --test templates_gcp)
 
 pick_python() {
     for p in python3.11 python3 python; do

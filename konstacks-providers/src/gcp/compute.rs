@@ -23,7 +23,7 @@ use konstacks_core::spec::{Selector, VmObserved, VmSpec};
 
 use super::labels::{self, Payload};
 use super::network::{all_pages, names_filter};
-use super::{error, immutable, invalid, last_segment, relative, request_id, stack_of, Gcp};
+use super::{error, immutable, invalid, last_segment, relative, Gcp};
 use crate::userdata;
 
 /// `(zone, name)` of an instance id `projects/p/zones/z/instances/n`.
@@ -184,16 +184,10 @@ impl Compute for Gcp {
         }
 
         let what = format!("creating instance `{}`", spec.name);
-        let sent = self
-            .instances
-            .insert()
-            .set_project(&self.project)
-            .set_zone(&zone)
-            .set_request_id(request_id(&["instance", &self.project, &zone, &spec.name, &stack_of(&spec.tags, cx)]))
-            .set_body(i)
-            .send()
-            .await;
-        self.instance_op(cx, &what, sent).await?;
+        self.insert(cx, &what, &["instance", &self.project, &zone, &spec.name], |id| {
+            self.instances.insert().set_project(&self.project).set_zone(&zone).set_request_id(id).set_body(i).send()
+        })
+        .await?;
         let id = self.instance_id(&zone, &spec.name);
         let running = self.wait_status(cx, &id, InstanceStatus::Running).await?;
         Ok(self.vm_observed(&running))

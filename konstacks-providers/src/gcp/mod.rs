@@ -21,8 +21,9 @@
 //!
 //! Every mutating call returns a long-running operation: the backend polls it on the engine's
 //! injected clock until it is `DONE` and turns its error (quota, invalid argument, already
-//! exists) into a portable kind. Inserts carry a `requestId` derived from the resource, so a
-//! retried insert joins the first one instead of making a second resource. Resources carry
+//! exists) into a portable kind. Inserts carry a `requestId` that stays the same while the backend
+//! lives (until an insert under it fails), so the engine's retry of an insert whose answer was
+//! lost joins the first one instead of making a second resource. Resources carry
 //! Konstacks' tags as labels (instances, Cloud SQL) or in their description (networks,
 //! subnetworks, firewall rules, which have no labels): see [`labels`]. Batched reads are list
 //! calls (aggregated across zones for instances) with a label filter for the stack.
@@ -54,7 +55,6 @@ use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::secret::Secret;
-use konstacks_core::spec::{Tags, TAG_STACK};
 use std::sync::Arc;
 
 pub use catalog::{catalog, MAX_NAME_LEN, MIN_ZONES, PRICED_ON, PRICES_NOTE, PROVIDER_NAME};
@@ -311,6 +311,10 @@ pub struct Gcp {
     sql_ops: SqlOperationsService,
     sql_users: SqlUsersService,
     zone_cache: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Unique to this backend value: request ids never repeat those of an earlier process.
+    nonce: String,
+    /// Request ids retired after the insert sent under them failed, per insert.
+    burnt: Mutex<BTreeMap<String, u32>>,
 }
 
 impl std::fmt::Debug for Gcp {
@@ -350,6 +354,12 @@ impl Gcp {
             limits: config.limits,
             database_user: config.database_user,
             zone_cache: Mutex::new(BTreeMap::new()),
+            nonce: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+            ),
+            burnt: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -422,6 +432,34 @@ impl Gcp {
             cx.clock.sleep(pause).await;
             pause = (pause * 2).min(self.waits.max_poll);
         }
+    }
+
+    /// The `requestId` of the insert `parts` name (kind, project, scope, name): the same while
+    /// this backend lives, so that the engine's retry of an insert whose answer was lost joins
+    /// the first one instead of making a second resource; a fresh one once an insert under it
+    /// failed (Compute remembers request ids for at least an hour and would answer the failed
+    /// operation again) and in every new backend (a resource deleted since must be creatable
+    /// again; after a crash the engine finds interrupted creates by their labels instead).
+    fn request_id(&self, parts: &[&str]) -> (String, String) {
+        let key = parts.join("/");
+        let attempt = self.burnt.lock().unwrap_or_else(|p| p.into_inner()).get(&key).copied().unwrap_or(0);
+        let id = request_id(&[&self.nonce, &key, &attempt.to_string()]);
+        (key, id)
+    }
+
+    /// Send an insert (under the request id of `parts`) and wait for its operation.
+    async fn insert<F, Fut>(&self, cx: &OpContext, what: &str, parts: &[&str], send: F) -> ProviderResult<Operation>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Operation, google_cloud_gax::error::Error>>,
+    {
+        let (key, id) = self.request_id(parts);
+        let op = send(id).await.map_err(|e| error::api(what, e))?;
+        let done = self.wait_op(cx, what, op).await;
+        if done.is_err() {
+            *self.burnt.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(0) += 1;
+        }
+        done
     }
 
     /// Poll a Compute Engine operation (zonal, regional or global) until it is `DONE`, and turn
@@ -588,11 +626,6 @@ fn request_id(parts: &[&str]) -> String {
 
 fn invalid(message: impl Into<String>) -> ProviderError {
     ProviderError::new(ErrorKind::InvalidSpec, message)
-}
-
-/// The stack a resource belongs to: its `konstacks:stack` tag, else the operation's stack.
-fn stack_of(tags: &Tags, cx: &OpContext) -> String {
-    tags.get(TAG_STACK).cloned().unwrap_or_else(|| cx.stack.clone())
 }
 
 /// Refuse a change to a field GCP cannot change in place.

@@ -32,7 +32,7 @@ use konstacks_core::spec::{
 };
 
 use super::labels::{self, Payload};
-use super::{error, immutable, invalid, last_segment, regex_escape, relative, request_id, stack_of, Gcp};
+use super::{error, immutable, invalid, last_segment, regex_escape, relative, Gcp};
 
 /// Priority of allow rules (GCP's default).
 const ALLOW_PRIORITY: i32 = 1000;
@@ -418,19 +418,16 @@ impl Gcp {
     async fn insert_rule(&self, cx: &OpContext, rule: Firewall) -> ProviderResult<()> {
         let name = rule.name.clone().unwrap_or_default();
         let what = format!("creating firewall rule `{name}`");
-        let op = self
-            .firewalls
-            .insert()
-            .set_project(&self.project)
-            .set_request_id(request_id(&["firewall", &self.project, &name, &cx.stack]))
-            .set_body(rule)
-            .send()
+        let sent = self
+            .insert(cx, &what, &["firewall", &self.project, &name], |id| {
+                self.firewalls.insert().set_project(&self.project).set_request_id(id).set_body(rule).send()
+            })
             .await;
-        match op {
-            Ok(op) => self.wait_op(cx, &what, op).await.map(|_| ()),
+        match sent {
+            Ok(_) => Ok(()),
             // Left by an interrupted earlier attempt: the rule is named after its content.
-            Err(e) if e.http_status_code() == Some(409) => Ok(()),
-            Err(e) => Err(error::api(what, e)),
+            Err(e) if e.kind() == konstacks_core::error::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -473,16 +470,10 @@ impl NetworkTrait for Gcp {
         n.auto_create_subnetworks = Some(false);
         n.description = Some(labels::to_description(&payload));
         let what = format!("creating network `{}`", spec.name);
-        let op = self
-            .networks
-            .insert()
-            .set_project(&self.project)
-            .set_request_id(request_id(&["network", &self.project, &spec.name, &stack_of(&spec.tags, cx)]))
-            .set_body(n)
-            .send()
-            .await
-            .map_err(|e| error::api(&what, e))?;
-        self.wait_op(cx, &what, op).await?;
+        self.insert(cx, &what, &["network", &self.project, &spec.name], |id| {
+            self.networks.insert().set_project(&self.project).set_request_id(id).set_body(n).send()
+        })
+        .await?;
         Ok(self.vpc_observed(&self.get_network(&spec.name).await?, &BTreeMap::new()))
     }
 
@@ -550,17 +541,16 @@ impl NetworkTrait for Gcp {
         s.private_ip_google_access = Some(!spec.public);
         s.description = Some(labels::to_description(&payload));
         let what = format!("creating subnetwork `{}`", spec.name);
-        let op = self
-            .subnetworks
-            .insert()
-            .set_project(&self.project)
-            .set_region(&spec.region)
-            .set_request_id(request_id(&["subnetwork", &self.project, &spec.name, &stack_of(&spec.tags, cx)]))
-            .set_body(s)
-            .send()
-            .await
-            .map_err(|e| error::api(&what, e))?;
-        self.wait_op(cx, &what, op).await?;
+        self.insert(cx, &what, &["subnetwork", &self.project, &spec.region, &spec.name], |id| {
+            self.subnetworks
+                .insert()
+                .set_project(&self.project)
+                .set_region(&spec.region)
+                .set_request_id(id)
+                .set_body(s)
+                .send()
+        })
+        .await?;
         let id = format!("projects/{}/regions/{}/subnetworks/{}", self.project, spec.region, spec.name);
         let created = self.get_subnet(&id).await?;
         self.subnet_observed(cx, &created, &BTreeMap::new()).await

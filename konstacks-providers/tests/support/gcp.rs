@@ -27,14 +27,19 @@ pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// The backend against the fake, in `region`, without credentials.
-pub async fn backend_in(region: &str) -> Arc<Gcp> {
-    let f = fake();
-    let config = Config::new(f.project(), region)
-        .endpoint(f.base_url())
+/// The backend against a fake at `url` serving `project`, in `region`, without credentials.
+pub async fn backend_at(url: &str, project: &str, region: &str) -> Arc<Gcp> {
+    let config = Config::new(project, region)
+        .endpoint(url)
         .credentials(Credentials::Anonymous)
         .waits(Waits { first_poll: Duration::from_millis(500), ..Waits::default() });
     Arc::new(Gcp::new(config).await.expect("backend"))
+}
+
+/// The backend against the process's fake, in `region`.
+pub async fn backend_in(region: &str) -> Arc<Gcp> {
+    let f = fake();
+    backend_at(&f.base_url(), &f.project(), region).await
 }
 
 /// The backend against the fake in [`REGION`].
