@@ -16,4 +16,6 @@ pub mod gcp;
 #[cfg(feature = "s3-state")]
 pub mod s3_state;
 #[cfg(any(feature = "digitalocean", feature = "gcp"))]
+mod poll;
+#[cfg(any(feature = "digitalocean", feature = "gcp"))]
 pub mod userdata;

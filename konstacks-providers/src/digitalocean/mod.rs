@@ -21,7 +21,6 @@ pub mod types;
 pub use crate::userdata;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -239,32 +238,12 @@ impl DigitalOcean {
     }
 
     /// Wait (on the operation's clock) until `look` answers `Some`, for at most `timeout`.
-    async fn wait_for<T, F, Fut>(&self, cx: &OpContext, what: &str, timeout: Duration, mut look: F) -> ProviderResult<T>
+    async fn wait_for<T, F, Fut>(&self, cx: &OpContext, what: &str, timeout: Duration, look: F) -> ProviderResult<T>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = ProviderResult<Option<T>>>,
+        Fut: std::future::Future<Output = ProviderResult<Option<T>>>,
     {
-        let start = cx.clock.now();
-        let mut pause = self.waits.first_poll;
-        loop {
-            if let Some(v) = look().await? {
-                return Ok(v);
-            }
-            if cx.is_cancelled() {
-                return Err(ProviderError::new(ErrorKind::Cancelled, format!("waiting for {what} was cancelled")));
-            }
-            if cx.clock.now().saturating_sub(start) >= timeout {
-                return Err(ProviderError::new(
-                    ErrorKind::Transient,
-                    format!(
-                        "{what} did not finish within {}s; it may still finish: read it again before retrying",
-                        timeout.as_secs()
-                    ),
-                ));
-            }
-            cx.clock.sleep(pause).await;
-            pause = (pause * 2).min(self.waits.max_poll);
-        }
+        crate::poll::wait_for(cx, what, timeout, crate::poll::Pace { first: self.waits.first_poll, max: self.waits.max_poll }, look).await
     }
 
     fn check_region(&self, region: &str) -> ProviderResult<()> {
