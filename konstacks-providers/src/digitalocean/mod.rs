@@ -243,7 +243,14 @@ impl DigitalOcean {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = ProviderResult<Option<T>>>,
     {
-        crate::poll::wait_for(cx, what, timeout, crate::poll::Pace { first: self.waits.first_poll, max: self.waits.max_poll }, look).await
+        crate::poll::wait_for(
+            cx,
+            what,
+            timeout,
+            crate::poll::Pace { first: self.waits.first_poll, max: self.waits.max_poll },
+            look,
+        )
+        .await
     }
 
     fn check_region(&self, region: &str) -> ProviderResult<()> {

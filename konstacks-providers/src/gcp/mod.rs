@@ -411,7 +411,14 @@ impl Gcp {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = ProviderResult<Option<T>>>,
     {
-        crate::poll::wait_for(cx, what, timeout, crate::poll::Pace { first: self.waits.first_poll, max: self.waits.max_poll }, look).await
+        crate::poll::wait_for(
+            cx,
+            what,
+            timeout,
+            crate::poll::Pace { first: self.waits.first_poll, max: self.waits.max_poll },
+            look,
+        )
+        .await
     }
 
     /// The `requestId` of the insert `parts` name (kind, project, scope, name): the same while
