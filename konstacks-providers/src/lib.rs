@@ -13,9 +13,9 @@ pub mod aws;
 pub mod digitalocean;
 #[cfg(feature = "gcp")]
 pub mod gcp;
-#[cfg(feature = "s3-state")]
-pub mod s3_state;
 #[cfg(any(feature = "digitalocean", feature = "gcp"))]
 mod poll;
+#[cfg(feature = "s3-state")]
+pub mod s3_state;
 #[cfg(any(feature = "digitalocean", feature = "gcp"))]
 pub mod userdata;
