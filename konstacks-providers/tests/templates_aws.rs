@@ -1,42 +1,13 @@
-//! Every built-in template at every stage against the aws catalogue: the synthesized stack and
-//! its monthly cost (or the exact diagnostics when the template asks for something aws does
-//! not offer). These are the example stacks users copy; a change shows up in review.
+//! Every built-in template at every stage against the aws catalogue (see
+//! `support/template_snapshots.rs`).
 #![cfg(feature = "aws")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use konstacks_core::model::Stage;
-use konstacks_templates::{builtin, TemplateContext};
-use serde_json::json;
-
-fn params(template: &str) -> serde_json::Value {
-    match template {
-        "agency-sites" => json!({ "clients": [
-            { "name": "bakery", "size": "micro", "database": true },
-            { "name": "dentist", "size": "small" },
-            { "name": "law-firm", "size": "small", "database": true },
-        ] }),
-        _ => json!({}),
-    }
-}
+#[macro_use]
+#[path = "support/template_snapshots.rs"]
+mod template_snapshots;
 
 #[test]
 fn every_template_at_every_stage() {
-    let catalog = konstacks_providers::aws::catalog("eu-central-1");
-    let name = catalog.provider.clone();
-    for t in builtin() {
-        for stage in [Stage::Dev, Stage::Staging, Stage::Prod] {
-            let stack_name = format!("{}-{}", t.name(), stage.as_str());
-            let cx = TemplateContext::new(&stack_name, stage).provider(name.clone());
-            let stack = t.build_json(&cx, params(t.name())).unwrap();
-            let label = format!("{}_{}_{}", name, t.name(), stage.as_str());
-            match stack.synth(&[&catalog]) {
-                Ok(s) => {
-                    insta::assert_yaml_snapshot!(format!("{label}_synth"), s);
-                    let cost = konstacks_core::cost::estimate(&s, &[&catalog]);
-                    insta::assert_snapshot!(format!("{label}_cost"), cost.render());
-                }
-                Err(e) => insta::assert_snapshot!(format!("{label}_refused"), e.to_string()),
-            }
-        }
-    }
+    every_template_at_every_stage!(konstacks_providers::aws::catalog("eu-central-1"));
 }
