@@ -537,7 +537,6 @@ impl NetworkTrait for Gcp {
         s.name = Some(spec.name.clone());
         s.network = network.self_link.clone().or_else(|| Some(self.network_path(network_name(&spec.vpc_id))));
         s.ip_cidr_range = Some(spec.cidr.clone());
-        s.region = Some(spec.region.clone());
         s.private_ip_google_access = Some(!spec.public);
         s.description = Some(labels::to_description(&payload));
         let what = format!("creating subnetwork `{}`", spec.name);
