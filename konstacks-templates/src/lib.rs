@@ -170,8 +170,12 @@ impl<T: TypedTemplate> Template for T {
                 reason: "parameters must be a table (TOML) or an object (JSON), not a list or a single value".into(),
             });
         }
-        let p: T::Params = serde_json::from_value(params)
-            .map_err(|e| TemplateError::Params { template: T::NAME.to_string(), reason: e.to_string() })?;
+        // The path names the parameter at fault (`vm_count`, `clients[2].size`).
+        let p: T::Params = serde_path_to_error::deserialize(params).map_err(|e| {
+            let path = e.path().to_string();
+            let reason = if path == "." { e.inner().to_string() } else { format!("`{path}`: {}", e.inner()) };
+            TemplateError::Params { template: T::NAME.to_string(), reason }
+        })?;
         self.build(cx, &p)
     }
     fn params_schema(&self) -> serde_json::Value {
