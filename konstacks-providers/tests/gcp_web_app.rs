@@ -250,3 +250,71 @@ async fn drift_made_in_the_console_is_shown_and_reverted() {
     assert_fake_empty();
     fake().assert_no_violations();
 }
+
+/// Operation errors and HTTP errors come back as the portable kinds the engine acts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_errors_map_to_portable_kinds() {
+    use konstacks_core::provider::Network as _;
+    use konstacks_core::spec::VpcSpec;
+    let _serial = exclusive().await;
+    let b = backend().await;
+    let clock = VirtualClock::shared();
+    let cx = gcp::cx(&clock, "errors");
+    let spec = VpcSpec {
+        name: "errors-vpc".into(),
+        region: REGION.into(),
+        cidr: "10.9.0.0/16".into(),
+        tags: Default::default(),
+    };
+    for (code, kind) in [
+        ("QUOTA_EXCEEDED", ErrorKind::QuotaExceeded),
+        ("INVALID_FIELD_VALUE", ErrorKind::InvalidSpec),
+        ("RESOURCE_ALREADY_EXISTS", ErrorKind::AlreadyExists),
+        ("ZONE_RESOURCE_POOL_EXHAUSTED", ErrorKind::Transient),
+    ] {
+        fake().fail_operation_next("compute.networks.insert", code, &format!("injected {code}"));
+        let e = b.create_vpc(&cx, &spec).await.unwrap_err();
+        assert_eq!(e.kind(), kind, "{code}: {e}");
+        assert!(e.message().contains(code), "{code}: {e}");
+    }
+    for (status, reason, kind) in [
+        (429, "rateLimitExceeded", ErrorKind::Throttled),
+        (403, "rateLimitExceeded", ErrorKind::Throttled),
+        (403, "forbidden", ErrorKind::PermissionDenied),
+        (503, "backendError", ErrorKind::Transient),
+        (400, "invalid", ErrorKind::InvalidSpec),
+    ] {
+        fake().fail_next("compute.networks.insert", status, reason, &format!("injected {reason}"));
+        let e = b.create_vpc(&cx, &spec).await.unwrap_err();
+        assert_eq!(e.kind(), kind, "{status} {reason}: {e}");
+        assert!(e.message().contains(&format!("HTTP {status}")) && e.message().contains(reason), "{e}");
+    }
+    // Nothing was made by any of them; the next attempt goes through.
+    assert_eq!(fake().inventory().networks, 0);
+    let created = b.create_vpc(&cx, &spec).await.unwrap();
+    b.delete_vpc(&cx, &created.id).await.unwrap();
+    assert_fake_empty();
+    fake().assert_no_violations();
+}
+
+/// The engine retries throttled and transient answers on its clock and the apply succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_and_transient_answers_are_retried() {
+    let _serial = exclusive().await;
+    let b = backend().await;
+    let clock = VirtualClock::shared();
+    let engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(b.provider()).with_clock(clock.clone());
+    let cx = TemplateContext::new("flaky", Stage::Dev).placement(Placement::region(REGION)).provider("gcp");
+    let s = engine.synth(&konstacks_templates::find("web-app").unwrap().build_json(&cx, json!({})).unwrap()).unwrap();
+    fake().fail_next("compute.networks.insert", 429, "rateLimitExceeded", "Rate Limit Exceeded");
+    fake().fail_next("compute.instances.insert", 503, "backendError", "Internal error. Please try again.");
+    fake().fail_next("sql.instances.insert", 503, "backendError", "The service is currently unavailable.");
+    fake().fail_operation_next("compute.subnetworks.insert", "ZONE_RESOURCE_POOL_EXHAUSTED", "try again later");
+    let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert!(report.retries >= 4, "retries: {}", report.retries);
+    assert!(engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    engine.destroy("flaky", &ApplyOptions::default()).await.unwrap();
+    assert_fake_empty();
+    fake().assert_no_violations();
+}
