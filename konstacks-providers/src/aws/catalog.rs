@@ -3,6 +3,26 @@
 //!
 //! Reading it is never a cloud call; validation (`synth`) checks stacks against it before
 //! anything is sent to AWS.
+//!
+//! Price check of 2026-11-26 (facts only; every monthly figure is the us-east-1 hourly list
+//! price × 730). A figure counts as confirmed when two independent republications of AWS's list
+//! prices agree, or one says it read AWS's price list. Sources, all dated 2026 unless noted:
+//! - price tables kept in public repositories: one "read from the AWS Price List API on
+//!   2026-10-05", one "us-east-1 on-demand, April 2026", one stamped `pricingDate` 2026-08-19,
+//!   and several undated fallback tables that agree with them;
+//! - cost blogs and calculators: EC2 guides of March and April 2026 (t3.micro, t3.medium,
+//!   t3.large, m7i.large), an RDS guide of 2026 (db.t4g.medium), an RDS cost guide of June 2026
+//!   that cites AWS's RDS price page (gp3 storage, backup storage).
+//!
+//! Confirmed: t3.nano, t3.micro, t3.small, t3.medium, t3.large, t3.xlarge, m6i.large,
+//! m7i.large, m7i.xlarge, r7i.large; db.t3.micro/small/medium/large, db.t4g.medium,
+//! db.m7g.large, db.r6g.large; RDS gp3 storage ($0.115/GB-month), RDS backup storage
+//! ($0.095/GB-month), public IPv4 ($0.005/h = $3.65/month). Corrected: c7i.large $0.08925/h
+//! (65.19 -> 65.15) and c7i.xlarge $0.1785/h (130.38 -> 130.31).
+//!
+//! Unconfirmed (one source only, kept as they were): t3.2xlarge, m6i.xlarge, db.m6g.large,
+//! db.m6i.large. The region multipliers are approximations and were not re-derived: only
+//! eu-central-1 (t3.small at $0.024/h, from a 2021 blog) was seen, the rest are unconfirmed.
 
 use konstacks_core::model::{Engine, Jurisdiction};
 use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
@@ -15,10 +35,12 @@ pub const PRICES_NOTE: &str = "On-demand list prices of us-east-1 (Linux, single
      not included) as published by AWS on the date in `Pricing::priced_on`; other regions through approximate \
      multipliers. Check the AWS pricing pages before relying on them.";
 
-/// When the list prices were read.
-pub const PRICED_ON: &str = "2025-06-01";
+/// When the list prices were read: the date of the newest source used for the check of
+/// 2026-11-26 (see the module documentation for what was confirmed).
+pub const PRICED_ON: &str = "2026-10-05";
 
 /// Approximate price level of a region relative to us-east-1 (from the t3 / db.t3 list prices).
+/// Not re-checked on 2026-11-26 except eu-central-1 (t3.small $0.024/h vs $0.0208/h = 1.15).
 const REGION_MULTIPLIERS: &[(&str, f64)] = &[
     ("eu-central-1", 1.15),
     ("eu-west-1", 1.10),
@@ -93,8 +115,8 @@ const VM_SIZES: &[(&str, &str, f64)] = &[
     ("m6i.xlarge", "m6i.xlarge", 140.16),
     ("m7i.large", "m7i.large", 73.58),
     ("m7i.xlarge", "m7i.xlarge", 147.17),
-    ("c7i.large", "c7i.large", 65.19),
-    ("c7i.xlarge", "c7i.xlarge", 130.38),
+    ("c7i.large", "c7i.large", 65.15),
+    ("c7i.xlarge", "c7i.xlarge", 130.31),
     ("r7i.large", "r7i.large", 96.58),
 ];
 

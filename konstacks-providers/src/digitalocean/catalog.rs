@@ -11,6 +11,19 @@ pub const PROVIDER_NAME: &str = "digitalocean";
 
 /// When the prices below were taken from DigitalOcean's public price list (they were not
 /// re-read from the live pricing page for this release; check before relying on them).
+///
+/// Price check of 2026-11-26 (facts only), which left this date as it is because most figures
+/// could not be confirmed by two sources:
+/// - Droplets: every listed figure ($4, $6, $12, $18, $24, $48, $96) matches a public table of
+///   DigitalOcean's 2022 Basic Droplet price change, and the $4 entry price matches a
+///   transcript of DigitalOcean's pricing page read on 2026-09-20; no later change was found,
+///   but only the $4 figure is confirmed for 2026.
+/// - Managed databases (Postgres / MySQL, one node): db-s-1vcpu-1gb at $15 is seen in a 2021
+///   comparison table only; $30, $60, $120 and $240 are unconfirmed.
+/// - Regions: the slugs and cities of nyc1, nyc3, sfo2, ams3, fra1, lon1, tor1, blr1 and sgp1
+///   match DigitalOcean's region list as republished; syd1, sfo3 and atl1 were not seen in a
+///   source. The API spec also lists `ric1`, but no published list giving its location was
+///   found, so it is not added.
 pub const PRICED_ON: &str = "2025-01-01";
 
 /// Synthetic zones per region. DigitalOcean has no availability zones: every zone name maps to
