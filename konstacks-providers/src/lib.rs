@@ -17,5 +17,7 @@ pub mod gcp;
 mod poll;
 #[cfg(feature = "s3-state")]
 pub mod s3_state;
+#[cfg(any(feature = "aws", feature = "gcp"))]
+mod tables;
 #[cfg(any(feature = "digitalocean", feature = "gcp"))]
 pub mod userdata;

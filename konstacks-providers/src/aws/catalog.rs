@@ -25,7 +25,7 @@
 //! eu-central-1 (t3.small at $0.024/h, from a 2021 blog) was seen, the rest are unconfirmed.
 
 use konstacks_core::model::{Engine, Jurisdiction};
-use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
+use konstacks_core::provider::{Catalog, Pricing};
 
 /// Name stacks use to select this provider.
 pub const PROVIDER_NAME: &str = "aws";
@@ -140,26 +140,19 @@ const IMAGES: &[(&str, &str)] = &[("ubuntu-lts", "ubuntu-24.04-amd64"), ("debian
 /// The static catalogue, with `home` (the provider's region) first among the regions of its
 /// jurisdiction so that a placement "within" that jurisdiction resolves to it.
 pub fn catalog(home: &str) -> Catalog {
-    let mut regions: Vec<RegionInfo> = REGIONS.iter().map(|(n, l, c, j)| RegionInfo::new(n, l, c, *j)).collect();
-    if let Some(pos) = regions.iter().position(|r| r.name == home) {
-        let r = regions.remove(pos);
-        regions.insert(0, r);
-    }
-    let offers = |list: &[(&str, &str, f64)]| list.iter().map(|(s, n, p)| Offer::new(s, n, Some(*p))).collect();
-    let versions = |list: &[&str]| list.iter().map(|v| v.to_string()).collect();
-    Catalog {
-        provider: PROVIDER_NAME.to_string(),
-        regions,
-        vm_sizes: offers(VM_SIZES),
-        db_sizes: offers(DB_SIZES),
-        images: IMAGES.iter().map(|(s, n)| Offer::new(s, n, None)).collect(),
-        engines: vec![
-            EngineOffer { engine: Engine::Postgres, versions: versions(&["13", "14", "15", "16", "17"]) },
-            EngineOffer { engine: Engine::Mysql, versions: versions(&["8.0", "8.4"]) },
-        ],
+    let tables = crate::tables::Tables {
+        provider: PROVIDER_NAME,
+        regions: REGIONS,
+        vm_sizes: VM_SIZES,
+        db_sizes: DB_SIZES,
+        images: IMAGES,
+        engines: &[(Engine::Postgres, &["13", "14", "15", "16", "17"]), (Engine::Mysql, &["8.0", "8.4"])],
         max_name_len: MAX_NAME_LEN,
         min_zones: MIN_ZONES,
-        pricing: Pricing {
+    };
+    tables.catalog(
+        home,
+        Pricing {
             priced_on: PRICED_ON.to_string(),
             // RDS gp3 storage, backup storage beyond the free allowance, a public IPv4 address.
             db_storage_gb_month: Some(0.115),
@@ -167,7 +160,7 @@ pub fn catalog(home: &str) -> Catalog {
             public_ipv4_month: Some(3.65),
             region_multipliers: REGION_MULTIPLIERS.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
         },
-    }
+    )
 }
 
 /// The RDS engine name.

@@ -14,7 +14,7 @@
 //!   vCPU-hour and $0.007 per GiB-hour, as re-published in May 2026).
 
 use konstacks_core::model::{Engine, Jurisdiction};
-use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
+use konstacks_core::provider::{Catalog, Pricing};
 
 /// Name stacks use to select this provider.
 pub const PROVIDER_NAME: &str = "gcp";
@@ -235,26 +235,19 @@ const MYSQL_VERSIONS: &[&str] = &["8.0", "8.4"];
 /// The static catalogue, with `home` (the provider's region) first among the regions of its
 /// jurisdiction so that a placement "within" that jurisdiction resolves to it.
 pub fn catalog(home: &str) -> Catalog {
-    let mut regions: Vec<RegionInfo> = REGIONS.iter().map(|(n, l, c, j)| RegionInfo::new(n, l, c, *j)).collect();
-    if let Some(pos) = regions.iter().position(|r| r.name == home) {
-        let r = regions.remove(pos);
-        regions.insert(0, r);
-    }
-    let offers = |list: &[(&str, &str, f64)]| list.iter().map(|(s, n, p)| Offer::new(s, n, Some(*p))).collect();
-    let versions = |list: &[&str]| list.iter().map(|v| v.to_string()).collect();
-    Catalog {
-        provider: PROVIDER_NAME.to_string(),
-        regions,
-        vm_sizes: offers(VM_SIZES),
-        db_sizes: offers(DB_SIZES),
-        images: IMAGES.iter().map(|(s, n)| Offer::new(s, n, None)).collect(),
-        engines: vec![
-            EngineOffer { engine: Engine::Postgres, versions: versions(POSTGRES_VERSIONS) },
-            EngineOffer { engine: Engine::Mysql, versions: versions(MYSQL_VERSIONS) },
-        ],
+    let tables = crate::tables::Tables {
+        provider: PROVIDER_NAME,
+        regions: REGIONS,
+        vm_sizes: VM_SIZES,
+        db_sizes: DB_SIZES,
+        images: IMAGES,
+        engines: &[(Engine::Postgres, POSTGRES_VERSIONS), (Engine::Mysql, MYSQL_VERSIONS)],
         max_name_len: MAX_NAME_LEN,
         min_zones: MIN_ZONES,
-        pricing: Pricing {
+    };
+    tables.catalog(
+        home,
+        Pricing {
             priced_on: PRICED_ON.to_string(),
             // Cloud SQL SSD storage, Cloud SQL backup storage, an in-use external IPv4 address on
             // a standard VM ($0.005 an hour).
@@ -263,7 +256,7 @@ pub fn catalog(home: &str) -> Catalog {
             public_ipv4_month: Some(3.65),
             region_multipliers: REGION_MULTIPLIERS.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
         },
-    }
+    )
 }
 
 /// The zones of a listed region, in Google's order (zone index 0 is the first); `None` for a
