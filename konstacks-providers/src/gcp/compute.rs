@@ -111,17 +111,6 @@ impl Gcp {
         }
         Err(invalid(format!("image `{image}` is neither in the GCP catalogue nor an image path `projects/...`")))
     }
-
-    /// Run one instance method that answers an operation, and wait for it.
-    async fn instance_op(
-        &self,
-        cx: &OpContext,
-        what: &str,
-        sent: Result<google_cloud_compute_v1::model::Operation, google_cloud_gax::error::Error>,
-    ) -> ProviderResult<()> {
-        let op = sent.map_err(|e| error::api(what, e))?;
-        self.wait_op(cx, what, op).await.map(|_| ())
-    }
 }
 
 #[async_trait::async_trait]
@@ -266,7 +255,7 @@ impl Compute for Gcp {
                 .set_body(tags)
                 .send()
                 .await;
-            self.instance_op(cx, &what, sent).await?;
+            self.run_op(cx, &what, sent).await?;
         }
 
         let payload = Payload { tags: spec.tags.clone(), ..labels::from_labels(&current.labels) };
@@ -286,14 +275,14 @@ impl Compute for Gcp {
                 .set_body(body)
                 .send()
                 .await;
-            self.instance_op(cx, &what, sent).await?;
+            self.run_op(cx, &what, sent).await?;
         }
 
         let machine = self.machine_type(&spec.size)?;
         let current_machine = current.machine_type.as_deref().map(last_segment).unwrap_or_default();
         if current_machine != machine {
             let stop = self.instances.stop().set_project(&self.project).set_zone(zone).set_instance(name).send().await;
-            self.instance_op(cx, &format!("stopping instance `{name}` to resize it"), stop).await?;
+            self.run_op(cx, &format!("stopping instance `{name}` to resize it"), stop).await?;
             self.wait_status(cx, id, InstanceStatus::Terminated).await?;
             let mut body = InstancesSetMachineTypeRequest::default();
             body.machine_type = Some(format!("zones/{zone}/machineTypes/{machine}"));
@@ -306,12 +295,11 @@ impl Compute for Gcp {
                 .set_body(body)
                 .send()
                 .await;
-            let resized =
-                self.instance_op(cx, &format!("setting machine type `{machine}` on instance `{name}`"), set).await;
+            let resized = self.run_op(cx, &format!("setting machine type `{machine}` on instance `{name}`"), set).await;
             // Start it again whether or not the resize worked: a failed resize must not leave it off.
             let start =
                 self.instances.start().set_project(&self.project).set_zone(zone).set_instance(name).send().await;
-            self.instance_op(cx, &format!("starting instance `{name}` after the resize"), start).await?;
+            self.run_op(cx, &format!("starting instance `{name}` after the resize"), start).await?;
             resized?;
         }
         let running = self.wait_status(cx, id, InstanceStatus::Running).await?;
@@ -322,12 +310,8 @@ impl Compute for Gcp {
         let Some((zone, name)) = instance_parts(id) else {
             return Ok(());
         };
-        let what = format!("deleting instance `{name}`");
-        match self.instances.delete().set_project(&self.project).set_zone(zone).set_instance(name).send().await {
-            Ok(op) => self.wait_op(cx, &what, op).await.map(|_| ()),
-            Err(e) if e.http_status_code() == Some(404) => Ok(()),
-            Err(e) => Err(error::api(what, e)),
-        }
+        let sent = self.instances.delete().set_project(&self.project).set_zone(zone).set_instance(name).send().await;
+        self.run_delete(cx, &format!("deleting instance `{name}`"), sent).await
     }
 }
 

@@ -50,6 +50,7 @@ use google_cloud_compute_v1::client::{
 };
 use google_cloud_compute_v1::model::operation::Status as OpStatus;
 use google_cloud_compute_v1::model::Operation;
+use google_cloud_gax::error::Error as GaxError;
 use google_cloud_sql_v1::client::{SqlInstancesService, SqlOperationsService, SqlUsersService};
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
@@ -438,7 +439,7 @@ impl Gcp {
     async fn insert<F, Fut>(&self, cx: &OpContext, what: &str, parts: &[&str], send: F) -> ProviderResult<Operation>
     where
         F: FnOnce(String) -> Fut,
-        Fut: std::future::Future<Output = Result<Operation, google_cloud_gax::error::Error>>,
+        Fut: std::future::Future<Output = Result<Operation, GaxError>>,
     {
         let (key, id) = self.request_id(parts);
         let op = send(id).await.map_err(|e| error::api(what, e))?;
@@ -447,6 +448,20 @@ impl Gcp {
             *self.burnt.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(0) += 1;
         }
         done
+    }
+
+    /// Wait for the operation a Compute Engine call answered (`sent`), naming `what` in errors.
+    async fn run_op(&self, cx: &OpContext, what: &str, sent: Result<Operation, GaxError>) -> ProviderResult<()> {
+        let op = sent.map_err(|e| error::api(what, e))?;
+        self.wait_op(cx, what, op).await.map(|_| ())
+    }
+
+    /// Like [`Gcp::run_op`] for a delete: a resource that is already gone is deleted.
+    async fn run_delete(&self, cx: &OpContext, what: &str, sent: Result<Operation, GaxError>) -> ProviderResult<()> {
+        match sent {
+            Err(e) if e.http_status_code() == Some(404) => Ok(()),
+            sent => self.run_op(cx, what, sent).await,
+        }
     }
 
     /// Poll a Compute Engine operation (zonal, regional or global) until it is `DONE`, and turn

@@ -388,16 +388,9 @@ impl Gcp {
             let mut patch = Firewall::default();
             patch.description = Some(description);
             let what = format!("updating the tag record of `{name}`");
-            let op = self
-                .firewalls
-                .patch()
-                .set_project(&self.project)
-                .set_firewall(&rule_name)
-                .set_body(patch)
-                .send()
-                .await
-                .map_err(|e| error::api(&what, e))?;
-            self.wait_op(cx, &what, op).await?;
+            let sent =
+                self.firewalls.patch().set_project(&self.project).set_firewall(&rule_name).set_body(patch).send().await;
+            self.run_op(cx, &what, sent).await?;
             return Ok(());
         }
         let mut f = Firewall::default();
@@ -432,12 +425,8 @@ impl Gcp {
     }
 
     async fn delete_rule(&self, cx: &OpContext, name: &str) -> ProviderResult<()> {
-        let what = format!("deleting firewall rule `{name}`");
-        match self.firewalls.delete().set_project(&self.project).set_firewall(name).send().await {
-            Ok(op) => self.wait_op(cx, &what, op).await.map(|_| ()),
-            Err(e) if e.http_status_code() == Some(404) => Ok(()),
-            Err(e) => Err(error::api(what, e)),
-        }
+        let sent = self.firewalls.delete().set_project(&self.project).set_firewall(name).send().await;
+        self.run_delete(cx, &format!("deleting firewall rule `{name}`"), sent).await
     }
 
     /// The firewalls named by `ids`, which must exist (for VMs that attach them).
@@ -519,12 +508,8 @@ impl NetworkTrait for Gcp {
     async fn delete_vpc(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let name = network_name(id);
         self.delete_rule(cx, &format!("{name}{TAGS_SUFFIX}")).await?;
-        let what = format!("deleting network `{name}`");
-        match self.networks.delete().set_project(&self.project).set_network(name).send().await {
-            Ok(op) => self.wait_op(cx, &what, op).await.map(|_| ()),
-            Err(e) if e.http_status_code() == Some(404) => Ok(()),
-            Err(e) => Err(error::api(what, e)),
-        }
+        let sent = self.networks.delete().set_project(&self.project).set_network(name).send().await;
+        self.run_delete(cx, &format!("deleting network `{name}`"), sent).await
     }
 
     async fn create_subnet(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
@@ -607,7 +592,7 @@ impl NetworkTrait for Gcp {
         let what = format!("setting Private Google Access of subnetwork `{name}`");
         let mut body = SubnetworksSetPrivateIpGoogleAccessRequest::default();
         body.private_ip_google_access = Some(!spec.public);
-        let op = self
+        let sent = self
             .subnetworks
             .set_private_ip_google_access()
             .set_project(&self.project)
@@ -615,9 +600,8 @@ impl NetworkTrait for Gcp {
             .set_subnetwork(name)
             .set_body(body)
             .send()
-            .await
-            .map_err(|e| error::api(&what, e))?;
-        self.wait_op(cx, &what, op).await?;
+            .await;
+        self.run_op(cx, &what, sent).await?;
         let updated = self.get_subnet(id).await?;
         let records = self.tag_records(std::slice::from_ref(&sname)).await?;
         self.subnet_observed(cx, &updated, &records).await
@@ -628,13 +612,9 @@ impl NetworkTrait for Gcp {
             return Ok(());
         };
         self.delete_rule(cx, &format!("{name}{TAGS_SUFFIX}")).await?;
-        let what = format!("deleting subnetwork `{name}`");
-        match self.subnetworks.delete().set_project(&self.project).set_region(region).set_subnetwork(name).send().await
-        {
-            Ok(op) => self.wait_op(cx, &what, op).await.map(|_| ()),
-            Err(e) if e.http_status_code() == Some(404) => Ok(()),
-            Err(e) => Err(error::api(what, e)),
-        }
+        let sent =
+            self.subnetworks.delete().set_project(&self.project).set_region(region).set_subnetwork(name).send().await;
+        self.run_delete(cx, &format!("deleting subnetwork `{name}`"), sent).await
     }
 
     async fn create_firewall(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
@@ -683,32 +663,30 @@ impl NetworkTrait for Gcp {
                 Some(want) if !same_rule(rule, &want) => {
                     // Changed out of band (drift): put the whole rule back.
                     let what = format!("restoring firewall rule `{name}`");
-                    let op = self
+                    let sent = self
                         .firewalls
                         .update()
                         .set_project(&self.project)
                         .set_firewall(&name)
                         .set_body(want)
                         .send()
-                        .await
-                        .map_err(|e| error::api(&what, e))?;
-                    self.wait_op(cx, &what, op).await?;
+                        .await;
+                    self.run_op(cx, &what, sent).await?;
                 }
                 Some(_) if rule.description.as_deref() != Some(description.as_str()) => {
                     // Same rule, new tags: patch its description only.
                     let mut patch = Firewall::default();
                     patch.description = Some(description.clone());
                     let what = format!("updating the tags of firewall rule `{name}`");
-                    let op = self
+                    let sent = self
                         .firewalls
                         .patch()
                         .set_project(&self.project)
                         .set_firewall(&name)
                         .set_body(patch)
                         .send()
-                        .await
-                        .map_err(|e| error::api(&what, e))?;
-                    self.wait_op(cx, &what, op).await?;
+                        .await;
+                    self.run_op(cx, &what, sent).await?;
                 }
                 Some(_) => {}
             }
