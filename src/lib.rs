@@ -42,16 +42,15 @@ pub use konstacks_templates as templates;
 pub mod cli;
 
 /// Everything a program that defines stacks needs.
-///
-/// `Engine` here is the database engine of the DSL ([`Database`](crate::core::model::Database)
-/// is Postgres, MySQL or Redis); the plan/apply engine is [`engine::Engine`](crate::core::engine::Engine).
 pub mod prelude {
     pub use konstacks_core::engine::{self, ApplyOptions, ApplyReport, DriftReport, FailurePolicy, PlanOptions};
     pub use konstacks_core::error::Error;
     pub use konstacks_core::graph::{to_dot, to_mermaid};
+    pub use konstacks_core::engine::Engine;
     pub use konstacks_core::model::{
-        Database, DbSize, Egress, Engine, EnvValue, Firewall, Image, Ingress, Jurisdiction, Kind, Output, Peer,
-        Placement, Protocol, Ref, Resource, Rule, Scope, Stack, Stage, Subnet, Vm, VmSize, Vpc, SIMULATED,
+        cache, database, firewall, subnet, vm, vpc, Cache, CacheEngine, CacheSize, Database, DbEngine, DbSize, Egress,
+        EnvValue, FirewallRule, Firewall, Image, Ingress, Jurisdiction, Kind, Output, Peer, Placement, Protocol, Ref,
+        ResourceKind, Scope, Stack, Stage, Subnet, Vm, VmSize, Vpc, SIMULATED,
     };
     pub use konstacks_core::plan::Plan;
     pub use konstacks_core::provider::Provider;

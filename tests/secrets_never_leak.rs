@@ -22,7 +22,7 @@ use konstacks::core::clock::OpContext;
 use konstacks::core::engine::{ApplyOptions, Engine, PlanOptions};
 use konstacks::core::error::Error;
 use konstacks::core::model::{self, *};
-use konstacks::core::provider::{Compute, Database as DatabaseApi, ProviderResult};
+use konstacks::core::provider::{Api, KindApis, ProviderResult};
 use konstacks::core::secret::{Sealer, Secret};
 use konstacks::core::sim::{SimCloud, SimConfig, SimResource};
 use konstacks::core::spec::{DatabaseObserved, DatabaseSpec, Selector, VmObserved, VmSpec};
@@ -69,8 +69,8 @@ impl Recording {
 
 // The provider traits are `#[async_trait]`; this crate does not depend on `async-trait`, so the
 // methods are written in the form the macro expands to.
-impl DatabaseApi for Recording {
-    fn create_database<'a, 'b, 'c, 'at>(
+impl Api<model::Database> for Recording {
+    fn create<'a, 'b, 'c, 'at>(
         &'a self,
         cx: &'b OpContext,
         spec: &'c DatabaseSpec,
@@ -82,10 +82,10 @@ impl DatabaseApi for Recording {
         Self: 'at,
     {
         self.db(spec);
-        Box::pin(async move { self.sim.create_database(cx, spec).await })
+        Box::pin(async move { self.sim.api::<model::Database>().create(cx, spec).await })
     }
 
-    fn read_databases<'a, 'b, 'c, 'at>(
+    fn read_many<'a, 'b, 'c, 'at>(
         &'a self,
         cx: &'b OpContext,
         sel: &'c Selector,
@@ -96,10 +96,10 @@ impl DatabaseApi for Recording {
         'c: 'at,
         Self: 'at,
     {
-        Box::pin(async move { self.sim.read_databases(cx, sel).await })
+        Box::pin(async move { self.sim.api::<model::Database>().read_many(cx, sel).await })
     }
 
-    fn update_database<'a, 'b, 'c, 'd, 'at>(
+    fn update<'a, 'b, 'c, 'd, 'at>(
         &'a self,
         cx: &'b OpContext,
         id: &'c str,
@@ -113,22 +113,22 @@ impl DatabaseApi for Recording {
         Self: 'at,
     {
         self.db(spec);
-        Box::pin(async move { self.sim.update_database(cx, id, spec).await })
+        Box::pin(async move { self.sim.api::<model::Database>().update(cx, id, spec).await })
     }
 
-    fn delete_database<'a, 'b, 'c, 'at>(&'a self, cx: &'b OpContext, id: &'c str) -> BoxFut<'at, ProviderResult<()>>
+    fn delete<'a, 'b, 'c, 'at>(&'a self, cx: &'b OpContext, id: &'c str) -> BoxFut<'at, ProviderResult<()>>
     where
         'a: 'at,
         'b: 'at,
         'c: 'at,
         Self: 'at,
     {
-        Box::pin(async move { self.sim.delete_database(cx, id).await })
+        Box::pin(async move { self.sim.api::<model::Database>().delete(cx, id).await })
     }
 }
 
-impl Compute for Recording {
-    fn create_vm<'a, 'b, 'c, 'at>(
+impl Api<Vm> for Recording {
+    fn create<'a, 'b, 'c, 'at>(
         &'a self,
         cx: &'b OpContext,
         spec: &'c VmSpec,
@@ -140,10 +140,10 @@ impl Compute for Recording {
         Self: 'at,
     {
         self.vm(spec);
-        Box::pin(async move { self.sim.create_vm(cx, spec).await })
+        Box::pin(async move { self.sim.api::<Vm>().create(cx, spec).await })
     }
 
-    fn read_vms<'a, 'b, 'c, 'at>(
+    fn read_many<'a, 'b, 'c, 'at>(
         &'a self,
         cx: &'b OpContext,
         sel: &'c Selector,
@@ -154,10 +154,10 @@ impl Compute for Recording {
         'c: 'at,
         Self: 'at,
     {
-        Box::pin(async move { self.sim.read_vms(cx, sel).await })
+        Box::pin(async move { self.sim.api::<Vm>().read_many(cx, sel).await })
     }
 
-    fn update_vm<'a, 'b, 'c, 'd, 'at>(
+    fn update<'a, 'b, 'c, 'd, 'at>(
         &'a self,
         cx: &'b OpContext,
         id: &'c str,
@@ -171,17 +171,17 @@ impl Compute for Recording {
         Self: 'at,
     {
         self.vm(spec);
-        Box::pin(async move { self.sim.update_vm(cx, id, spec).await })
+        Box::pin(async move { self.sim.api::<Vm>().update(cx, id, spec).await })
     }
 
-    fn delete_vm<'a, 'b, 'c, 'at>(&'a self, cx: &'b OpContext, id: &'c str) -> BoxFut<'at, ProviderResult<()>>
+    fn delete<'a, 'b, 'c, 'at>(&'a self, cx: &'b OpContext, id: &'c str) -> BoxFut<'at, ProviderResult<()>>
     where
         'a: 'at,
         'b: 'at,
         'c: 'at,
         Self: 'at,
     {
-        Box::pin(async move { self.sim.delete_vm(cx, id).await })
+        Box::pin(async move { self.sim.api::<Vm>().delete(cx, id).await })
     }
 }
 
@@ -296,9 +296,7 @@ async fn lifecycle(sealer: Option<Sealer>) -> (String, Vec<String>) {
     let sim = Arc::new(SimCloud::new(SimConfig::default()));
     let seen = Arc::new(Mutex::new(Seen::default()));
     let rec = Arc::new(Recording { sim: sim.clone(), seen: seen.clone() });
-    let mut provider = sim.provider();
-    provider.database = rec.clone();
-    provider.compute = rec;
+    let provider = sim.provider().with_kind::<model::Database>(rec.clone()).with_kind::<Vm>(rec);
     let sealed = sealer.is_some();
     let engine =
         Engine::new(Arc::new(LocalBackend::new(dir.path()))).with_provider(provider.clone()).with_sealer(sealer);
@@ -330,10 +328,12 @@ async fn lifecycle(sealer: Option<Sealer>) -> (String, Vec<String>) {
 
     // Drift: someone shortens the backups and resizes the VM in the console.
     for r in sim.resources_of_stack("sec") {
-        sim.tamper(r.id(), |r| match r {
-            SimResource::Database(d) => d.backup_retention_days = 1,
-            SimResource::Vm(v) => v.size = "xlarge".into(),
-            _ => {}
+        sim.tamper(r.id(), |r: &mut SimResource| {
+            if let Some(d) = r.get_mut::<model::Database>() {
+                d.backup_retention_days = 1;
+            } else if let Some(v) = r.get_mut::<Vm>() {
+                v.size = "xlarge".into();
+            }
         });
     }
     let drift = engine.drift("sec").await.unwrap();
@@ -350,7 +350,7 @@ async fn lifecycle(sealer: Option<Sealer>) -> (String, Vec<String>) {
     // Drift again, accepted into state this time.
     for r in sim.resources_of_stack("sec") {
         sim.tamper(r.id(), |r| {
-            if let SimResource::Database(d) = r {
+            if let Some(d) = r.get_mut::<model::Database>() {
                 d.backup_retention_days = 3;
             }
         });

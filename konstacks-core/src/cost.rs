@@ -26,60 +26,15 @@ use std::fmt::{self, Write as _};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{Kind, Stage};
+use crate::kind::catalog::Catalog;
+pub use crate::kind::price::CostLine;
+use crate::kind::price::{cents, usd, PriceCx, UNKNOWN};
+use crate::kind::{common, Kind, TAG_NAME, TAG_PATH, TAG_STACK};
+pub use crate::model::placement::Budget;
+use crate::model::placement::Stage;
 use crate::plan::{Action, Plan};
-use crate::provider::Catalog;
-use crate::spec::{TAG_NAME, TAG_PATH, TAG_STACK};
 use crate::state::{ResourceState, StackState};
-use crate::validate::{Expr, SynthResource, Synthesized};
-
-/// Marker for a priced field whose value is known only after apply.
-const UNKNOWN: &str = "(known after apply)";
-
-/// Round to the cent.
-fn cents(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}
-
-/// `12.5` -> `12.50`.
-fn usd(x: f64) -> String {
-    format!("{:.2}", cents(x))
-}
-
-/// A cap on a stack's estimated monthly cost, declared with [`crate::model::Stack::budget`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Budget {
-    /// The most the stack may cost per month, in USD.
-    pub monthly_usd: f64,
-}
-
-impl Budget {
-    /// A cap of `monthly_usd` per month.
-    pub fn new(monthly_usd: f64) -> Self {
-        Self { monthly_usd }
-    }
-}
-
-/// One line of a resource's cost breakdown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CostLine {
-    /// What is charged: `size`, `public_ipv4`, `storage`, `backups` or `none`.
-    pub item: String,
-    /// How the amount was computed, for humans.
-    pub detail: String,
-    /// Monthly USD, rounded to the cent; `None` when the catalogue has no price for it.
-    pub monthly_usd: Option<f64>,
-}
-
-impl CostLine {
-    fn priced(item: &str, detail: String, amount: f64) -> Self {
-        Self { item: item.into(), detail, monthly_usd: Some(cents(amount)) }
-    }
-
-    fn unpriced(item: &str, detail: String) -> Self {
-        Self { item: item.into(), detail, monthly_usd: None }
-    }
-}
+use crate::synth::{Expr, SynthResource, Synthesized};
 
 /// The estimated monthly cost of one resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,7 +172,7 @@ impl CostReport {
         let w_path = self.resources.iter().map(|r| r.path.len()).max().unwrap_or(0).max("RESOURCE".len());
         let w_size =
             self.resources.iter().map(|r| r.size.as_deref().unwrap_or("-").len()).max().unwrap_or(0).max("SIZE".len());
-        let details = self.resources.iter().filter(|r| is_billed(r.kind)).flat_map(|r| &r.lines);
+        let details = self.resources.iter().filter(|r| r.kind.is_billed()).flat_map(|r| &r.lines);
         // Left part of every row: the resource columns, or an indented breakdown line.
         let w_left =
             (w_path + 2 + 8 + 2 + w_size).max(details.map(|l| l.detail.chars().count() + 4).max().unwrap_or(0));
@@ -234,7 +189,7 @@ impl CostReport {
                 format!("{:<w_path$}  {:<8}  {size:<w_size$}", r.path, r.kind.as_str()),
                 amount(r.monthly_usd),
             );
-            if is_billed(r.kind) {
+            if r.kind.is_billed() {
                 for l in &r.lines {
                     row(&mut out, format!("    {}", l.detail), amount(l.monthly_usd));
                 }
@@ -268,28 +223,11 @@ impl CostReport {
     }
 }
 
-/// Whether the providers bill this kind by itself (VPCs, subnets and firewalls are free).
-fn is_billed(kind: Kind) -> bool {
-    matches!(kind, Kind::Vm | Kind::Database)
-}
-
 /// Prices resources from the providers' catalogues.
 #[derive(Debug, Clone)]
 pub struct CostModel<'a> {
     catalogs: Vec<&'a Catalog>,
 }
-
-/// The fields pricing reads; only these are converted from a synthesized resource.
-const PRICED_FIELDS: [&str; 8] = [
-    "size",
-    "assign_public_ip",
-    "region",
-    "engine",
-    "storage_gb",
-    "backup_retention_days",
-    "high_availability",
-    "tags",
-];
 
 /// The value of an expression known before apply, or `None`.
 fn literal(e: &Expr) -> Option<Value> {
@@ -306,8 +244,8 @@ fn literal(e: &Expr) -> Option<Value> {
     }
 }
 
-fn user_tags(inputs: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
-    let Some(Value::Object(tags)) = inputs.get("tags") else {
+fn user_tags(tags: &Value) -> BTreeMap<String, String> {
+    let Value::Object(tags) = tags else {
         return BTreeMap::new();
     };
     tags.iter()
@@ -328,16 +266,9 @@ impl<'a> CostModel<'a> {
 
     /// Price a synthesized resource from its desired fields.
     pub fn price_resource(&self, r: &SynthResource) -> ResourceCost {
-        let mut inputs = BTreeMap::new();
-        for f in PRICED_FIELDS {
-            if let Some(v) = r.fields.get(f).and_then(literal) {
-                inputs.insert(f.to_string(), v);
-            } else if r.fields.contains_key(f) && f != "tags" {
-                // Known only after apply: keep a marker so pricing says so.
-                inputs.insert(f.to_string(), Value::String(UNKNOWN.into()));
-            }
-        }
-        self.price_inputs(&r.path, r.kind, &r.provider, &inputs)
+        // A field known only after apply reads as the UNKNOWN marker, so pricing says so.
+        let lookup = |f: &str| r.fields.get(f).map(|e| literal(e).unwrap_or_else(|| Value::String(UNKNOWN.into())));
+        self.price(&r.path, r.kind, &r.provider, &lookup)
     }
 
     /// Price a resource from resolved inputs (the field names of the synthesized stack, as
@@ -349,102 +280,39 @@ impl<'a> CostModel<'a> {
         provider: &str,
         inputs: &BTreeMap<String, Value>,
     ) -> ResourceCost {
-        let tags = user_tags(inputs);
-        let size = match kind {
-            Kind::Vm | Kind::Database => inputs.get("size").and_then(Value::as_str).map(str::to_string),
-            _ => None,
+        self.price(path, kind, provider, &|f: &str| inputs.get(f).cloned())
+    }
+
+    fn price(&self, path: &str, kind: Kind, provider: &str, lookup: &dyn Fn(&str) -> Option<Value>) -> ResourceCost {
+        let tags = lookup(common::TAGS).map(|t| user_tags(&t)).unwrap_or_default();
+        let size = if kind.def().fields.contains(&"size") {
+            lookup("size").and_then(|v| v.as_str().map(str::to_string))
+        } else {
+            None
         };
         let mut out = ResourceCost {
             path: path.to_string(),
             kind,
             provider: provider.to_string(),
-            size: size.clone(),
+            size,
             monthly_usd: None,
             unpriced: None,
             lines: Vec::new(),
             tags,
         };
-        if !is_billed(kind) {
-            out.lines.push(CostLine::priced("none", format!("{kind}: no charge"), 0.0));
-            out.monthly_usd = Some(0.0);
-            return out;
-        }
         let Some(cat) = self.catalog(provider) else {
             out.unpriced = Some(format!("no catalogue for provider `{provider}`"));
             return out;
         };
-        let region = inputs.get("region").and_then(Value::as_str).unwrap_or_default();
-        let multiplier = cat.pricing.multiplier(region);
-        let flag = |k: &str| inputs.get(k).and_then(Value::as_bool).unwrap_or(false);
-        let number = |k: &str| inputs.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-
-        // The size.
-        let offer = match size.as_deref() {
-            None => Err("no size".to_string()),
-            Some(UNKNOWN) => Err("the size is known only after apply".to_string()),
-            Some(s) => match kind {
-                Kind::Vm => cat.vm_size(s),
-                _ => cat.db_size(s),
-            }
-            .ok_or_else(|| format!("size `{s}` is not in the catalogue of provider `{provider}`")),
-        };
-        let ha = kind == Kind::Database && flag("high_availability");
-        match offer {
-            Ok(o) => {
-                let what = if kind == Kind::Vm { "VM" } else { "database" };
-                let mut detail = format!("{what} {} ({})", o.slug, o.native);
-                match o.monthly_usd {
-                    Some(p) => {
-                        let _ = write!(detail, " at {}", usd(p));
-                        if multiplier != 1.0 {
-                            let _ = write!(detail, " x {multiplier} region {region}");
-                        }
-                        if ha {
-                            detail.push_str(" x 2 high availability");
-                        }
-                        let amount = p * multiplier * if ha { 2.0 } else { 1.0 };
-                        out.lines.push(CostLine::priced("size", detail, amount));
-                    }
-                    None => {
-                        out.lines.push(CostLine::unpriced("size", format!("{detail}: no list price")));
-                    }
-                }
-            }
-            Err(reason) => out.lines.push(CostLine::unpriced("size", reason)),
+        let cx = PriceCx::new(cat, lookup);
+        out.lines = kind.def().price.map(|price| price(&cx)).unwrap_or_default();
+        if out.lines.is_empty() {
+            out.lines.push(CostLine::priced("none", format!("{kind}: no charge"), 0.0));
+            out.monthly_usd = Some(0.0);
+            return out;
         }
-
-        let p = &cat.pricing;
-        match kind {
-            Kind::Vm => {
-                if flag("assign_public_ip") {
-                    out.lines.push(match p.public_ipv4_month {
-                        Some(ip) => CostLine::priced("public_ipv4", "public IPv4 address".into(), ip),
-                        None => CostLine::unpriced("public_ipv4", "public IPv4 address: no price".into()),
-                    });
-                }
-            }
-            _ => {
-                let engine = inputs.get("engine").and_then(Value::as_str).unwrap_or_default();
-                if engine != "redis" {
-                    let gb = number("storage_gb");
-                    out.lines.push(match p.db_storage_gb_month {
-                        Some(price) => CostLine::priced("storage", format!("storage {gb} GiB x {price}"), gb * price),
-                        None => CostLine::unpriced("storage", format!("storage {gb} GiB: no price")),
-                    });
-                    let days = number("backup_retention_days");
-                    if days > 0.0 {
-                        let what = format!("backups ({days} days), estimated as one copy of {gb} GiB");
-                        out.lines.push(match p.backup_gb_month {
-                            Some(price) => CostLine::priced("backups", format!("{what} x {price}"), gb * price),
-                            None => CostLine::unpriced("backups", format!("{what}: no price")),
-                        });
-                    }
-                }
-            }
-        }
-
-        for (k, v) in inputs {
-            if k != "size" && v.as_str() == Some(UNKNOWN) {
+        for k in cx.unknown_fields() {
+            if k != "size" {
                 out.lines.push(CostLine::unpriced("unknown", format!("`{k}` is known only after apply")));
             }
         }
@@ -461,7 +329,7 @@ impl<'a> CostModel<'a> {
     /// Just the monthly total of a resource as stored in state (`None` when unpriced); cheap for
     /// the kinds that cost nothing, which most of a stack is.
     fn state_usd(&self, path: &str, r: &ResourceState) -> Option<f64> {
-        if is_billed(r.kind) {
+        if r.kind.is_billed() {
             self.price_state(path, r).monthly_usd
         } else {
             Some(0.0)
@@ -518,7 +386,7 @@ impl<'a> CostModel<'a> {
             };
             let after = match c.action {
                 Action::Delete => Some(0.0),
-                _ if !is_billed(c.kind) => Some(0.0),
+                _ if !c.kind.is_billed() => Some(0.0),
                 // Unchanged: the state's inputs are the desired ones, priced once.
                 Action::NoOp if prior.is_some() => before,
                 _ => index
@@ -915,6 +783,8 @@ impl fmt::Display for Bill {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kind::ResourceKind;
+    use crate::kinds::Vm;
 
     #[test]
     fn cents_round_half_away_and_format() {
@@ -931,7 +801,7 @@ mod tests {
         let attr = |a: &str| Expr::Attr { node: 0, path: "other".into(), attr: a.into(), secret: false };
         let r = SynthResource {
             path: "web".into(),
-            kind: Kind::Vm,
+            kind: Vm::KIND,
             provider: "sim".into(),
             deps: vec![0],
             depends_on: vec!["other".into()],

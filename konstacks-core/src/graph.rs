@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use crate::validate::Synthesized;
+use crate::synth::Synthesized;
 
 /// A scope of the stack and what it holds, in stack order.
 #[derive(Debug, Default)]
@@ -154,8 +154,10 @@ pub fn to_mermaid(s: &Synthesized) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::model::{Firewall, Image, Ingress, Jurisdiction, Placement, Stack, Stage, Subnet, Vm, VmSize, Vpc};
+    use crate::kinds::{Firewall, Image, Ingress, Subnet, Vm, VmSize, Vpc};
+    use crate::model::placement::{Jurisdiction, Placement, Stage};
     use crate::sim::SimCloud;
+    use crate::stack::Stack;
 
     fn synth(stack: &Stack) -> Synthesized {
         let catalog = SimCloud::catalog();

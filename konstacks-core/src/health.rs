@@ -7,10 +7,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::clock::OpContext;
-use crate::model::{HealthCheck, HealthGate, Kind};
+use crate::base::clock::OpContext;
+use crate::kind::Kind;
+use crate::kind::Selector;
+use crate::model::gate::{HealthCheck, HealthGate};
 use crate::provider::Provider;
-use crate::spec::Selector;
 
 /// How long one TCP connect or HTTP exchange may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,13 +60,15 @@ fn host(attrs: &BTreeMap<String, Value>) -> Result<String, String> {
 async fn probe_once(
     check: &HealthCheck,
     p: &Provider,
+    kind: Kind,
     cx: &OpContext,
     id: &str,
     attrs: &BTreeMap<String, Value>,
 ) -> Result<(), String> {
     match check {
         HealthCheck::ProviderStatus => {
-            let found = crate::engine::read_many(p, cx, Kind::Vm, &Selector::Ids(vec![id.to_string()]))
+            let found = p
+                .read_many(cx, kind, &Selector::Ids(vec![id.to_string()]))
                 .await
                 .map_err(|e| format!("reading {id}: {e}"))?;
             let status = found
@@ -90,6 +93,7 @@ async fn probe_once(
 pub(crate) async fn wait_healthy(
     gate: &HealthGate,
     p: &Provider,
+    kind: Kind,
     cx: &OpContext,
     id: &str,
     attrs: &BTreeMap<String, Value>,
@@ -97,7 +101,7 @@ pub(crate) async fn wait_healthy(
     let start = cx.clock.now();
     let limit = Duration::from_secs(gate.timeout_secs);
     loop {
-        let err = match probe_once(&gate.check, p, cx, id, attrs).await {
+        let err = match probe_once(&gate.check, p, kind, cx, id, attrs).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };

@@ -18,10 +18,12 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{Kind, Stage};
+use crate::kind::catalog::Catalog;
+use crate::kind::{Field, Kind, ResourceKind};
+use crate::kinds::{cache, database, vm};
+use crate::model::placement::Stage;
 use crate::plan::canonical;
-use crate::provider::Catalog;
-use crate::validate::{Expr, Synthesized};
+use crate::synth::{Expr, Synthesized};
 
 /// The tag every template stamps with the stage; it differs by construction.
 const STAGE_TAG: &str = "konstacks:stage";
@@ -31,6 +33,43 @@ pub const STACK_ROW: &str = "(stack)";
 
 /// Field name of the rows about a resource's presence in each stage.
 pub const PRESENT_FIELD: &str = "(present)";
+
+/// One difference a template allows between stages, named through typed fields:
+/// `Knob::field(vm::field::SIZE)` or `Knob::count("app/web-*")`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Knob {
+    /// A field of a kind may differ.
+    Field {
+        /// The kind.
+        kind: Kind,
+        /// The field's name.
+        field: &'static str,
+    },
+    /// Resources whose path matches this pattern may exist in some stages only.
+    Count(&'static str),
+}
+
+impl Knob {
+    /// A field that may differ.
+    pub const fn field<K: ResourceKind, T>(field: Field<K, T>) -> Self {
+        Knob::Field { kind: K::KIND, field: field.name() }
+    }
+
+    /// A path pattern whose resources may exist in some stages only.
+    pub const fn count(pattern: &'static str) -> Self {
+        Knob::Count(pattern)
+    }
+}
+
+impl std::fmt::Display for Knob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Knob::Field { kind, field } => write!(f, "{kind}.{field}"),
+            Knob::Count(p) => write!(f, "count:{p}"),
+        }
+    }
+}
 
 /// The differences a template allows between stages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,15 +86,18 @@ pub struct KnobSet {
 
 impl Default for KnobSet {
     /// The usual knobs: VM size; database size, storage, high availability, deletion
-    /// protection and backup retention; numbered replicas.
+    /// protection and backup retention; cache size, replicas and failover; numbered replicas.
     fn default() -> Self {
         Self::none()
-            .allow(Kind::Vm, "size")
-            .allow(Kind::Database, "size")
-            .allow(Kind::Database, "storage_gb")
-            .allow(Kind::Database, "high_availability")
-            .allow(Kind::Database, "deletion_protection")
-            .allow(Kind::Database, "backup_retention_days")
+            .allow(vm::field::SIZE)
+            .allow(database::field::SIZE)
+            .allow(database::field::STORAGE_GB)
+            .allow(database::field::HIGH_AVAILABILITY)
+            .allow(database::field::DELETION_PROTECTION)
+            .allow(database::field::BACKUP_RETENTION_DAYS)
+            .allow(cache::field::SIZE)
+            .allow(cache::field::REPLICAS)
+            .allow(cache::field::HIGH_AVAILABILITY)
             .numbered_replicas(true)
     }
 }
@@ -66,9 +108,20 @@ impl KnobSet {
         Self { fields: BTreeMap::new(), counts: Vec::new(), numbered_replicas: false }
     }
 
-    /// Allow `field` of resources of `kind` to differ.
-    pub fn allow(mut self, kind: Kind, field: &str) -> Self {
-        self.fields.entry(kind).or_default().insert(field.to_string());
+    /// Allow a field (`vm::field::SIZE`) to differ between stages.
+    pub fn allow<K: ResourceKind, T>(mut self, field: Field<K, T>) -> Self {
+        self.fields.entry(K::KIND).or_default().insert(field.name().to_string());
+        self
+    }
+
+    /// Allow what a knob allows.
+    pub fn knob(mut self, knob: Knob) -> Self {
+        match knob {
+            Knob::Field { kind, field } => {
+                self.fields.entry(kind).or_default().insert(field.to_string());
+            }
+            Knob::Count(p) => self.counts.push(p.to_string()),
+        }
         self
     }
 
@@ -132,7 +185,7 @@ fn first_replica(path: &str) -> Option<String> {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum ParityVerdict {
     /// A knob the template lets differ.
     Allowed,
     /// Drift between environments: fails the check.
@@ -153,7 +206,7 @@ pub struct ParityRow {
     /// stage has no such resource or field.
     pub values: Vec<Option<Value>>,
     /// Allowed or not.
-    pub verdict: Verdict,
+    pub verdict: ParityVerdict,
     /// Why, and for violations what to do.
     pub reason: String,
 }
@@ -175,12 +228,12 @@ pub struct ParityReport {
 impl ParityReport {
     /// Whether the stages differ only in allowed knobs.
     pub fn is_ok(&self) -> bool {
-        self.rows.iter().all(|r| r.verdict == Verdict::Allowed)
+        self.rows.iter().all(|r| r.verdict == ParityVerdict::Allowed)
     }
 
     /// The differences that fail the check.
     pub fn violations(&self) -> impl Iterator<Item = &ParityRow> {
-        self.rows.iter().filter(|r| r.verdict == Verdict::Violation)
+        self.rows.iter().filter(|r| r.verdict == ParityVerdict::Violation)
     }
 
     /// The row of `path` and `field`.
@@ -234,8 +287,8 @@ impl ParityReport {
         out.push('\n');
         for (r, c) in self.rows.iter().zip(&cells) {
             let mark = match r.verdict {
-                Verdict::Allowed => "ok",
-                Verdict::Violation => "!!",
+                ParityVerdict::Allowed => "ok",
+                ParityVerdict::Violation => "!!",
             };
             let _ = write!(out, "  {mark} {:<w_path$}  {:<w_field$}", r.path, r.field);
             for (v, w) in c.iter().zip(&w_cols) {
@@ -389,7 +442,7 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
                 listing(&labels, &provider)
             ),
             values: provider,
-            verdict: Verdict::Violation,
+            verdict: ParityVerdict::Violation,
         });
     }
     let region: Vec<Option<Value>> = stages.iter().map(|(_, s)| Some(Value::String(s.region.clone()))).collect();
@@ -404,7 +457,7 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
                 listing(&labels, &juris)
             ),
             values: juris,
-            verdict: Verdict::Violation,
+            verdict: ParityVerdict::Violation,
         });
     }
     if !all_equal(&region) {
@@ -414,7 +467,7 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
             field: "region".into(),
             reason: "regions differ within the same jurisdiction".into(),
             values: region,
-            verdict: Verdict::Allowed,
+            verdict: ParityVerdict::Allowed,
         });
     }
 
@@ -431,7 +484,7 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
     let present_everywhere = |path: &str| stages.iter().all(|(_, s)| s.index_of(path).is_some());
 
     for path in &order {
-        let found: Vec<Option<&crate::validate::SynthResource>> =
+        let found: Vec<Option<&crate::synth::SynthResource>> =
             stages.iter().map(|(_, s)| s.index_of(path).and_then(|i| s.resources.get(i))).collect();
         let kind = found.iter().flatten().map(|r| r.kind).next();
         if found.iter().any(Option::is_none) {
@@ -441,7 +494,7 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
                 allowed.numbered_replicas && first_replica(path).is_some_and(|first| present_everywhere(&first));
             let (verdict, reason) = if by_pattern || by_replica {
                 (
-                    Verdict::Allowed,
+                    ParityVerdict::Allowed,
                     if by_pattern { "count allowed by pattern" } else { "numbered replica: count may differ" }
                         .to_string(),
                 )
@@ -449,7 +502,7 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
                 let missing: Vec<&str> =
                     labels.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(s, _)| s.as_str()).collect();
                 (
-                    Verdict::Violation,
+                    ParityVerdict::Violation,
                     format!(
                         "present in some stages only (missing in {}); add it to every stage or allow its count",
                         missing.join(", ")
@@ -458,7 +511,7 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
             };
             rows.push(ParityRow { path: path.to_string(), kind, field: PRESENT_FIELD.into(), values, verdict, reason });
         }
-        let present: Vec<&crate::validate::SynthResource> = found.iter().flatten().copied().collect();
+        let present: Vec<&crate::synth::SynthResource> = found.iter().flatten().copied().collect();
         let kinds: BTreeSet<Kind> = present.iter().map(|r| r.kind).collect();
         if kinds.len() > 1 {
             let values = found.iter().map(|f| f.map(|r| Value::String(r.kind.as_str().into()))).collect();
@@ -467,7 +520,7 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
                 kind,
                 field: "kind".into(),
                 values,
-                verdict: Verdict::Violation,
+                verdict: ParityVerdict::Violation,
                 reason: "a different kind of resource at the same path; use one kind in every stage".into(),
             });
             continue;
@@ -486,10 +539,10 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
                 continue;
             }
             let (verdict, reason) = if allowed.allows_field(kind, name) {
-                (Verdict::Allowed, format!("{kind} knob `{name}` may differ"))
+                (ParityVerdict::Allowed, format!("{kind} knob `{name}` may differ"))
             } else {
                 (
-                    Verdict::Violation,
+                    ParityVerdict::Violation,
                     format!(
                         "`{name}` of a {kind} may not differ between stages ({}); make it the same everywhere, \
                          or declare it a knob",

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::model::{Kind, Stage};
-use crate::secret::{Secret, SecretSource, REDACTED};
+use crate::base::secret::{Secret, SecretSource, REDACTED};
+use crate::kind::Kind;
+use crate::model::placement::Stage;
 use crate::state::{PendingOp, StackState};
-use crate::validate::{Expr, Synthesized};
+use crate::synth::{Expr, Synthesized};
 
 /// Version of the JSON plan format.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -349,6 +350,8 @@ pub(crate) struct Env<'a> {
     pub(crate) prior_name: Option<&'a str>,
     pub(crate) mode: Mode,
     pub(crate) secrets: Option<&'a dyn SecretLookup>,
+    /// The field being resolved: a generated secret is looked up under it.
+    pub(crate) field: &'a str,
 }
 
 /// Marker stored in place of a secret so a changed secret still shows up as a change.
@@ -434,7 +437,7 @@ pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret
             Mode::Plan => Resolved::Known(Value::String(secret_marker(env.stack, env.path, src))),
             Mode::Apply => match src {
                 SecretSource::Provided(s) => Resolved::Known(Value::String(s.expose().clone())),
-                SecretSource::Generated { .. } => match env.secrets.and_then(|s| s.secret(env.path, "password")) {
+                SecretSource::Generated { .. } => match env.secrets.and_then(|s| s.secret(env.path, env.field)) {
                     Some(v) => Resolved::Known(Value::String(v.expose().clone())),
                     None => Resolved::Known(Value::Null),
                 },
@@ -531,6 +534,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             prior_name,
             mode: Mode::Plan,
             secrets: None,
+            field: "",
         };
         let mut desired: BTreeMap<&str, Resolved> = BTreeMap::new();
         for (k, e) in &r.fields {

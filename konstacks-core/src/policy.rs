@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use konstacks_core::model::{Kind, Placement, Jurisdiction, Stack, Stage};
+//! use konstacks_core::model::{Placement, Jurisdiction, Stack, Stage, Vm};
 //! use konstacks_core::policy::{Pack, PolicyContext, PolicySet, Rule, RuleOutcome, Severity, Suppression};
 //! use konstacks_core::sim::SimCloud;
 //!
@@ -22,7 +22,7 @@
 //!     fn severity(&self) -> Severity { Severity::Warning }
 //!     fn title(&self) -> &str { "VMs carry an owner tag" }
 //!     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
-//!         cx.of_kind(Kind::Vm)
+//!         cx.of::<Vm>()
 //!             .map(|vm| match vm.tag("owner") {
 //!                 Some(_) => RuleOutcome::pass(vm),
 //!                 None => RuleOutcome::fail(vm, "the VM has no `owner` tag", "add `stack.tag(\"owner\", \"team\")`"),
@@ -48,10 +48,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cidr::Cidr;
-use crate::model::{Jurisdiction, Kind, Protocol, Stage};
-use crate::provider::{Catalog, RegionInfo};
-use crate::validate::{Expr, SynthResource, Synthesized};
+use crate::base::cidr::Cidr;
+use crate::kind::catalog::{Catalog, RegionInfo};
+use crate::kind::{common, Field, Kind, ResourceKind};
+use crate::kinds::{firewall, subnet, Database, Firewall, Protocol, Subnet};
+use crate::model::placement::{Jurisdiction, Stage};
+use crate::synth::{Expr, SynthResource, Synthesized};
 
 /// Version of the JSON report format ([`PolicyReport`]); bumped on any incompatible change.
 pub const REPORT_VERSION: u32 = 1;
@@ -115,7 +117,7 @@ pub trait Rule: Send + Sync {
 /// Whether a resource passed a rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
-pub enum Verdict {
+pub enum RuleVerdict {
     /// The resource satisfies the rule.
     Pass,
     /// The resource violates the rule.
@@ -139,7 +141,7 @@ pub struct RuleOutcome {
     pub kind: Option<Kind>,
     /// The verdict.
     #[serde(flatten)]
-    pub verdict: Verdict,
+    pub verdict: RuleVerdict,
     /// What was observed (`retention 14 days`, `eu-central (Frankfurt, DE)`), shown in the
     /// evidence report so a pass says why it passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,7 +151,7 @@ pub struct RuleOutcome {
 impl RuleOutcome {
     /// The resource passed.
     pub fn pass(r: ResourceView<'_>) -> Self {
-        Self { path: r.path.clone(), kind: Some(r.kind), verdict: Verdict::Pass, detail: None }
+        Self { path: r.path.clone(), kind: Some(r.kind), verdict: RuleVerdict::Pass, detail: None }
     }
 
     /// The resource failed: `message` says what is wrong, `fix` how to fix it.
@@ -157,14 +159,14 @@ impl RuleOutcome {
         Self {
             path: r.path.clone(),
             kind: Some(r.kind),
-            verdict: Verdict::Fail { message: message.into(), fix: fix.into(), severity: None },
+            verdict: RuleVerdict::Fail { message: message.into(), fix: fix.into(), severity: None },
             detail: None,
         }
     }
 
     /// The stack as a whole passed (for rules about the stack, not a resource).
     pub fn stack_pass() -> Self {
-        Self { path: String::new(), kind: None, verdict: Verdict::Pass, detail: None }
+        Self { path: String::new(), kind: None, verdict: RuleVerdict::Pass, detail: None }
     }
 
     /// The stack as a whole failed.
@@ -172,7 +174,7 @@ impl RuleOutcome {
         Self {
             path: String::new(),
             kind: None,
-            verdict: Verdict::Fail { message: message.into(), fix: fix.into(), severity: None },
+            verdict: RuleVerdict::Fail { message: message.into(), fix: fix.into(), severity: None },
             detail: None,
         }
     }
@@ -180,7 +182,7 @@ impl RuleOutcome {
     /// Report this failure with another severity than the rule's (a rule that is an error in
     /// prod and a warning in dev). No effect on a pass.
     pub fn with_severity(mut self, s: Severity) -> Self {
-        if let Verdict::Fail { severity, .. } = &mut self.verdict {
+        if let RuleVerdict::Fail { severity, .. } = &mut self.verdict {
             *severity = Some(s);
         }
         self
@@ -194,7 +196,7 @@ impl RuleOutcome {
 
     /// Whether the outcome is a pass.
     pub fn is_pass(&self) -> bool {
-        matches!(self.verdict, Verdict::Pass)
+        matches!(self.verdict, RuleVerdict::Pass)
     }
 }
 
@@ -448,8 +450,8 @@ impl PolicySet {
                 let path = full(&o.path);
                 let mut detail = o.detail;
                 let status = match o.verdict {
-                    Verdict::Pass => ResourceStatus::Pass,
-                    Verdict::Fail { message, fix, severity } => {
+                    RuleVerdict::Pass => ResourceStatus::Pass,
+                    RuleVerdict::Fail { message, fix, severity } => {
                         if detail.is_none() {
                             detail = Some(message.clone());
                         }
@@ -611,37 +613,48 @@ impl std::ops::Deref for ResourceView<'_> {
 }
 
 impl<'a> ResourceView<'a> {
-    /// The literal value of a field (`None` when absent or known only after apply).
-    pub fn lit(&self, field: &str) -> Option<&'a Value> {
-        match self.resource.fields.get(field) {
+    /// Whether the resource is of kind `K`.
+    pub fn is<K: ResourceKind>(&self) -> bool {
+        self.resource.kind == K::KIND
+    }
+
+    /// The literal value of a field (`None` when absent, known only after apply, or when the
+    /// resource is of another kind than the field's).
+    pub fn lit<K: ResourceKind, T>(&self, field: Field<K, T>) -> Option<&'a Value> {
+        match self.field(field) {
             Some(Expr::Lit(v)) => Some(v),
             _ => None,
         }
     }
 
-    /// A field as it was synthesized.
-    pub fn field(&self, field: &str) -> Option<&'a Expr> {
-        self.resource.fields.get(field)
+    /// A field as it was synthesized (`None` for a resource of another kind).
+    pub fn field<K: ResourceKind, T>(&self, field: Field<K, T>) -> Option<&'a Expr> {
+        self.is::<K>().then(|| self.resource.fields.get(field.name())).flatten()
+    }
+
+    /// A literal field, typed.
+    pub fn get<K: ResourceKind, T: serde::de::DeserializeOwned>(&self, field: Field<K, T>) -> Option<T> {
+        self.lit(field).and_then(|v| T::deserialize(v).ok())
     }
 
     /// A literal boolean field.
-    pub fn bool(&self, field: &str) -> Option<bool> {
+    pub fn bool<K: ResourceKind>(&self, field: Field<K, bool>) -> Option<bool> {
         self.lit(field).and_then(Value::as_bool)
     }
 
-    /// A literal unsigned integer field.
-    pub fn u64(&self, field: &str) -> Option<u64> {
+    /// A literal count field.
+    pub fn u64<K: ResourceKind>(&self, field: Field<K, u32>) -> Option<u64> {
         self.lit(field).and_then(Value::as_u64)
     }
 
     /// A literal string field.
-    pub fn str(&self, field: &str) -> Option<&'a str> {
+    pub fn str<K: ResourceKind>(&self, field: Field<K, String>) -> Option<&'a str> {
         self.lit(field).and_then(Value::as_str)
     }
 
     /// A literal tag value.
     pub fn tag(&self, key: &str) -> Option<&'a str> {
-        match self.resource.fields.get("tags") {
+        match self.resource.fields.get(common::TAGS) {
             Some(Expr::Map(m)) => match m.get(key) {
                 Some(Expr::Lit(Value::String(s))) => Some(s),
                 _ => None,
@@ -651,20 +664,30 @@ impl<'a> ResourceView<'a> {
     }
 
     /// Indexes of the resources a field refers to (by `Expr::Attr`), in order.
-    pub fn refs_in(&self, field: &str) -> Vec<usize> {
-        fn walk(e: &Expr, out: &mut Vec<usize>) {
-            match e {
-                Expr::Attr { node, .. } => out.push(*node),
-                Expr::List(v) => v.iter().for_each(|e| walk(e, out)),
-                Expr::Map(m) => m.values().for_each(|e| walk(e, out)),
-                _ => {}
-            }
-        }
+    pub fn refs_in<K: ResourceKind, T>(&self, field: Field<K, T>) -> Vec<usize> {
         let mut out = Vec::new();
-        if let Some(e) = self.resource.fields.get(field) {
-            walk(e, &mut out);
+        if let Some(e) = self.field(field) {
+            walk_refs(e, &mut out);
         }
         out
+    }
+
+    /// Indexes of every resource any field refers to, in field order.
+    pub fn refs(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for e in self.resource.fields.values() {
+            walk_refs(e, &mut out);
+        }
+        out
+    }
+}
+
+fn walk_refs(e: &Expr, out: &mut Vec<usize>) {
+    match e {
+        Expr::Attr { node, .. } => out.push(*node),
+        Expr::List(v) => v.iter().for_each(|e| walk_refs(e, out)),
+        Expr::Map(m) => m.values().for_each(|e| walk_refs(e, out)),
+        _ => {}
     }
 }
 
@@ -767,9 +790,16 @@ impl<'a> PolicyContext<'a> {
     /// A context over `stack`, with the configured providers' catalogues.
     pub fn new(stack: &'a Synthesized, catalogs: &'a [&'a Catalog]) -> Self {
         let mut attached: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let is_firewall = |i: usize| stack.resources.get(i).is_some_and(|r| r.kind == Firewall::KIND);
         for (i, r) in stack.resources.iter().enumerate() {
-            let view = ResourceView { index: i, resource: r };
-            for f in view.refs_in("firewall_ids") {
+            if r.kind == Firewall::KIND {
+                // A firewall naming another in a rule is its peer, not attached to it.
+                continue;
+            }
+            let mut fws = ResourceView { index: i, resource: r }.refs();
+            fws.retain(|f| is_firewall(*f));
+            fws.dedup();
+            for f in fws {
                 attached.entry(f).or_default().push(i);
             }
         }
@@ -809,8 +839,18 @@ impl<'a> PolicyContext<'a> {
     /// The region a resource is placed in (its `region` field), from the catalogue of the
     /// resource's provider. `None` when the region is unknown to that catalogue.
     pub fn region_of(&self, r: ResourceView<'_>) -> Option<&'a RegionInfo> {
-        let name = r.str("region").unwrap_or(&self.stack.region);
-        self.catalog(&r.provider)?.region(name)
+        self.catalog(&r.provider)?.region(self.region_name_of(r))
+    }
+
+    /// The name of the region a resource is placed in (its `region` field, else the stack's).
+    pub fn region_name_of<'r>(&self, r: ResourceView<'r>) -> &'r str
+    where
+        'a: 'r,
+    {
+        match r.resource.fields.get(common::REGION) {
+            Some(Expr::Lit(Value::String(s))) => s.as_str(),
+            _ => &self.stack.region,
+        }
     }
 
     /// Full path of a resource (`shop/network/vpc`).
@@ -828,6 +868,11 @@ impl<'a> PolicyContext<'a> {
         self.resources().filter(move |r| r.kind == kind)
     }
 
+    /// Every resource of kind `K`.
+    pub fn of<K: ResourceKind>(&self) -> impl Iterator<Item = ResourceView<'a>> + 'a {
+        self.of_kind(K::KIND)
+    }
+
     /// The resource at an index.
     pub fn resource(&self, index: usize) -> Option<ResourceView<'a>> {
         self.stack.resources.get(index).map(|resource| ResourceView { index, resource })
@@ -836,7 +881,9 @@ impl<'a> PolicyContext<'a> {
     /// The rules of a firewall, ingress first, then egress. Empty for other kinds.
     pub fn firewall_rules(&self, fw: ResourceView<'_>) -> Vec<FirewallRuleView> {
         let mut out = Vec::new();
-        for (field, direction) in [("ingress", Direction::Ingress), ("egress", Direction::Egress)] {
+        for (field, direction) in
+            [(firewall::field::INGRESS, Direction::Ingress), (firewall::field::EGRESS, Direction::Egress)]
+        {
             let Some(Expr::List(rules)) = fw.field(field) else { continue };
             for (position, rule) in rules.iter().enumerate() {
                 out.push(read_rule(rule, direction, position));
@@ -845,9 +892,23 @@ impl<'a> PolicyContext<'a> {
         out
     }
 
-    /// The firewalls attached to a VM or a database.
+    /// The firewalls attached to a resource (a VM, a database, a cache).
     pub fn firewalls_of(&self, r: ResourceView<'_>) -> Vec<ResourceView<'a>> {
-        r.refs_in("firewall_ids").into_iter().filter_map(|i| self.resource(i)).collect()
+        if r.is::<Firewall>() {
+            return Vec::new();
+        }
+        self.refs_of::<Firewall>(r)
+    }
+
+    /// The resources of kind `K` that `r` refers to, each once, in field order.
+    pub fn refs_of<K: ResourceKind>(&self, r: ResourceView<'_>) -> Vec<ResourceView<'a>> {
+        let mut seen = BTreeSet::new();
+        r.refs()
+            .into_iter()
+            .filter(|i| seen.insert(*i))
+            .filter_map(|i| self.resource(i))
+            .filter(|x| x.is::<K>())
+            .collect()
     }
 
     /// The VMs and databases a firewall is attached to.
@@ -855,21 +916,19 @@ impl<'a> PolicyContext<'a> {
         self.attached.get(&fw.index).into_iter().flatten().filter_map(|i| self.resource(*i)).collect()
     }
 
-    /// The subnets of a VM (`subnet_id`) or a database (`subnet_ids`).
+    /// The subnets a resource lives in.
     pub fn subnets_of(&self, r: ResourceView<'_>) -> Vec<ResourceView<'a>> {
-        let mut idx = r.refs_in("subnet_id");
-        idx.extend(r.refs_in("subnet_ids"));
-        idx.into_iter().filter_map(|i| self.resource(i)).filter(|s| s.kind == Kind::Subnet).collect()
+        self.refs_of::<Subnet>(r)
     }
 
     /// Whether a subnet routes to the internet.
     pub fn is_public_subnet(&self, subnet: ResourceView<'_>) -> bool {
-        subnet.kind == Kind::Subnet && subnet.bool("public").unwrap_or(false)
+        subnet.bool(subnet::field::PUBLIC).unwrap_or(false)
     }
 
     /// Whether a firewall is attached to at least one database (the database tier).
     pub fn guards_database(&self, fw: ResourceView<'_>) -> bool {
-        self.attached_to(fw).iter().any(|r| r.kind == Kind::Database)
+        self.attached_to(fw).iter().any(|r| r.is::<Database>())
     }
 }
 

@@ -1,75 +1,19 @@
-//! The provider traits every cloud backend implements, and the catalogue of what a provider
-//! offers (regions with jurisdictions, sizes, images, engine versions) used by validation.
-//!
-//! Providers translate only: resolved spec -> API calls -> observed state. They never walk the
-//! graph, retry on the engine's behalf or decide replace-vs-update.
+//! The provider registry: a provider is a name, its limits, its regions and catalogue, and the
+//! kinds it registers, each with one generic [`Api<K>`]. A provider may offer any subset of the
+//! kinds; the engine reaches a kind's API through [`Provider::api`] and never names a kind.
 
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::clock::OpContext;
-use crate::error::ProviderError;
-use crate::model::{Engine, Jurisdiction};
-use crate::spec::*;
+use serde_json::Value;
 
-/// Result of a provider call.
-pub type ProviderResult<T> = Result<T, ProviderError>;
-
-/// VPCs, subnets and firewalls.
-#[async_trait::async_trait]
-pub trait Network: Send + Sync {
-    /// Create a VPC.
-    async fn create_vpc(&self, cx: &OpContext, spec: &VpcSpec) -> ProviderResult<VpcObserved>;
-    /// Read VPCs in one batched call.
-    async fn read_vpcs(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VpcObserved>>;
-    /// Update the mutable fields of a VPC (tags, name).
-    async fn update_vpc(&self, cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved>;
-    /// Delete a VPC. Deleting one that is gone is not an error.
-    async fn delete_vpc(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
-
-    /// Create a subnet.
-    async fn create_subnet(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved>;
-    /// Read subnets in one batched call.
-    async fn read_subnets(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<SubnetObserved>>;
-    /// Update the mutable fields of a subnet (public routing, tags).
-    async fn update_subnet(&self, cx: &OpContext, id: &str, spec: &SubnetSpec) -> ProviderResult<SubnetObserved>;
-    /// Delete a subnet.
-    async fn delete_subnet(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
-
-    /// Create a firewall with its rules.
-    async fn create_firewall(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved>;
-    /// Read firewalls in one batched call.
-    async fn read_firewalls(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<FirewallObserved>>;
-    /// Bring the rules and tags to `spec`, rule by rule (never by recreating the firewall).
-    async fn update_firewall(&self, cx: &OpContext, id: &str, spec: &FirewallSpec) -> ProviderResult<FirewallObserved>;
-    /// Delete a firewall.
-    async fn delete_firewall(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
-}
-
-/// Virtual machines.
-#[async_trait::async_trait]
-pub trait Compute: Send + Sync {
-    /// Create a VM and wait until it runs.
-    async fn create_vm(&self, cx: &OpContext, spec: &VmSpec) -> ProviderResult<VmObserved>;
-    /// Read VMs in one batched call.
-    async fn read_vms(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VmObserved>>;
-    /// Update the mutable fields (size, firewalls, tags).
-    async fn update_vm(&self, cx: &OpContext, id: &str, spec: &VmSpec) -> ProviderResult<VmObserved>;
-    /// Delete a VM.
-    async fn delete_vm(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
-}
-
-/// Managed databases.
-#[async_trait::async_trait]
-pub trait Database: Send + Sync {
-    /// Create a database and wait until it is available.
-    async fn create_database(&self, cx: &OpContext, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved>;
-    /// Read databases in one batched call.
-    async fn read_databases(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DatabaseObserved>>;
-    /// Modify the mutable fields.
-    async fn update_database(&self, cx: &OpContext, id: &str, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved>;
-    /// Delete a database.
-    async fn delete_database(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
-}
+use crate::base::clock::OpContext;
+use crate::base::error::{ErrorKind, ProviderError};
+use crate::kind::api::Erased;
+pub use crate::kind::api::{Api, Attrs, DynApi, KindApis, ProviderResult};
+pub use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
+use crate::kind::{Kind, ResourceKind, Selector};
 
 /// Regions, zones and the catalogue of offers.
 #[async_trait::async_trait]
@@ -78,131 +22,6 @@ pub trait Region: Send + Sync {
     fn catalog(&self) -> &Catalog;
     /// The zones of a region, in the provider's order (zone index 0 is the first).
     async fn zones(&self, cx: &OpContext, region: &str) -> ProviderResult<Vec<String>>;
-}
-
-/// One region of a provider.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RegionInfo {
-    /// Provider name of the region (`eu-central-1`, `fra1`).
-    pub name: String,
-    /// City or area.
-    pub location: String,
-    /// ISO 3166 country code.
-    pub country: String,
-    /// Legal area the region is in.
-    pub jurisdiction: Jurisdiction,
-}
-
-impl RegionInfo {
-    /// A region entry.
-    pub fn new(name: &str, location: &str, country: &str, jurisdiction: Jurisdiction) -> Self {
-        Self { name: name.into(), location: location.into(), country: country.into(), jurisdiction }
-    }
-}
-
-/// A size or image offered by a provider.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Offer {
-    /// The portable slug (`small`) or, for provider-specific entries, the native name.
-    pub slug: String,
-    /// The provider's own name (`t3.small`, `s-1vcpu-2gb`).
-    pub native: String,
-    /// List price per month in USD, where known.
-    pub monthly_usd: Option<f64>,
-}
-
-impl Offer {
-    /// An offer.
-    pub fn new(slug: &str, native: &str, monthly_usd: Option<f64>) -> Self {
-        Self { slug: slug.into(), native: native.into(), monthly_usd }
-    }
-}
-
-/// The versions offered for an engine.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct EngineOffer {
-    /// Engine.
-    pub engine: Engine,
-    /// Versions, oldest first.
-    pub versions: Vec<String>,
-}
-
-/// What a provider offers; validation checks stacks against it before any cloud call.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Catalog {
-    /// Provider name.
-    pub provider: String,
-    /// Regions, in order of preference within a jurisdiction.
-    pub regions: Vec<RegionInfo>,
-    /// VM sizes.
-    pub vm_sizes: Vec<Offer>,
-    /// Database sizes.
-    pub db_sizes: Vec<Offer>,
-    /// Images.
-    pub images: Vec<Offer>,
-    /// Database engines and versions.
-    pub engines: Vec<EngineOffer>,
-    /// Longest physical name the provider accepts.
-    pub max_name_len: usize,
-    /// How many zones each region has at least (zone indexes must be below this).
-    pub min_zones: u8,
-    /// Storage, backup and address prices, and when the prices were taken.
-    #[serde(default)]
-    pub pricing: Pricing,
-}
-
-/// Prices beyond the per-size monthly list prices of [`Offer`] (USD).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Pricing {
-    /// When the prices were read from the provider's public price list (YYYY-MM-DD).
-    pub priced_on: String,
-    /// Database storage per GiB-month.
-    pub db_storage_gb_month: Option<f64>,
-    /// Backup storage per GiB-month beyond what the provider includes.
-    pub backup_gb_month: Option<f64>,
-    /// A public IPv4 address per month.
-    pub public_ipv4_month: Option<f64>,
-    /// Multiplier of list prices per region where they differ from the base region (1.0 = same).
-    pub region_multipliers: Vec<(String, f64)>,
-}
-
-impl Pricing {
-    /// The price multiplier of a region.
-    pub fn multiplier(&self, region: &str) -> f64 {
-        self.region_multipliers.iter().find(|(r, _)| r == region).map(|(_, m)| *m).unwrap_or(1.0)
-    }
-}
-
-impl Catalog {
-    /// The region named `name`.
-    pub fn region(&self, name: &str) -> Option<&RegionInfo> {
-        self.regions.iter().find(|r| r.name == name)
-    }
-
-    /// Regions within a jurisdiction, in order of preference.
-    pub fn regions_within(&self, j: Jurisdiction) -> impl Iterator<Item = &RegionInfo> {
-        self.regions.iter().filter(move |r| r.jurisdiction == j)
-    }
-
-    /// Whether a VM size slug or native name is offered.
-    pub fn vm_size(&self, slug: &str) -> Option<&Offer> {
-        self.vm_sizes.iter().find(|o| o.slug == slug || o.native == slug)
-    }
-
-    /// Whether a database size slug or native name is offered.
-    pub fn db_size(&self, slug: &str) -> Option<&Offer> {
-        self.db_sizes.iter().find(|o| o.slug == slug || o.native == slug)
-    }
-
-    /// Whether an image slug or id is offered.
-    pub fn image(&self, slug: &str) -> Option<&Offer> {
-        self.images.iter().find(|o| o.slug == slug || o.native == slug)
-    }
-
-    /// Versions offered for an engine.
-    pub fn engine_versions(&self, engine: Engine) -> &[String] {
-        self.engines.iter().find(|e| e.engine == engine).map(|e| e.versions.as_slice()).unwrap_or(&[])
-    }
 }
 
 /// How hard the engine may drive a provider.
@@ -222,40 +41,139 @@ impl Default for ProviderLimits {
     }
 }
 
-/// A provider as the engine holds it: the four traits plus its limits.
+struct Registered {
+    erased: Arc<dyn DynApi>,
+    typed: Arc<dyn Any + Send + Sync>,
+}
+
+/// A provider as the engine holds it: the kinds it registers, its regions and its limits.
 #[derive(Clone)]
 pub struct Provider {
     /// Name stacks use to select it.
     pub name: String,
-    /// Networking.
-    pub network: Arc<dyn Network>,
-    /// Compute.
-    pub compute: Arc<dyn Compute>,
-    /// Databases.
-    pub database: Arc<dyn Database>,
-    /// Regions and catalogue.
-    pub region: Arc<dyn Region>,
+    apis: Arc<BTreeMap<Kind, Registered>>,
+    region: Arc<dyn Region>,
+    catalog: Arc<Catalog>,
     /// Concurrency and rate limits.
     pub limits: ProviderLimits,
 }
 
 impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Provider").field("name", &self.name).field("limits", &self.limits).finish()
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("kinds", &self.apis.keys().collect::<Vec<_>>())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// Builds a [`Provider`]: `Provider::builder("aws", aws.clone()).kind::<Vpc>(aws.clone())...build()`.
+pub struct ProviderBuilder {
+    name: String,
+    region: Arc<dyn Region>,
+    apis: BTreeMap<Kind, Registered>,
+    limits: ProviderLimits,
+}
+
+impl ProviderBuilder {
+    /// Register the API of kind `K`. Registering a kind twice keeps the last.
+    pub fn kind<K: ResourceKind>(mut self, api: Arc<dyn Api<K>>) -> Self {
+        let erased: Arc<dyn DynApi> = Arc::new(Erased::new(Arc::clone(&api)));
+        self.apis.insert(K::KIND, Registered { erased, typed: Arc::new(api) });
+        self
+    }
+
+    /// Concurrency and rate limits.
+    pub fn limits(mut self, limits: ProviderLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The provider. Its catalogue lists exactly the registered kinds.
+    pub fn build(self) -> Provider {
+        let mut catalog = self.region.catalog().clone();
+        catalog.kinds = self.apis.keys().map(|k| k.as_str().to_string()).collect();
+        Provider {
+            name: self.name,
+            apis: Arc::new(self.apis),
+            region: self.region,
+            catalog: Arc::new(catalog),
+            limits: self.limits,
+        }
     }
 }
 
 impl Provider {
-    /// Bundle one value that implements all four traits.
-    pub fn new<P>(name: impl Into<String>, p: Arc<P>, limits: ProviderLimits) -> Self
-    where
-        P: Network + Compute + Database + Region + 'static,
-    {
-        Self { name: name.into(), network: p.clone(), compute: p.clone(), database: p.clone(), region: p, limits }
+    /// Start a provider named `name` whose regions and catalogue come from `region`.
+    pub fn builder(name: impl Into<String>, region: Arc<dyn Region>) -> ProviderBuilder {
+        ProviderBuilder { name: name.into(), region, apis: BTreeMap::new(), limits: ProviderLimits::default() }
     }
 
-    /// The catalogue.
+    /// The same provider with kind `K` served by `api` instead (a wrapper that records or
+    /// injects faults, for example).
+    pub fn with_kind<K: ResourceKind>(self, api: Arc<dyn Api<K>>) -> Provider {
+        let apis = Arc::try_unwrap(self.apis).unwrap_or_else(|shared| {
+            shared.iter().map(|(k, r)| (*k, Registered { erased: r.erased.clone(), typed: r.typed.clone() })).collect()
+        });
+        let builder = ProviderBuilder { name: self.name, region: self.region, apis, limits: self.limits };
+        builder.kind::<K>(api).build()
+    }
+
+    /// The erased API of `kind`, when the provider registers it.
+    pub fn api(&self, kind: Kind) -> Option<&Arc<dyn DynApi>> {
+        self.apis.get(&kind).map(|r| &r.erased)
+    }
+
+    /// The typed API of kind `K`, when the provider registers it.
+    pub fn typed<K: ResourceKind>(&self) -> Option<Arc<dyn Api<K>>> {
+        self.apis.get(&K::KIND).and_then(|r| r.typed.downcast_ref::<Arc<dyn Api<K>>>()).cloned()
+    }
+
+    fn api_of(&self, kind: Kind) -> ProviderResult<&Arc<dyn DynApi>> {
+        self.api(kind).ok_or_else(|| {
+            ProviderError::new(
+                ErrorKind::InvalidSpec,
+                format!(
+                    "provider `{}` does not offer the `{kind}` kind; place the resource on a provider that does",
+                    self.name
+                ),
+            )
+        })
+    }
+
+    /// Create a resource of `kind` from its resolved spec.
+    pub async fn create(&self, cx: &OpContext, kind: Kind, spec: Value) -> ProviderResult<(String, Attrs)> {
+        self.api_of(kind)?.create(cx, spec).await
+    }
+
+    /// Batched read of `kind`.
+    pub async fn read_many(&self, cx: &OpContext, kind: Kind, sel: &Selector) -> ProviderResult<Vec<(String, Attrs)>> {
+        self.api_of(kind)?.read_many(cx, sel).await
+    }
+
+    /// Update a resource of `kind`.
+    pub async fn update(&self, cx: &OpContext, kind: Kind, id: &str, spec: Value) -> ProviderResult<(String, Attrs)> {
+        self.api_of(kind)?.update(cx, id, spec).await
+    }
+
+    /// Delete a resource of `kind`.
+    pub async fn delete(&self, cx: &OpContext, kind: Kind, id: &str) -> ProviderResult<()> {
+        self.api_of(kind)?.delete(cx, id).await
+    }
+
+    /// The kinds registered, sorted by id.
+    pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.apis.keys().copied()
+    }
+
+    /// Regions and zones.
+    pub fn region(&self) -> &Arc<dyn Region> {
+        &self.region
+    }
+
+    /// The catalogue, listing the registered kinds.
     pub fn catalog(&self) -> &Catalog {
-        self.region.catalog()
+        &self.catalog
     }
 }

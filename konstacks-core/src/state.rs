@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::StateError;
-use crate::model::Kind;
+use crate::base::error::StateError;
+use crate::kind::Kind;
 
 /// The state format this build writes and the newest it reads.
 pub const STATE_VERSION: u32 = 1;
@@ -279,12 +279,12 @@ impl LockInfo {
             .or_else(|_| std::env::var("HOSTNAME"))
             .unwrap_or_else(|_| "localhost".into());
         let pid = std::process::id();
-        let mut rng = crate::util::SplitMix::from_entropy();
+        let mut rng = crate::base::util::SplitMix::from_entropy();
         Self {
             id: format!("{:016x}", rng.next_u64()),
             holder: format!("{user}@{host} pid {pid}"),
             operation: operation.to_string(),
-            since: crate::util::now_rfc3339(),
+            since: crate::base::util::now_rfc3339(),
         }
     }
 }
@@ -638,10 +638,12 @@ impl StateBackend for LocalBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kind::ResourceKind;
+    use crate::kinds::Vpc;
 
     fn res(id: &str) -> ResourceState {
         ResourceState {
-            kind: Kind::Vpc,
+            kind: Vpc::KIND,
             provider: "sim".into(),
             id: id.into(),
             generation: 0,
@@ -656,7 +658,7 @@ mod tests {
         PendingOp {
             op: OpKind::Create,
             path: path.into(),
-            kind: Kind::Vpc,
+            kind: Vpc::KIND,
             provider: "sim".into(),
             id: None,
             generation: 0,

@@ -443,7 +443,7 @@ fn stack_cases() -> Vec<Case> {
         Case::new("redis 8", "unknown-engine-version", &p("cache"), "offers no redis version `8`", || {
             let s = stack();
             let n = net(&s);
-            s.add("cache", Database::redis("8", DbSize::Micro, [n.private_a]));
+            s.add("cache", Cache::redis("8", CacheSize::Micro, [n.private_a]));
             s
         }),
         Case::new("empty engine version", "unknown-engine-version", &p("db"), "postgres version ``", || {

@@ -28,7 +28,7 @@ fn shop(name: &str, placement: Placement, ha: bool) -> Stack {
         "postgres",
         Database::postgres("16", DbSize::Small, [a, b]).storage_gb(50).backups(7).high_availability(ha).firewall(db_fw),
     );
-    data.add("redis", Database::redis("7", DbSize::Micro, [a, b]).firewall(db_fw));
+    data.add("redis", Cache::redis("7", CacheSize::Micro, [a, b]).firewall(db_fw));
     let app = stack.scope("app");
     app.add("web-1", Vm::new(Image::UbuntuLts, VmSize::Small, public).firewall(web_fw).public_ip(true));
     app.add("web-2", Vm::new(Image::UbuntuLts, VmSize::Small, public).firewall(web_fw));
@@ -138,11 +138,11 @@ fn a_size_without_a_price_is_unpriced_never_zero() {
     // A provider without a catalogue, or a size the catalogue does not list, is unpriced too.
     let model = CostModel::new(&[&cat]);
     let inputs: BTreeMap<String, Value> = [("size".to_string(), json!("small"))].into();
-    let nowhere = model.price_inputs("x", Kind::Vm, "nowhere", &inputs);
+    let nowhere = model.price_inputs("x", Vm::KIND, "nowhere", &inputs);
     assert_eq!(nowhere.monthly_usd, None);
     assert!(nowhere.unpriced.unwrap().contains("no catalogue for provider `nowhere`"));
     let odd: BTreeMap<String, Value> = [("size".to_string(), json!("huge"))].into();
-    let odd = model.price_inputs("y", Kind::Vm, "sim", &odd);
+    let odd = model.price_inputs("y", Vm::KIND, "sim", &odd);
     assert!(odd.unpriced.unwrap().contains("size `huge` is not in the catalogue"));
 }
 

@@ -13,7 +13,7 @@ use konstacks_core::model::*;
 use konstacks_core::plan::Action;
 use konstacks_core::provider::ProviderLimits;
 use konstacks_core::secret::Secret;
-use konstacks_core::sim::{Faults, RateLimit, SimCloud, SimConfig, SimResource};
+use konstacks_core::sim::{Faults, RateLimit, SimCloud, SimConfig};
 use konstacks_core::spec::RuleSource;
 use konstacks_core::state::{MemoryBackend, OpKind, PendingOp, Record, StateBackend};
 
@@ -143,10 +143,11 @@ async fn full_lifecycle_apply_noop_update_replace_destroy() {
     let r = w.apply(&web_stack("shop", &k2)).await.unwrap();
     assert_eq!(r.updated, ["network/web-fw"]);
     assert!(w.plan(&web_stack("shop", &k2)).await.is_empty());
-    let fw = w.sim.resources_of_stack("shop").into_iter().find_map(|r| match r {
-        SimResource::Firewall(f) if f.tags["konstacks:path"] == "network/web-fw" => Some(f),
-        _ => None,
-    });
+    let fw = w
+        .sim
+        .resources_of_stack("shop")
+        .into_iter()
+        .find_map(|r| r.get::<Firewall>().filter(|f| f.tags["konstacks:path"] == "network/web-fw").cloned());
     assert!(fw.unwrap().ingress.iter().any(|r| r.from_port == 8443 && r.peer == RuleSource::Cidr("0.0.0.0/0".into())));
 
     // Resize and backups: in place.
@@ -172,7 +173,7 @@ async fn full_lifecycle_apply_noop_update_replace_destroy() {
     let Error::Apply(rep) = err else { panic!("expected an apply failure") };
     assert!(rep.failures[0].message.contains("KONSTACKS_SECRET_KEY"), "{:?}", rep.failures);
     w.assert_converged("shop").await;
-    assert_eq!(w.count("shop", Kind::Vm), 1);
+    assert_eq!(w.count("shop", Vm::KIND), 1);
 
     // With a provided password the replacement goes through.
     let k5 = Knobs { password: Some("correct-horse-battery-staple"), ..k4.clone() };
@@ -180,7 +181,7 @@ async fn full_lifecycle_apply_noop_update_replace_destroy() {
     assert_eq!(plan.change("db").unwrap().action, Action::Update, "password change is an update");
     let r = w.apply(&web_stack("shop", &k5)).await.unwrap();
     assert_eq!(r.replaced, ["web"]);
-    assert_eq!(w.count("shop", Kind::Vm), 1, "the old VM is deleted after the new one runs");
+    assert_eq!(w.count("shop", Vm::KIND), 1, "the old VM is deleted after the new one runs");
     assert!(w.plan(&web_stack("shop", &k5)).await.is_empty());
     w.assert_converged("shop").await;
 
@@ -287,14 +288,14 @@ async fn failing_create_mid_graph_keeps_what_succeeded_and_recovers() {
     assert!(r.created.contains(&"network/vpc".to_string()));
     // Whatever succeeded is in state; nothing in the cloud is untracked.
     w.assert_converged("mid").await;
-    assert_eq!(w.count("mid", Kind::Vm), 0);
+    assert_eq!(w.count("mid", Vm::KIND), 0);
 
     w.sim.set_faults(Faults::default());
     let r = w.apply(&stack).await.unwrap();
     assert!(r.created.contains(&"web".to_string()));
     assert!(w.plan(&stack).await.is_empty());
     w.assert_converged("mid").await;
-    assert_eq!(w.count("mid", Kind::Vpc), 1, "no duplicate VPC");
+    assert_eq!(w.count("mid", Vpc::KIND), 1, "no duplicate VPC");
 }
 
 #[tokio::test(start_paused = true)]
@@ -329,9 +330,9 @@ async fn timeout_after_success_never_duplicates() {
     let mut adopted = r.adopted.clone();
     adopted.sort();
     assert_eq!(adopted, ["db", "network/vpc", "web"]);
-    assert_eq!(w.count("tmo", Kind::Vm), 1);
-    assert_eq!(w.count("tmo", Kind::Vpc), 1);
-    assert_eq!(w.count("tmo", Kind::Database), 1);
+    assert_eq!(w.count("tmo", Vm::KIND), 1);
+    assert_eq!(w.count("tmo", Vpc::KIND), 1);
+    assert_eq!(w.count("tmo", Database::KIND), 1);
     w.sim.set_faults(Faults::default());
     assert!(w.plan(&stack).await.is_empty());
     w.assert_converged("tmo").await;
@@ -369,7 +370,7 @@ async fn interrupted_create_is_adopted_not_duplicated() {
             &[Record::Intent(PendingOp {
                 op: OpKind::Create,
                 path: "network/vpc".into(),
-                kind: Kind::Vpc,
+                kind: Vpc::KIND,
                 provider: "sim".into(),
                 id: None,
                 generation: 0,
@@ -383,10 +384,9 @@ async fn interrupted_create_is_adopted_not_duplicated() {
         .await
         .unwrap();
     let cx = konstacks_core::clock::OpContext::new(konstacks_core::clock::TokioClock::shared(), "crash");
-    use konstacks_core::provider::Network;
-    let made = w
-        .sim
-        .create_vpc(
+    use konstacks_core::provider::Api;
+    let made = Api::<Vpc>::create(
+            w.sim.as_ref(),
             &cx,
             &konstacks_core::spec::VpcSpec {
                 name: "crash-network-vpc".into(),
@@ -403,7 +403,7 @@ async fn interrupted_create_is_adopted_not_duplicated() {
     let r = w.apply(&stack).await.unwrap();
     assert_eq!(r.recovered.len(), 1);
     assert!(!r.created.contains(&"network/vpc".to_string()), "adopted, not created again");
-    assert_eq!(w.count("crash", Kind::Vpc), 1);
+    assert_eq!(w.count("crash", Vpc::KIND), 1);
     assert!(w.plan(&stack).await.is_empty());
     w.assert_converged("crash").await;
 }
@@ -429,9 +429,9 @@ async fn drift_is_detected_and_reverted() {
     assert!(w.engine.drift("drift").await.unwrap().is_clean());
     let resources = w.sim.resources_of_stack("drift");
     let fw_id = resources.iter().find(|r| r.tags()["konstacks:path"] == "network/web-fw").unwrap().id().to_string();
-    let vm_id = resources.iter().find(|r| r.kind() == Kind::Vm).unwrap().id().to_string();
+    let vm_id = resources.iter().find(|r| r.kind() == Vm::KIND).unwrap().id().to_string();
     assert!(w.sim.tamper(&fw_id, |r| {
-        if let SimResource::Firewall(f) = r {
+        if let Some(f) = r.get_mut::<Firewall>() {
             f.ingress.push(konstacks_core::spec::RuleSpec {
                 protocol: Protocol::Tcp,
                 from_port: 22,
@@ -441,7 +441,7 @@ async fn drift_is_detected_and_reverted() {
         }
     }));
     assert!(w.sim.tamper(&vm_id, |r| {
-        if let SimResource::Vm(v) = r {
+        if let Some(v) = r.get_mut::<Vm>() {
             v.size = "xlarge".into();
         }
     }));
@@ -458,9 +458,9 @@ async fn drift_is_detected_and_reverted() {
     assert!(w.engine.drift("drift").await.unwrap().is_clean());
 
     // Deleted behind our back: drift says so, refresh forgets it, apply recreates it.
-    assert!(w.sim.remove_behind_back(&vm_id) || w.sim.resources_of_stack("drift").iter().any(|r| r.kind() == Kind::Vm));
+    assert!(w.sim.remove_behind_back(&vm_id) || w.sim.resources_of_stack("drift").iter().any(|r| r.kind() == Vm::KIND));
     let vm_now =
-        w.sim.resources_of_stack("drift").into_iter().find(|r| r.kind() == Kind::Vm).map(|r| r.id().to_string());
+        w.sim.resources_of_stack("drift").into_iter().find(|r| r.kind() == Vm::KIND).map(|r| r.id().to_string());
     if let Some(id) = vm_now {
         w.sim.remove_behind_back(&id);
     }
@@ -527,7 +527,7 @@ async fn a_failed_replacement_keeps_the_old_instance_and_retries_under_a_new_nam
     };
     w.apply(&mk(true)).await.unwrap();
     let old =
-        w.sim.resources_of_stack("rep").into_iter().find(|r| r.kind() == Kind::Database).unwrap().id().to_string();
+        w.sim.resources_of_stack("rep").into_iter().find(|r| r.kind() == Database::KIND).unwrap().id().to_string();
     w.sim.set_faults(Faults {
         only_ops: Some(["create_database".into()].into()),
         fail_rate: 1.0,
@@ -540,7 +540,7 @@ async fn a_failed_replacement_keeps_the_old_instance_and_retries_under_a_new_nam
     w.sim.set_faults(Faults::default());
     let r = w.apply(&mk(false)).await.unwrap();
     assert!(r.adopted.is_empty(), "the deposed instance must never be adopted as the new one: {r:?}");
-    let dbs: Vec<_> = w.sim.resources_of_stack("rep").into_iter().filter(|r| r.kind() == Kind::Database).collect();
+    let dbs: Vec<_> = w.sim.resources_of_stack("rep").into_iter().filter(|r| r.kind() == Database::KIND).collect();
     assert_eq!(dbs.len(), 1);
     assert_ne!(dbs[0].id(), old);
     assert_eq!(dbs[0].tags()["Name"], "rep-db-1", "the next generation name, never the deposed one");
@@ -619,12 +619,11 @@ async fn moved_resources_keep_their_cloud_identity() {
 
 #[tokio::test(start_paused = true)]
 async fn import_adopts_an_existing_resource_and_plans_only_the_differences() {
-    use konstacks_core::provider::Network;
+    use konstacks_core::provider::Api;
     let w = world();
     let cx = konstacks_core::clock::OpContext::new(konstacks_core::clock::TokioClock::shared(), "imp");
-    let hand_made = w
-        .sim
-        .create_vpc(
+    let hand_made = Api::<Vpc>::create(
+            w.sim.as_ref(),
             &cx,
             &konstacks_core::spec::VpcSpec {
                 name: "legacy-vpc".into(),
@@ -648,7 +647,7 @@ async fn import_adopts_an_existing_resource_and_plans_only_the_differences() {
     assert!(w.engine.import(&s, "vpc", &hand_made.id).await.unwrap_err().to_string().contains("already managed"));
     assert!(w.engine.import(&s, "a", "subnet-ffffffff").await.unwrap_err().to_string().contains("has no subnet"));
     w.apply(&stack).await.unwrap();
-    assert_eq!(w.count("imp", Kind::Vpc), 1, "adopted, not created");
+    assert_eq!(w.count("imp", Vpc::KIND), 1, "adopted, not created");
     assert!(w.plan(&stack).await.is_empty());
 }
 
@@ -671,7 +670,7 @@ fn fleet(image: Image) -> Stack {
 
 fn vm_ids(w: &World) -> Vec<String> {
     let mut ids: Vec<String> =
-        w.sim.resources_of_stack("fleet").iter().filter(|r| r.kind() == Kind::Vm).map(|r| r.id().to_string()).collect();
+        w.sim.resources_of_stack("fleet").iter().filter(|r| r.kind() == Vm::KIND).map(|r| r.id().to_string()).collect();
     ids.sort();
     ids
 }

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use konstacks_core::model::*;
-use konstacks_core::parity::{parity, KnobSet, ParityReport, Verdict, PRESENT_FIELD, STACK_ROW};
+use konstacks_core::parity::{parity, KnobSet, ParityReport, ParityVerdict, PRESENT_FIELD, STACK_ROW};
 use konstacks_core::sim::SimCloud;
 use konstacks_core::validate::Synthesized;
 use serde_json::json;
@@ -101,13 +101,13 @@ fn stages_that_differ_only_in_knobs_pass() {
     assert_eq!(r.stages, [Stage::Dev, Stage::Staging, Stage::Prod]);
     assert_eq!(r.stacks, ["shop-dev", "shop-staging", "shop-prod"]);
     let size = r.row("app/web-1", "size").unwrap();
-    assert_eq!(size.verdict, Verdict::Allowed);
+    assert_eq!(size.verdict, ParityVerdict::Allowed);
     assert_eq!(size.values, [Some(json!("micro")), Some(json!("small")), Some(json!("medium"))]);
-    assert_eq!(r.row("data/postgres", "high_availability").unwrap().verdict, Verdict::Allowed);
+    assert_eq!(r.row("data/postgres", "high_availability").unwrap().verdict, ParityVerdict::Allowed);
     // Replicas 2 and 3 exist in prod only; web-1 everywhere.
     let web3 = r.row("app/web-3", PRESENT_FIELD).unwrap();
     assert_eq!(web3.values, [Some(json!(false)), Some(json!(false)), Some(json!(true))]);
-    assert_eq!(web3.verdict, Verdict::Allowed);
+    assert_eq!(web3.verdict, ParityVerdict::Allowed);
     // Names and tags carry the stack name and stage: normalised, so no rows.
     assert!(r.row("network/vpc", "name").is_none());
     assert!(r.row("network/vpc", "tags").is_none());
@@ -144,7 +144,7 @@ fn engine_version_ports_and_image_are_drift() {
 fn regions_compare_by_jurisdiction() {
     let same_law = compare(&[Env::dev(), Env { region: "eu-west", ..Env::prod() }], &KnobSet::default());
     assert!(same_law.is_ok(), "{}", same_law.render());
-    assert_eq!(same_law.row(STACK_ROW, "region").unwrap().verdict, Verdict::Allowed);
+    assert_eq!(same_law.row(STACK_ROW, "region").unwrap().verdict, ParityVerdict::Allowed);
 
     let abroad = compare(&[Env::dev(), Env { region: "us-east", ..Env::prod() }], &KnobSet::default());
     assert_eq!(violations(&abroad), [(STACK_ROW.to_string(), "jurisdiction".to_string())]);
@@ -175,7 +175,7 @@ fn a_resource_in_one_stage_only_is_drift_unless_its_count_is_a_knob() {
 fn without_knobs_every_difference_is_drift() {
     let r = compare(&[Env::dev(), Env::staging()], &KnobSet::none());
     assert_eq!(violations(&r), [("app/web-1".to_string(), "size".to_string())]);
-    let r = compare(&[Env::dev(), Env::staging()], &KnobSet::none().allow(Kind::Vm, "size"));
+    let r = compare(&[Env::dev(), Env::staging()], &KnobSet::none().allow(vm::field::SIZE));
     assert!(r.is_ok());
 }
 

@@ -44,6 +44,7 @@ const STACK: &str = "prop";
 const VM_SIZES: [VmSize; 6] =
     [VmSize::Nano, VmSize::Micro, VmSize::Small, VmSize::Medium, VmSize::Large, VmSize::XLarge];
 const DB_SIZES: [DbSize; 4] = [DbSize::Micro, DbSize::Small, DbSize::Medium, DbSize::Large];
+const CACHE_SIZES: [CacheSize; 4] = [CacheSize::Micro, CacheSize::Small, CacheSize::Medium, CacheSize::Large];
 const PORTS: [u32; 6] = [22, 80, 443, 3306, 5432, 8080];
 const PEER_CIDRS: [&str; 3] = ["198.51.100.0/24", "203.0.113.0/28", "10.200.0.0/16"];
 
@@ -452,10 +453,21 @@ fn build(v: &Version) -> Stack {
         let zones: BTreeSet<u8> = picked.iter().map(|(_, z)| *z).collect();
         let version = versions_of(dg.engine)[dg.version % versions_of(dg.engine).len()];
         let refs = picked.iter().map(|(r, _)| *r);
+        if dg.engine >= 2 {
+            // Redis is the cache kind: same subnets and firewall, failover with one replica.
+            let ha = dg.ha && zones.len() >= 2;
+            let mut cache = Cache::redis(version, CACHE_SIZES[dg.size].clone(), refs)
+                .replicas(u32::from(ha))
+                .high_availability(ha);
+            if let Some(f) = dg.fw.and_then(|f| by_slot(&b.fws, f, 3)) {
+                cache = cache.firewall(f);
+            }
+            data.add(&format!("db-{}", dg.slot), cache);
+            continue;
+        }
         let mut db = match dg.engine {
             0 => Database::postgres(version, DB_SIZES[dg.size].clone(), refs),
-            1 => Database::mysql(version, DB_SIZES[dg.size].clone(), refs),
-            _ => Database::redis(version, DB_SIZES[dg.size].clone(), refs),
+            _ => Database::mysql(version, DB_SIZES[dg.size].clone(), refs),
         }
         .storage_gb(dg.storage_gb)
         .backups(dg.backups)
@@ -715,33 +727,28 @@ fn tamper(sim: &SimCloud, t: &Tamper) -> Option<String> {
     let r = &all[t.pick % all.len()];
     let id = r.id().to_string();
     let mut done = None;
-    let deleted = match (r.kind(), t.how) {
-        // Deleting a VM or a database in the console.
-        (Kind::Vm | Kind::Database, 0) => sim.remove_behind_back(&id),
-        _ => false,
-    };
+    // Deleting a VM or a database in the console.
+    let deleted = t.how == 0 && [Vm::KIND, Database::KIND].contains(&r.kind()) && sim.remove_behind_back(&id);
     if deleted {
         return Some(format!("deleted {id}"));
     }
     sim.tamper(&id, |r| {
-        let what = match r {
-            SimResource::Vm(v) if t.how.is_multiple_of(2) => {
-                v.size = VM_SIZES[t.value % VM_SIZES.len()].slug();
-                format!("resized {id} to {}", v.size)
-            }
-            SimResource::Database(d) if t.how.is_multiple_of(3) => {
+        let what = if let Some(v) = r.get_mut::<Vm>().filter(|_| t.how.is_multiple_of(2)) {
+            v.size = VM_SIZES[t.value % VM_SIZES.len()].slug();
+            format!("resized {id} to {}", v.size)
+        } else if let Some(d) = r.get_mut::<Database>() {
+            if t.how.is_multiple_of(3) {
                 d.size = DB_SIZES[t.value % DB_SIZES.len()].slug();
                 format!("resized {id} to {}", d.size)
-            }
-            SimResource::Database(d) if t.how % 3 == 1 => {
+            } else if t.how % 3 == 1 {
                 d.backup_retention_days = (t.value % 36) as u32;
                 format!("set backups of {id} to {}", d.backup_retention_days)
-            }
-            SimResource::Database(d) => {
+            } else {
                 d.high_availability = !d.high_availability;
                 format!("flipped HA of {id}")
             }
-            SimResource::Firewall(f) if t.how.is_multiple_of(2) => {
+        } else if let Some(f) = r.get_mut::<Firewall>() {
+            if t.how.is_multiple_of(2) {
                 f.ingress.push(RuleSpec {
                     protocol: Protocol::Tcp,
                     from_port: 22,
@@ -751,20 +758,17 @@ fn tamper(sim: &SimCloud, t: &Tamper) -> Option<String> {
                 f.ingress.sort();
                 f.ingress.dedup();
                 format!("opened port 22 on {id}")
-            }
-            SimResource::Firewall(f) => {
+            } else {
                 f.ingress.clear();
                 f.egress.clear();
                 format!("removed every rule of {id}")
             }
-            SimResource::Subnet(s) => {
-                s.public = !s.public;
-                format!("flipped public routing of {id}")
-            }
-            other => {
-                other.tags_mut().insert("owner".into(), format!("someone-{}", t.value % 7));
-                format!("tagged {id}")
-            }
+        } else if let Some(s) = r.get_mut::<Subnet>() {
+            s.public = !s.public;
+            format!("flipped public routing of {id}")
+        } else {
+            r.tags_mut().insert("owner".into(), format!("someone-{}", t.value % 7));
+            format!("tagged {id}")
         };
         done = Some(what);
     });

@@ -3,8 +3,8 @@
 //! and the context exposes firewall rules, attachments, public subnets and region facts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use konstacks_core::model::{
-    Database, DbSize, Firewall, Image, Ingress, Jurisdiction, Kind, Placement, Stack, Stage, Subnet, Vm, VmSize, Vpc,
+use konstacks_core::model::{cache, database, vm, Cache, CacheEngine, DbEngine, ResourceKind, 
+    Database, DbSize, Firewall, Image, Ingress, Jurisdiction, Placement, Stack, Stage, Subnet, Vm, VmSize, Vpc,
 };
 use konstacks_core::policy::{
     Direction, Pack, PeerView, PolicyContext, PolicyReport, PolicySet, ResourceStatus, Rule, RuleOutcome, RuleStatus,
@@ -29,7 +29,7 @@ impl Rule for OwnerTag {
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         let severity = if cx.stage() == Stage::Prod { Severity::Error } else { Severity::Warning };
-        cx.of_kind(Kind::Vm)
+        cx.of_kind(Vm::KIND)
             .map(|vm| match vm.tag("owner") {
                 Some(owner) => RuleOutcome::pass(vm).with_detail(format!("owner: {owner}")),
                 None => RuleOutcome::fail(vm, "the VM has no `owner` tag", "add `stack.tag(\"owner\", \"<team>\")`")
@@ -75,10 +75,10 @@ impl Rule for RedisHa {
         "Redis is highly available"
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
-        cx.of_kind(Kind::Database)
-            .filter(|d| d.str("engine") == Some("redis"))
+        cx.of::<Cache>()
+            .filter(|d| d.get(cache::field::ENGINE) == Some(CacheEngine::Redis))
             .map(|d| {
-                if d.bool("high_availability") == Some(true) {
+                if d.bool(cache::field::HIGH_AVAILABILITY) == Some(true) {
                     RuleOutcome::pass(d)
                 } else {
                     RuleOutcome::fail(d, "no standby", "set .high_availability(true)")
@@ -148,7 +148,7 @@ fn a_custom_rule_reports_findings_with_full_paths_and_evidence() {
     assert_eq!(owner.status, RuleStatus::Fail);
     assert_eq!(owner.packs, ["acme"]);
     assert_eq!(owner.resources.len(), 2);
-    assert!(owner.resources.iter().all(|r| r.status == ResourceStatus::Fail && r.kind == Some(Kind::Vm)));
+    assert!(owner.resources.iter().all(|r| r.status == ResourceStatus::Fail && r.kind == Some(Vm::KIND)));
 
     let eu = report.rule("acme/stack-in-eu").unwrap();
     assert_eq!(eu.status, RuleStatus::Pass);
@@ -318,11 +318,12 @@ fn the_context_reads_firewall_rules_attachments_and_subnets() {
     assert_eq!(db_subnets, [("network/private-a".to_string(), false), ("network/private-b".to_string(), false)]);
     assert!(cx.is_public_subnet(cx.subnets_of(vm)[0]));
 
-    assert_eq!(db.u64("backup_retention_days"), Some(7));
-    assert_eq!(db.bool("encrypted"), Some(true));
-    assert_eq!(db.str("engine"), Some("postgres"));
+    assert_eq!(db.u64(database::field::BACKUP_RETENTION_DAYS), Some(7));
+    assert_eq!(db.bool(database::field::ENCRYPTED), Some(true));
+    assert_eq!(db.get(database::field::ENGINE), Some(DbEngine::Postgres));
+    assert_eq!(vm.bool(database::field::ENCRYPTED), None, "a field of another kind reads as absent");
     assert_eq!(vm.tag("owner"), Some("platform"));
-    assert!(vm.lit("env").is_none(), "env holds an output, so it is no literal");
+    assert!(vm.lit(vm::field::ENV).is_none(), "env holds an output, so it is no literal");
     assert_eq!(cx.full_path(vm), "shop/app/web-1");
 
     let region = cx.region().unwrap();

@@ -12,10 +12,10 @@ use std::time::Duration;
 use konstacks_core::clock::{OpContext, TokioClock};
 use konstacks_core::contract::{self, ContractOptions};
 use konstacks_core::error::{ErrorKind, ProviderError, StateError};
-use konstacks_core::model::{Engine, Kind, Protocol};
-use konstacks_core::provider::{Compute, Database, Network, Region};
+use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Protocol, ResourceKind, Subnet, Vm, Vpc};
+use konstacks_core::provider::{KindApis, Region};
 use konstacks_core::secret::Secret;
-use konstacks_core::sim::{Faults, RateLimit, SimCloud, SimConfig, SimResource};
+use konstacks_core::sim::{Faults, RateLimit, SimCloud, SimConfig};
 use konstacks_core::spec::{
     DatabaseSpec, FirewallSpec, RuleSource, RuleSpec, Selector, SubnetSpec, Tags, VmSpec, VpcSpec, TAG_STACK,
 };
@@ -123,10 +123,10 @@ fn err_of<T: std::fmt::Debug>(r: Result<T, ProviderError>) -> ProviderError {
 
 /// Ids of everything a small web stack needs: (vpc, subnet, firewall, vm).
 async fn small_stack(s: &SimCloud, cx: &OpContext) -> (String, String, String, String) {
-    let vpc = s.create_vpc(cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
-    let subnet = s.create_subnet(cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 0)).await.unwrap();
-    let fw = s.create_firewall(cx, &firewall_spec(&vpc.id, "web", vec![])).await.unwrap();
-    let vm = s.create_vm(cx, &vm_spec(&subnet.id, &[&fw.id], true)).await.unwrap();
+    let vpc = s.api::<Vpc>().create(cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
+    let subnet = s.api::<Subnet>().create(cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 0)).await.unwrap();
+    let fw = s.api::<Firewall>().create(cx, &firewall_spec(&vpc.id, "web", vec![])).await.unwrap();
+    let vm = s.api::<Vm>().create(cx, &vm_spec(&subnet.id, &[&fw.id], true)).await.unwrap();
     (vpc.id, subnet.id, fw.id, vm.id)
 }
 
@@ -218,7 +218,7 @@ async fn ids_are_deterministic() {
         let s = sim(SimConfig::default());
         let cx = cx();
         let (vpc, subnet, fw, vm) = small_stack(&s, &cx).await;
-        let db = s.create_database(&cx, &db_spec(&[&subnet], &[&fw])).await.unwrap();
+        let db = s.api::<Database>().create(&cx, &db_spec(&[&subnet], &[&fw])).await.unwrap();
         vec![vpc, subnet, fw, vm, db.id]
     };
     let a = run().await;
@@ -246,44 +246,44 @@ async fn zones_and_catalogue() {
 async fn creates_check_their_inputs() {
     let s = sim(SimConfig::default());
     let cx = cx();
-    assert_eq!(kind_of(s.create_vpc(&cx, &vpc_spec("10.0.0.0/33")).await), ErrorKind::InvalidSpec);
+    assert_eq!(kind_of(s.api::<Vpc>().create(&cx, &vpc_spec("10.0.0.0/33")).await), ErrorKind::InvalidSpec);
     let mut far = vpc_spec("10.0.0.0/16");
     far.region = "atlantis".into();
-    assert_eq!(kind_of(s.create_vpc(&cx, &far).await), ErrorKind::InvalidSpec);
+    assert_eq!(kind_of(s.api::<Vpc>().create(&cx, &far).await), ErrorKind::InvalidSpec);
 
-    let vpc = s.create_vpc(&cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
+    let vpc = s.api::<Vpc>().create(&cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
     assert_eq!(
-        kind_of(s.create_subnet(&cx, &subnet_spec("vpc-0000ffff", "10.0.1.0/24", 0)).await),
+        kind_of(s.api::<Subnet>().create(&cx, &subnet_spec("vpc-0000ffff", "10.0.1.0/24", 0)).await),
         ErrorKind::NotFound
     );
-    assert_eq!(kind_of(s.create_subnet(&cx, &subnet_spec(&vpc.id, "10.1.0.0/24", 0)).await), ErrorKind::InvalidSpec);
-    assert_eq!(kind_of(s.create_subnet(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 3)).await), ErrorKind::InvalidSpec);
-    let subnet = s.create_subnet(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 1)).await.unwrap();
+    assert_eq!(kind_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.1.0.0/24", 0)).await), ErrorKind::InvalidSpec);
+    assert_eq!(kind_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 3)).await), ErrorKind::InvalidSpec);
+    let subnet = s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 1)).await.unwrap();
     assert_eq!(subnet.zone_name, "eu-central-b");
-    let overlap = err_of(s.create_subnet(&cx, &subnet_spec(&vpc.id, "10.0.0.0/23", 0)).await);
+    let overlap = err_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.0.0/23", 0)).await);
     assert_eq!(overlap.kind(), ErrorKind::Conflict);
     assert!(overlap.message().contains(&subnet.id), "{overlap}");
 
-    let fw = s.create_firewall(&cx, &firewall_spec(&vpc.id, "web", vec![])).await.unwrap();
-    assert_eq!(kind_of(s.create_firewall(&cx, &firewall_spec(&vpc.id, "web", vec![])).await), ErrorKind::AlreadyExists);
+    let fw = s.api::<Firewall>().create(&cx, &firewall_spec(&vpc.id, "web", vec![])).await.unwrap();
+    assert_eq!(kind_of(s.api::<Firewall>().create(&cx, &firewall_spec(&vpc.id, "web", vec![])).await), ErrorKind::AlreadyExists);
     let dangling = firewall_spec(&vpc.id, "db", vec![tcp(5432, RuleSource::Firewall("fw-0000ffff".into()))]);
-    assert_eq!(kind_of(s.create_firewall(&cx, &dangling).await), ErrorKind::NotFound);
+    assert_eq!(kind_of(s.api::<Firewall>().create(&cx, &dangling).await), ErrorKind::NotFound);
 
     let mut vm = vm_spec(&subnet.id, &[&fw.id], false);
     vm.size = "huge".into();
-    assert_eq!(kind_of(s.create_vm(&cx, &vm).await), ErrorKind::InvalidSpec);
+    assert_eq!(kind_of(s.api::<Vm>().create(&cx, &vm).await), ErrorKind::InvalidSpec);
     let vm = vm_spec(&subnet.id, &["fw-0000ffff"], false);
-    assert_eq!(kind_of(s.create_vm(&cx, &vm).await), ErrorKind::NotFound);
+    assert_eq!(kind_of(s.api::<Vm>().create(&cx, &vm).await), ErrorKind::NotFound);
 
     let mut db = db_spec(&[&subnet.id], &[&fw.id]);
     db.version = "9.6".into();
-    assert_eq!(kind_of(s.create_database(&cx, &db).await), ErrorKind::InvalidSpec);
+    assert_eq!(kind_of(s.api::<Database>().create(&cx, &db).await), ErrorKind::InvalidSpec);
     let db = db_spec(&[&subnet.id], &[&fw.id]);
-    let created = s.create_database(&cx, &db).await.unwrap();
+    let created = s.api::<Database>().create(&cx, &db).await.unwrap();
     assert_eq!(created.host, "shop-db.eu-central.db.sim.internal");
     assert_eq!(created.port, "5432");
     assert_eq!(created.status, "available");
-    assert_eq!(kind_of(s.create_database(&cx, &db).await), ErrorKind::AlreadyExists);
+    assert_eq!(kind_of(s.api::<Database>().create(&cx, &db).await), ErrorKind::AlreadyExists);
 
     // Nothing that failed left anything behind or used an id.
     assert_eq!(s.resources().len(), 4);
@@ -295,12 +295,12 @@ async fn addresses_are_allocated_in_order() {
     let s = sim(SimConfig::default());
     let cx = cx();
     let (_, subnet, fw, vm) = small_stack(&s, &cx).await;
-    let first = s.read_vms(&cx, &Selector::Ids(vec![vm])).await.unwrap().remove(0);
+    let first = s.api::<Vm>().read_many(&cx, &Selector::Ids(vec![vm])).await.unwrap().remove(0);
     assert_eq!((first.private_ip.as_str(), first.public_ip.as_str()), ("10.0.1.4", "203.0.113.1"));
     assert_eq!(first.status, "running");
-    let second = s.create_vm(&cx, &vm_spec(&subnet, &[&fw], true)).await.unwrap();
+    let second = s.api::<Vm>().create(&cx, &vm_spec(&subnet, &[&fw], true)).await.unwrap();
     assert_eq!((second.private_ip.as_str(), second.public_ip.as_str()), ("10.0.1.5", "203.0.113.2"));
-    let private = s.create_vm(&cx, &vm_spec(&subnet, &[], false)).await.unwrap();
+    let private = s.api::<Vm>().create(&cx, &vm_spec(&subnet, &[], false)).await.unwrap();
     assert_eq!((private.private_ip.as_str(), private.public_ip.as_str()), ("10.0.1.6", ""));
 }
 
@@ -310,45 +310,45 @@ async fn deletes_refuse_dependency_violations() {
     let cx = cx();
     let (vpc, subnet, fw, vm) = small_stack(&s, &cx).await;
     let db_fw = s
-        .create_firewall(&cx, &firewall_spec(&vpc, "db", vec![tcp(5432, RuleSource::Firewall(fw.clone()))]))
+        .api::<Firewall>().create(&cx, &firewall_spec(&vpc, "db", vec![tcp(5432, RuleSource::Firewall(fw.clone()))]))
         .await
         .unwrap();
     let mut spec = db_spec(&[&subnet], &[&db_fw.id]);
     spec.deletion_protection = true;
-    let db = s.create_database(&cx, &spec).await.unwrap();
+    let db = s.api::<Database>().create(&cx, &spec).await.unwrap();
 
-    let e = err_of(s.delete_vpc(&cx, &vpc).await);
+    let e = err_of(s.api::<Vpc>().delete(&cx, &vpc).await);
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(
         e.message().contains(&format!("subnet {subnet}")) && e.message().contains(&format!("firewall {fw}")),
         "{e}"
     );
 
-    let e = err_of(s.delete_subnet(&cx, &subnet).await);
+    let e = err_of(s.api::<Subnet>().delete(&cx, &subnet).await);
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.message().contains(&format!("VM {vm}")) && e.message().contains(&format!("database {}", db.id)), "{e}");
 
-    let e = err_of(s.delete_firewall(&cx, &fw).await);
+    let e = err_of(s.api::<Firewall>().delete(&cx, &fw).await);
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.message().contains(&format!("attached to VM {vm}")), "{e}");
     assert!(e.message().contains(&format!("referenced by a rule of firewall {}", db_fw.id)), "{e}");
 
-    let e = err_of(s.delete_database(&cx, &db.id).await);
+    let e = err_of(s.api::<Database>().delete(&cx, &db.id).await);
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.message().contains("deletion protection is on"), "{e}");
 
-    assert_eq!(kind_of(s.delete_vm(&cx, "vm-0000ffff").await), ErrorKind::NotFound);
+    assert_eq!(kind_of(s.api::<Vm>().delete(&cx, "vm-0000ffff").await), ErrorKind::NotFound);
     assert_eq!(s.resources().len(), 6, "no refused delete changed anything");
 
     // In dependency order everything goes.
     spec.deletion_protection = false;
-    s.update_database(&cx, &db.id, &spec).await.unwrap();
-    s.delete_database(&cx, &db.id).await.unwrap();
-    s.delete_vm(&cx, &vm).await.unwrap();
-    s.delete_firewall(&cx, &db_fw.id).await.unwrap();
-    s.delete_firewall(&cx, &fw).await.unwrap();
-    s.delete_subnet(&cx, &subnet).await.unwrap();
-    s.delete_vpc(&cx, &vpc).await.unwrap();
+    s.api::<Database>().update(&cx, &db.id, &spec).await.unwrap();
+    s.api::<Database>().delete(&cx, &db.id).await.unwrap();
+    s.api::<Vm>().delete(&cx, &vm).await.unwrap();
+    s.api::<Firewall>().delete(&cx, &db_fw.id).await.unwrap();
+    s.api::<Firewall>().delete(&cx, &fw).await.unwrap();
+    s.api::<Subnet>().delete(&cx, &subnet).await.unwrap();
+    s.api::<Vpc>().delete(&cx, &vpc).await.unwrap();
     assert!(s.resources().is_empty());
 }
 
@@ -361,33 +361,33 @@ async fn updates_change_only_mutable_fields() {
     let mut spec = vm_spec(&subnet, &[&fw], true);
     spec.size = "large".into();
     spec.firewall_ids = Vec::new();
-    let updated = s.update_vm(&cx, &vm, &spec).await.unwrap();
+    let updated = s.api::<Vm>().update(&cx, &vm, &spec).await.unwrap();
     assert_eq!((updated.size.as_str(), updated.firewall_ids.len()), ("large", 0));
     assert_eq!(updated.public_ip, "203.0.113.1", "the address survives a resize");
     spec.image = "debian-12".into();
-    assert_eq!(kind_of(s.update_vm(&cx, &vm, &spec).await), ErrorKind::InvalidSpec);
+    assert_eq!(kind_of(s.api::<Vm>().update(&cx, &vm, &spec).await), ErrorKind::InvalidSpec);
 
     let mut fw_spec = firewall_spec(&vpc, "web", vec![tcp(443, RuleSource::Cidr("0.0.0.0/0".into()))]);
     fw_spec.ingress.push(tcp(80, RuleSource::Cidr("0.0.0.0/0".into())));
-    let updated = s.update_firewall(&cx, &fw, &fw_spec).await.unwrap();
+    let updated = s.api::<Firewall>().update(&cx, &fw, &fw_spec).await.unwrap();
     assert_eq!(updated.ingress.iter().map(|r| r.from_port).collect::<Vec<_>>(), [80, 443], "rules are kept sorted");
     fw_spec.name = "renamed".into();
-    assert_eq!(kind_of(s.update_firewall(&cx, &fw, &fw_spec).await), ErrorKind::InvalidSpec);
+    assert_eq!(kind_of(s.api::<Firewall>().update(&cx, &fw, &fw_spec).await), ErrorKind::InvalidSpec);
 
-    let db = s.create_database(&cx, &db_spec(&[&subnet], &[&fw])).await.unwrap();
+    let db = s.api::<Database>().create(&cx, &db_spec(&[&subnet], &[&fw])).await.unwrap();
     let mut db_upd = db_spec(&[&subnet], &[&fw]);
     db_upd.password = None;
     db_upd.storage_gb = 10;
-    assert_eq!(kind_of(s.update_database(&cx, &db.id, &db_upd).await), ErrorKind::InvalidSpec);
+    assert_eq!(kind_of(s.api::<Database>().update(&cx, &db.id, &db_upd).await), ErrorKind::InvalidSpec);
     db_upd.storage_gb = 50;
     db_upd.version = "17".into();
     db_upd.backup_retention_days = 14;
-    let updated = s.update_database(&cx, &db.id, &db_upd).await.unwrap();
+    let updated = s.api::<Database>().update(&cx, &db.id, &db_upd).await.unwrap();
     assert_eq!((updated.storage_gb, updated.version.as_str(), updated.backup_retention_days), (50, "17", 14));
     db_upd.version = "15".into();
-    assert_eq!(kind_of(s.update_database(&cx, &db.id, &db_upd).await), ErrorKind::InvalidSpec, "no downgrades");
+    assert_eq!(kind_of(s.api::<Database>().update(&cx, &db.id, &db_upd).await), ErrorKind::InvalidSpec, "no downgrades");
 
-    assert_eq!(kind_of(s.update_vpc(&cx, "vpc-0000ffff", &vpc_spec("10.0.0.0/16")).await), ErrorKind::NotFound);
+    assert_eq!(kind_of(s.api::<Vpc>().update(&cx, "vpc-0000ffff", &vpc_spec("10.0.0.0/16")).await), ErrorKind::NotFound);
 }
 
 // ---- reads and eventual consistency ----
@@ -399,34 +399,34 @@ async fn reads_by_ids_and_by_stack() {
     let (vpc, ..) = small_stack(&s, &cx).await;
     let mut other = vpc_spec("10.1.0.0/16");
     other.tags.insert(TAG_STACK.into(), "other".into());
-    let other = s.create_vpc(&cx, &other).await.unwrap();
+    let other = s.api::<Vpc>().create(&cx, &other).await.unwrap();
 
-    let got = s.read_vpcs(&cx, &Selector::Ids(vec![other.id.clone(), "vpc-0000ffff".into(), vpc.clone()])).await;
+    let got = s.api::<Vpc>().read_many(&cx, &Selector::Ids(vec![other.id.clone(), "vpc-0000ffff".into(), vpc.clone()])).await;
     let ids: Vec<String> = got.unwrap().into_iter().map(|v| v.id).collect();
     assert_eq!(ids, [vpc.clone(), other.id.clone()], "sorted by id, unknown ids absent");
     let mine: Vec<String> =
-        s.read_vpcs(&cx, &Selector::Stack(STACK.into())).await.unwrap().into_iter().map(|v| v.id).collect();
+        s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.unwrap().into_iter().map(|v| v.id).collect();
     assert_eq!(mine, [vpc]);
     assert_eq!(s.resources_of_stack("other").len(), 1);
     assert_eq!(s.resources_of_stack(STACK).len(), 4);
-    assert!(s.read_subnets(&cx, &Selector::Ids(vec![other.id])).await.unwrap().is_empty(), "reads are per kind");
+    assert!(s.api::<Subnet>().read_many(&cx, &Selector::Ids(vec![other.id])).await.unwrap().is_empty(), "reads are per kind");
 }
 
 #[tokio::test(start_paused = true)]
 async fn new_resources_become_visible_after_the_consistency_delay() {
     let s = sim(SimConfig { consistency_delay: Duration::from_secs(2), ..SimConfig::default() });
     let cx = cx();
-    let vpc = s.create_vpc(&cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
+    let vpc = s.api::<Vpc>().create(&cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
     let by_id = Selector::Ids(vec![vpc.id.clone()]);
-    assert!(s.read_vpcs(&cx, &by_id).await.unwrap().is_empty());
-    assert!(s.read_vpcs(&cx, &Selector::Stack(STACK.into())).await.unwrap().is_empty());
-    let e = err_of(s.create_subnet(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 0)).await);
+    assert!(s.api::<Vpc>().read_many(&cx, &by_id).await.unwrap().is_empty());
+    assert!(s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.unwrap().is_empty());
+    let e = err_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 0)).await);
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert_eq!(s.resources().len(), 1, "the cloud holds it all the same");
 
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(s.read_vpcs(&cx, &by_id).await.unwrap().len(), 1);
-    s.create_subnet(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 0)).await.unwrap();
+    assert_eq!(s.api::<Vpc>().read_many(&cx, &by_id).await.unwrap().len(), 1);
+    s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 0)).await.unwrap();
 }
 
 // ---- latency, rate limit, faults ----
@@ -448,15 +448,15 @@ async fn rate_limit_throttles_and_recovers() {
     let s = sim(SimConfig { rate_limit: Some(RateLimit { per_second: 10.0, burst: 20 }), ..SimConfig::default() });
     let cx = cx();
     for i in 1..=20 {
-        assert!(s.read_vpcs(&cx, &Selector::Stack(STACK.into())).await.is_ok(), "call {i} is within the burst");
+        assert!(s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.is_ok(), "call {i} is within the burst");
     }
-    let e = err_of(s.create_vpc(&cx, &vpc_spec("10.0.0.0/16")).await);
+    let e = err_of(s.api::<Vpc>().create(&cx, &vpc_spec("10.0.0.0/16")).await);
     assert_eq!(e.kind(), ErrorKind::Throttled);
     assert!(s.resources().is_empty(), "a throttled call changes nothing");
     assert_eq!((s.calls(), s.mutating_calls()), (21, 1));
 
     tokio::time::sleep(Duration::from_millis(100)).await;
-    s.create_vpc(&cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
+    s.api::<Vpc>().create(&cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
     assert_eq!(kind_of(s.zones(&cx, REGION).await), ErrorKind::Throttled);
     tokio::time::sleep(Duration::from_secs(1)).await;
     for _ in 0..10 {
@@ -476,9 +476,9 @@ async fn fail_nth_fails_exactly_that_call() {
         ..SimConfig::default()
     });
     let cx = cx();
-    let first = s.create_vpc(&cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
-    assert_eq!(kind_of(s.create_vpc(&cx, &vpc_spec("10.1.0.0/16")).await), ErrorKind::QuotaExceeded);
-    let third = s.create_vpc(&cx, &vpc_spec("10.1.0.0/16")).await.unwrap();
+    let first = s.api::<Vpc>().create(&cx, &vpc_spec("10.0.0.0/16")).await.unwrap();
+    assert_eq!(kind_of(s.api::<Vpc>().create(&cx, &vpc_spec("10.1.0.0/16")).await), ErrorKind::QuotaExceeded);
+    let third = s.api::<Vpc>().create(&cx, &vpc_spec("10.1.0.0/16")).await.unwrap();
     assert_eq!((first.id.as_str(), third.id.as_str()), ("vpc-00000001", "vpc-00000002"));
     assert_eq!(s.resources().len(), 2);
     assert_eq!(s.calls_by_op().get("create_vpc"), Some(&3));
@@ -491,11 +491,11 @@ async fn timeout_nth_applies_the_change_but_reports_transient() {
     let cx = cx();
     s.set_faults(Faults { timeout_nth: BTreeSet::from([1, 2]), ..Faults::default() });
     // Call 1 is a read: a timeout fault does not apply to it.
-    assert!(s.read_vpcs(&cx, &Selector::Stack(STACK.into())).await.unwrap().is_empty());
-    let e = err_of(s.create_vpc(&cx, &vpc_spec("10.0.0.0/16")).await);
+    assert!(s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.unwrap().is_empty());
+    let e = err_of(s.api::<Vpc>().create(&cx, &vpc_spec("10.0.0.0/16")).await);
     assert_eq!(e.kind(), ErrorKind::Transient);
     assert!(e.message().contains("timed out") && e.message().contains("may have been applied"), "{e}");
-    let found = s.read_vpcs(&cx, &Selector::Stack(STACK.into())).await.unwrap();
+    let found = s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.unwrap();
     assert_eq!(found.len(), 1, "the change was applied");
     assert_eq!(found[0].id, "vpc-00000001");
 }
@@ -516,7 +516,7 @@ async fn random_faults_are_seeded_and_scoped() {
         let mut out = Vec::new();
         for _ in 0..32 {
             out.push(s.zones(&cx, REGION).await.is_ok());
-            assert!(s.read_vpcs(&cx, &Selector::Stack(STACK.into())).await.is_ok(), "reads are not in only_ops");
+            assert!(s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.is_ok(), "reads are not in only_ops");
         }
         out
     };
@@ -535,7 +535,7 @@ async fn persistence_round_trips_through_open() {
     let before = {
         let s = SimCloud::open(&path, SimConfig::default()).unwrap();
         let (_, subnet, fw, _) = small_stack(&s, &cx).await;
-        s.create_database(&cx, &db_spec(&[&subnet], &[&fw])).await.unwrap();
+        s.api::<Database>().create(&cx, &db_spec(&[&subnet], &[&fw])).await.unwrap();
         s.resources()
     };
     let text = std::fs::read_to_string(&path).unwrap();
@@ -548,10 +548,10 @@ async fn persistence_round_trips_through_open() {
         .unwrap();
     assert_eq!(s.resources(), before);
     assert_eq!(s.calls(), 0, "call counts are not persisted");
-    assert_eq!(s.read_vms(&cx, &Selector::Stack(STACK.into())).await.unwrap().len(), 1);
-    let next = s.create_vpc(&cx, &vpc_spec("10.9.0.0/16")).await.unwrap();
+    assert_eq!(s.api::<Vm>().read_many(&cx, &Selector::Stack(STACK.into())).await.unwrap().len(), 1);
+    let next = s.api::<Vpc>().create(&cx, &vpc_spec("10.9.0.0/16")).await.unwrap();
     assert_eq!(next.id, "vpc-00000006", "the id counter continues");
-    s.delete_vpc(&cx, &next.id).await.unwrap();
+    s.api::<Vpc>().delete(&cx, &next.id).await.unwrap();
     drop(s);
     assert_eq!(SimCloud::open(&path, SimConfig::default()).unwrap().resources(), before);
 }
@@ -566,13 +566,13 @@ async fn tamper_and_remove_behind_back() {
     let calls = s.calls();
 
     assert!(s.tamper(&vm, |r| {
-        if let SimResource::Vm(v) = r {
+        if let Some(v) = r.get_mut::<Vm>() {
             v.size = "xlarge".into();
         }
         r.tags_mut().insert("owner".into(), "someone-else".into());
     }));
     assert!(!s.tamper("vm-0000ffff", |_| {}));
-    let seen = s.read_vms(&cx, &Selector::Ids(vec![vm.clone()])).await.unwrap().remove(0);
+    let seen = s.api::<Vm>().read_many(&cx, &Selector::Ids(vec![vm.clone()])).await.unwrap().remove(0);
     assert_eq!(seen.size, "xlarge");
     assert_eq!(seen.tags.get("owner").map(String::as_str), Some("someone-else"));
     let reopened = SimCloud::open(&path, SimConfig::default()).unwrap();
@@ -580,11 +580,11 @@ async fn tamper_and_remove_behind_back() {
 
     assert!(s.remove_behind_back(&vm));
     assert!(!s.remove_behind_back(&vm));
-    assert!(s.read_vms(&cx, &Selector::Ids(vec![vm.clone()])).await.unwrap().is_empty());
+    assert!(s.api::<Vm>().read_many(&cx, &Selector::Ids(vec![vm.clone()])).await.unwrap().is_empty());
     assert_eq!(s.calls(), calls + 2, "only the two reads were calls");
     let reopened = SimCloud::open(&path, SimConfig::default()).unwrap();
     assert!(!reopened.resources().iter().any(|r| r.id() == vm), "removal persists");
-    assert_eq!(reopened.resources().iter().filter(|r| r.kind() == Kind::Vm).count(), 0);
+    assert_eq!(reopened.resources().iter().filter(|r| r.kind() == Vm::KIND).count(), 0);
 }
 
 #[test]
@@ -615,7 +615,7 @@ async fn concurrent_changes_all_reach_the_file() {
     let cx = cx();
     let creates = (0..32u8).map(|i| {
         let (s, cx) = (Arc::clone(&s), cx.clone());
-        tokio::spawn(async move { s.create_vpc(&cx, &vpc_spec(&format!("10.{i}.0.0/16"))).await })
+        tokio::spawn(async move { s.api::<Vpc>().create(&cx, &vpc_spec(&format!("10.{i}.0.0/16"))).await })
     });
     for r in futures::future::join_all(creates).await {
         r.unwrap().unwrap();

@@ -341,7 +341,7 @@ async fn an_interrupted_create_is_adopted_by_its_tags() {
             &[Record::Intent(PendingOp {
                 op: OpKind::Create,
                 path: "network/vpc".into(),
-                kind: Kind::Vpc,
+                kind: Vpc::KIND,
                 provider: "aws".into(),
                 id: None,
                 generation: 0,

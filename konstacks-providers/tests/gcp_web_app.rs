@@ -36,8 +36,8 @@ fn changes(plan: &konstacks_core::plan::Plan) -> Vec<(String, Action, Vec<String
 /// Source ranges of the GCP rules of firewall `fw` that allow TCP port `port`.
 fn sources_of_port(fw: &str, port: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for name in fake().names(Kind::Firewall) {
-        let rule = fake().resource(Kind::Firewall, &name).unwrap();
+    for name in fake().names(Firewall::KIND) {
+        let rule = fake().resource(Firewall::KIND, &name).unwrap();
         let ours = rule["targetTags"].as_array().is_some_and(|t| t.iter().any(|t| t == fw));
         let allows = rule["allowed"]
             .as_array()
@@ -216,14 +216,14 @@ async fn drift_made_in_the_console_is_shown_and_reverted() {
 
     // Someone opens SSH to the world and resizes the database by hand.
     let ssh_rule = fake()
-        .names(Kind::Firewall)
+        .names(Firewall::KIND)
         .into_iter()
         .find(|n| {
-            n.starts_with(web_fw) && fake().resource(Kind::Firewall, n).unwrap()["allowed"][0]["ports"][0] == "22"
+            n.starts_with(web_fw) && fake().resource(Firewall::KIND, n).unwrap()["allowed"][0]["ports"][0] == "22"
         })
         .expect("the SSH rule");
     let tier_before = fake().resource(Kind::SqlInstance, "drift-data-postgres").unwrap()["settings"]["tier"].clone();
-    fake().mutate(Kind::Firewall, &ssh_rule, |r| r["sourceRanges"] = json!(["0.0.0.0/0"]));
+    fake().mutate(Firewall::KIND, &ssh_rule, |r| r["sourceRanges"] = json!(["0.0.0.0/0"]));
     fake().mutate(Kind::SqlInstance, "drift-data-postgres", |d| d["settings"]["tier"] = json!("db-custom-4-15360"));
     assert_eq!(sources_of_port(web_fw, "22"), ["0.0.0.0/0"]);
 

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use konstacks_core::model::{Database, DbSize, Firewall, Image, Ingress, Stack, Subnet, Vm, VmSize, Vpc};
+use konstacks_core::model::{database, vm, Database, DbSize, Firewall, Image, Ingress, Stack, Subnet, Vm, VmSize, Vpc};
+use konstacks_core::parity::Knob;
 
 use crate::{TemplateContext, TemplateError, TypedTemplate};
 
@@ -53,8 +54,12 @@ impl TypedTemplate for AgencySites {
     const NAME: &'static str = "agency-sites";
     const DESCRIPTION: &'static str =
         "Agency: one isolated site per client (own firewall, VM, optional MySQL), costs rolled up per client";
-    const PARITY_KNOBS: &'static [&'static str] =
-        &["vm.size", "database.size", "database.high_availability", "database.backup_retention_days"];
+    const PARITY_KNOBS: &'static [Knob] = &[
+        Knob::field(vm::field::SIZE),
+        Knob::field(database::field::SIZE),
+        Knob::field(database::field::HIGH_AVAILABILITY),
+        Knob::field(database::field::BACKUP_RETENTION_DAYS),
+    ];
 
     fn build(&self, cx: &TemplateContext, p: &AgencySitesParams) -> Result<Stack, TemplateError> {
         let rule = |reason: String| TemplateError::Rule { template: Self::NAME.into(), reason };

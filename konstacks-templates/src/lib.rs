@@ -11,7 +11,8 @@ pub mod lamp_site;
 pub mod packs;
 pub mod web_app;
 
-use konstacks_core::model::{Jurisdiction, Placement, Stack, Stage, SIMULATED};
+use konstacks_core::model::{cache, database, vm, Jurisdiction, Placement, Stack, Stage, SIMULATED};
+use konstacks_core::parity::Knob;
 
 /// Where and how a template is instantiated.
 #[derive(Debug, Clone)]
@@ -94,13 +95,16 @@ pub trait TypedTemplate: Send + Sync {
     const DESCRIPTION: &'static str;
     /// Fields that may differ between dev, staging and prod (`kind.field`, or `count:<path glob>`
     /// for resources that exist in some stages only). Anything else differing is parity drift.
-    const PARITY_KNOBS: &'static [&'static str] = &[
-        "vm.size",
-        "database.size",
-        "database.storage_gb",
-        "database.high_availability",
-        "database.deletion_protection",
-        "database.backup_retention_days",
+    const PARITY_KNOBS: &'static [Knob] = &[
+        Knob::field(vm::field::SIZE),
+        Knob::field(database::field::SIZE),
+        Knob::field(database::field::STORAGE_GB),
+        Knob::field(database::field::HIGH_AVAILABILITY),
+        Knob::field(database::field::DELETION_PROTECTION),
+        Knob::field(database::field::BACKUP_RETENTION_DAYS),
+        Knob::field(cache::field::SIZE),
+        Knob::field(cache::field::REPLICAS),
+        Knob::field(cache::field::HIGH_AVAILABILITY),
     ];
     /// Compliance packs checked by default (see [`packs`]).
     const PACKS: &'static [&'static str] = &["baseline"];
@@ -121,7 +125,7 @@ pub trait Template: Send + Sync {
     /// The JSON Schema of the parameters.
     fn params_schema(&self) -> serde_json::Value;
     /// Fields that may differ between stages (see [`TypedTemplate::PARITY_KNOBS`]).
-    fn parity_knobs(&self) -> &'static [&'static str];
+    fn parity_knobs(&self) -> &'static [Knob];
     /// Compliance packs checked by default (see [`TypedTemplate::PACKS`]).
     fn default_packs(&self) -> &'static [&'static str];
 }
@@ -134,22 +138,9 @@ pub fn default_policy(t: &dyn Template) -> konstacks_core::policy::PolicySet {
         .fold(konstacks_core::policy::PolicySet::new(), |set, p| set.pack(p))
 }
 
-/// The parity knobs of a template as a [`konstacks_core::parity::KnobSet`] (`kind.field`
-/// entries; `count:<glob>` entries allow resources present in some stages only).
+/// The parity knobs of a template as a [`konstacks_core::parity::KnobSet`].
 pub fn knobs(t: &dyn Template) -> konstacks_core::parity::KnobSet {
-    let mut set = konstacks_core::parity::KnobSet::none().numbered_replicas(true);
-    for k in t.parity_knobs() {
-        if let Some(glob) = k.strip_prefix("count:") {
-            set = set.allow_count(glob);
-        } else if let Some((kind, field)) = k.split_once('.') {
-            if let Ok(kind) =
-                serde_json::from_value::<konstacks_core::model::Kind>(serde_json::Value::String(kind.into()))
-            {
-                set = set.allow(kind, field);
-            }
-        }
-    }
-    set
+    t.parity_knobs().iter().fold(konstacks_core::parity::KnobSet::none().numbered_replicas(true), |set, k| set.knob(*k))
 }
 
 impl<T: TypedTemplate> Template for T {
@@ -181,7 +172,7 @@ impl<T: TypedTemplate> Template for T {
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(T::Params)).unwrap_or(serde_json::Value::Null)
     }
-    fn parity_knobs(&self) -> &'static [&'static str] {
+    fn parity_knobs(&self) -> &'static [Knob] {
         T::PARITY_KNOBS
     }
     fn default_packs(&self) -> &'static [&'static str] {

@@ -2,7 +2,9 @@
 //! optional Redis. Only 80/443 are open to the world; SSH only from an explicit admin CIDR; the
 //! database is reachable only from the app's firewall.
 
-use konstacks_core::model::{Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc};
+use konstacks_core::model::{
+    Cache, CacheSize, Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc,
+};
 
 use crate::{TemplateContext, TemplateError, TypedTemplate};
 
@@ -176,8 +178,10 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
         let cache_fw = net.add("cache-fw", Firewall::new(vpc).allow(Ingress::tcp(6379).from(web_fw)));
         data.add(
             "redis",
-            Database::redis("7", DbSize::from_slug(if prod { "db-small" } else { "db-micro" }), private)
-                .firewall(cache_fw),
+            Cache::redis("7", CacheSize::from_slug(if prod { "cache-small" } else { "cache-micro" }), private)
+                .firewall(cache_fw)
+                .replicas(u32::from(prod))
+                .high_availability(prod),
         )
     });
 

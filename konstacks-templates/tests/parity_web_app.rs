@@ -4,8 +4,8 @@
 //! drift and fails the check.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use konstacks_core::model::{Kind, Stage};
-use konstacks_core::parity::{parity, KnobSet, ParityReport, Verdict, PRESENT_FIELD};
+use konstacks_core::model::{vm, Stage};
+use konstacks_core::parity::{parity, KnobSet, ParityReport, ParityVerdict, PRESENT_FIELD};
 use konstacks_core::sim::SimCloud;
 use konstacks_core::validate::Synthesized;
 use konstacks_templates::{find, TemplateContext};
@@ -50,12 +50,12 @@ fn web_app_stages_differ_only_in_allowed_knobs() {
     assert!(r.is_ok(), "{}", r.render());
     // The knobs web-app varies per stage show up as allowed differences.
     let db_size = r.row("data/postgres", "size").unwrap();
-    assert_eq!(db_size.verdict, Verdict::Allowed);
+    assert_eq!(db_size.verdict, ParityVerdict::Allowed);
     assert_eq!(db_size.values, [Some(json!("db-micro")), Some(json!("db-small")), Some(json!("db-medium"))]);
-    assert_eq!(r.row("data/postgres", "high_availability").unwrap().verdict, Verdict::Allowed);
-    assert_eq!(r.row("app/web-1", "size").unwrap().verdict, Verdict::Allowed);
+    assert_eq!(r.row("data/postgres", "high_availability").unwrap().verdict, ParityVerdict::Allowed);
+    assert_eq!(r.row("app/web-1", "size").unwrap().verdict, ParityVerdict::Allowed);
     // Prod runs a second app VM.
-    assert_eq!(r.row("app/web-2", PRESENT_FIELD).unwrap().verdict, Verdict::Allowed);
+    assert_eq!(r.row("app/web-2", PRESENT_FIELD).unwrap().verdict, ParityVerdict::Allowed);
     insta::assert_snapshot!("web_app_parity", r.render());
 }
 
@@ -80,7 +80,7 @@ fn ssh_open_in_staging_only_fails_parity() {
 #[test]
 fn a_stricter_knob_set_turns_allowed_differences_into_drift() {
     // A team that wants staging to be a true copy of prod's database tier.
-    let strict = KnobSet::none().allow(Kind::Vm, "size").numbered_replicas(true);
+    let strict = KnobSet::none().allow(vm::field::SIZE).numbered_replicas(true);
     let r = check(&stages(None), &strict);
     assert!(!r.is_ok());
     assert!(r.violations().all(|v| v.path == "data/postgres"), "{}", r.render());

@@ -3,7 +3,7 @@
 //! built from a custom rule plus a built-in pack.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use konstacks_core::model::{Kind, Stage};
+use konstacks_core::model::{Database, Stage};
 use konstacks_core::policy::{Pack, PolicyContext, PolicyReport, PolicySet, Rule, RuleOutcome, RuleStatus, Severity};
 use konstacks_core::sim::SimCloud;
 use konstacks_templates::{find, packs, TemplateContext};
@@ -42,7 +42,7 @@ impl Rule for Classified {
         "Databases carry a data-classification tag"
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
-        cx.of_kind(Kind::Database)
+        cx.of::<Database>()
             .map(|db| match db.tag("data-classification") {
                 Some(_) => RuleOutcome::pass(db),
                 None => RuleOutcome::fail(

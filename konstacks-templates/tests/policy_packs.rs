@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use konstacks_core::model::{
-    Database, DbSize, Egress, Firewall, Image, Ingress, Jurisdiction, Placement, Rule as FwRule, Stack, Stage, Subnet,
-    Vm, VmSize, Vpc,
+    Cache, CacheSize, Database, DbSize, Egress, Firewall, Image, Ingress, Jurisdiction, Placement, FirewallRule as FwRule, Stack, Stage, Subnet,
+    Ref, Vm, VmSize, Vpc,
 };
 use konstacks_core::policy::{PolicyReport, PolicySet, RuleStatus, Severity, Suppression, SUPPRESSION_WITHOUT_REASON};
 use konstacks_core::sim::SimCloud;
@@ -96,7 +96,12 @@ fn build(k: &Knobs) -> Stack {
     let db = match k.db {
         Db::Postgres => Database::postgres("16", DbSize::Small, subnets),
         Db::Mysql => Database::mysql("8.0", DbSize::Small, subnets),
-        Db::Redis => Database::redis("7", DbSize::Small, subnets),
+        Db::Redis => {
+            // Redis is the cache kind: it has no backups, encryption at rest or deletion protection.
+            let cache = Cache::redis("7", CacheSize::Small, subnets).firewall(db_fw);
+            stack.scope("data").add("db", cache.replicas(u32::from(k.ha)).high_availability(k.ha));
+            return finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw);
+        }
     };
     stack.scope("data").add(
         "db",
@@ -106,13 +111,20 @@ fn build(k: &Knobs) -> Stack {
             .high_availability(k.ha)
             .deletion_protection(k.deletion_protection),
     );
-    let vm_subnet = if k.vm_in_db_subnet {
+    finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw)
+}
+
+fn vm_subnets(k: &Knobs, public: Ref<Subnet>, a: Ref<Subnet>, app_private: Ref<Subnet>) -> Ref<Subnet> {
+    if k.vm_in_db_subnet {
         a
     } else if k.vm_in_private_subnet {
         app_private
     } else {
         public
-    };
+    }
+}
+
+fn finish(stack: Stack, k: &Knobs, vm_subnet: Ref<Subnet>, web_fw: Ref<Firewall>, db_fw: Ref<Firewall>) -> Stack {
     let mut vm = Vm::new(Image::UbuntuLts, VmSize::Small, vm_subnet).firewall(web_fw).public_ip(k.vm_public_ip);
     if k.vm_shares_db_fw {
         vm = vm.firewall(db_fw);

@@ -24,7 +24,7 @@
 //! db.m6i.large. The region multipliers are approximations and were not re-derived: only
 //! eu-central-1 (t3.small at $0.024/h, from a 2021 blog) was seen, the rest are unconfirmed.
 
-use konstacks_core::model::{Engine, Jurisdiction};
+use konstacks_core::model::{DbEngine as Engine, Jurisdiction};
 use konstacks_core::provider::{Catalog, Pricing};
 
 /// Name stacks use to select this provider.

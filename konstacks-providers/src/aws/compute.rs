@@ -13,8 +13,9 @@ use aws_sdk_ec2::types::{
     InstanceNetworkInterfaceSpecification, InstanceType, ResourceType,
 };
 use konstacks_core::clock::OpContext;
+use konstacks_core::model::{Vm};
 use konstacks_core::error::{ErrorKind, ProviderError};
-use konstacks_core::provider::{Compute, ProviderResult};
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{Selector, VmObserved, VmSpec, TAG_PATH, TAG_STACK};
 
 use super::error::{invalid, sdk_error};
@@ -347,8 +348,8 @@ impl AwsProvider {
 }
 
 #[async_trait::async_trait]
-impl Compute for AwsProvider {
-    async fn create_vm(&self, cx: &OpContext, spec: &VmSpec) -> ProviderResult<VmObserved> {
+impl Api<Vm> for AwsProvider {
+    async fn create(&self, cx: &OpContext, spec: &VmSpec) -> ProviderResult<VmObserved> {
         let what = format!("VM `{}`", spec.name);
         self.check_region(&what, &spec.region)?;
         self.check_name("VM", &spec.name)?;
@@ -379,7 +380,7 @@ impl Compute for AwsProvider {
         Ok(self.vm_observed(&running))
     }
 
-    async fn read_vms(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VmObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VmObserved>> {
         let live = ec2_filter("instance-state-name", LIVE_STATES);
         let instances = match sel {
             Selector::Ids(ids) => {
@@ -400,7 +401,7 @@ impl Compute for AwsProvider {
         Ok(out)
     }
 
-    async fn update_vm(&self, cx: &OpContext, id: &str, spec: &VmSpec) -> ProviderResult<VmObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &VmSpec) -> ProviderResult<VmObserved> {
         let what = format!("VM `{id}`");
         self.check_region(&what, &spec.region)?;
         self.check_name("VM", &spec.name)?;
@@ -497,7 +498,7 @@ impl Compute for AwsProvider {
         Ok(obs)
     }
 
-    async fn delete_vm(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.ec2
             .terminate_instances()
             .instance_ids(id)

@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_rds::types::{DbInstance, Filter, Tag};
 use konstacks_core::clock::OpContext;
+use konstacks_core::model::{Database};
 use konstacks_core::error::{ErrorKind, ProviderError};
-use konstacks_core::provider::{Database, ProviderResult};
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{DatabaseObserved, DatabaseSpec, Selector, Tags, TAG_PATH};
 
 use super::catalog::{catalog_version, engine_of, rds_engine};
@@ -341,8 +342,8 @@ impl AwsProvider {
 }
 
 #[async_trait::async_trait]
-impl Database for AwsProvider {
-    async fn create_database(&self, cx: &OpContext, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
+impl Api<Database> for AwsProvider {
+    async fn create(&self, cx: &OpContext, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
         let what = format!("database `{}`", spec.name);
         let (engine, class) = self.check_db_spec(&what, spec)?;
         let subnets: BTreeSet<&String> = spec.subnet_ids.iter().collect();
@@ -390,7 +391,7 @@ impl Database for AwsProvider {
         self.db_observed(&db).ok_or_else(|| missing("the database's engine and identifier"))
     }
 
-    async fn read_databases(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DatabaseObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DatabaseObserved>> {
         let dbs = match sel {
             Selector::Ids(ids) => {
                 let mut ids: Vec<String> = ids.iter().filter(|s| !s.is_empty()).cloned().collect();
@@ -418,7 +419,7 @@ impl Database for AwsProvider {
         Ok(out)
     }
 
-    async fn update_database(&self, cx: &OpContext, id: &str, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
         let what = format!("database `{id}`");
         let (engine, class) = self.check_db_spec(&what, spec)?;
         if let Some(p) = &spec.password {
@@ -509,7 +510,7 @@ impl Database for AwsProvider {
         Ok(obs)
     }
 
-    async fn delete_database(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let what = format!("database `{id}`");
         let db = self
             .db_by_id(id)

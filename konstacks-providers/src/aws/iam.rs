@@ -18,11 +18,11 @@ use super::PROVIDER_NAME;
 /// mutating operation.
 fn reads(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Vpc => &["ec2:DescribeVpcs", "ec2:DescribeInternetGateways", "ec2:DescribeRouteTables"],
-        Kind::Subnet => &["ec2:DescribeSubnets", "ec2:DescribeRouteTables", "ec2:DescribeAvailabilityZones"],
-        Kind::Firewall => &["ec2:DescribeSecurityGroups"],
-        Kind::Vm => &["ec2:DescribeInstances", "ec2:DescribeImages"],
-        Kind::Database => &["rds:DescribeDBInstances"],
+        Vpc::KIND => &["ec2:DescribeVpcs", "ec2:DescribeInternetGateways", "ec2:DescribeRouteTables"],
+        Subnet::KIND => &["ec2:DescribeSubnets", "ec2:DescribeRouteTables", "ec2:DescribeAvailabilityZones"],
+        Firewall::KIND => &["ec2:DescribeSecurityGroups"],
+        Vm::KIND => &["ec2:DescribeInstances", "ec2:DescribeImages"],
+        Database::KIND => &["rds:DescribeDBInstances"],
         _ => &[],
     }
 }
@@ -71,22 +71,22 @@ const EC2_RETAG: &[&str] = &["ec2:CreateTags", "ec2:DeleteTags"];
 
 fn creates(kind: Kind) -> Vec<&'static str> {
     match kind {
-        Kind::Vpc => {
+        Vpc::KIND => {
             [&["ec2:CreateVpc", "ec2:CreateTags", "ec2:ModifyVpcAttribute"][..], PUBLIC_ROUTING, VPC_TEARDOWN].concat()
         }
-        Kind::Subnet => [
+        Subnet::KIND => [
             &["ec2:CreateSubnet", "ec2:CreateTags", "ec2:DescribeAvailabilityZones", "ec2:DeleteSubnet"][..],
             SUBNET_ROUTING,
             PUBLIC_ROUTING,
         ]
         .concat(),
-        Kind::Firewall => [
+        Firewall::KIND => [
             &["ec2:CreateSecurityGroup", "ec2:CreateTags", "ec2:DescribeSecurityGroups", "ec2:DeleteSecurityGroup"][..],
             RULES,
         ]
         .concat(),
-        Kind::Vm => vec!["ec2:DescribeImages", "ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeInstances"],
-        Kind::Database => vec![
+        Vm::KIND => vec!["ec2:DescribeImages", "ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeInstances"],
+        Database::KIND => vec![
             "rds:CreateDBSubnetGroup",
             "rds:ModifyDBSubnetGroup",
             "rds:CreateDBInstance",
@@ -101,15 +101,15 @@ fn creates(kind: Kind) -> Vec<&'static str> {
 
 fn updates(kind: Kind) -> Vec<&'static str> {
     match kind {
-        Kind::Vpc => [&["ec2:DescribeVpcs"][..], EC2_RETAG].concat(),
-        Kind::Subnet => [&["ec2:DescribeSubnets"][..], SUBNET_ROUTING, PUBLIC_ROUTING, EC2_RETAG].concat(),
-        Kind::Firewall => [&["ec2:DescribeSecurityGroups"][..], RULES, EC2_RETAG].concat(),
-        Kind::Vm => [
+        Vpc::KIND => [&["ec2:DescribeVpcs"][..], EC2_RETAG].concat(),
+        Subnet::KIND => [&["ec2:DescribeSubnets"][..], SUBNET_ROUTING, PUBLIC_ROUTING, EC2_RETAG].concat(),
+        Firewall::KIND => [&["ec2:DescribeSecurityGroups"][..], RULES, EC2_RETAG].concat(),
+        Vm::KIND => [
             &["ec2:DescribeInstances", "ec2:StopInstances", "ec2:ModifyInstanceAttribute", "ec2:StartInstances"][..],
             EC2_RETAG,
         ]
         .concat(),
-        Kind::Database => vec![
+        Database::KIND => vec![
             "rds:DescribeDBInstances",
             "rds:ModifyDBInstance",
             "rds:AddTagsToResource",
@@ -121,11 +121,11 @@ fn updates(kind: Kind) -> Vec<&'static str> {
 
 fn deletes(kind: Kind) -> Vec<&'static str> {
     match kind {
-        Kind::Vpc => [&["ec2:DescribeVpcs", "ec2:DescribeSubnets"][..], VPC_TEARDOWN].concat(),
-        Kind::Subnet => vec!["ec2:DeleteSubnet"],
-        Kind::Firewall => vec!["ec2:DeleteSecurityGroup"],
-        Kind::Vm => vec!["ec2:TerminateInstances", "ec2:DescribeInstances"],
-        Kind::Database => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
+        Vpc::KIND => [&["ec2:DescribeVpcs", "ec2:DescribeSubnets"][..], VPC_TEARDOWN].concat(),
+        Subnet::KIND => vec!["ec2:DeleteSubnet"],
+        Firewall::KIND => vec!["ec2:DeleteSecurityGroup"],
+        Vm::KIND => vec!["ec2:TerminateInstances", "ec2:DescribeInstances"],
+        Database::KIND => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
         _ => Vec::new(),
     }
 }
@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn replace_is_create_and_delete_and_no_op_reads_only() {
-        for kind in [Kind::Vpc, Kind::Subnet, Kind::Firewall, Kind::Vm, Kind::Database] {
+        for kind in [Vpc::KIND, Subnet::KIND, Firewall::KIND, Vm::KIND, Database::KIND] {
             let replace = actions_for(kind, Action::Replace);
             assert!(actions_for(kind, Action::Create).is_subset(&replace));
             assert!(actions_for(kind, Action::Delete).is_subset(&replace));
@@ -193,8 +193,8 @@ mod tests {
             assert!(no_op.iter().all(|a| a.contains(":Describe")), "{kind:?}: {no_op:?}");
             assert!(!no_op.is_empty());
         }
-        assert!(actions_for(Kind::Vm, Action::Update).contains("ec2:ModifyInstanceAttribute"));
-        assert!(!actions_for(Kind::Vm, Action::Update).contains("ec2:RunInstances"));
+        assert!(actions_for(Vm::KIND, Action::Update).contains("ec2:ModifyInstanceAttribute"));
+        assert!(!actions_for(Vm::KIND, Action::Update).contains("ec2:RunInstances"));
     }
 }
 

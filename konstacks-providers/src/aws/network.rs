@@ -14,9 +14,10 @@ use aws_sdk_ec2::types::{
 };
 use konstacks_core::cidr::Cidr;
 use konstacks_core::clock::OpContext;
+use konstacks_core::model::{Firewall, Subnet, Vpc};
 use konstacks_core::error::{ErrorKind, ProviderError};
 use konstacks_core::model::Protocol;
-use konstacks_core::provider::{Network, ProviderResult};
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{
     FirewallObserved, FirewallSpec, RuleSource, RuleSpec, Selector, SubnetObserved, SubnetSpec, Tags, VpcObserved,
     VpcSpec, TAG_NAME, TAG_PATH,
@@ -717,8 +718,8 @@ impl AwsProvider {
 }
 
 #[async_trait::async_trait]
-impl Network for AwsProvider {
-    async fn create_vpc(&self, cx: &OpContext, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
+impl Api<Vpc> for AwsProvider {
+    async fn create(&self, cx: &OpContext, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
         let what = format!("VPC `{}`", spec.name);
         self.check_region(&what, &spec.region)?;
         self.check_name("VPC", &spec.name)?;
@@ -732,7 +733,7 @@ impl Network for AwsProvider {
         }
         let out = self
             .ec2
-            .create_vpc()
+            .api::<Vpc>().create()
             .cidr_block(&spec.cidr)
             .tag_specifications(ec2_tag_spec(ResourceType::Vpc, &spec.tags, &[]))
             .send()
@@ -743,7 +744,7 @@ impl Network for AwsProvider {
         if let Err(e) = self.finish_vpc(cx, &id).await {
             // A failed create creates nothing: take the half-built VPC down again.
             let _ = self.delete_vpc_helpers(cx, &id).await;
-            let _ = self.ec2.delete_vpc().vpc_id(&id).send().await;
+            let _ = self.ec2.api::<Vpc>().delete().vpc_id(&id).send().await;
             return Err(e);
         }
         Ok(VpcObserved {
@@ -755,7 +756,7 @@ impl Network for AwsProvider {
         })
     }
 
-    async fn read_vpcs(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VpcObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VpcObserved>> {
         let vpcs = match sel {
             Selector::Ids(ids) => {
                 read_chunks(id_chunks(ids), |chunk| self.describe_vpcs(vec![ec2_filter("vpc-id", chunk)])).await?
@@ -768,7 +769,7 @@ impl Network for AwsProvider {
         Ok(out)
     }
 
-    async fn update_vpc(&self, _cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
+    async fn update(&self, _cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
         let what = format!("VPC `{id}`");
         self.check_region(&what, &spec.region)?;
         self.check_name("VPC", &spec.name)?;
@@ -787,7 +788,7 @@ impl Network for AwsProvider {
         })
     }
 
-    async fn delete_vpc(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let what = format!("VPC `{id}`");
         self.vpc_by_id(id).await?;
         // Refuse before touching the gateway: a VPC that keeps its subnets must keep its route out.
@@ -809,15 +810,18 @@ impl Network for AwsProvider {
         }
         self.delete_vpc_helpers(cx, id).await?;
         self.ec2
-            .delete_vpc()
+            .api::<Vpc>().delete()
             .vpc_id(id)
             .send()
             .await
             .map_err(|e| sdk_error("DeleteVpc", &format!("deleting {what}"), e))?;
         Ok(())
     }
+}
 
-    async fn create_subnet(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
+#[async_trait::async_trait]
+impl Api<Subnet> for AwsProvider {
+    async fn create(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
         let what = format!("subnet `{}`", spec.name);
         self.check_region(&what, &spec.region)?;
         self.check_name("subnet", &spec.name)?;
@@ -835,7 +839,7 @@ impl Network for AwsProvider {
         })?;
         let out = self
             .ec2
-            .create_subnet()
+            .api::<Subnet>().create()
             .vpc_id(&spec.vpc_id)
             .cidr_block(&spec.cidr)
             .availability_zone(&zone_name)
@@ -847,7 +851,7 @@ impl Network for AwsProvider {
         let id = subnet.subnet_id().ok_or_else(|| missing("a subnet id"))?.to_string();
         if spec.public {
             if let Err(e) = self.set_subnet_public(cx, &id, &spec.vpc_id, true).await {
-                let _ = self.ec2.delete_subnet().subnet_id(&id).send().await;
+                let _ = self.ec2.api::<Subnet>().delete().subnet_id(&id).send().await;
                 return Err(e);
             }
         }
@@ -864,7 +868,7 @@ impl Network for AwsProvider {
         })
     }
 
-    async fn read_subnets(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<SubnetObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<SubnetObserved>> {
         let subnets = match sel {
             Selector::Ids(ids) => {
                 read_chunks(id_chunks(ids), |chunk| self.describe_subnets(vec![ec2_filter("subnet-id", chunk)])).await?
@@ -875,7 +879,7 @@ impl Network for AwsProvider {
         self.subnets_observed(subnets).await
     }
 
-    async fn update_subnet(&self, cx: &OpContext, id: &str, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
         let what = format!("subnet `{id}`");
         self.check_region(&what, &spec.region)?;
         self.check_name("subnet", &spec.name)?;
@@ -904,17 +908,20 @@ impl Network for AwsProvider {
         Ok(SubnetObserved { name: spec.name.clone(), public: spec.public, tags: spec.tags.clone(), ..current })
     }
 
-    async fn delete_subnet(&self, _cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, _cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.ec2
-            .delete_subnet()
+            .api::<Subnet>().delete()
             .subnet_id(id)
             .send()
             .await
             .map_err(|e| sdk_error("DeleteSubnet", &format!("deleting subnet `{id}`"), e))?;
         Ok(())
     }
+}
 
-    async fn create_firewall(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
+#[async_trait::async_trait]
+impl Api<Firewall> for AwsProvider {
+    async fn create(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
         let what = format!("security group `{}`", spec.name);
         self.check_region(&what, &spec.region)?;
         self.check_name("security group", &spec.name)?;
@@ -958,7 +965,7 @@ impl Network for AwsProvider {
         })
     }
 
-    async fn read_firewalls(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<FirewallObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<FirewallObserved>> {
         let groups = match sel {
             Selector::Ids(ids) => read_chunks(id_chunks(ids), |chunk| self.groups_by_ids(chunk)).await?,
             Selector::Stack(stack) => self.describe_security_groups(vec![stack_filter(stack)]).await?,
@@ -969,7 +976,7 @@ impl Network for AwsProvider {
         Ok(out)
     }
 
-    async fn update_firewall(&self, cx: &OpContext, id: &str, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
         let what = format!("security group `{id}`");
         self.check_region(&what, &spec.region)?;
         check_tags(&what, &spec.tags, 0)?;
@@ -990,7 +997,7 @@ impl Network for AwsProvider {
         })
     }
 
-    async fn delete_firewall(&self, _cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, _cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.ec2
             .delete_security_group()
             .group_id(id)

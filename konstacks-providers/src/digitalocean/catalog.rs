@@ -3,7 +3,7 @@
 //! is not an API call. It also holds the few facts the backend maps between Konstacks' portable
 //! names and DigitalOcean's slugs (engines, synthetic zones).
 
-use konstacks_core::model::{Engine, Jurisdiction};
+use konstacks_core::model::{DbEngine as Engine, Jurisdiction};
 use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
 
 /// The provider name stacks select (`TemplateContext::provider("digitalocean")`).

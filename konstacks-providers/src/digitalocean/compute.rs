@@ -8,8 +8,9 @@
 use std::collections::BTreeSet;
 
 use konstacks_core::clock::OpContext;
+use konstacks_core::model::{Vm};
 use konstacks_core::error::ProviderError;
-use konstacks_core::provider::{Compute, ProviderResult};
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{Selector, VmObserved, VmSpec, TAG_STACK};
 use reqwest::Method;
 
@@ -180,8 +181,8 @@ impl DigitalOcean {
 }
 
 #[async_trait::async_trait]
-impl Compute for DigitalOcean {
-    async fn create_vm(&self, cx: &OpContext, spec: &VmSpec) -> ProviderResult<VmObserved> {
+impl Api<Vm> for DigitalOcean {
+    async fn create(&self, cx: &OpContext, spec: &VmSpec) -> ProviderResult<VmObserved> {
         self.check_region(&spec.region)?;
         let size = vm_size_slug(&self.catalog, &spec.size)
             .ok_or_else(|| invalid(format!("droplet size `{}` is not in the DigitalOcean catalogue", spec.size)))?;
@@ -226,7 +227,7 @@ impl Compute for DigitalOcean {
         Ok(self.droplet_observed(&d))
     }
 
-    async fn read_vms(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VmObserved>> {
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VmObserved>> {
         let stack = match sel {
             Selector::Stack(s) => s.clone(),
             _ => cx.stack.clone(),
@@ -260,7 +261,7 @@ impl Compute for DigitalOcean {
         Ok(out)
     }
 
-    async fn update_vm(&self, cx: &OpContext, id: &str, spec: &VmSpec) -> ProviderResult<VmObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &VmSpec) -> ProviderResult<VmObserved> {
         let d = self.get_droplet(cx, id).await.map_err(|e| e.into_provider(format!("reading droplet `{id}`")))?;
         let cur = self.droplet_observed(&d);
         let what = format!("droplet `{id}`");
@@ -299,7 +300,7 @@ impl Compute for DigitalOcean {
         Ok(self.droplet_observed(&d))
     }
 
-    async fn delete_vm(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let d = self.get_droplet(cx, id).await.map_err(|e| e.into_provider(format!("reading droplet `{id}`")))?;
         self.client
             .send_empty::<()>(cx, Method::DELETE, &format!("/v2/droplets/{id}"), None)

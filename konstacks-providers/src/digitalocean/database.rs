@@ -15,9 +15,10 @@
 use std::collections::BTreeSet;
 
 use konstacks_core::clock::OpContext;
+use konstacks_core::model::{Database};
 use konstacks_core::error::{ErrorKind, ProviderError};
-use konstacks_core::model::Engine;
-use konstacks_core::provider::{Database, ProviderResult};
+use konstacks_core::model::DbEngine as Engine;
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{DatabaseObserved, DatabaseSpec, Selector, TAG_STACK};
 use reqwest::Method;
 
@@ -170,8 +171,8 @@ impl DigitalOcean {
 }
 
 #[async_trait::async_trait]
-impl Database for DigitalOcean {
-    async fn create_database(&self, cx: &OpContext, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
+impl Api<Database> for DigitalOcean {
+    async fn create(&self, cx: &OpContext, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
         self.check_region(&spec.region)?;
         let versions = self.catalog.engine_versions(spec.engine);
         if !versions.iter().any(|v| v == &spec.version) {
@@ -233,7 +234,7 @@ impl Database for DigitalOcean {
         self.observe_cluster(cx, &c).await
     }
 
-    async fn read_databases(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DatabaseObserved>> {
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DatabaseObserved>> {
         let stack = match sel {
             Selector::Stack(s) => s.clone(),
             _ => cx.stack.clone(),
@@ -270,7 +271,7 @@ impl Database for DigitalOcean {
         Ok(out)
     }
 
-    async fn update_database(&self, cx: &OpContext, id: &str, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
         let c = self.get_cluster(cx, id).await.map_err(|e| e.into_provider(format!("reading database `{id}`")))?;
         let cur = self.observe_cluster(cx, &c).await?;
         let what = format!("database `{id}`");
@@ -354,7 +355,7 @@ impl Database for DigitalOcean {
         self.observe_cluster(cx, &c).await
     }
 
-    async fn delete_database(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let c = self.get_cluster(cx, id).await.map_err(|e| e.into_provider(format!("reading database `{id}`")))?;
         self.client
             .send_empty::<()>(cx, Method::DELETE, &format!("/v2/databases/{id}"), None)

@@ -13,9 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use konstacks_core::cidr::Cidr;
 use konstacks_core::clock::OpContext;
+use konstacks_core::kinds as kind;
 use konstacks_core::error::{ErrorKind, ProviderError};
 use konstacks_core::model::Protocol;
-use konstacks_core::provider::{Network, ProviderResult};
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{
     FirewallObserved, FirewallSpec, RuleSource, RuleSpec, Selector, SubnetObserved, SubnetSpec, Tags, VpcObserved,
     VpcSpec, TAG_PATH, TAG_STACK,
@@ -488,7 +489,7 @@ impl DigitalOcean {
 
     /// One logical subnet: NotFound when it does not exist.
     pub(crate) async fn read_subnet(&self, cx: &OpContext, id: &str) -> ProviderResult<SubnetObserved> {
-        let found = self.read_subnets(cx, &Selector::Ids(vec![id.to_string()])).await?;
+        let found = self.api::<kind::Subnet>().read_many(cx, &Selector::Ids(vec![id.to_string()])).await?;
         found.into_iter().next().ok_or_else(|| {
             ProviderError::not_found(format!(
                 "subnet `{id}` does not exist (one created moments ago may not be visible yet; retry shortly)"
@@ -521,8 +522,8 @@ impl DigitalOcean {
 }
 
 #[async_trait::async_trait]
-impl Network for DigitalOcean {
-    async fn create_vpc(&self, cx: &OpContext, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
+impl Api<kind::Vpc> for DigitalOcean {
+    async fn create(&self, cx: &OpContext, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
         self.check_region(&spec.region)?;
         if !valid_name(&spec.name, false) {
             return Err(invalid(format!(
@@ -547,13 +548,13 @@ impl Network for DigitalOcean {
         Ok(vpc_observed(&v.vpc))
     }
 
-    async fn read_vpcs(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VpcObserved>> {
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VpcObserved>> {
         let all =
             self.client.list::<VpcList>(cx, "/v2/vpcs", &[]).await.map_err(|e| e.into_provider("listing VPCs"))?;
         Ok(all.iter().map(vpc_observed).filter(|v| selected(sel, &v.id, &v.tags)).collect())
     }
 
-    async fn update_vpc(&self, cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
         let cur = self.get_vpc(cx, id).await.map_err(|e| e.into_provider(format!("reading VPC `{id}`")))?;
         let what = format!("VPC `{id}`");
         immutable(&what, "region", &cur.region, &spec.region)?;
@@ -568,7 +569,7 @@ impl Network for DigitalOcean {
         Ok(vpc_observed(&v.vpc))
     }
 
-    async fn delete_vpc(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.get_vpc(cx, id).await.map_err(|e| e.into_provider(format!("reading VPC `{id}`")))?;
         let records = self.records(cx).await?;
         let mut deps = Vec::new();
@@ -604,8 +605,11 @@ impl Network for DigitalOcean {
             Err(e) => Err(e.into_provider(format!("deleting VPC `{id}`"))),
         }
     }
+}
 
-    async fn create_subnet(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
+#[async_trait::async_trait]
+impl Api<kind::Subnet> for DigitalOcean {
+    async fn create(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
         self.check_region(&spec.region)?;
         if spec.zone >= ZONES_PER_REGION {
             return Err(invalid(format!(
@@ -659,7 +663,7 @@ impl Network for DigitalOcean {
             .ok_or_else(|| ProviderError::new(ErrorKind::Other, "internal: subnet record did not read back"))
     }
 
-    async fn read_subnets(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<SubnetObserved>> {
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<SubnetObserved>> {
         let records = self.records(cx).await?;
         let vpcs =
             self.client.list::<VpcList>(cx, "/v2/vpcs", &[]).await.map_err(|e| e.into_provider("listing VPCs"))?;
@@ -674,7 +678,7 @@ impl Network for DigitalOcean {
             .collect())
     }
 
-    async fn update_subnet(&self, cx: &OpContext, id: &str, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
         let missing = || ProviderError::not_found(format!("subnet `{id}` does not exist"));
         let (vpc, cidr) = labels::parse_subnet_id(id).ok_or_else(missing)?;
         let key = labels::subnet_record_key(&vpc, &cidr);
@@ -693,7 +697,7 @@ impl Network for DigitalOcean {
         subnet_observed(&key, &RecordFields::read(all.iter().map(String::as_str))).ok_or_else(missing)
     }
 
-    async fn delete_subnet(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let missing = || ProviderError::not_found(format!("subnet `{id}` does not exist"));
         let (vpc, cidr) = labels::parse_subnet_id(id).ok_or_else(missing)?;
         let key = labels::subnet_record_key(&vpc, &cidr);
@@ -729,8 +733,11 @@ impl Network for DigitalOcean {
         }
         self.delete_tag(cx, &member).await
     }
+}
 
-    async fn create_firewall(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
+#[async_trait::async_trait]
+impl Api<kind::Firewall> for DigitalOcean {
+    async fn create(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
         self.check_region(&spec.region)?;
         if !valid_name(&spec.name, true) || spec.name.len() < 2 {
             return Err(invalid(format!(
@@ -807,7 +814,7 @@ impl Network for DigitalOcean {
         Ok(firewall_observed(&fw, Some(&RecordFields::read(fields.iter().map(String::as_str)))))
     }
 
-    async fn read_firewalls(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<FirewallObserved>> {
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<FirewallObserved>> {
         let records = self.records(cx).await?;
         let all = self.all_firewalls(cx).await?;
         Ok(all
@@ -817,7 +824,7 @@ impl Network for DigitalOcean {
             .collect())
     }
 
-    async fn update_firewall(&self, cx: &OpContext, id: &str, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
         let cur = self.get_firewall(cx, id).await.map_err(|e| e.into_provider(format!("reading firewall `{id}`")))?;
         let records = self.records(cx).await?;
         let current: BTreeSet<String> =
@@ -834,7 +841,7 @@ impl Network for DigitalOcean {
         self.converge_firewall(cx, &cur, &current, spec).await
     }
 
-    async fn delete_firewall(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let fw = self.get_firewall(cx, id).await.map_err(|e| e.into_provider(format!("reading firewall `{id}`")))?;
         let own = labels::firewall_tag(id);
         let records = self.records(cx).await?;

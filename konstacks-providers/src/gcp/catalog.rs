@@ -13,7 +13,7 @@
 //! - Cloud SQL: cloud.google.com/sql/pricing (Enterprise edition, us-central1: $0.0413 per
 //!   vCPU-hour and $0.007 per GiB-hour, as re-published in May 2026).
 
-use konstacks_core::model::{Engine, Jurisdiction};
+use konstacks_core::model::{DbEngine as Engine, Jurisdiction};
 use konstacks_core::provider::{Catalog, Pricing};
 
 /// Name stacks use to select this provider.

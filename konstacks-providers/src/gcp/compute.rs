@@ -17,8 +17,9 @@ use google_cloud_compute_v1::model::{
     InstancesSetMachineTypeRequest, Metadata, NetworkInterface, Tags as NetworkTags,
 };
 use konstacks_core::clock::OpContext;
+use konstacks_core::model::{Vm};
 use konstacks_core::error::ProviderError;
-use konstacks_core::provider::{Compute, ProviderResult};
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{Selector, VmObserved, VmSpec};
 
 use super::labels::{self, Payload};
@@ -114,8 +115,8 @@ impl Gcp {
 }
 
 #[async_trait::async_trait]
-impl Compute for Gcp {
-    async fn create_vm(&self, cx: &OpContext, spec: &VmSpec) -> ProviderResult<VmObserved> {
+impl Api<Vm> for Gcp {
+    async fn create(&self, cx: &OpContext, spec: &VmSpec) -> ProviderResult<VmObserved> {
         self.check_region(&spec.region)?;
         let machine = self.machine_type(&spec.size)?;
         let image = self.source_image(&spec.image)?;
@@ -182,7 +183,7 @@ impl Compute for Gcp {
         Ok(self.vm_observed(&running))
     }
 
-    async fn read_vms(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VmObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VmObserved>> {
         let filter = match sel {
             Selector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
             Selector::Ids(ids) => names_filter(
@@ -227,7 +228,7 @@ impl Compute for Gcp {
         Ok(out)
     }
 
-    async fn update_vm(&self, cx: &OpContext, id: &str, spec: &VmSpec) -> ProviderResult<VmObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &VmSpec) -> ProviderResult<VmObserved> {
         let (zone, name) =
             instance_parts(id).ok_or_else(|| ProviderError::not_found(format!("VM `{id}` is not an instance path")))?;
         let current = self.get_instance(id).await?;
@@ -306,7 +307,7 @@ impl Compute for Gcp {
         Ok(self.vm_observed(&running))
     }
 
-    async fn delete_vm(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let Some((zone, name)) = instance_parts(id) else {
             return Ok(());
         };

@@ -26,9 +26,10 @@ use google_cloud_sql_v1::model::{
     Settings, SqlAvailabilityType, SqlDataDiskType, SqlDatabaseVersion, SqlIpAddressType, User,
 };
 use konstacks_core::clock::OpContext;
+use konstacks_core::model::{Database};
 use konstacks_core::error::{ErrorKind, ProviderError};
-use konstacks_core::model::Engine;
-use konstacks_core::provider::{Database, ProviderResult};
+use konstacks_core::model::DbEngine as Engine;
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{DatabaseObserved, DatabaseSpec, Selector};
 
 use super::catalog::{engine_version_of, sql_database_version};
@@ -288,8 +289,8 @@ impl Gcp {
 }
 
 #[async_trait::async_trait]
-impl Database for Gcp {
-    async fn create_database(&self, cx: &OpContext, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
+impl Api<Database> for Gcp {
+    async fn create(&self, cx: &OpContext, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
         self.check_region(&spec.region)?;
         if !spec.encrypted {
             return Err(invalid(format!(
@@ -344,7 +345,7 @@ impl Database for Gcp {
         Ok(self.db_observed(&self.get_db(&spec.name).await?))
     }
 
-    async fn read_databases(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DatabaseObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DatabaseObserved>> {
         let filter = match sel {
             Selector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
             Selector::Ids(_) => None,
@@ -377,7 +378,7 @@ impl Database for Gcp {
         Ok(out)
     }
 
-    async fn update_database(&self, cx: &OpContext, id: &str, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
         let name = instance_name(id);
         let current = self.get_db(name).await?;
         let observed = self.db_observed(&current);
@@ -419,7 +420,7 @@ impl Database for Gcp {
         Ok(self.db_observed(&self.get_db(name).await?))
     }
 
-    async fn delete_database(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let name = instance_name(id);
         let current = match self.sql.get().set_project(&self.project).set_instance(name).send().await {
             Ok(d) => d,

@@ -24,9 +24,10 @@ use google_cloud_compute_v1::model::firewall::{Allowed, Denied, Direction};
 use google_cloud_compute_v1::model::{Firewall, Network, Subnetwork, SubnetworksSetPrivateIpGoogleAccessRequest};
 use google_cloud_gax::error::Error as GaxError;
 use konstacks_core::clock::OpContext;
+use konstacks_core::model::{Firewall, Subnet, Vpc};
 use konstacks_core::error::ProviderError;
 use konstacks_core::model::Protocol;
-use konstacks_core::provider::{Network as NetworkTrait, ProviderResult};
+use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{
     FirewallObserved, FirewallSpec, RuleSource, RuleSpec, Selector, SubnetObserved, SubnetSpec, VpcObserved, VpcSpec,
 };
@@ -450,8 +451,8 @@ impl Gcp {
 }
 
 #[async_trait::async_trait]
-impl NetworkTrait for Gcp {
-    async fn create_vpc(&self, cx: &OpContext, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
+impl Api<Vpc> for Gcp {
+    async fn create(&self, cx: &OpContext, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
         self.check_region(&spec.region)?;
         let payload = Payload::new(&spec.tags).with("cidr", &spec.cidr).with("region", &spec.region);
         let mut n = Network::default();
@@ -466,7 +467,7 @@ impl NetworkTrait for Gcp {
         Ok(self.vpc_observed(&self.get_network(&spec.name).await?, &BTreeMap::new()))
     }
 
-    async fn read_vpcs(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VpcObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<VpcObserved>> {
         let filter = match sel {
             Selector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
             Selector::Ids(ids) => {
@@ -489,7 +490,7 @@ impl NetworkTrait for Gcp {
         Ok(out)
     }
 
-    async fn update_vpc(&self, cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
         let network = self.get_network(id).await?;
         let name = network.name.clone().unwrap_or_default();
         let records = self.tag_records(std::slice::from_ref(&name)).await?;
@@ -505,14 +506,17 @@ impl NetworkTrait for Gcp {
         Ok(self.vpc_observed(&network, &records))
     }
 
-    async fn delete_vpc(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let name = network_name(id);
         self.delete_rule(cx, &format!("{name}{TAGS_SUFFIX}")).await?;
         let sent = self.networks.delete().set_project(&self.project).set_network(name).send().await;
         self.run_delete(cx, &format!("deleting network `{name}`"), sent).await
     }
+}
 
-    async fn create_subnet(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
+#[async_trait::async_trait]
+impl Api<Subnet> for Gcp {
+    async fn create(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
         self.check_region(&spec.region)?;
         // The zone must exist: VMs of the subnet are placed in it.
         self.zone_name(cx, spec.zone).await?;
@@ -540,7 +544,7 @@ impl NetworkTrait for Gcp {
         self.subnet_observed(cx, &created, &BTreeMap::new()).await
     }
 
-    async fn read_subnets(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<SubnetObserved>> {
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<SubnetObserved>> {
         let filter = match sel {
             Selector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
             Selector::Ids(ids) => Some(names_filter(
@@ -572,7 +576,7 @@ impl NetworkTrait for Gcp {
         Ok(out)
     }
 
-    async fn update_subnet(&self, cx: &OpContext, id: &str, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
         let current = self.get_subnet(id).await?;
         let sname = current.name.clone().unwrap_or_default();
         let records = self.tag_records(std::slice::from_ref(&sname)).await?;
@@ -607,7 +611,7 @@ impl NetworkTrait for Gcp {
         self.subnet_observed(cx, &updated, &records).await
     }
 
-    async fn delete_subnet(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let Some((region, name)) = subnet_parts(id) else {
             return Ok(());
         };
@@ -616,8 +620,11 @@ impl NetworkTrait for Gcp {
             self.subnetworks.delete().set_project(&self.project).set_region(region).set_subnetwork(name).send().await;
         self.run_delete(cx, &format!("deleting subnetwork `{name}`"), sent).await
     }
+}
 
-    async fn create_firewall(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
+#[async_trait::async_trait]
+impl Api<Firewall> for Gcp {
+    async fn create(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
         self.check_region(&spec.region)?;
         let network = self.get_network(&spec.vpc_id).await?;
         let link = network.self_link.clone().unwrap_or_else(|| self.network_path(network_name(&spec.vpc_id)));
@@ -629,7 +636,7 @@ impl NetworkTrait for Gcp {
         Ok(self.firewall_observed(&spec.name, rules.get(&spec.name).map(Vec::as_slice).unwrap_or_default()))
     }
 
-    async fn read_firewalls(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<FirewallObserved>> {
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<FirewallObserved>> {
         let names: Vec<String> = match sel {
             Selector::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
             Selector::Ids(ids) => ids.clone(),
@@ -646,7 +653,7 @@ impl NetworkTrait for Gcp {
             .collect())
     }
 
-    async fn update_firewall(&self, cx: &OpContext, id: &str, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
+    async fn update(&self, cx: &OpContext, id: &str, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
         let groups = self.firewall_rules(&[id.to_string()]).await?;
         let current =
             groups.get(id).ok_or_else(|| ProviderError::not_found(format!("firewall `{id}` does not exist")))?;
@@ -698,7 +705,7 @@ impl NetworkTrait for Gcp {
         Ok(self.firewall_observed(id, rules.get(id).map(Vec::as_slice).unwrap_or_default()))
     }
 
-    async fn delete_firewall(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let groups = self.firewall_rules(&[id.to_string()]).await?;
         for rule in groups.get(id).map(Vec::as_slice).unwrap_or_default() {
             self.delete_rule(cx, rule.name.as_deref().unwrap_or_default()).await?;

@@ -2,7 +2,8 @@
 //! internet, databases never reachable from the internet, databases encrypted at rest, and
 //! automated backups on for Postgres and MySQL.
 
-use konstacks_core::model::Kind;
+use konstacks_core::model::{database, Cache, Database, Firewall};
+use konstacks_core::policy::ResourceView;
 use konstacks_core::policy::{Direction, Pack, PolicyContext, Rule, RuleOutcome, Severity};
 
 /// Pack name.
@@ -39,7 +40,7 @@ impl Rule for NoAdminPortsFromAnywhere {
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         let mut out = Vec::new();
-        for fw in cx.of_kind(Kind::Firewall) {
+        for fw in cx.of::<Firewall>() {
             let mut failed = false;
             let mut open_to_all = Vec::new();
             for rule in cx.firewall_rules(fw) {
@@ -99,7 +100,9 @@ impl Rule for DatabaseNotPublic {
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         let mut out = Vec::new();
-        for db in cx.of_kind(Kind::Database) {
+        // Caches hold data too: the same exposure rules apply to them.
+        let stores: Vec<ResourceView<'_>> = cx.of::<Database>().chain(cx.of::<Cache>()).collect();
+        for db in stores {
             let before = out.len();
             for fw in cx.firewalls_of(db) {
                 for rule in cx.firewall_rules(fw) {
@@ -160,9 +163,9 @@ impl Rule for DatabaseEncrypted {
         "Databases are encrypted at rest"
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
-        cx.of_kind(Kind::Database)
+        cx.of::<Database>()
             .map(|db| {
-                if db.bool("encrypted") == Some(true) {
+                if db.bool(database::field::ENCRYPTED) == Some(true) {
                     RuleOutcome::pass(db).with_detail("encrypted at rest")
                 } else {
                     RuleOutcome::fail(
@@ -178,7 +181,7 @@ impl Rule for DatabaseEncrypted {
 }
 
 /// `baseline/database-backups`: Postgres and MySQL keep automated backups for at least a day.
-/// Redis is not checked: it is used as a cache and keeps no backups by default.
+/// Caches (Redis, Valkey) are their own kind and not checked: they keep no backups.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DatabaseBackups;
 
@@ -193,10 +196,9 @@ impl Rule for DatabaseBackups {
         "Postgres and MySQL keep automated backups (retention of at least 1 day)"
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
-        cx.of_kind(Kind::Database)
-            .filter(|db| matches!(db.str("engine"), Some("postgres" | "mysql")))
+        cx.of::<Database>()
             .map(|db| {
-                let days = db.u64("backup_retention_days").unwrap_or(0);
+                let days = db.u64(database::field::BACKUP_RETENTION_DAYS).unwrap_or(0);
                 if days >= 1 {
                     RuleOutcome::pass(db).with_detail(format!("backup retention {days} days"))
                 } else {
@@ -210,3 +212,4 @@ impl Rule for DatabaseBackups {
             .collect()
     }
 }
+

@@ -10,7 +10,7 @@
 //! - Database firewalls should not allow all outbound traffic (a warning: it is the firewall
 //!   default, and closing it is defence in depth against exfiltration).
 
-use konstacks_core::model::{Kind, Stage};
+use konstacks_core::model::{cache, database, vm, Cache, Database, Firewall, Stage, Vm};
 use konstacks_core::policy::{Direction, Pack, PolicyContext, Rule, RuleOutcome, Severity};
 
 /// Pack name.
@@ -56,10 +56,9 @@ impl Rule for LongBackups {
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         let min = min_backup_days(cx.stage());
-        cx.of_kind(Kind::Database)
-            .filter(|db| matches!(db.str("engine"), Some("postgres" | "mysql")))
+        cx.of::<Database>()
             .map(|db| {
-                let days = db.u64("backup_retention_days").unwrap_or(0);
+                let days = db.u64(database::field::BACKUP_RETENTION_DAYS).unwrap_or(0);
                 if days >= min {
                     RuleOutcome::pass(db).with_detail(format!("backup retention {days} days (at least {min})"))
                 } else {
@@ -94,9 +93,9 @@ impl Rule for DeletionProtection {
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         let severity = if cx.stage() == Stage::Prod { Severity::Error } else { Severity::Warning };
-        cx.of_kind(Kind::Database)
+        cx.of::<Database>()
             .map(|db| {
-                if db.bool("deletion_protection") == Some(true) {
+                if db.bool(database::field::DELETION_PROTECTION) == Some(true) {
                     RuleOutcome::pass(db).with_detail("deletion protection on")
                 } else {
                     RuleOutcome::fail(
@@ -128,9 +127,11 @@ impl Rule for HighAvailability {
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         let severity = if cx.stage() == Stage::Prod { Severity::Error } else { Severity::Warning };
-        cx.of_kind(Kind::Database)
+        let stores = cx.of::<Database>().chain(cx.of::<Cache>());
+        stores
             .map(|db| {
-                if db.bool("high_availability") == Some(true) {
+                let ha = db.bool(database::field::HIGH_AVAILABILITY).or(db.bool(cache::field::HIGH_AVAILABILITY));
+                if ha == Some(true) {
                     RuleOutcome::pass(db).with_detail("standby in a second zone")
                 } else {
                     RuleOutcome::fail(
@@ -162,12 +163,12 @@ impl Rule for NoPublicIpOnPrivateTiers {
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         let db_subnets: Vec<usize> =
-            cx.of_kind(Kind::Database).flat_map(|db| cx.subnets_of(db)).map(|s| s.index).collect();
+            cx.of::<Database>().flat_map(|db| cx.subnets_of(db)).map(|s| s.index).collect();
         let fix = "remove `.public_ip(true)` and reach the VM through a load balancer or a bastion in a public \
                    subnet, or move it to a public subnet of its own web tier";
         let mut out = Vec::new();
-        for vm in cx.of_kind(Kind::Vm) {
-            if vm.bool("assign_public_ip") != Some(true) {
+        for vm in cx.of::<Vm>() {
+            if vm.bool(vm::field::ASSIGN_PUBLIC_IP) != Some(true) {
                 out.push(RuleOutcome::pass(vm).with_detail("no public IP"));
                 continue;
             }
@@ -231,7 +232,7 @@ impl Rule for DatabaseEgressRestricted {
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         let mut out = Vec::new();
-        for fw in cx.of_kind(Kind::Firewall).filter(|fw| cx.guards_database(*fw)) {
+        for fw in cx.of::<Firewall>().filter(|fw| cx.guards_database(*fw)) {
             let open: Vec<_> = cx
                 .firewall_rules(fw)
                 .into_iter()

@@ -3,7 +3,7 @@
 //! region of one of the allowed jurisdictions. The `gdpr`, `popia`, `pdpa`, `dpdp` and `lgpd`
 //! packs are built from it; a user pack can build its own (EU or UK or Switzerland, say).
 
-use konstacks_core::model::{Jurisdiction, Kind};
+use konstacks_core::model::{Database, Jurisdiction, ResourceKind};
 use konstacks_core::policy::{jurisdiction_label, PolicyContext, Rule, RuleOutcome, Severity};
 use konstacks_core::provider::RegionInfo;
 
@@ -95,11 +95,11 @@ impl Rule for ResidencyRule {
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
         cx.resources()
             .map(|r| {
-                let what = if r.kind == Kind::Database { "the database and its backups are" } else { "it is" };
+                let what = if r.kind == Database::KIND { "the database and its backups are" } else { "it is" };
                 match cx.region_of(r) {
                     Some(info) if self.allowed.contains(&info.jurisdiction) => {
                         let backups =
-                            if r.kind == Kind::Database { "; automated backups in the same region" } else { "" };
+                            if r.kind == Database::KIND { "; automated backups in the same region" } else { "" };
                         RuleOutcome::pass(r).with_detail(format!("{}{backups}", Self::describe(info)))
                     }
                     Some(info) => RuleOutcome::fail(
@@ -117,7 +117,7 @@ impl Rule for ResidencyRule {
                         format!(
                             "{what} placed in region `{}`, which provider `{}`'s catalogue does not list, so its \
                              jurisdiction cannot be established",
-                            r.str("region").unwrap_or(&cx.stack().region),
+                            cx.region_name_of(r),
                             r.provider
                         ),
                         self.fix(cx, &r.provider),

@@ -32,10 +32,10 @@ impl Secret<String> {
         // Rejection sampling over OS random bytes: every character carries log2(57) bits.
         let limit = 256 - (256 % ALPHABET.len());
         let mut out = String::with_capacity(len);
-        let mut fallback = crate::util::SplitMix::from_entropy();
+        let mut fallback = crate::base::util::SplitMix::from_entropy();
         let mut buf = [0u8; 64];
         while out.len() < len {
-            if !crate::util::os_random(&mut buf) {
+            if !crate::base::util::os_random(&mut buf) {
                 for b in buf.iter_mut() {
                     *b = fallback.next_u64() as u8;
                 }
@@ -163,7 +163,7 @@ impl Sealer {
         use chacha20poly1305::aead::{Aead, KeyInit, Payload};
         let cipher = chacha20poly1305::XChaCha20Poly1305::new((&self.key).into());
         let mut nonce = [0u8; 24];
-        if !crate::util::os_random(&mut nonce) {
+        if !crate::base::util::os_random(&mut nonce) {
             return None;
         }
         let ct = cipher

@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::clock::Clock;
-use crate::util::SplitMix;
+use crate::base::clock::Clock;
+use crate::base::util::SplitMix;
 
 /// How retryable failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,7 +114,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::TokioClock;
+    use crate::base::clock::TokioClock;
 
     #[test]
     fn delays_grow_and_are_capped() {

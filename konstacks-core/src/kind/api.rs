@@ -1,0 +1,137 @@
+//! The one generic provider API per kind ([`Api<K>`], kube's `Api<K>` in spirit) and its erased
+//! form [`DynApi`], which the engine holds in the provider registry. Specs travel between the
+//! planner and here as JSON and are typed again before a backend sees them.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::base::clock::OpContext;
+use crate::base::error::{ErrorKind, ProviderError};
+use crate::kind::field::{common, Selector};
+use crate::kind::{Kind, ResourceKind};
+
+/// Result of a provider call.
+pub type ProviderResult<T> = Result<T, ProviderError>;
+
+/// Observed attributes of one resource, by field name.
+pub type Attrs = BTreeMap<String, Value>;
+
+/// Create, read, update and delete of one kind on one cloud. Backends translate only: resolved
+/// spec -> API calls -> observed state. They never walk the graph, retry on the engine's behalf
+/// or decide replace-vs-update.
+#[async_trait::async_trait]
+pub trait Api<K: ResourceKind>: Send + Sync {
+    /// Create the resource and wait until it is usable.
+    async fn create(&self, cx: &OpContext, spec: &K::Spec) -> ProviderResult<K::Observed>;
+    /// Read resources of the kind in one batched call (paginated inside).
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<K::Observed>>;
+    /// Bring the mutable fields to `spec`.
+    async fn update(&self, cx: &OpContext, id: &str, spec: &K::Spec) -> ProviderResult<K::Observed>;
+    /// Delete it. Deleting one that is gone is not an error.
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
+}
+
+/// [`Api<K>`] with the kind erased: JSON specs in, `(id, attributes)` out.
+#[async_trait::async_trait]
+pub trait DynApi: Send + Sync {
+    /// The kind served.
+    fn kind(&self) -> Kind;
+    /// Create.
+    async fn create(&self, cx: &OpContext, spec: Value) -> ProviderResult<(String, Attrs)>;
+    /// Batched read.
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<(String, Attrs)>>;
+    /// Update.
+    async fn update(&self, cx: &OpContext, id: &str, spec: Value) -> ProviderResult<(String, Attrs)>;
+    /// Delete.
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
+}
+
+/// The erasing adapter.
+pub(crate) struct Erased<K: ResourceKind> {
+    pub(crate) api: Arc<dyn Api<K>>,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K: ResourceKind> Erased<K> {
+    pub(crate) fn new(api: Arc<dyn Api<K>>) -> Self {
+        Self { api, _kind: PhantomData }
+    }
+}
+
+fn spec_of<K: ResourceKind>(v: Value) -> ProviderResult<K::Spec> {
+    serde_json::from_value(v).map_err(|e| {
+        ProviderError::new(
+            ErrorKind::InvalidSpec,
+            format!("internal: resolved {} spec does not match its type: {e}", K::KIND),
+        )
+    })
+}
+
+/// The attributes of an observed resource, and its id.
+pub fn attrs_of<T: serde::Serialize>(o: &T) -> ProviderResult<(String, Attrs)> {
+    let v =
+        serde_json::to_value(o).map_err(|e| ProviderError::new(ErrorKind::Other, format!("observed state: {e}")))?;
+    let attrs: Attrs = match v {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => Attrs::new(),
+    };
+    let id = attrs.get(common::ID).and_then(Value::as_str).unwrap_or_default().to_string();
+    Ok((id, attrs))
+}
+
+#[async_trait::async_trait]
+impl<K: ResourceKind> DynApi for Erased<K> {
+    fn kind(&self) -> Kind {
+        K::KIND
+    }
+
+    async fn create(&self, cx: &OpContext, spec: Value) -> ProviderResult<(String, Attrs)> {
+        attrs_of(&self.api.create(cx, &spec_of::<K>(spec)?).await?)
+    }
+
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<(String, Attrs)>> {
+        self.api.read_many(cx, sel).await?.iter().map(attrs_of).collect()
+    }
+
+    async fn update(&self, cx: &OpContext, id: &str, spec: Value) -> ProviderResult<(String, Attrs)> {
+        attrs_of(&self.api.update(cx, id, &spec_of::<K>(spec)?).await?)
+    }
+
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+        self.api.delete(cx, id).await
+    }
+}
+
+/// A shared backend serves the kinds of the backend it points to.
+#[async_trait::async_trait]
+impl<K: ResourceKind, T: Api<K> + ?Sized> Api<K> for Arc<T> {
+    async fn create(&self, cx: &OpContext, spec: &K::Spec) -> ProviderResult<K::Observed> {
+        (**self).create(cx, spec).await
+    }
+    async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<K::Observed>> {
+        (**self).read_many(cx, sel).await
+    }
+    async fn update(&self, cx: &OpContext, id: &str, spec: &K::Spec) -> ProviderResult<K::Observed> {
+        (**self).update(cx, id, spec).await
+    }
+    async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+        (**self).delete(cx, id).await
+    }
+}
+
+/// Reaches the API of one kind on a backend that serves several:
+/// `sim.api::<Vpc>().create(cx, &spec)`.
+pub trait KindApis {
+    /// The API of kind `K`.
+    fn api<K: ResourceKind>(&self) -> &dyn Api<K>
+    where
+        Self: Api<K> + Sized,
+    {
+        self
+    }
+}
+
+impl<T> KindApis for T {}

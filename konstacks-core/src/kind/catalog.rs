@@ -1,0 +1,154 @@
+//! What a provider offers, as static data: regions with their jurisdictions, sizes, images,
+//! engine versions and prices. Validation and cost read it before any cloud call; reading it is
+//! never a call.
+
+use crate::model::placement::Jurisdiction;
+
+/// One region of a provider.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RegionInfo {
+    /// Provider name of the region (`eu-central-1`, `fra1`).
+    pub name: String,
+    /// City or area.
+    pub location: String,
+    /// ISO 3166 country code.
+    pub country: String,
+    /// Legal area the region is in.
+    pub jurisdiction: Jurisdiction,
+}
+
+impl RegionInfo {
+    /// A region entry.
+    pub fn new(name: &str, location: &str, country: &str, jurisdiction: Jurisdiction) -> Self {
+        Self { name: name.into(), location: location.into(), country: country.into(), jurisdiction }
+    }
+}
+
+/// A size or image offered by a provider.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Offer {
+    /// The portable slug (`small`) or, for provider-specific entries, the native name.
+    pub slug: String,
+    /// The provider's own name (`t3.small`, `s-1vcpu-2gb`).
+    pub native: String,
+    /// List price per month in USD, where known.
+    pub monthly_usd: Option<f64>,
+}
+
+impl Offer {
+    /// An offer.
+    pub fn new(slug: &str, native: &str, monthly_usd: Option<f64>) -> Self {
+        Self { slug: slug.into(), native: native.into(), monthly_usd }
+    }
+}
+
+/// The versions offered for an engine.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineOffer {
+    /// Engine name as the kinds spell it (`postgres`, `mysql`, `redis`, `valkey`).
+    pub engine: String,
+    /// Versions, oldest first.
+    pub versions: Vec<String>,
+}
+
+/// What a provider offers; validation checks stacks against it before any cloud call.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Catalog {
+    /// Provider name.
+    pub provider: String,
+    /// Regions, in order of preference within a jurisdiction.
+    pub regions: Vec<RegionInfo>,
+    /// VM sizes.
+    pub vm_sizes: Vec<Offer>,
+    /// Database sizes.
+    pub db_sizes: Vec<Offer>,
+    /// Images.
+    pub images: Vec<Offer>,
+    /// Database and cache engines and their versions.
+    pub engines: Vec<EngineOffer>,
+    /// Cache node sizes.
+    #[serde(default)]
+    pub cache_sizes: Vec<Offer>,
+    /// Longest physical name the provider accepts.
+    pub max_name_len: usize,
+    /// How many zones each region has at least (zone indexes must be below this).
+    pub min_zones: u8,
+    /// The kinds the provider registers (`vpc`, `cache`), sorted. `synth` refuses a resource of
+    /// a kind its provider lacks.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Storage, backup and address prices, and when the prices were taken.
+    #[serde(default)]
+    pub pricing: Pricing,
+}
+
+/// Prices beyond the per-size monthly list prices of [`Offer`] (USD).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pricing {
+    /// When the prices were read from the provider's public price list (YYYY-MM-DD).
+    pub priced_on: String,
+    /// Database storage per GiB-month.
+    pub db_storage_gb_month: Option<f64>,
+    /// Backup storage per GiB-month beyond what the provider includes.
+    pub backup_gb_month: Option<f64>,
+    /// A public IPv4 address per month.
+    pub public_ipv4_month: Option<f64>,
+    /// Multiplier of list prices per region where they differ from the base region (1.0 = same).
+    pub region_multipliers: Vec<(String, f64)>,
+}
+
+impl Pricing {
+    /// The price multiplier of a region.
+    pub fn multiplier(&self, region: &str) -> f64 {
+        self.region_multipliers.iter().find(|(r, _)| r == region).map(|(_, m)| *m).unwrap_or(1.0)
+    }
+}
+
+impl Catalog {
+    /// The region named `name`.
+    pub fn region(&self, name: &str) -> Option<&RegionInfo> {
+        self.regions.iter().find(|r| r.name == name)
+    }
+
+    /// Regions within a jurisdiction, in order of preference.
+    pub fn regions_within(&self, j: Jurisdiction) -> impl Iterator<Item = &RegionInfo> {
+        self.regions.iter().filter(move |r| r.jurisdiction == j)
+    }
+
+    /// Whether a VM size slug or native name is offered.
+    pub fn vm_size(&self, slug: &str) -> Option<&Offer> {
+        self.vm_sizes.iter().find(|o| o.slug == slug || o.native == slug)
+    }
+
+    /// Whether a database size slug or native name is offered.
+    pub fn db_size(&self, slug: &str) -> Option<&Offer> {
+        self.db_sizes.iter().find(|o| o.slug == slug || o.native == slug)
+    }
+
+    /// Whether an image slug or id is offered.
+    pub fn image(&self, slug: &str) -> Option<&Offer> {
+        self.images.iter().find(|o| o.slug == slug || o.native == slug)
+    }
+
+    /// Whether the provider registers the kind `id`.
+    pub fn offers_kind(&self, id: &str) -> bool {
+        self.kinds.iter().any(|k| k == id)
+    }
+
+    /// Whether a cache node size slug or native name is offered.
+    pub fn cache_size(&self, slug: &str) -> Option<&Offer> {
+        self.cache_sizes.iter().find(|o| o.slug == slug || o.native == slug)
+    }
+
+    /// Versions offered for an engine (`postgres`, `redis`).
+    pub fn engine_versions(&self, engine: &str) -> &[String] {
+        self.engines.iter().find(|e| e.engine == engine).map(|e| e.versions.as_slice()).unwrap_or(&[])
+    }
+}
+
+impl EngineOffer {
+    /// An engine (`postgres`) with its versions, oldest first.
+    pub fn new(engine: &str, versions: &[&str]) -> Self {
+        Self { engine: engine.to_string(), versions: versions.iter().map(|v| v.to_string()).collect() }
+    }
+}

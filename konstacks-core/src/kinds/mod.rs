@@ -1,0 +1,80 @@
+//! Every kind Konstacks manages, one file each, and the registry that finds a kind by its id
+//! (for state, plans and cost reports read back from JSON). Adding a kind is a new file here and
+//! one line in [`ALL`].
+
+pub mod cache;
+pub mod database;
+pub mod firewall;
+pub mod subnet;
+pub mod vm;
+pub mod vpc;
+
+pub use cache::{Cache, CacheEngine, CacheObserved, CacheSize, CacheSpec};
+pub use database::{Database, DatabaseObserved, DatabaseSpec, DbEngine, DbSize};
+pub use firewall::{
+    Egress, Firewall, FirewallObserved, FirewallSpec, Ingress, Peer, Protocol, FirewallRule, RulePorts, RuleSource, RuleSpec,
+};
+pub use subnet::{Subnet, SubnetObserved, SubnetSpec};
+pub use vm::{EnvValue, Image, Vm, VmObserved, VmSize, VmSpec};
+pub use vpc::{Vpc, VpcObserved, VpcSpec};
+
+use crate::kind::{Kind, ResourceKind};
+
+/// Every registered kind, in dependency-free order of ids.
+pub const ALL: &[Kind] = &[Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+
+/// The kind with this id.
+pub fn lookup(id: &str) -> Option<Kind> {
+    ALL.iter().copied().find(|k| k.as_str() == id)
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(d)?;
+        lookup(&id).ok_or_else(|| {
+            let known: Vec<&str> = ALL.iter().map(|k| k.as_str()).collect();
+            serde::de::Error::custom(format!("unknown resource kind `{id}` (this build knows {})", known.join(", ")))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_sorted() {
+        let ids: Vec<&str> = ALL.iter().map(|k| k.as_str()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(ids, sorted);
+    }
+
+    #[test]
+    fn every_kind_lists_its_special_fields_among_its_fields() {
+        for k in ALL {
+            let d = k.def();
+            let mut sorted = d.fields.to_vec();
+            sorted.sort_unstable();
+            assert_eq!(sorted, d.fields, "{k}: fields are sorted");
+            for f in d.force_new.iter().chain(d.secrets) {
+                assert!(d.fields.contains(f), "{k}: `{f}` is not one of its fields");
+            }
+            for common in [crate::kind::common::NAME, crate::kind::common::REGION, crate::kind::common::TAGS] {
+                assert!(d.fields.contains(&common), "{k}: lacks the common field `{common}`");
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_round_trip_through_json() {
+        for k in ALL {
+            let json = serde_json::to_string(k).unwrap();
+            let back: Kind = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, *k);
+        }
+        let err = serde_json::from_str::<Kind>("\"teleporter\"").unwrap_err().to_string();
+        assert!(err.contains("unknown resource kind `teleporter`"), "{err}");
+    }
+}
