@@ -43,13 +43,13 @@ pub mod cli;
 
 /// Everything a program that defines stacks needs.
 pub mod prelude {
+    pub use konstacks_core::engine::Engine;
     pub use konstacks_core::engine::{self, ApplyOptions, ApplyReport, DriftReport, FailurePolicy, PlanOptions};
     pub use konstacks_core::error::Error;
     pub use konstacks_core::graph::{to_dot, to_mermaid};
-    pub use konstacks_core::engine::Engine;
     pub use konstacks_core::model::{
         cache, database, firewall, subnet, vm, vpc, Cache, CacheEngine, CacheSize, Database, DbEngine, DbSize, Egress,
-        EnvValue, FirewallRule, Firewall, Image, Ingress, Jurisdiction, Kind, Output, Peer, Placement, Protocol, Ref,
+        EnvValue, Firewall, FirewallRule, Image, Ingress, Jurisdiction, Kind, Output, Peer, Placement, Protocol, Ref,
         ResourceKind, Scope, Stack, Stage, Subnet, Vm, VmSize, Vpc, SIMULATED,
     };
     pub use konstacks_core::plan::Plan;

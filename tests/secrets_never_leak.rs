@@ -128,11 +128,7 @@ impl Api<model::Database> for Recording {
 }
 
 impl Api<Vm> for Recording {
-    fn create<'a, 'b, 'c, 'at>(
-        &'a self,
-        cx: &'b OpContext,
-        spec: &'c VmSpec,
-    ) -> BoxFut<'at, ProviderResult<VmObserved>>
+    fn create<'a, 'b, 'c, 'at>(&'a self, cx: &'b OpContext, spec: &'c VmSpec) -> BoxFut<'at, ProviderResult<VmObserved>>
     where
         'a: 'at,
         'b: 'at,

@@ -386,17 +386,17 @@ async fn interrupted_create_is_adopted_not_duplicated() {
     let cx = konstacks_core::clock::OpContext::new(konstacks_core::clock::TokioClock::shared(), "crash");
     use konstacks_core::provider::Api;
     let made = Api::<Vpc>::create(
-            w.sim.as_ref(),
-            &cx,
-            &konstacks_core::spec::VpcSpec {
-                name: "crash-network-vpc".into(),
-                region: "eu-central".into(),
-                cidr: "10.0.0.0/16".into(),
-                tags,
-            },
-        )
-        .await
-        .unwrap();
+        w.sim.as_ref(),
+        &cx,
+        &konstacks_core::spec::VpcSpec {
+            name: "crash-network-vpc".into(),
+            region: "eu-central".into(),
+            cidr: "10.0.0.0/16".into(),
+            tags,
+        },
+    )
+    .await
+    .unwrap();
     let plan = w.plan(&stack).await;
     assert_eq!(plan.recovered.len(), 1);
     assert!(plan.recovered[0].outcome.contains(&made.id));
@@ -623,17 +623,17 @@ async fn import_adopts_an_existing_resource_and_plans_only_the_differences() {
     let w = world();
     let cx = konstacks_core::clock::OpContext::new(konstacks_core::clock::TokioClock::shared(), "imp");
     let hand_made = Api::<Vpc>::create(
-            w.sim.as_ref(),
-            &cx,
-            &konstacks_core::spec::VpcSpec {
-                name: "legacy-vpc".into(),
-                region: "eu-west".into(),
-                cidr: "10.9.0.0/16".into(),
-                tags: BTreeMap::from([("team".to_string(), "ops".to_string())]),
-            },
-        )
-        .await
-        .unwrap();
+        w.sim.as_ref(),
+        &cx,
+        &konstacks_core::spec::VpcSpec {
+            name: "legacy-vpc".into(),
+            region: "eu-west".into(),
+            cidr: "10.9.0.0/16".into(),
+            tags: BTreeMap::from([("team".to_string(), "ops".to_string())]),
+        },
+    )
+    .await
+    .unwrap();
     let stack = Stack::new("imp", Placement::region("eu-west"), Stage::Dev);
     let vpc = stack.add("vpc", Vpc::new("10.9.0.0/16"));
     stack.add("a", Subnet::new(vpc, "10.9.1.0/24"));

@@ -456,9 +456,8 @@ fn build(v: &Version) -> Stack {
         if dg.engine >= 2 {
             // Redis is the cache kind: same subnets and firewall, failover with one replica.
             let ha = dg.ha && zones.len() >= 2;
-            let mut cache = Cache::redis(version, CACHE_SIZES[dg.size].clone(), refs)
-                .replicas(u32::from(ha))
-                .high_availability(ha);
+            let mut cache =
+                Cache::redis(version, CACHE_SIZES[dg.size].clone(), refs).replicas(u32::from(ha)).high_availability(ha);
             if let Some(f) = dg.fw.and_then(|f| by_slot(&b.fws, f, 3)) {
                 cache = cache.firewall(f);
             }

@@ -3,8 +3,9 @@
 //! and the context exposes firewall rules, attachments, public subnets and region facts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use konstacks_core::model::{cache, database, vm, Cache, CacheEngine, DbEngine, ResourceKind, 
-    Database, DbSize, Firewall, Image, Ingress, Jurisdiction, Placement, Stack, Stage, Subnet, Vm, VmSize, Vpc,
+use konstacks_core::model::{
+    cache, database, vm, Cache, CacheEngine, Database, DbEngine, DbSize, Firewall, Image, Ingress, Jurisdiction,
+    Placement, ResourceKind, Stack, Stage, Subnet, Vm, VmSize, Vpc,
 };
 use konstacks_core::policy::{
     Direction, Pack, PeerView, PolicyContext, PolicyReport, PolicySet, ResourceStatus, Rule, RuleOutcome, RuleStatus,

@@ -256,8 +256,14 @@ async fn creates_check_their_inputs() {
         kind_of(s.api::<Subnet>().create(&cx, &subnet_spec("vpc-0000ffff", "10.0.1.0/24", 0)).await),
         ErrorKind::NotFound
     );
-    assert_eq!(kind_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.1.0.0/24", 0)).await), ErrorKind::InvalidSpec);
-    assert_eq!(kind_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 3)).await), ErrorKind::InvalidSpec);
+    assert_eq!(
+        kind_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.1.0.0/24", 0)).await),
+        ErrorKind::InvalidSpec
+    );
+    assert_eq!(
+        kind_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 3)).await),
+        ErrorKind::InvalidSpec
+    );
     let subnet = s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.1.0/24", 1)).await.unwrap();
     assert_eq!(subnet.zone_name, "eu-central-b");
     let overlap = err_of(s.api::<Subnet>().create(&cx, &subnet_spec(&vpc.id, "10.0.0.0/23", 0)).await);
@@ -265,7 +271,10 @@ async fn creates_check_their_inputs() {
     assert!(overlap.message().contains(&subnet.id), "{overlap}");
 
     let fw = s.api::<Firewall>().create(&cx, &firewall_spec(&vpc.id, "web", vec![])).await.unwrap();
-    assert_eq!(kind_of(s.api::<Firewall>().create(&cx, &firewall_spec(&vpc.id, "web", vec![])).await), ErrorKind::AlreadyExists);
+    assert_eq!(
+        kind_of(s.api::<Firewall>().create(&cx, &firewall_spec(&vpc.id, "web", vec![])).await),
+        ErrorKind::AlreadyExists
+    );
     let dangling = firewall_spec(&vpc.id, "db", vec![tcp(5432, RuleSource::Firewall("fw-0000ffff".into()))]);
     assert_eq!(kind_of(s.api::<Firewall>().create(&cx, &dangling).await), ErrorKind::NotFound);
 
@@ -310,7 +319,8 @@ async fn deletes_refuse_dependency_violations() {
     let cx = cx();
     let (vpc, subnet, fw, vm) = small_stack(&s, &cx).await;
     let db_fw = s
-        .api::<Firewall>().create(&cx, &firewall_spec(&vpc, "db", vec![tcp(5432, RuleSource::Firewall(fw.clone()))]))
+        .api::<Firewall>()
+        .create(&cx, &firewall_spec(&vpc, "db", vec![tcp(5432, RuleSource::Firewall(fw.clone()))]))
         .await
         .unwrap();
     let mut spec = db_spec(&[&subnet], &[&db_fw.id]);
@@ -385,9 +395,16 @@ async fn updates_change_only_mutable_fields() {
     let updated = s.api::<Database>().update(&cx, &db.id, &db_upd).await.unwrap();
     assert_eq!((updated.storage_gb, updated.version.as_str(), updated.backup_retention_days), (50, "17", 14));
     db_upd.version = "15".into();
-    assert_eq!(kind_of(s.api::<Database>().update(&cx, &db.id, &db_upd).await), ErrorKind::InvalidSpec, "no downgrades");
+    assert_eq!(
+        kind_of(s.api::<Database>().update(&cx, &db.id, &db_upd).await),
+        ErrorKind::InvalidSpec,
+        "no downgrades"
+    );
 
-    assert_eq!(kind_of(s.api::<Vpc>().update(&cx, "vpc-0000ffff", &vpc_spec("10.0.0.0/16")).await), ErrorKind::NotFound);
+    assert_eq!(
+        kind_of(s.api::<Vpc>().update(&cx, "vpc-0000ffff", &vpc_spec("10.0.0.0/16")).await),
+        ErrorKind::NotFound
+    );
 }
 
 // ---- reads and eventual consistency ----
@@ -401,15 +418,25 @@ async fn reads_by_ids_and_by_stack() {
     other.tags.insert(TAG_STACK.into(), "other".into());
     let other = s.api::<Vpc>().create(&cx, &other).await.unwrap();
 
-    let got = s.api::<Vpc>().read_many(&cx, &Selector::Ids(vec![other.id.clone(), "vpc-0000ffff".into(), vpc.clone()])).await;
+    let got =
+        s.api::<Vpc>().read_many(&cx, &Selector::Ids(vec![other.id.clone(), "vpc-0000ffff".into(), vpc.clone()])).await;
     let ids: Vec<String> = got.unwrap().into_iter().map(|v| v.id).collect();
     assert_eq!(ids, [vpc.clone(), other.id.clone()], "sorted by id, unknown ids absent");
-    let mine: Vec<String> =
-        s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.unwrap().into_iter().map(|v| v.id).collect();
+    let mine: Vec<String> = s
+        .api::<Vpc>()
+        .read_many(&cx, &Selector::Stack(STACK.into()))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
     assert_eq!(mine, [vpc]);
     assert_eq!(s.resources_of_stack("other").len(), 1);
     assert_eq!(s.resources_of_stack(STACK).len(), 4);
-    assert!(s.api::<Subnet>().read_many(&cx, &Selector::Ids(vec![other.id])).await.unwrap().is_empty(), "reads are per kind");
+    assert!(
+        s.api::<Subnet>().read_many(&cx, &Selector::Ids(vec![other.id])).await.unwrap().is_empty(),
+        "reads are per kind"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -448,7 +475,10 @@ async fn rate_limit_throttles_and_recovers() {
     let s = sim(SimConfig { rate_limit: Some(RateLimit { per_second: 10.0, burst: 20 }), ..SimConfig::default() });
     let cx = cx();
     for i in 1..=20 {
-        assert!(s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.is_ok(), "call {i} is within the burst");
+        assert!(
+            s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.is_ok(),
+            "call {i} is within the burst"
+        );
     }
     let e = err_of(s.api::<Vpc>().create(&cx, &vpc_spec("10.0.0.0/16")).await);
     assert_eq!(e.kind(), ErrorKind::Throttled);
@@ -516,7 +546,10 @@ async fn random_faults_are_seeded_and_scoped() {
         let mut out = Vec::new();
         for _ in 0..32 {
             out.push(s.zones(&cx, REGION).await.is_ok());
-            assert!(s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.is_ok(), "reads are not in only_ops");
+            assert!(
+                s.api::<Vpc>().read_many(&cx, &Selector::Stack(STACK.into())).await.is_ok(),
+                "reads are not in only_ops"
+            );
         }
         out
     };

@@ -22,7 +22,8 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use konstacks_core::clock::{OpContext, TokioClock};
-use konstacks_core::provider::{Compute, Network};
+use konstacks_core::model::{Firewall, Vm};
+use konstacks_core::provider::KindApis;
 use konstacks_core::spec::Selector;
 use konstacks_providers::aws::AwsProvider;
 
@@ -140,9 +141,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // ---- batched, by id list (what the engine's refresh does) ----
     aws.reset_api_calls();
     let t = Instant::now();
-    let vms = aws.read_vms(&cx, &Selector::Ids(vm_ids.clone())).await?;
+    let vms = aws.api::<Vm>().read_many(&cx, &Selector::Ids(vm_ids.clone())).await?;
     let split = t.elapsed();
-    let fws = aws.read_firewalls(&cx, &Selector::Ids(fw_ids.clone())).await?;
+    let fws = aws.api::<Firewall>().read_many(&cx, &Selector::Ids(fw_ids.clone())).await?;
     println!("  batched by ids: instances {split:.2?}, security groups {:.2?}", t.elapsed() - split);
     rows.push(Row {
         strategy: "batched by ids",
@@ -154,9 +155,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     // ---- batched, by the stack's tag (what adoption and orphan checks do) ----
     aws.reset_api_calls();
     let t = Instant::now();
-    let vms = aws.read_vms(&cx, &Selector::Stack(STACK.into())).await?;
+    let vms = aws.api::<Vm>().read_many(&cx, &Selector::Stack(STACK.into())).await?;
     let split = t.elapsed();
-    let fws = aws.read_firewalls(&cx, &Selector::Stack(STACK.into())).await?;
+    let fws = aws.api::<Firewall>().read_many(&cx, &Selector::Stack(STACK.into())).await?;
     println!("  batched by tag: instances {split:.2?}, security groups {:.2?}", t.elapsed() - split);
     rows.push(Row {
         strategy: "batched by stack tag",
@@ -173,7 +174,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let found_vms: usize = stream::iter(vm_ids.clone())
         .map(|id| {
             let (aws, cx) = (aws2.clone(), cx2.clone());
-            async move { aws.read_vms(&cx, &Selector::Ids(vec![id])).await.map(|v| v.len()) }
+            async move { aws.api::<Vm>().read_many(&cx, &Selector::Ids(vec![id])).await.map(|v| v.len()) }
         })
         .buffer_unordered(PARALLELISM)
         .try_fold(0, |a, b| async move { Ok(a + b) })
@@ -181,7 +182,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let found_fws: usize = stream::iter(fw_ids.clone())
         .map(|id| {
             let (aws, cx) = (aws2.clone(), cx2.clone());
-            async move { aws.read_firewalls(&cx, &Selector::Ids(vec![id])).await.map(|v| v.len()) }
+            async move { aws.api::<Firewall>().read_many(&cx, &Selector::Ids(vec![id])).await.map(|v| v.len()) }
         })
         .buffer_unordered(PARALLELISM)
         .try_fold(0, |a, b| async move { Ok(a + b) })

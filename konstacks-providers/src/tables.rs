@@ -1,6 +1,7 @@
 //! A provider catalogue from static tables: the shape the AWS and GCP catalogues share.
 
-use konstacks_core::model::{Engine, Jurisdiction};
+use konstacks_core::kind::Kind;
+use konstacks_core::model::{DbEngine as Engine, Jurisdiction};
 use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
 
 /// Static tables of one provider.
@@ -17,6 +18,8 @@ pub(crate) struct Tables<'a> {
     pub images: &'a [(&'a str, &'a str)],
     /// Engines and their versions, oldest first.
     pub engines: &'a [(Engine, &'a [&'a str])],
+    /// The kinds the backend registers.
+    pub kinds: &'a [Kind],
     /// Longest physical name.
     pub max_name_len: usize,
     /// Zones every listed region has at least.
@@ -43,11 +46,10 @@ impl Tables<'_> {
             engines: self
                 .engines
                 .iter()
-                .map(|(engine, versions)| EngineOffer {
-                    engine: *engine,
-                    versions: versions.iter().map(|v| v.to_string()).collect(),
-                })
+                .map(|(engine, versions)| EngineOffer::new(engine.as_str(), versions))
                 .collect(),
+            cache_sizes: Vec::new(),
+            kinds: self.kinds.iter().map(|k| k.as_str().to_string()).collect(),
             max_name_len: self.max_name_len,
             min_zones: self.min_zones,
             pricing,

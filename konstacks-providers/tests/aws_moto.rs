@@ -19,9 +19,10 @@ use aws_smithy_types::config_bag::ConfigBag;
 use konstacks_core::clock::{OpContext, TokioClock};
 use konstacks_core::contract::{run_all, ContractOptions};
 use konstacks_core::engine::{ApplyOptions, Engine, PlanOptions};
-use konstacks_core::model::{Kind, Placement, Stage};
+use konstacks_core::model::{Firewall, Vm, Vpc};
+use konstacks_core::model::{Placement, ResourceKind, Stage};
 use konstacks_core::plan::Action;
-use konstacks_core::provider::{Compute, Network};
+use konstacks_core::provider::KindApis;
 use konstacks_core::spec::{FirewallSpec, RuleSource, RuleSpec, Selector, Tags, VpcSpec};
 use konstacks_core::state::{MemoryBackend, OpKind, PendingOp, Record, StateBackend};
 use konstacks_providers::aws::AwsProvider;
@@ -365,7 +366,7 @@ async fn an_interrupted_create_is_adopted_by_its_tags() {
         .unwrap();
     let cx = OpContext::new(TokioClock::shared(), "shop");
     let spec = VpcSpec { name: "shop-network-vpc".into(), region: REGION.into(), cidr: "10.0.0.0/16".into(), tags };
-    let made = aws.create_vpc(&cx, &spec).await.unwrap();
+    let made = aws.api::<Vpc>().create(&cx, &spec).await.unwrap();
 
     let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
     assert_eq!(plan.recovered.len(), 1);
@@ -393,7 +394,8 @@ async fn reads_are_batched_and_unknown_ids_are_simply_absent() {
             .collect()
     };
     let vpc = aws
-        .create_vpc(
+        .api::<Vpc>()
+        .create(
             &cx,
             &VpcSpec { name: "batch-vpc".into(), region: REGION.into(), cidr: "10.9.0.0/16".into(), tags: tags("vpc") },
         )
@@ -414,26 +416,31 @@ async fn reads_are_batched_and_unknown_ids_are_simply_absent() {
             egress: vec![],
             tags: tags(&format!("fw-{i}")),
         };
-        ids.push(aws.create_firewall(&cx, &spec).await.unwrap().id);
+        ids.push(aws.api::<Firewall>().create(&cx, &spec).await.unwrap().id);
     }
     aws.reset_api_calls();
-    let got = aws.read_firewalls(&cx, &Selector::Ids(ids.clone())).await.unwrap();
+    let got = aws.api::<Firewall>().read_many(&cx, &Selector::Ids(ids.clone())).await.unwrap();
     assert_eq!(got.len(), 12);
     assert!(got.iter().all(|f| f.egress.is_empty()), "the default egress rule was revoked");
     assert_eq!(aws.api_calls().total, 1, "one call for twelve groups: {:?}", aws.api_calls());
     // An unknown id fails the id-list call; the same ids are then read through a filter.
     let mut asked = ids.clone();
     asked.push("sg-0000000000000dead".into());
-    let got = aws.read_firewalls(&cx, &Selector::Ids(asked)).await.unwrap();
+    let got = aws.api::<Firewall>().read_many(&cx, &Selector::Ids(asked)).await.unwrap();
     assert_eq!(got.len(), 12);
     assert_eq!(aws.api_calls().total, 3, "{:?}", aws.api_calls());
-    let by_stack = aws.read_firewalls(&cx, &Selector::Stack("batch".into())).await.unwrap();
+    let by_stack = aws.api::<Firewall>().read_many(&cx, &Selector::Stack("batch".into())).await.unwrap();
     assert_eq!(by_stack.len(), 12);
     assert_eq!(aws.api_calls().total, 4);
-    assert!(aws.read_vms(&cx, &Selector::Ids(vec!["i-0000000000000dead".into()])).await.unwrap().is_empty());
+    assert!(aws
+        .api::<Vm>()
+        .read_many(&cx, &Selector::Ids(vec!["i-0000000000000dead".into()]))
+        .await
+        .unwrap()
+        .is_empty());
     for id in &ids {
-        aws.delete_firewall(&cx, id).await.unwrap();
+        aws.api::<Firewall>().delete(&cx, id).await.unwrap();
     }
-    aws.delete_vpc(&cx, &vpc.id).await.unwrap();
+    aws.api::<Vpc>().delete(&cx, &vpc.id).await.unwrap();
     assert!(nothing_left(&leftovers(ACCOUNT, "batch").await));
 }

@@ -32,7 +32,8 @@ use konstacks_core::clock::{OpContext, TokioClock};
 use konstacks_core::engine::{ApplyOptions, Engine};
 use konstacks_core::error::{Error, ErrorKind};
 use konstacks_core::model::{self as m, DbSize, Image, Placement, Stack, Stage, Subnet, Vm, VmSize, Vpc};
-use konstacks_core::provider::{Compute, Database, Network};
+use konstacks_core::model::{Database, Firewall};
+use konstacks_core::provider::KindApis;
 use konstacks_core::secret::Secret;
 use konstacks_core::spec::{DatabaseSpec, Tags, VmSpec};
 use konstacks_core::state::MemoryBackend;
@@ -231,7 +232,7 @@ async fn slow_pending_to_running_is_waited_out_on_the_injected_clock() {
     let aws = provider(&client).await;
     let wall = std::time::Instant::now();
     let virtual_start = tokio::time::Instant::now();
-    let vm = aws.create_vm(&cx(), &vm_spec()).await.unwrap();
+    let vm = aws.api::<Vm>().create(&cx(), &vm_spec()).await.unwrap();
     assert_eq!(vm.status, "running");
     assert_eq!(vm.id, "i-1");
     assert_eq!(vm.size, "micro");
@@ -268,11 +269,11 @@ async fn a_retried_run_instances_sends_the_same_client_token() {
         other => panic!("unexpected {other}"),
     });
     let aws = provider(&client).await;
-    let err = aws.create_vm(&cx(), &vm_spec()).await.unwrap_err();
+    let err = aws.api::<Vm>().create(&cx(), &vm_spec()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient, "{}", err.full_chain());
     assert!(err.full_chain().contains("ServiceUnavailable"), "{}", err.full_chain());
     // The engine calls create again with the same spec after an uncertain failure.
-    let vm = aws.create_vm(&cx(), &vm_spec()).await.unwrap();
+    let vm = aws.api::<Vm>().create(&cx(), &vm_spec()).await.unwrap();
     assert_eq!(vm.id, "i-1");
     let runs = client.of("RunInstances");
     assert_eq!(runs.len(), 2);
@@ -282,7 +283,7 @@ async fn a_retried_run_instances_sends_the_same_client_token() {
     // A different VM (another generation: another name) gets another token.
     let mut next = vm_spec();
     next.name = "s-app-web-1".into();
-    aws.create_vm(&cx(), &next).await.unwrap();
+    aws.api::<Vm>().create(&cx(), &next).await.unwrap();
     assert_ne!(&client.of("RunInstances")[2].params["ClientToken"], token);
 }
 
@@ -302,7 +303,7 @@ async fn a_token_remembered_from_a_terminated_instance_is_not_reused() {
         other => panic!("unexpected {other}"),
     });
     let aws = provider(&client).await;
-    let vm = aws.create_vm(&cx(), &vm_spec()).await.unwrap();
+    let vm = aws.api::<Vm>().create(&cx(), &vm_spec()).await.unwrap();
     assert_eq!(vm.id, "i-new");
     let runs = client.of("RunInstances");
     assert_eq!(runs.len(), 2);
@@ -335,7 +336,7 @@ fn db_spec() -> DatabaseSpec {
     DatabaseSpec {
         name: "s-data-db".into(),
         region: REGION.into(),
-        engine: m::Engine::Postgres,
+        engine: m::DbEngine::Postgres,
         version: "16".into(),
         size: "db-micro".into(),
         storage_gb: 20,
@@ -374,7 +375,7 @@ async fn slow_creating_to_available_is_waited_out_on_the_injected_clock() {
     let aws = provider(&client).await;
     let wall = std::time::Instant::now();
     let start = tokio::time::Instant::now();
-    let db = aws.create_database(&cx(), &db_spec()).await.unwrap();
+    let db = aws.api::<Database>().create(&cx(), &db_spec()).await.unwrap();
     assert_eq!(db.status, "available");
     assert_eq!(db.version, "16", "16.4 is reported as the catalogue version 16");
     assert_eq!(db.size, "db-micro");
@@ -481,7 +482,7 @@ async fn aws_errors_keep_their_code_and_map_to_portable_kinds() {
     });
     let aws = provider(&client).await;
     let cx = cx();
-    let e = aws.delete_subnet(&cx, "subnet-1").await.unwrap_err();
+    let e = aws.api::<Subnet>().delete(&cx, "subnet-1").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(
         e.full_chain().contains("DependencyViolation: The subnet 'subnet-1' has dependencies"),
@@ -491,11 +492,11 @@ async fn aws_errors_keep_their_code_and_map_to_portable_kinds() {
     let api =
         std::error::Error::source(&e).and_then(|s| s.downcast_ref::<konstacks_providers::aws::AwsApiError>()).unwrap();
     assert_eq!((api.operation(), api.code(), api.status()), ("DeleteSubnet", Some("DependencyViolation"), Some(400)));
-    assert_eq!(aws.delete_firewall(&cx, "sg-9").await.unwrap_err().kind(), ErrorKind::NotFound);
-    let e = aws.delete_vpc(&cx, "vpc-1").await.unwrap_err();
+    assert_eq!(aws.api::<Firewall>().delete(&cx, "sg-9").await.unwrap_err().kind(), ErrorKind::NotFound);
+    let e = aws.api::<Vpc>().delete(&cx, "vpc-1").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{}", e.full_chain());
     assert!(!e.full_chain().contains("scripted"), "no credential in messages");
-    assert_eq!(aws.delete_vm(&cx, "i-x").await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    assert_eq!(aws.api::<Vm>().delete(&cx, "i-x").await.unwrap_err().kind(), ErrorKind::InvalidSpec);
 }
 
 /// A stack with three mistakes only the AWS catalogue can catch.
@@ -529,22 +530,22 @@ async fn bad_input_is_refused_before_any_aws_call() {
     let cx = cx();
     let mut vm = vm_spec();
     vm.size = "t9.mega".into();
-    assert_eq!(aws.create_vm(&cx, &vm).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    assert_eq!(aws.api::<Vm>().create(&cx, &vm).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
     let mut vm = vm_spec();
     vm.region = "us-east-1".into();
-    let e = aws.create_vm(&cx, &vm).await.unwrap_err();
+    let e = aws.api::<Vm>().create(&cx, &vm).await.unwrap_err();
     assert!(e.kind() == ErrorKind::InvalidSpec && e.message().contains("region"), "{e}");
     let mut db = db_spec();
     db.version = "9.6".into();
-    assert_eq!(aws.create_database(&cx, &db).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    assert_eq!(aws.api::<Database>().create(&cx, &db).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
     let mut db = db_spec();
     db.password = Some(Secret::new("has@sign-inside".into()));
-    let e = aws.create_database(&cx, &db).await.unwrap_err();
+    let e = aws.api::<Database>().create(&cx, &db).await.unwrap_err();
     assert!(e.kind() == ErrorKind::InvalidSpec && !e.to_string().contains("has@sign"), "{e}");
     let mut db = db_spec();
-    db.engine = m::Engine::Redis;
-    db.version = "7".into();
-    assert_eq!(aws.create_database(&cx, &db).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    db.engine = m::DbEngine::Mysql;
+    db.version = "5.7".into();
+    assert_eq!(aws.api::<Database>().create(&cx, &db).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
     assert!(client.seen().is_empty());
     assert_eq!(aws.api_calls().total, 0);
 }
@@ -568,7 +569,7 @@ async fn follow_up_steps_that_keep_failing_take_the_new_vpc_down_again() {
         cidr: "10.0.0.0/16".into(),
         tags: tags("s", "network/vpc", "s-network-vpc"),
     };
-    let e = aws.create_vpc(&cx(), &spec).await.unwrap_err();
+    let e = aws.api::<Vpc>().create(&cx(), &spec).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
     assert_eq!(client.of("DeleteVpc").len(), 1, "a failed create creates nothing");
     let _ = Timeouts::default();

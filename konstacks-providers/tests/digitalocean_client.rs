@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common_do::{assert_no_violations, backend, cx, harness, provider, VirtualClock};
 use konstacks_core::error::ErrorKind;
+use konstacks_core::model::Vpc;
 use konstacks_core::spec::{Selector, VpcSpec};
 use konstacks_providers::digitalocean::types::{Tag, TagEnvelope, TagList};
 use reqwest::Method;
@@ -51,13 +52,13 @@ async fn throttling_is_retried_on_the_clock_and_reported_when_it_persists() {
 
     h.fake.throttle_next(2);
     let before = h.fake.log().len();
-    p.network.read_vpcs(&cx, &Selector::Stack("client-tests".into())).await.unwrap();
+    p.typed::<Vpc>().unwrap().read_many(&cx, &Selector::Stack("client-tests".into())).await.unwrap();
     let log = h.fake.log();
     assert_eq!(log[before..].iter().filter(|l| l.ends_with("-> 429")).count(), 2, "{:#?}", &log[before..]);
     assert!(clock.elapsed() >= Duration::from_secs(1), "429s must be waited out on the injected clock");
 
     h.fake.throttle_next(100);
-    let e = p.network.read_vpcs(&cx, &Selector::Stack("client-tests".into())).await.unwrap_err();
+    let e = p.typed::<Vpc>().unwrap().read_many(&cx, &Selector::Stack("client-tests".into())).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Throttled, "{}", e.full_chain());
     assert!(e.full_chain().contains("fake-req-"), "the request id is kept: {}", e.full_chain());
     h.fake.throttle_next(0);
@@ -65,8 +66,8 @@ async fn throttling_is_retried_on_the_clock_and_reported_when_it_persists() {
     // Few calls left in the window: the client spreads them until the reset.
     h.fake.set_rate(3, 30);
     let start = clock.elapsed();
-    p.network.read_vpcs(&cx, &Selector::Stack("client-tests".into())).await.unwrap();
-    p.network.read_vpcs(&cx, &Selector::Stack("client-tests".into())).await.unwrap();
+    p.typed::<Vpc>().unwrap().read_many(&cx, &Selector::Stack("client-tests".into())).await.unwrap();
+    p.typed::<Vpc>().unwrap().read_many(&cx, &Selector::Stack("client-tests".into())).await.unwrap();
     assert!(clock.elapsed() - start >= Duration::from_secs(5), "no slow-down before the limit");
     h.fake.set_rate(5000, 60);
     assert_no_violations(&b);
@@ -82,24 +83,24 @@ async fn http_errors_map_to_kinds() {
     let cx = cx(&clock, "client-tests");
 
     let missing = "00000000-0000-4000-8000-00000000dead";
-    let e = p.network.update_vpc(&cx, missing, &vpc("x", "10.60.0.0/16")).await.unwrap_err();
+    let e = p.typed::<Vpc>().unwrap().update(&cx, missing, &vpc("x", "10.60.0.0/16")).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.full_chain().contains("fake-req-"), "{}", e.full_chain());
-    assert_eq!(p.network.delete_vpc(&cx, missing).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(p.typed::<Vpc>().unwrap().delete(&cx, missing).await.unwrap_err().kind(), ErrorKind::NotFound);
 
-    let a = p.network.create_vpc(&cx, &vpc("client-a", "10.61.0.0/16")).await.unwrap();
-    let dup = p.network.create_vpc(&cx, &vpc("client-a", "10.62.0.0/16")).await.unwrap_err();
+    let a = p.typed::<Vpc>().unwrap().create(&cx, &vpc("client-a", "10.61.0.0/16")).await.unwrap();
+    let dup = p.typed::<Vpc>().unwrap().create(&cx, &vpc("client-a", "10.62.0.0/16")).await.unwrap_err();
     assert_eq!(dup.kind(), ErrorKind::AlreadyExists, "{}", dup.full_chain());
-    let overlap = p.network.create_vpc(&cx, &vpc("client-b", "10.61.128.0/17")).await.unwrap_err();
+    let overlap = p.typed::<Vpc>().unwrap().create(&cx, &vpc("client-b", "10.61.128.0/17")).await.unwrap_err();
     assert_eq!(overlap.kind(), ErrorKind::InvalidSpec, "{}", overlap.full_chain());
-    let too_big = p.network.create_vpc(&cx, &vpc("client-c", "10.0.0.0/8")).await.unwrap_err();
+    let too_big = p.typed::<Vpc>().unwrap().create(&cx, &vpc("client-c", "10.0.0.0/8")).await.unwrap_err();
     assert_eq!(too_big.kind(), ErrorKind::InvalidSpec);
-    p.network.delete_vpc(&cx, &a.id).await.unwrap();
+    p.typed::<Vpc>().unwrap().delete(&cx, &a.id).await.unwrap();
     assert!(h.fake.snapshot().vpcs.is_empty());
 
-    let zones = p.region.zones(&cx, "fra1").await.unwrap();
+    let zones = p.region().zones(&cx, "fra1").await.unwrap();
     assert_eq!(zones, ["fra1-a", "fra1-b"]);
-    assert_eq!(p.region.zones(&cx, "za-jnb1").await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(p.region().zones(&cx, "za-jnb1").await.unwrap_err().kind(), ErrorKind::NotFound);
     assert!(!format!("{b:?} {p:?}").contains("fake-token-not-a-secret"), "the token must never be printed");
     assert_no_violations(&b);
 }
@@ -113,7 +114,7 @@ async fn contract_violations_surface_as_errors() {
     let clock = VirtualClock::shared();
     let cx = cx(&clock, "client-tests");
     h.fake.corrupt_next_vpc_list();
-    let e = p.network.read_vpcs(&cx, &Selector::Stack("client-tests".into())).await.unwrap_err();
+    let e = p.typed::<Vpc>().unwrap().read_many(&cx, &Selector::Stack("client-tests".into())).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Other, "{}", e.full_chain());
     if h.through_prism {
         assert!(e.full_chain().contains("breaks the API contract"), "{}", e.full_chain());

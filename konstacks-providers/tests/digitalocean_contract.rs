@@ -9,7 +9,9 @@ mod common_do;
 use common_do::{assert_no_violations, backend, cx, harness, provider, VirtualClock};
 use konstacks_core::contract::{run_compute, run_database, run_network, run_region, ContractOptions};
 use konstacks_core::error::ErrorKind;
-use konstacks_core::model::{Engine, Protocol};
+use konstacks_core::model::{Database, Firewall, Subnet, Vpc};
+use konstacks_core::model::{DbEngine as Engine, Protocol};
+use konstacks_core::provider::KindApis;
 use konstacks_core::secret::Secret;
 use konstacks_core::spec::{
     DatabaseSpec, FirewallSpec, RuleSource, RuleSpec, Selector, SubnetSpec, Tags, VpcSpec, TAG_NAME, TAG_PATH,
@@ -81,10 +83,11 @@ async fn contract_database_documents_the_deviations() {
     // The same checks with DigitalOcean's values.
     let stack = "do-db-checks";
     let cx = common_do::cx(&clock, stack);
-    let net = &*p.network;
-    let db = &*p.database;
+    let net = &*b;
+    let db = &*b;
     let vpc = net
-        .create_vpc(
+        .api::<Vpc>()
+        .create(
             &cx,
             &VpcSpec {
                 name: "do-db-checks-vpc".into(),
@@ -99,7 +102,8 @@ async fn contract_database_documents_the_deviations() {
     for (i, leaf) in ["db-a", "db-b"].iter().enumerate() {
         let name = format!("{stack}-{leaf}");
         let s = net
-            .create_subnet(
+            .api::<Subnet>()
+            .create(
                 &cx,
                 &SubnetSpec {
                     name: name.clone(),
@@ -126,7 +130,8 @@ async fn contract_database_documents_the_deviations() {
         tags: tags(stack, name, name),
     };
     let web = net
-        .create_firewall(
+        .api::<Firewall>()
+        .create(
             &cx,
             &fw("web-fw", vec![RuleSpec { protocol: Protocol::Tcp, from_port: 443, to_port: 443, peer: anywhere }]),
         )
@@ -139,7 +144,7 @@ async fn contract_database_documents_the_deviations() {
         peer: RuleSource::Firewall(web.id.clone()),
     };
     let mut db_fw_spec = fw("db-fw", vec![from_web.clone()]);
-    let db_fw = net.create_firewall(&cx, &db_fw_spec).await.unwrap();
+    let db_fw = net.api::<Firewall>().create(&cx, &db_fw_spec).await.unwrap();
 
     let spec = DatabaseSpec {
         name: "do-db-checks-pg".into(),
@@ -158,7 +163,7 @@ async fn contract_database_documents_the_deviations() {
         password: Some(Secret::new("ignored-by-digitalocean".into())),
         tags: tags(stack, "pg", "do-db-checks-pg"),
     };
-    let created = db.create_database(&cx, &spec).await.unwrap();
+    let created = db.api::<Database>().create(&cx, &spec).await.unwrap();
     assert_eq!(created.status, "online");
     assert_eq!((created.engine, created.version.as_str(), created.size.as_str()), (Engine::Postgres, "16", "db-micro"));
     assert_eq!(created.storage_gb, 20);
@@ -173,28 +178,31 @@ async fn contract_database_documents_the_deviations() {
 
     // Batched reads by ids (an unknown id is absent) and by stack.
     let unknown = "00000000-0000-4000-8000-00000000ffff".to_string();
-    let got = db.read_databases(&cx, &Selector::Ids(vec![created.id.clone(), unknown])).await.unwrap();
+    let got = db.api::<Database>().read_many(&cx, &Selector::Ids(vec![created.id.clone(), unknown])).await.unwrap();
     assert_eq!(got.len(), 1);
-    let by_stack = db.read_databases(&cx, &Selector::Stack(stack.into())).await.unwrap();
+    let by_stack = db.api::<Database>().read_many(&cx, &Selector::Stack(stack.into())).await.unwrap();
     assert_eq!(by_stack.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), vec![created.id.clone()]);
 
     // Resize is an update.
     let mut bigger = spec.clone();
     bigger.password = None;
     bigger.size = "db-small".into();
-    let resized = db.update_database(&cx, &created.id, &bigger).await.unwrap();
+    let resized = db.api::<Database>().update(&cx, &created.id, &bigger).await.unwrap();
     assert_eq!(resized.size, "db-small");
     assert_eq!(h.fake.database_size("do-db-checks-pg").as_deref(), Some("db-s-1vcpu-2gb"));
 
     // What cannot change in place is refused, not half-done.
     let mut retag = bigger.clone();
     retag.tags.insert("konstacks:contract".into(), "updated".into());
-    let e = db.update_database(&cx, &created.id, &retag).await.unwrap_err();
+    let e = db.api::<Database>().update(&cx, &created.id, &retag).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidSpec, "{}", e.full_chain());
     let mut other_engine = bigger.clone();
     other_engine.engine = Engine::Mysql;
     other_engine.version = "8".into();
-    assert_eq!(db.update_database(&cx, &created.id, &other_engine).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    assert_eq!(
+        db.api::<Database>().update(&cx, &created.id, &other_engine).await.unwrap_err().kind(),
+        ErrorKind::InvalidSpec
+    );
 
     // A new source on the database's firewall reaches the cluster's trusted sources.
     db_fw_spec.ingress.push(RuleSpec {
@@ -204,23 +212,23 @@ async fn contract_database_documents_the_deviations() {
         peer: RuleSource::Cidr("198.51.100.0/24".into()),
     });
     db_fw_spec.ingress.sort();
-    net.update_firewall(&cx, &db_fw.id, &db_fw_spec).await.unwrap();
+    net.api::<Firewall>().update(&cx, &db_fw.id, &db_fw_spec).await.unwrap();
     let trusted = h.fake.database_rules("do-db-checks-pg");
     assert!(trusted.contains(&"ip_addr:198.51.100.0/24".to_string()), "{trusted:?}");
     assert!(trusted.contains(&format!("tag:kxfw:{}", web.id)), "{trusted:?}");
-    let after = db.read_databases(&cx, &Selector::Ids(vec![created.id.clone()])).await.unwrap();
+    let after = db.api::<Database>().read_many(&cx, &Selector::Ids(vec![created.id.clone()])).await.unwrap();
     assert_eq!(after[0].firewall_ids, vec![db_fw.id.clone()]);
 
     // The firewall cannot go while the cluster trusts it.
-    assert_eq!(net.delete_firewall(&cx, &db_fw.id).await.unwrap_err().kind(), ErrorKind::Conflict);
-    db.delete_database(&cx, &created.id).await.unwrap();
-    assert_eq!(db.delete_database(&cx, &created.id).await.unwrap_err().kind(), ErrorKind::NotFound);
-    net.delete_firewall(&cx, &db_fw.id).await.unwrap();
-    net.delete_firewall(&cx, &web.id).await.unwrap();
+    assert_eq!(net.api::<Firewall>().delete(&cx, &db_fw.id).await.unwrap_err().kind(), ErrorKind::Conflict);
+    db.api::<Database>().delete(&cx, &created.id).await.unwrap();
+    assert_eq!(db.api::<Database>().delete(&cx, &created.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    net.api::<Firewall>().delete(&cx, &db_fw.id).await.unwrap();
+    net.api::<Firewall>().delete(&cx, &web.id).await.unwrap();
     for s in &subnets {
-        net.delete_subnet(&cx, s).await.unwrap();
+        net.api::<Subnet>().delete(&cx, s).await.unwrap();
     }
-    net.delete_vpc(&cx, &vpc.id).await.unwrap();
+    net.api::<Vpc>().delete(&cx, &vpc.id).await.unwrap();
     assert_fake_empty();
     assert_no_violations(&b);
 }

@@ -102,10 +102,10 @@ fn cloud_ids() -> Vec<String> {
     }
     ids.extend(f.names(Kind::SqlInstance).into_iter().map(|n| format!("projects/{p}/instances/{n}")));
     let firewalls: BTreeSet<String> = f
-        .names(Firewall::KIND)
+        .names(Kind::Firewall)
         .into_iter()
         .filter_map(|n| {
-            let rule = f.resource(Firewall::KIND, &n).unwrap();
+            let rule = f.resource(Kind::Firewall, &n).unwrap();
             let payload = labels::from_description(rule["description"].as_str())?;
             payload.get("firewall").map(str::to_string)
         })

@@ -19,8 +19,10 @@ use common_gcp::Kind;
 use gcp::{assert_fake_empty, backend, exclusive, fake, REGION};
 use konstacks_core::engine::{ApplyOptions, Engine, PlanOptions};
 use konstacks_core::error::ErrorKind;
+use konstacks_core::model::Vpc;
 use konstacks_core::model::{Jurisdiction, Placement, Stage};
 use konstacks_core::plan::Action;
+use konstacks_core::provider::KindApis;
 use konstacks_core::state::MemoryBackend;
 use konstacks_templates::TemplateContext;
 use serde_json::{json, Value};
@@ -36,8 +38,8 @@ fn changes(plan: &konstacks_core::plan::Plan) -> Vec<(String, Action, Vec<String
 /// Source ranges of the GCP rules of firewall `fw` that allow TCP port `port`.
 fn sources_of_port(fw: &str, port: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for name in fake().names(Firewall::KIND) {
-        let rule = fake().resource(Firewall::KIND, &name).unwrap();
+    for name in fake().names(Kind::Firewall) {
+        let rule = fake().resource(Kind::Firewall, &name).unwrap();
         let ours = rule["targetTags"].as_array().is_some_and(|t| t.iter().any(|t| t == fw));
         let allows = rule["allowed"]
             .as_array()
@@ -216,14 +218,14 @@ async fn drift_made_in_the_console_is_shown_and_reverted() {
 
     // Someone opens SSH to the world and resizes the database by hand.
     let ssh_rule = fake()
-        .names(Firewall::KIND)
+        .names(Kind::Firewall)
         .into_iter()
         .find(|n| {
-            n.starts_with(web_fw) && fake().resource(Firewall::KIND, n).unwrap()["allowed"][0]["ports"][0] == "22"
+            n.starts_with(web_fw) && fake().resource(Kind::Firewall, n).unwrap()["allowed"][0]["ports"][0] == "22"
         })
         .expect("the SSH rule");
     let tier_before = fake().resource(Kind::SqlInstance, "drift-data-postgres").unwrap()["settings"]["tier"].clone();
-    fake().mutate(Firewall::KIND, &ssh_rule, |r| r["sourceRanges"] = json!(["0.0.0.0/0"]));
+    fake().mutate(Kind::Firewall, &ssh_rule, |r| r["sourceRanges"] = json!(["0.0.0.0/0"]));
     fake().mutate(Kind::SqlInstance, "drift-data-postgres", |d| d["settings"]["tier"] = json!("db-custom-4-15360"));
     assert_eq!(sources_of_port(web_fw, "22"), ["0.0.0.0/0"]);
 
@@ -254,7 +256,6 @@ async fn drift_made_in_the_console_is_shown_and_reverted() {
 /// Operation errors and HTTP errors come back as the portable kinds the engine acts on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_errors_map_to_portable_kinds() {
-    use konstacks_core::provider::Network as _;
     use konstacks_core::spec::VpcSpec;
     let _serial = exclusive().await;
     let b = backend().await;
@@ -273,7 +274,7 @@ async fn google_errors_map_to_portable_kinds() {
         ("ZONE_RESOURCE_POOL_EXHAUSTED", ErrorKind::Transient),
     ] {
         fake().fail_operation_next("compute.networks.insert", code, &format!("injected {code}"));
-        let e = b.create_vpc(&cx, &spec).await.unwrap_err();
+        let e = b.api::<Vpc>().create(&cx, &spec).await.unwrap_err();
         assert_eq!(e.kind(), kind, "{code}: {e}");
         assert!(e.message().contains(code), "{code}: {e}");
     }
@@ -285,14 +286,14 @@ async fn google_errors_map_to_portable_kinds() {
         (400, "invalid", ErrorKind::InvalidSpec),
     ] {
         fake().fail_next("compute.networks.insert", status, reason, &format!("injected {reason}"));
-        let e = b.create_vpc(&cx, &spec).await.unwrap_err();
+        let e = b.api::<Vpc>().create(&cx, &spec).await.unwrap_err();
         assert_eq!(e.kind(), kind, "{status} {reason}: {e}");
         assert!(e.message().contains(&format!("HTTP {status}")) && e.message().contains(reason), "{e}");
     }
     // Nothing was made by any of them; the next attempt goes through.
     assert_eq!(fake().inventory().networks, 0);
-    let created = b.create_vpc(&cx, &spec).await.unwrap();
-    b.delete_vpc(&cx, &created.id).await.unwrap();
+    let created = b.api::<Vpc>().create(&cx, &spec).await.unwrap();
+    b.api::<Vpc>().delete(&cx, &created.id).await.unwrap();
     assert_fake_empty();
     fake().assert_no_violations();
 }

@@ -103,4 +103,3 @@ macro_rules! observed {
     };
 }
 pub(crate) use observed;
-

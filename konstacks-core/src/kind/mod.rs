@@ -13,7 +13,6 @@ pub mod expr;
 pub mod field;
 pub mod price;
 
-
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;

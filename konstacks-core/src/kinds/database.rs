@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 
 use crate::base::secret::{Secret, SecretSource};
 use crate::kind::expr::Expr;
-use crate::kind::{LowerCx, StackCx};
 use crate::kind::price::{CostLine, PriceCx};
 use crate::kind::{Field, Kind, KindDef, ResourceKind, Tags};
+use crate::kind::{LowerCx, StackCx};
 use crate::kinds::firewall::Firewall;
 use crate::kinds::subnet::Subnet;
 use crate::model::refs::{Output, Ref};

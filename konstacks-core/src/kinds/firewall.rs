@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::kind::expr::Expr;
-use crate::kind::{canonical_cidr, parse_cidr, LowerCx, StackCx};
 use crate::kind::{always_offered, Field, Kind, KindDef, ResourceKind, Tags};
+use crate::kind::{canonical_cidr, parse_cidr, LowerCx, StackCx};
 use crate::kinds::vpc::Vpc;
 use crate::model::refs::{Output, Ref};
 
@@ -64,7 +64,13 @@ pub struct RulePorts {
 
 impl RulePorts {
     fn with(self, peer: RulePeer) -> FirewallRule {
-        FirewallRule { protocol: self.protocol, from_port: self.from_port, to_port: self.to_port, peer, ingress: self.ingress }
+        FirewallRule {
+            protocol: self.protocol,
+            from_port: self.from_port,
+            to_port: self.to_port,
+            peer,
+            ingress: self.ingress,
+        }
     }
 }
 

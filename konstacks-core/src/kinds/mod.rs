@@ -12,7 +12,8 @@ pub mod vpc;
 pub use cache::{Cache, CacheEngine, CacheObserved, CacheSize, CacheSpec};
 pub use database::{Database, DatabaseObserved, DatabaseSpec, DbEngine, DbSize};
 pub use firewall::{
-    Egress, Firewall, FirewallObserved, FirewallSpec, Ingress, Peer, Protocol, FirewallRule, RulePorts, RuleSource, RuleSpec,
+    Egress, Firewall, FirewallObserved, FirewallRule, FirewallSpec, Ingress, Peer, Protocol, RulePorts, RuleSource,
+    RuleSpec,
 };
 pub use subnet::{Subnet, SubnetObserved, SubnetSpec};
 pub use vm::{EnvValue, Image, Vm, VmObserved, VmSize, VmSpec};
@@ -40,6 +41,8 @@ impl<'de> serde::Deserialize<'de> for Kind {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

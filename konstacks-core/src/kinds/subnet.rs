@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use crate::base::cidr::Cidr;
-use crate::kind::{canonical_cidr, parse_cidr, LowerCx, StackCx};
 use crate::kind::{always_offered, Field, Kind, KindDef, ResourceKind, Tags};
+use crate::kind::{canonical_cidr, parse_cidr, LowerCx, StackCx};
 use crate::kinds::vm::Vm;
 use crate::kinds::vpc::Vpc;
 use crate::model::refs::{Output, Ref};

@@ -1,7 +1,7 @@
 //! The VPC kind: a private network (AWS VPC, DigitalOcean VPC, GCP network).
 
-use crate::kind::{canonical_cidr, parse_cidr, LowerCx};
 use crate::kind::{always_offered, no_stack_check, Field, Kind, KindDef, ResourceKind, Tags};
+use crate::kind::{canonical_cidr, parse_cidr, LowerCx};
 use crate::model::refs::{Output, Ref};
 
 /// A private network.

@@ -8,9 +8,8 @@ pub mod refs;
 
 pub use crate::kind::{Kind, ResourceKind};
 pub use crate::kinds::{
-    cache, database, firewall, subnet, vm, vpc,
-    Cache, CacheEngine, CacheSize, Database, DbEngine, DbSize, Egress, EnvValue, Firewall, Image, Ingress, Peer,
-    FirewallRule, Protocol, RulePorts, Subnet, Vm, VmSize, Vpc,
+    cache, database, firewall, subnet, vm, vpc, Cache, CacheEngine, CacheSize, Database, DbEngine, DbSize, Egress,
+    EnvValue, Firewall, FirewallRule, Image, Ingress, Peer, Protocol, RulePorts, Subnet, Vm, VmSize, Vpc,
 };
 pub use crate::stack::{Scope, Stack};
 pub use gate::{HealthCheck, HealthGate};

@@ -416,12 +416,7 @@ impl Inner {
 
     /// A referenced resource: it must exist, be visible and live in `region`; otherwise NotFound,
     /// as a real regional API answers.
-    pub(crate) fn reference<K: SimKind>(
-        &self,
-        id: &str,
-        region: &str,
-        now: Duration,
-    ) -> ProviderResult<&K::Observed> {
+    pub(crate) fn reference<K: SimKind>(&self, id: &str, region: &str, now: Duration) -> ProviderResult<&K::Observed> {
         match self.get::<K>(id) {
             Some(r) if r.region() == region && self.visible(id, now) => Ok(r),
             _ => Err(ProviderError::not_found(format!(

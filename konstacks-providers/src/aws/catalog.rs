@@ -24,7 +24,11 @@
 //! db.m6i.large. The region multipliers are approximations and were not re-derived: only
 //! eu-central-1 (t3.small at $0.024/h, from a 2021 blog) was seen, the rest are unconfirmed.
 
-use konstacks_core::model::{DbEngine as Engine, Jurisdiction};
+use konstacks_core::kind::{Kind, ResourceKind};
+use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Jurisdiction, Subnet, Vm, Vpc};
+
+/// The kinds this backend registers (see its `provider()`).
+pub const KINDS: &[Kind] = &[Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
 use konstacks_core::provider::{Catalog, Pricing};
 
 /// Name stacks use to select this provider.
@@ -147,6 +151,7 @@ pub fn catalog(home: &str) -> Catalog {
         db_sizes: DB_SIZES,
         images: IMAGES,
         engines: &[(Engine::Postgres, &["13", "14", "15", "16", "17"]), (Engine::Mysql, &["8.0", "8.4"])],
+        kinds: KINDS,
         max_name_len: MAX_NAME_LEN,
         min_zones: MIN_ZONES,
     };
@@ -184,7 +189,7 @@ pub(crate) fn engine_of(rds: &str) -> Option<Engine> {
 /// The catalogue version an RDS engine version belongs to: `16.4` -> `16`, `8.0.39` -> `8.0`
 /// (the longest catalogue version that is a dotted prefix), or the version itself.
 pub(crate) fn catalog_version(cat: &Catalog, engine: Engine, actual: &str) -> String {
-    cat.engine_versions(engine)
+    cat.engine_versions(engine.as_str())
         .iter()
         .filter(|v| actual == v.as_str() || actual.starts_with(&format!("{v}.")))
         .max_by_key(|v| v.len())
@@ -217,6 +222,6 @@ mod tests {
         assert_eq!(catalog_version(&c, Engine::Mysql, "8.0.39"), "8.0");
         assert_eq!(catalog_version(&c, Engine::Mysql, "8.4"), "8.4");
         assert_eq!(catalog_version(&c, Engine::Postgres, "9.6.1"), "9.6.1");
-        assert!(c.engine_versions(Engine::Redis).is_empty());
+        assert!(c.engine_versions("redis").is_empty());
     }
 }

@@ -13,8 +13,8 @@ use aws_sdk_ec2::types::{
     InstanceNetworkInterfaceSpecification, InstanceType, ResourceType,
 };
 use konstacks_core::clock::OpContext;
-use konstacks_core::model::{Vm};
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::model::Vm;
 use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{Selector, VmObserved, VmSpec, TAG_PATH, TAG_STACK};
 

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_rds::types::{DbInstance, Filter, Tag};
 use konstacks_core::clock::OpContext;
-use konstacks_core::model::{Database};
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::model::Database;
 use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{DatabaseObserved, DatabaseSpec, Selector, Tags, TAG_PATH};
 
@@ -310,7 +310,7 @@ impl AwsProvider {
                 spec.engine.as_str()
             ))
         })?;
-        let versions = self.catalog.engine_versions(spec.engine);
+        let versions = self.catalog.engine_versions(spec.engine.as_str());
         if !versions.contains(&spec.version) {
             return Err(invalid(format!(
                 "{what}: {engine} version `{}` is not offered; use one of: {}",

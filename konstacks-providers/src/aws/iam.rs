@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use konstacks_core::model::Kind;
+use konstacks_core::kind::Kind;
 use konstacks_core::plan::{Action, Plan};
 use serde_json::{json, Value};
 
@@ -17,12 +17,12 @@ use super::PROVIDER_NAME;
 /// Reads of a kind: refresh, drift, adoption of an interrupted create, and the waits of every
 /// mutating operation.
 fn reads(kind: Kind) -> &'static [&'static str] {
-    match kind {
-        Vpc::KIND => &["ec2:DescribeVpcs", "ec2:DescribeInternetGateways", "ec2:DescribeRouteTables"],
-        Subnet::KIND => &["ec2:DescribeSubnets", "ec2:DescribeRouteTables", "ec2:DescribeAvailabilityZones"],
-        Firewall::KIND => &["ec2:DescribeSecurityGroups"],
-        Vm::KIND => &["ec2:DescribeInstances", "ec2:DescribeImages"],
-        Database::KIND => &["rds:DescribeDBInstances"],
+    match kind.as_str() {
+        "vpc" => &["ec2:DescribeVpcs", "ec2:DescribeInternetGateways", "ec2:DescribeRouteTables"],
+        "subnet" => &["ec2:DescribeSubnets", "ec2:DescribeRouteTables", "ec2:DescribeAvailabilityZones"],
+        "firewall" => &["ec2:DescribeSecurityGroups"],
+        "vm" => &["ec2:DescribeInstances", "ec2:DescribeImages"],
+        "database" => &["rds:DescribeDBInstances"],
         _ => &[],
     }
 }
@@ -70,23 +70,23 @@ const RULES: &[&str] = &[
 const EC2_RETAG: &[&str] = &["ec2:CreateTags", "ec2:DeleteTags"];
 
 fn creates(kind: Kind) -> Vec<&'static str> {
-    match kind {
-        Vpc::KIND => {
+    match kind.as_str() {
+        "vpc" => {
             [&["ec2:CreateVpc", "ec2:CreateTags", "ec2:ModifyVpcAttribute"][..], PUBLIC_ROUTING, VPC_TEARDOWN].concat()
         }
-        Subnet::KIND => [
+        "subnet" => [
             &["ec2:CreateSubnet", "ec2:CreateTags", "ec2:DescribeAvailabilityZones", "ec2:DeleteSubnet"][..],
             SUBNET_ROUTING,
             PUBLIC_ROUTING,
         ]
         .concat(),
-        Firewall::KIND => [
+        "firewall" => [
             &["ec2:CreateSecurityGroup", "ec2:CreateTags", "ec2:DescribeSecurityGroups", "ec2:DeleteSecurityGroup"][..],
             RULES,
         ]
         .concat(),
-        Vm::KIND => vec!["ec2:DescribeImages", "ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeInstances"],
-        Database::KIND => vec![
+        "vm" => vec!["ec2:DescribeImages", "ec2:RunInstances", "ec2:CreateTags", "ec2:DescribeInstances"],
+        "database" => vec![
             "rds:CreateDBSubnetGroup",
             "rds:ModifyDBSubnetGroup",
             "rds:CreateDBInstance",
@@ -100,16 +100,16 @@ fn creates(kind: Kind) -> Vec<&'static str> {
 }
 
 fn updates(kind: Kind) -> Vec<&'static str> {
-    match kind {
-        Vpc::KIND => [&["ec2:DescribeVpcs"][..], EC2_RETAG].concat(),
-        Subnet::KIND => [&["ec2:DescribeSubnets"][..], SUBNET_ROUTING, PUBLIC_ROUTING, EC2_RETAG].concat(),
-        Firewall::KIND => [&["ec2:DescribeSecurityGroups"][..], RULES, EC2_RETAG].concat(),
-        Vm::KIND => [
+    match kind.as_str() {
+        "vpc" => [&["ec2:DescribeVpcs"][..], EC2_RETAG].concat(),
+        "subnet" => [&["ec2:DescribeSubnets"][..], SUBNET_ROUTING, PUBLIC_ROUTING, EC2_RETAG].concat(),
+        "firewall" => [&["ec2:DescribeSecurityGroups"][..], RULES, EC2_RETAG].concat(),
+        "vm" => [
             &["ec2:DescribeInstances", "ec2:StopInstances", "ec2:ModifyInstanceAttribute", "ec2:StartInstances"][..],
             EC2_RETAG,
         ]
         .concat(),
-        Database::KIND => vec![
+        "database" => vec![
             "rds:DescribeDBInstances",
             "rds:ModifyDBInstance",
             "rds:AddTagsToResource",
@@ -120,14 +120,20 @@ fn updates(kind: Kind) -> Vec<&'static str> {
 }
 
 fn deletes(kind: Kind) -> Vec<&'static str> {
-    match kind {
-        Vpc::KIND => [&["ec2:DescribeVpcs", "ec2:DescribeSubnets"][..], VPC_TEARDOWN].concat(),
-        Subnet::KIND => vec!["ec2:DeleteSubnet"],
-        Firewall::KIND => vec!["ec2:DeleteSecurityGroup"],
-        Vm::KIND => vec!["ec2:TerminateInstances", "ec2:DescribeInstances"],
-        Database::KIND => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
+    match kind.as_str() {
+        "vpc" => [&["ec2:DescribeVpcs", "ec2:DescribeSubnets"][..], VPC_TEARDOWN].concat(),
+        "subnet" => vec!["ec2:DeleteSubnet"],
+        "firewall" => vec!["ec2:DeleteSecurityGroup"],
+        "vm" => vec!["ec2:TerminateInstances", "ec2:DescribeInstances"],
+        "database" => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
         _ => Vec::new(),
     }
+}
+
+/// Whether this mapping knows the actions of `kind` (every kind the backend registers must;
+/// a test holds it to that).
+pub fn covers(kind: Kind) -> bool {
+    !reads(kind).is_empty() && !creates(kind).is_empty() && !deletes(kind).is_empty()
 }
 
 /// The API actions (`service:Operation`) one planned change needs on this backend.
@@ -185,7 +191,7 @@ mod tests {
 
     #[test]
     fn replace_is_create_and_delete_and_no_op_reads_only() {
-        for kind in [Vpc::KIND, Subnet::KIND, Firewall::KIND, Vm::KIND, Database::KIND] {
+        for kind in crate::aws::catalog::KINDS.iter().copied() {
             let replace = actions_for(kind, Action::Replace);
             assert!(actions_for(kind, Action::Create).is_subset(&replace));
             assert!(actions_for(kind, Action::Delete).is_subset(&replace));
@@ -193,8 +199,18 @@ mod tests {
             assert!(no_op.iter().all(|a| a.contains(":Describe")), "{kind:?}: {no_op:?}");
             assert!(!no_op.is_empty());
         }
-        assert!(actions_for(Vm::KIND, Action::Update).contains("ec2:ModifyInstanceAttribute"));
-        assert!(!actions_for(Vm::KIND, Action::Update).contains("ec2:RunInstances"));
+        let vm = konstacks_core::kinds::lookup("vm").unwrap();
+        assert!(actions_for(vm, Action::Update).contains("ec2:ModifyInstanceAttribute"));
+        assert!(!actions_for(vm, Action::Update).contains("ec2:RunInstances"));
+    }
+
+    #[test]
+    fn every_registered_kind_has_its_actions() {
+        for kind in crate::aws::catalog::KINDS {
+            assert!(covers(*kind), "the IAM mapping has no actions for the registered kind `{kind}`");
+        }
+        let cache = konstacks_core::kinds::lookup("cache").unwrap();
+        assert!(!covers(cache), "the AWS backend registers no cache yet, so it has no actions for it");
     }
 }
 

@@ -44,6 +44,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::model::{Database, Firewall, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::spec::{Tags, TAG_NAME, TAG_STACK};
 
@@ -374,7 +375,14 @@ impl AwsProvider {
     /// few calls a second per action; one operation makes one to six calls).
     pub fn provider(self: Arc<Self>) -> Provider {
         let limits = ProviderLimits { max_concurrency: 16, calls_per_second: Some(10.0), burst: 20 };
-        Provider::new(PROVIDER_NAME, self, limits)
+        Provider::builder(PROVIDER_NAME, Arc::clone(&self) as Arc<dyn Region>)
+            .kind::<Database>(Arc::clone(&self) as _)
+            .kind::<Firewall>(Arc::clone(&self) as _)
+            .kind::<Subnet>(Arc::clone(&self) as _)
+            .kind::<Vm>(Arc::clone(&self) as _)
+            .kind::<Vpc>(self as _)
+            .limits(limits)
+            .build()
     }
 
     /// AWS API calls (HTTP attempts) made so far.

@@ -14,9 +14,9 @@ use aws_sdk_ec2::types::{
 };
 use konstacks_core::cidr::Cidr;
 use konstacks_core::clock::OpContext;
-use konstacks_core::model::{Firewall, Subnet, Vpc};
 use konstacks_core::error::{ErrorKind, ProviderError};
 use konstacks_core::model::Protocol;
+use konstacks_core::model::{Firewall, Subnet, Vpc};
 use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{
     FirewallObserved, FirewallSpec, RuleSource, RuleSpec, Selector, SubnetObserved, SubnetSpec, Tags, VpcObserved,
@@ -733,7 +733,7 @@ impl Api<Vpc> for AwsProvider {
         }
         let out = self
             .ec2
-            .api::<Vpc>().create()
+            .create_vpc()
             .cidr_block(&spec.cidr)
             .tag_specifications(ec2_tag_spec(ResourceType::Vpc, &spec.tags, &[]))
             .send()
@@ -744,7 +744,7 @@ impl Api<Vpc> for AwsProvider {
         if let Err(e) = self.finish_vpc(cx, &id).await {
             // A failed create creates nothing: take the half-built VPC down again.
             let _ = self.delete_vpc_helpers(cx, &id).await;
-            let _ = self.ec2.api::<Vpc>().delete().vpc_id(&id).send().await;
+            let _ = self.ec2.delete_vpc().vpc_id(&id).send().await;
             return Err(e);
         }
         Ok(VpcObserved {
@@ -810,7 +810,7 @@ impl Api<Vpc> for AwsProvider {
         }
         self.delete_vpc_helpers(cx, id).await?;
         self.ec2
-            .api::<Vpc>().delete()
+            .delete_vpc()
             .vpc_id(id)
             .send()
             .await
@@ -839,7 +839,7 @@ impl Api<Subnet> for AwsProvider {
         })?;
         let out = self
             .ec2
-            .api::<Subnet>().create()
+            .create_subnet()
             .vpc_id(&spec.vpc_id)
             .cidr_block(&spec.cidr)
             .availability_zone(&zone_name)
@@ -851,7 +851,7 @@ impl Api<Subnet> for AwsProvider {
         let id = subnet.subnet_id().ok_or_else(|| missing("a subnet id"))?.to_string();
         if spec.public {
             if let Err(e) = self.set_subnet_public(cx, &id, &spec.vpc_id, true).await {
-                let _ = self.ec2.api::<Subnet>().delete().subnet_id(&id).send().await;
+                let _ = self.ec2.delete_subnet().subnet_id(&id).send().await;
                 return Err(e);
             }
         }
@@ -910,7 +910,7 @@ impl Api<Subnet> for AwsProvider {
 
     async fn delete(&self, _cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.ec2
-            .api::<Subnet>().delete()
+            .delete_subnet()
             .subnet_id(id)
             .send()
             .await

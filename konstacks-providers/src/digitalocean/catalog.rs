@@ -3,8 +3,14 @@
 //! is not an API call. It also holds the few facts the backend maps between Konstacks' portable
 //! names and DigitalOcean's slugs (engines, synthetic zones).
 
-use konstacks_core::model::{DbEngine as Engine, Jurisdiction};
+use konstacks_core::kind::{Kind, ResourceKind};
+use konstacks_core::model::{
+    Cache, CacheEngine, Database, DbEngine as Engine, Firewall, Jurisdiction, Subnet, Vm, Vpc,
+};
 use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
+
+/// The kinds the DigitalOcean backend registers (see `DigitalOcean::provider`).
+pub const KINDS: &[Kind] = &[Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
 
 /// The provider name stacks select (`TemplateContext::provider("digitalocean")`).
 pub const PROVIDER_NAME: &str = "digitalocean";
@@ -35,32 +41,29 @@ pub fn zone_names(region: &str) -> Vec<String> {
     ["a", "b"].iter().take(usize::from(ZONES_PER_REGION)).map(|l| format!("{region}-{l}")).collect()
 }
 
-/// Port a DigitalOcean managed database listens on (DO does not use the engines' defaults).
-pub fn database_port(engine: Engine) -> u16 {
-    match engine {
-        Engine::Redis => 25061,
-        _ => 25060,
-    }
-}
+/// Port a DigitalOcean managed database listens on (DO does not use the engines' defaults):
+/// 25060 for Postgres and MySQL, 25061 for the caching engines.
+pub const DATABASE_PORT: u16 = 25060;
+/// Port of a DigitalOcean caching cluster (Redis, Valkey).
+pub const CACHE_PORT: u16 = 25061;
 
-/// Days DigitalOcean keeps backups of a cluster: daily backups kept seven days for Postgres and
-/// MySQL, none for caching clusters. There is no knob to change it.
-pub fn backup_retention_days(engine: Engine) -> u32 {
-    match engine {
-        Engine::Redis => 0,
-        _ => 7,
-    }
-}
+/// Days DigitalOcean keeps backups of a Postgres or MySQL cluster: daily backups kept seven
+/// days. There is no knob to change it.
+pub const BACKUP_RETENTION_DAYS: u32 = 7;
 
-/// DigitalOcean's engine slug for a Konstacks engine and version: Postgres is `pg`, MySQL
-/// `mysql`; Redis 7 is DO's `redis`, Redis 8 its successor `valkey`.
-pub fn engine_slug(engine: Engine, version: &str) -> &'static str {
+/// DigitalOcean's engine slug of a database engine: Postgres is `pg`, MySQL `mysql`.
+pub fn engine_slug(engine: Engine) -> &'static str {
     match engine {
-        Engine::Postgres => "pg",
         Engine::Mysql => "mysql",
-        Engine::Redis if version == "7" => "redis",
-        Engine::Redis => "valkey",
         _ => "pg",
+    }
+}
+
+/// DigitalOcean's engine slug of a cache engine: `redis` (version 7) or `valkey`.
+pub fn cache_engine_slug(engine: CacheEngine) -> &'static str {
+    match engine {
+        CacheEngine::Redis => "redis",
+        _ => "valkey",
     }
 }
 
@@ -83,12 +86,20 @@ pub fn catalog_version(engine: Engine, api: &str) -> String {
     }
 }
 
-/// The Konstacks engine of a DigitalOcean engine slug.
+/// The database engine of a DigitalOcean engine slug (`None` for caching engines).
 pub fn engine_of(slug: &str) -> Option<Engine> {
     match slug {
         "pg" => Some(Engine::Postgres),
         "mysql" => Some(Engine::Mysql),
-        "redis" | "valkey" => Some(Engine::Redis),
+        _ => None,
+    }
+}
+
+/// The cache engine of a DigitalOcean engine slug (`None` for database engines).
+pub fn cache_engine_of(slug: &str) -> Option<CacheEngine> {
+    match slug {
+        "redis" => Some(CacheEngine::Redis),
+        "valkey" => Some(CacheEngine::Valkey),
         _ => None,
     }
 }
@@ -111,7 +122,6 @@ pub fn catalog() -> Catalog {
         ("atl1", "Atlanta", "US", J::Us),
     ];
     let offers = |list: &[(&str, &str, f64)]| list.iter().map(|(s, n, p)| Offer::new(s, n, Some(*p))).collect();
-    let versions = |list: &[&str]| list.iter().map(|v| v.to_string()).collect();
     Catalog {
         provider: PROVIDER_NAME.to_string(),
         regions: regions.iter().map(|(n, l, c, j)| RegionInfo::new(n, l, c, *j)).collect(),
@@ -136,11 +146,21 @@ pub fn catalog() -> Catalog {
             Offer::new("debian-12", "debian-12-x64", None),
         ],
         engines: vec![
-            EngineOffer { engine: Engine::Postgres, versions: versions(&["13", "14", "15", "16", "17"]) },
+            EngineOffer::new("postgres", &["13", "14", "15", "16", "17"]),
             // DigitalOcean's `8` (see `api_version`).
-            EngineOffer { engine: Engine::Mysql, versions: versions(&["8.0"]) },
-            EngineOffer { engine: Engine::Redis, versions: versions(&["7", "8"]) },
+            EngineOffer::new("mysql", &["8.0"]),
+            // DigitalOcean's caching clusters: Redis 7, and its successor Valkey 8.
+            EngineOffer::new("redis", &["7"]),
+            EngineOffer::new("valkey", &["8"]),
         ],
+        // Caching clusters run on the database node sizes.
+        cache_sizes: offers(&[
+            ("cache-micro", "db-s-1vcpu-1gb", 15.0),
+            ("cache-small", "db-s-1vcpu-2gb", 30.0),
+            ("cache-medium", "db-s-2vcpu-4gb", 60.0),
+            ("cache-large", "db-s-4vcpu-8gb", 120.0),
+        ]),
+        kinds: KINDS.iter().map(|k| k.as_str().to_string()).collect(),
         // Database cluster names are the shortest limit DigitalOcean puts on names.
         max_name_len: 63,
         min_zones: ZONES_PER_REGION,
@@ -169,6 +189,16 @@ pub fn vm_size_name(cat: &Catalog, native: &str) -> String {
 /// The DigitalOcean slug of a database size, if offered.
 pub fn db_size_slug(cat: &Catalog, size: &str) -> Option<String> {
     cat.db_size(size).map(|o| o.native.clone())
+}
+
+/// The DigitalOcean slug of a cache node size, if offered.
+pub fn cache_size_slug(cat: &Catalog, size: &str) -> Option<String> {
+    cat.cache_size(size).map(|o| o.native.clone())
+}
+
+/// The portable name of a DigitalOcean caching cluster's size.
+pub fn cache_size_name(cat: &Catalog, native: &str) -> String {
+    cat.cache_sizes.iter().find(|o| o.native == native).map(|o| o.slug.clone()).unwrap_or_else(|| native.to_string())
 }
 
 /// The portable name of a DigitalOcean database size.
@@ -200,10 +230,12 @@ mod tests {
         assert_eq!(db_size_name(&c, "db-s-1vcpu-2gb"), "db-small");
         assert_eq!(image_name(&c, "ubuntu-24-04-x64"), "ubuntu-lts");
         assert_eq!(zone_names("fra1"), ["fra1-a", "fra1-b"]);
-        assert_eq!(engine_slug(Engine::Redis, "8"), "valkey");
-        assert_eq!(engine_of("valkey"), Some(Engine::Redis));
+        assert_eq!(cache_engine_slug(CacheEngine::Valkey), "valkey");
+        assert_eq!(cache_engine_of("valkey"), Some(CacheEngine::Valkey));
+        assert_eq!(engine_of("valkey"), None);
+        assert_eq!(cache_size_name(&c, "db-s-1vcpu-2gb"), "cache-small");
         // MySQL is `8.0` in the catalogue and `8` in DigitalOcean's API, both ways.
-        for v in c.engine_versions(Engine::Mysql).iter().chain(c.engine_versions(Engine::Postgres)) {
+        for v in c.engine_versions("mysql").iter().chain(c.engine_versions("postgres")) {
             let engine = if v.contains('.') { Engine::Mysql } else { Engine::Postgres };
             assert_eq!(catalog_version(engine, &api_version(engine, v)), *v);
         }

@@ -8,8 +8,8 @@
 use std::collections::BTreeSet;
 
 use konstacks_core::clock::OpContext;
-use konstacks_core::model::{Vm};
 use konstacks_core::error::ProviderError;
+use konstacks_core::model::Vm;
 use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{Selector, VmObserved, VmSpec, TAG_STACK};
 use reqwest::Method;

@@ -10,8 +10,10 @@
 //! This module owns the translation only: it never walks the graph, retries on the engine's
 //! behalf (beyond the HTTP-level retries of [`client`]) or decides replace-vs-update.
 
+mod cache;
 pub mod catalog;
 pub mod client;
+mod cluster;
 mod compute;
 mod database;
 pub(crate) mod labels;
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::model::{Cache, Database, Firewall, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::secret::Secret;
 use konstacks_core::spec::{Tags, TAG_PATH, TAG_STACK};
@@ -178,7 +181,15 @@ impl DigitalOcean {
 
     /// This backend as the provider the engine holds, named [`PROVIDER_NAME`].
     pub fn provider(self: &Arc<Self>) -> Provider {
-        Provider::new(PROVIDER_NAME, Arc::clone(self), self.limits)
+        Provider::builder(PROVIDER_NAME, Arc::clone(self) as Arc<dyn Region>)
+            .kind::<Cache>(Arc::clone(self) as _)
+            .kind::<Database>(Arc::clone(self) as _)
+            .kind::<Firewall>(Arc::clone(self) as _)
+            .kind::<Subnet>(Arc::clone(self) as _)
+            .kind::<Vm>(Arc::clone(self) as _)
+            .kind::<Vpc>(Arc::clone(self) as _)
+            .limits(self.limits)
+            .build()
     }
 
     // ---- shared helpers ----

@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use konstacks_core::cidr::Cidr;
 use konstacks_core::clock::OpContext;
-use konstacks_core::kinds as kind;
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::kinds as kind;
 use konstacks_core::model::Protocol;
-use konstacks_core::provider::{Api, ProviderResult};
+use konstacks_core::provider::{Api, KindApis, ProviderResult};
 use konstacks_core::spec::{
     FirewallObserved, FirewallSpec, RuleSource, RuleSpec, Selector, SubnetObserved, SubnetSpec, Tags, VpcObserved,
     VpcSpec, TAG_PATH, TAG_STACK,

@@ -13,7 +13,11 @@
 //! - Cloud SQL: cloud.google.com/sql/pricing (Enterprise edition, us-central1: $0.0413 per
 //!   vCPU-hour and $0.007 per GiB-hour, as re-published in May 2026).
 
-use konstacks_core::model::{DbEngine as Engine, Jurisdiction};
+use konstacks_core::kind::{Kind, ResourceKind};
+use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Jurisdiction, Subnet, Vm, Vpc};
+
+/// The kinds this backend registers (see its `provider()`).
+pub const KINDS: &[Kind] = &[Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
 use konstacks_core::provider::{Catalog, Pricing};
 
 /// Name stacks use to select this provider.
@@ -242,6 +246,7 @@ pub fn catalog(home: &str) -> Catalog {
         db_sizes: DB_SIZES,
         images: IMAGES,
         engines: &[(Engine::Postgres, POSTGRES_VERSIONS), (Engine::Mysql, MYSQL_VERSIONS)],
+        kinds: KINDS,
         max_name_len: MAX_NAME_LEN,
         min_zones: MIN_ZONES,
     };
@@ -387,7 +392,7 @@ mod tests {
     fn database_versions_round_trip() {
         let c = catalog("us-central1");
         for engine in [Engine::Postgres, Engine::Mysql] {
-            for v in c.engine_versions(engine) {
+            for v in c.engine_versions(engine.as_str()) {
                 let dv = sql_database_version(engine, v);
                 assert_eq!(dv.as_deref().and_then(engine_version_of), Some((engine, v.clone())), "{v}");
             }
@@ -395,7 +400,6 @@ mod tests {
         assert_eq!(sql_database_version(Engine::Postgres, "16").as_deref(), Some("POSTGRES_16"));
         assert_eq!(sql_database_version(Engine::Mysql, "8.0").as_deref(), Some("MYSQL_8_0"));
         assert_eq!(sql_database_version(Engine::Mysql, "8.4").as_deref(), Some("MYSQL_8_4"));
-        assert_eq!(sql_database_version(Engine::Redis, "7"), None);
         assert_eq!(sql_database_version(Engine::Postgres, ""), None);
         assert_eq!(sql_database_version(Engine::Postgres, "16; DROP"), None);
         assert_eq!(engine_version_of("MYSQL_8_0_39"), Some((Engine::Mysql, "8.0".to_string())));
@@ -403,6 +407,6 @@ mod tests {
         assert_eq!(engine_version_of("SQLSERVER_2022_STANDARD"), None);
         assert_eq!(engine_version_of("MYSQL_8"), None);
         assert_eq!(engine_version_of("POSTGRES_"), None);
-        assert!(c.engine_versions(Engine::Redis).is_empty());
+        assert!(c.engine_versions("redis").is_empty());
     }
 }

@@ -17,8 +17,8 @@ use google_cloud_compute_v1::model::{
     InstancesSetMachineTypeRequest, Metadata, NetworkInterface, Tags as NetworkTags,
 };
 use konstacks_core::clock::OpContext;
-use konstacks_core::model::{Vm};
 use konstacks_core::error::ProviderError;
+use konstacks_core::model::Vm;
 use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{Selector, VmObserved, VmSpec};
 

@@ -26,8 +26,8 @@ use google_cloud_sql_v1::model::{
     Settings, SqlAvailabilityType, SqlDataDiskType, SqlDatabaseVersion, SqlIpAddressType, User,
 };
 use konstacks_core::clock::OpContext;
-use konstacks_core::model::{Database};
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::model::Database;
 use konstacks_core::model::DbEngine as Engine;
 use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{DatabaseObserved, DatabaseSpec, Selector};

@@ -54,6 +54,7 @@ use google_cloud_gax::error::Error as GaxError;
 use google_cloud_sql_v1::client::{SqlInstancesService, SqlOperationsService, SqlUsersService};
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::model::{Database, Firewall, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::secret::Secret;
 use std::sync::Arc;
@@ -386,7 +387,14 @@ impl Gcp {
 
     /// This backend as the provider the engine holds, named [`PROVIDER_NAME`].
     pub fn provider(self: &Arc<Self>) -> Provider {
-        Provider::new(PROVIDER_NAME, Arc::clone(self), self.limits)
+        Provider::builder(PROVIDER_NAME, Arc::clone(self) as Arc<dyn Region>)
+            .kind::<Database>(Arc::clone(self) as _)
+            .kind::<Firewall>(Arc::clone(self) as _)
+            .kind::<Subnet>(Arc::clone(self) as _)
+            .kind::<Vm>(Arc::clone(self) as _)
+            .kind::<Vpc>(Arc::clone(self) as _)
+            .limits(self.limits)
+            .build()
     }
 
     // ---- shared helpers ----

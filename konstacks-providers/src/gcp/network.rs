@@ -24,8 +24,8 @@ use google_cloud_compute_v1::model::firewall::{Allowed, Denied, Direction};
 use google_cloud_compute_v1::model::{Firewall, Network, Subnetwork, SubnetworksSetPrivateIpGoogleAccessRequest};
 use google_cloud_gax::error::Error as GaxError;
 use konstacks_core::clock::OpContext;
-use konstacks_core::model::{Firewall, Subnet, Vpc};
 use konstacks_core::error::ProviderError;
+use konstacks_core::kinds as kind;
 use konstacks_core::model::Protocol;
 use konstacks_core::provider::{Api, ProviderResult};
 use konstacks_core::spec::{
@@ -451,7 +451,7 @@ impl Gcp {
 }
 
 #[async_trait::async_trait]
-impl Api<Vpc> for Gcp {
+impl Api<kind::Vpc> for Gcp {
     async fn create(&self, cx: &OpContext, spec: &VpcSpec) -> ProviderResult<VpcObserved> {
         self.check_region(&spec.region)?;
         let payload = Payload::new(&spec.tags).with("cidr", &spec.cidr).with("region", &spec.region);
@@ -515,7 +515,7 @@ impl Api<Vpc> for Gcp {
 }
 
 #[async_trait::async_trait]
-impl Api<Subnet> for Gcp {
+impl Api<kind::Subnet> for Gcp {
     async fn create(&self, cx: &OpContext, spec: &SubnetSpec) -> ProviderResult<SubnetObserved> {
         self.check_region(&spec.region)?;
         // The zone must exist: VMs of the subnet are placed in it.
@@ -623,7 +623,7 @@ impl Api<Subnet> for Gcp {
 }
 
 #[async_trait::async_trait]
-impl Api<Firewall> for Gcp {
+impl Api<kind::Firewall> for Gcp {
     async fn create(&self, cx: &OpContext, spec: &FirewallSpec) -> ProviderResult<FirewallObserved> {
         self.check_region(&spec.region)?;
         let network = self.get_network(&spec.vpc_id).await?;

@@ -276,7 +276,7 @@ impl GcpFake {
         let w = &s.world;
         let mut out: Vec<String> = match kind {
             Kind::Network => w.networks.keys().cloned().collect(),
-            Firewall::KIND => w.firewalls.keys().cloned().collect(),
+            Kind::Firewall => w.firewalls.keys().cloned().collect(),
             Kind::SqlInstance => w.sql.keys().cloned().collect(),
             Kind::Subnetwork => w.subnets.keys().map(|(_, n)| n.clone()).collect(),
             Kind::Instance => w.instances.keys().map(|(_, n)| n.clone()).collect(),
@@ -333,7 +333,7 @@ impl GcpFake {
 fn find_mut<'a>(w: &'a mut World, kind: Kind, name: &str) -> Option<&'a mut Value> {
     match kind {
         Kind::Network => w.networks.get_mut(name),
-        Firewall::KIND => w.firewalls.get_mut(name),
+        Kind::Firewall => w.firewalls.get_mut(name),
         Kind::SqlInstance => w.sql.get_mut(name),
         Kind::Subnetwork => w.subnets.iter_mut().find(|((_, n), _)| n == name).map(|(_, v)| v),
         Kind::Instance => w.instances.iter_mut().find(|((_, n), _)| n == name).map(|(_, v)| v),

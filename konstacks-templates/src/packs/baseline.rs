@@ -212,4 +212,3 @@ impl Rule for DatabaseBackups {
             .collect()
     }
 }
-

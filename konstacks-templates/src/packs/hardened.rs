@@ -162,8 +162,7 @@ impl Rule for NoPublicIpOnPrivateTiers {
         "No public IP on VMs in private subnets or on the database tier"
     }
     fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
-        let db_subnets: Vec<usize> =
-            cx.of::<Database>().flat_map(|db| cx.subnets_of(db)).map(|s| s.index).collect();
+        let db_subnets: Vec<usize> = cx.of::<Database>().flat_map(|db| cx.subnets_of(db)).map(|s| s.index).collect();
         let fix = "remove `.public_ip(true)` and reach the VM through a load balancer or a bastion in a public \
                    subnet, or move it to a public subnet of its own web tier";
         let mut out = Vec::new();
