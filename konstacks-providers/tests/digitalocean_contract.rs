@@ -7,7 +7,7 @@
 mod common_do;
 
 use common_do::{assert_no_violations, backend, cx, harness, provider, VirtualClock};
-use konstacks_core::contract::{run_compute, run_database, run_network, run_region, ContractOptions};
+use konstacks_core::contract::{self, run_compute, run_database, run_network, run_region, ContractOptions};
 use konstacks_core::error::ErrorKind;
 use konstacks_core::model::{Database, Firewall, Subnet, Vpc};
 use konstacks_core::model::{DbEngine as Engine, Protocol};
@@ -49,6 +49,27 @@ async fn contract_region_network_compute() {
     run_compute(&p, &cx, &o).await.unwrap();
     assert_fake_empty();
     assert!(h.fake.log().iter().any(|l| l.contains("page=2")), "no listing crossed a page");
+    assert_no_violations(&b);
+}
+
+/// Caching clusters (Redis 7 on DigitalOcean's `redis` engine) pass the core cache suite, and
+/// every kind the backend registers has a contract suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_cache() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    h.fake.set_max_per_page(3);
+    let b = backend();
+    let p = provider(&b);
+    assert!(contract::uncovered(&p).is_empty(), "kinds without a contract suite: {:?}", contract::uncovered(&p));
+    let clock = VirtualClock::shared();
+    let o = ContractOptions::new("fra1");
+    let cx = cx(&clock, &o.stack);
+    contract::run_cache(&p, &cx, &o).await.unwrap();
+    assert_fake_empty();
+    let log = h.fake.log();
+    assert!(log.iter().any(|l| l.starts_with("POST /v2/databases ")), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("/resize")), "the replica was added by a resize: {log:?}");
     assert_no_violations(&b);
 }
 

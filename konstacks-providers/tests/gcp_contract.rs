@@ -12,13 +12,14 @@ mod gcp;
 
 use clock::VirtualClock;
 use gcp::{assert_fake_empty, backend, cx, exclusive, fake, REGION};
-use konstacks_core::contract::{run_compute, run_database, run_network, run_region, ContractOptions};
+use konstacks_core::contract::{self, run_compute, run_database, run_network, run_region, ContractOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_suite() {
     let _serial = exclusive().await;
     let b = backend().await;
     let p = b.provider();
+    assert!(contract::uncovered(&p).is_empty(), "kinds without a contract suite: {:?}", contract::uncovered(&p));
     let clock = VirtualClock::shared();
     let o = ContractOptions::new(REGION);
     let cx = cx(&clock, &o.stack);
