@@ -10,61 +10,20 @@ use serde_json::Value;
 
 use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError, StateError};
-use crate::base::secret::{Sealer, Secret, SecretSource};
+use crate::base::secret::{Secret, SecretSource};
 use crate::error::Error;
 use crate::events::EventKind;
 use crate::kind::api::Attrs;
-use crate::kind::Kind;
-use crate::kind::{Selector, TAG_NAME, TAG_PATH};
-use crate::plan::{self, Action, Env, Mode, NodePlan, Plan, Resolved, SecretLookup};
-use crate::state::{OpKind, PendingOp, Record, ResourceState, StackState};
+use crate::plan::{self, Action, Env, Mode, NodePlan, Plan, Resolved};
+use crate::state::{OpKind, Record, ResourceState, StackState};
 use crate::synth::{Expr, Synthesized};
 
 use super::journal::Journal;
 use super::report::*;
 use super::{CrashPhase, Engine, ProviderSlot};
 
-// ---------------------------------------------------------------------------------------------
-// Secrets of this run: generated passwords live in memory for the run, and are sealed into state
-// only when a key is configured.
-
-pub(super) struct RunSecrets {
-    stack: String,
-    mem: Mutex<BTreeMap<(String, String), Secret<String>>>,
-    sealed: BTreeMap<(String, String), String>,
-    sealer: Option<Sealer>,
-}
-
-impl RunSecrets {
-    pub(super) fn context(&self, path: &str, attr: &str) -> String {
-        format!("{}/{path}.{attr}", self.stack)
-    }
-
-    pub(super) fn put(&self, path: &str, attr: &str, v: Secret<String>) {
-        self.mem.lock().unwrap_or_else(|p| p.into_inner()).insert((path.into(), attr.into()), v);
-    }
-
-    pub(super) fn seal_all(&self, kind: Kind, path: &str) -> BTreeMap<String, String> {
-        kind.secrets().iter().filter_map(|a| Some((a.to_string(), self.seal(path, a)?))).collect()
-    }
-
-    pub(super) fn seal(&self, path: &str, attr: &str) -> Option<String> {
-        let v =
-            self.mem.lock().unwrap_or_else(|p| p.into_inner()).get(&(path.to_string(), attr.to_string())).cloned()?;
-        self.sealer.as_ref()?.seal(&self.context(path, attr), &v)
-    }
-}
-
-impl SecretLookup for RunSecrets {
-    fn secret(&self, path: &str, attr: &str) -> Option<Secret<String>> {
-        let key = (path.to_string(), attr.to_string());
-        if let Some(v) = self.mem.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Some(v.clone());
-        }
-        let sealed = self.sealed.get(&key)?;
-        self.sealer.as_ref()?.open(&self.context(path, attr), sealed)
-    }
-}
+use super::ops::permit;
+use super::secrets::RunSecrets;
 
 // ---------------------------------------------------------------------------------------------
 // The executor.
@@ -78,39 +37,39 @@ pub(super) enum OpSpec {
 }
 
 pub(super) struct Op {
-    spec: OpSpec,
-    prereqs: usize,
-    dependents: Vec<usize>,
+    pub(super) spec: OpSpec,
+    pub(super) prereqs: usize,
+    pub(super) dependents: Vec<usize>,
 }
 
 pub(super) struct Exec<'a> {
-    engine: &'a Engine,
-    stack: &'a str,
-    s: Option<&'a Synthesized>,
-    plan: &'a Plan,
-    nodes: &'a [NodePlan],
-    journal: &'a Journal,
-    ops: Vec<Op>,
-    attrs: Mutex<Vec<Option<Arc<Attrs>>>>,
-    deps_paths: Vec<Vec<String>>,
+    pub(super) engine: &'a Engine,
+    pub(super) stack: &'a str,
+    pub(super) s: Option<&'a Synthesized>,
+    pub(super) plan: &'a Plan,
+    pub(super) nodes: &'a [NodePlan],
+    pub(super) journal: &'a Journal,
+    pub(super) ops: Vec<Op>,
+    pub(super) attrs: Mutex<Vec<Option<Arc<Attrs>>>>,
+    pub(super) deps_paths: Vec<Vec<String>>,
     /// Physical names of existing resources, kept by in-place updates (and by moves).
-    prior_names: Vec<Option<String>>,
-    secrets: RunSecrets,
-    policy: FailurePolicy,
-    started: Duration,
-    retries: AtomicU64,
-    adopted: Mutex<Vec<String>>,
+    pub(super) prior_names: Vec<Option<String>>,
+    pub(super) secrets: RunSecrets,
+    pub(super) policy: FailurePolicy,
+    pub(super) started: Duration,
+    pub(super) retries: AtomicU64,
+    pub(super) adopted: Mutex<Vec<String>>,
     /// Ids state already tracks: never adopted as "the one we just created".
-    known_ids: BTreeSet<String>,
+    pub(super) known_ids: BTreeSet<String>,
     /// Rolling batches of health-gated replacements.
-    rolling: Option<tokio::sync::Semaphore>,
-    rolled_back: Mutex<Vec<String>>,
+    pub(super) rolling: Option<tokio::sync::Semaphore>,
+    pub(super) rolled_back: Mutex<Vec<String>>,
 }
 
 #[derive(Debug)]
 pub(super) struct OpFailure {
-    kind: ErrorKind,
-    message: String,
+    pub(super) kind: ErrorKind,
+    pub(super) message: String,
 }
 
 impl From<ProviderError> for OpFailure {
@@ -189,75 +148,7 @@ impl<'a> Exec<'a> {
             }
         }
 
-        let mut edges: Vec<(usize, usize)> = Vec::new(); // (before, after)
-        if let Some(s) = s {
-            for (i, r) in s.resources.iter().enumerate() {
-                if let Some(w) = write_op[i] {
-                    for &d in &r.deps {
-                        if let Some(wd) = write_op[d] {
-                            edges.push((wd, w));
-                        }
-                    }
-                    if let Some(od) = old_delete[i] {
-                        if nodes[i].create_before_destroy {
-                            edges.push((w, od));
-                        } else {
-                            edges.push((od, w));
-                        }
-                    }
-                }
-            }
-        }
-        // Old resources are deleted after the old resources that depend on them.
-        let all_deletes: Vec<usize> = delete_by_path.values().flatten().copied().collect();
-        for &d in &all_deletes {
-            if let OpSpec::Delete { res, .. } = &ops[d].spec {
-                for dep in res.deps.clone() {
-                    if let Some(targets) = delete_by_path.get(&dep) {
-                        for &t in targets {
-                            edges.push((d, t));
-                        }
-                    }
-                }
-            }
-        }
-        // Old resources are deleted after the new or updated resources that used them have moved
-        // off (except for destroy-before-create replacements, which go first by definition).
-        if let Some(s) = s {
-            let index: BTreeMap<&str, usize> =
-                s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
-            for (i, r) in s.resources.iter().enumerate() {
-                let Some(w) = write_op[i] else { continue };
-                // Only an instance updated in place moves off its old dependencies itself; a
-                // replaced one leaves them when its old instance is deleted (ordered above).
-                let prior_deps: Vec<String> = if nodes[i].action == Action::Update {
-                    state.resources.get(&r.path).map(|p| p.deps.clone()).unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                for dep in r.depends_on.iter().chain(prior_deps.iter()) {
-                    let dbc_replace = index
-                        .get(dep.as_str())
-                        .is_some_and(|&di| nodes[di].action == Action::Replace && !nodes[di].create_before_destroy);
-                    if dbc_replace {
-                        continue;
-                    }
-                    if let Some(targets) = delete_by_path.get(dep) {
-                        for &t in targets {
-                            if old_delete[i] != Some(t) {
-                                edges.push((w, t));
-                            }
-                        }
-                    }
-                }
-                // Deposed instances of this path go after its new instance exists.
-                for &t in delete_by_path.get(&r.path).map(Vec::as_slice).unwrap_or(&[]) {
-                    if old_delete[i] != Some(t) && matches!(&ops[t].spec, OpSpec::Delete { report_as: Some(_), .. }) {
-                        edges.push((w, t));
-                    }
-                }
-            }
-        }
+        let mut edges = ordering(s, nodes, state, &ops, &write_op, &old_delete, &delete_by_path);
         edges.sort_unstable();
         edges.dedup();
         for (a, b) in edges {
@@ -268,22 +159,6 @@ impl<'a> Exec<'a> {
         }
         check_acyclic(&ops)?;
 
-        let mut mem = BTreeMap::new();
-        let mut sealed = BTreeMap::new();
-        if let Some(s) = s {
-            for r in &s.resources {
-                for attr in r.kind.secrets() {
-                    if let Some(Expr::Secret(SecretSource::Provided(v))) = r.fields.get(*attr) {
-                        mem.insert((r.path.clone(), attr.to_string()), v.clone());
-                    }
-                }
-            }
-        }
-        for (path, r) in &state.resources {
-            for (attr, v) in &r.sealed {
-                sealed.insert((path.clone(), attr.clone()), v.clone());
-            }
-        }
         Ok(Self {
             engine,
             stack,
@@ -295,12 +170,7 @@ impl<'a> Exec<'a> {
             attrs: Mutex::new(attrs),
             deps_paths,
             prior_names,
-            secrets: RunSecrets {
-                stack: stack.to_string(),
-                mem: Mutex::new(mem),
-                sealed,
-                sealer: engine.sealer.clone(),
-            },
+            secrets: RunSecrets::for_run(stack, s, state, engine.sealer.clone()),
             policy,
             started,
             retries: AtomicU64::new(0),
@@ -487,23 +357,57 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Look for a resource this run (or a crashed one) created at `path` with `name`.
-    pub(super) async fn find_created(
+    /// Resolve every field of the resource at `node` for a write: in `Mode::Plan` with markers
+    /// for secrets, in `Mode::Apply` with real values for the fields `real` selects.
+    fn resolve_fields(
         &self,
-        slot: &ProviderSlot,
-        cx: &OpContext,
-        kind: Kind,
-        path: &str,
-        name: &str,
-    ) -> Result<Option<(String, Attrs)>, ProviderError> {
-        let sel = Selector::Stack(self.stack.to_string());
-        let all = self.call(slot, cx, path, OpKind::Create, || slot.provider.read_many(cx, kind, &sel)).await?;
-        Ok(all.into_iter().find(|(id, a)| {
-            let tags = a.get("tags");
-            !self.known_ids.contains(id)
-                && tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(path)
-                && tags.and_then(|t| t.get(TAG_NAME)).and_then(Value::as_str) == Some(name)
-        }))
+        node: usize,
+        action: Action,
+        dep_attrs: &BTreeMap<usize, Arc<Attrs>>,
+        mode: Mode,
+        real: &dyn Fn(&str) -> bool,
+    ) -> Result<serde_json::Map<String, Value>, OpFailure> {
+        let Some(s) = self.s else { return Ok(serde_json::Map::new()) };
+        let (r, np) = (&s.resources[node], &self.nodes[node]);
+        let env = Env {
+            stack: &s.name,
+            path: &r.path,
+            attrs: dep_attrs,
+            generation: np.generation,
+            prior_name: if action == Action::Update { self.prior_names[node].as_deref() } else { None },
+            mode,
+            secrets: Some(&self.secrets),
+            field: "",
+        };
+        let marker_env = Env { mode: Mode::Plan, ..env };
+        let mut out = serde_json::Map::new();
+        for (k, e) in &r.fields {
+            // Unchanged fields of an update get real values too when they are at hand; only a
+            // secret this run cannot know falls back to its marker (the update leaves it alone).
+            let (env, marker_env) = (Env { field: k, ..env }, Env { field: k, ..marker_env });
+            let resolved = match plan::resolve(e, &env) {
+                Err(_) if !real(k) => plan::resolve(e, &marker_env),
+                other => other,
+            };
+            match resolved {
+                Ok(Resolved::Known(v)) => {
+                    out.insert(k.clone(), v);
+                }
+                Ok(Resolved::Unknown) => {
+                    return Err(OpFailure { kind: ErrorKind::Other, message: format!("internal: field `{k}` still unknown at apply") })
+                }
+                Err(plan::MissingSecret(what)) => {
+                    return Err(OpFailure {
+                        kind: ErrorKind::InvalidSpec,
+                        message: format!(
+                            "the secret {what} is not available in this run: it is stored only when {} is set; set it, or replace {what}'s resource to generate a new one",
+                            crate::base::secret::SECRET_KEY_ENV
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn run_write(&self, node: usize, action: Action) -> Result<(), OpFailure> {
@@ -541,56 +445,14 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        let resolve_all = |mode: Mode,
-                           real: &dyn Fn(&str) -> bool|
-         -> Result<serde_json::Map<String, Value>, OpFailure> {
-            let env = Env {
-                stack: &s.name,
-                path: &r.path,
-                attrs: &dep_attrs,
-                generation: np.generation,
-                prior_name: if action == Action::Update { self.prior_names[node].as_deref() } else { None },
-                mode,
-                secrets: Some(&self.secrets),
-                field: "",
-            };
-            let marker_env = Env { mode: Mode::Plan, ..env };
-            let mut out = serde_json::Map::new();
-            for (k, e) in &r.fields {
-                // Unchanged fields of an update get real values too when they are at hand; only a
-                // secret this run cannot know falls back to its marker (the update leaves it alone).
-                let (env, marker_env) = (Env { field: k, ..env }, Env { field: k, ..marker_env });
-                let resolved = match plan::resolve(e, &env) {
-                    Err(_) if !real(k) => plan::resolve(e, &marker_env),
-                    other => other,
-                };
-                match resolved {
-                    Ok(Resolved::Known(v)) => {
-                        out.insert(k.clone(), v);
-                    }
-                    Ok(Resolved::Unknown) => {
-                        return Err(OpFailure { kind: ErrorKind::Other, message: format!("internal: field `{k}` still unknown at apply") })
-                    }
-                    Err(plan::MissingSecret(what)) => {
-                        return Err(OpFailure {
-                            kind: ErrorKind::InvalidSpec,
-                            message: format!(
-                                "the secret {what} is not available in this run: it is stored only when {} is set; set it, or replace {what}'s resource to generate a new one",
-                                crate::base::secret::SECRET_KEY_ENV
-                            ),
-                        })
-                    }
-                }
-            }
-            Ok(out)
-        };
-        let inputs: BTreeMap<String, Value> = resolve_all(Mode::Plan, &|_| true)?.into_iter().collect();
+        let inputs: BTreeMap<String, Value> =
+            self.resolve_fields(node, action, &dep_attrs, Mode::Plan, &|_| true)?.into_iter().collect();
         // An update hands the provider real values only for the fields that change; unchanged
         // fields keep their markers (a secret of an earlier run may not be available, and an
         // update never needs it).
         let changed: BTreeSet<&str> = self.plan.changes[node].fields.iter().map(|f| f.name.as_str()).collect();
         let real = |k: &str| action != Action::Update || changed.contains(k);
-        let mut spec = resolve_all(Mode::Apply, &real)?;
+        let mut spec = self.resolve_fields(node, action, &dep_attrs, Mode::Apply, &real)?;
         // A secret is sent on update only when it changes.
         for attr in r.kind.secrets() {
             if action == Action::Update && spec.contains_key(*attr) && !changed.contains(attr) {
@@ -681,204 +543,6 @@ impl<'a> Exec<'a> {
         );
         Ok(())
     }
-
-    /// The intent recorded before deleting `id`.
-    pub(super) fn delete_intent(
-        &self,
-        path: &str,
-        kind: Kind,
-        provider: &str,
-        id: &str,
-        deps: Vec<String>,
-    ) -> PendingOp {
-        PendingOp {
-            op: OpKind::Delete,
-            path: path.to_string(),
-            kind,
-            provider: provider.to_string(),
-            id: Some(id.to_string()),
-            generation: 0,
-            tags: BTreeMap::new(),
-            deps,
-            inputs: BTreeMap::new(),
-            at: self.engine.clock.unix_secs(),
-            sealed: BTreeMap::new(),
-        }
-    }
-
-    /// A new instance failed its health gate: delete it and make the old one current again.
-    pub(super) async fn roll_back(
-        &self,
-        slot: &ProviderSlot,
-        cx: &OpContext,
-        r: &crate::synth::SynthResource,
-        new_id: &str,
-        why: &str,
-    ) -> OpFailure {
-        let old_id = self.plan.changes.iter().find(|c| c.path == r.path && !c.deposed).and_then(|c| c.id.clone());
-        let intent = self.delete_intent(&r.path, r.kind, &r.provider, new_id, r.depends_on.clone());
-        if let Err(e) = self.journal.write(vec![Record::Intent(intent)]).await {
-            return e.into();
-        }
-        let deleted =
-            match self.call(slot, cx, &r.path, OpKind::Delete, || slot.provider.delete(cx, r.kind, new_id)).await {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            };
-        let mut recs = Vec::new();
-        if deleted.is_ok() {
-            recs.push(Record::Deleted { path: r.path.clone(), id: new_id.to_string() });
-        } else {
-            recs.push(Record::Abandon { path: r.path.clone(), op: OpKind::Delete });
-        }
-        if let Some(old) = &old_id {
-            if deleted.is_ok() {
-                recs.push(Record::Undepose { path: r.path.clone(), id: old.clone() });
-            }
-        }
-        if let Err(e) = self.journal.write(recs).await {
-            return e.into();
-        }
-        self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).push(r.path.clone());
-        let old = old_id.as_deref().unwrap_or("(none)");
-        let message = match deleted {
-            Ok(()) => format!("rolled back: the new instance {new_id} failed its health gate ({why}); it was removed and the old instance {old} keeps serving"),
-            Err(e) => format!("rolled back: the new instance {new_id} failed its health gate ({why}) and could not be removed ({}); both are in state, the old instance {old} keeps serving", e.full_chain()),
-        };
-        OpFailure { kind: ErrorKind::Other, message }
-    }
-
-    pub(super) fn intent(
-        &self,
-        op: OpKind,
-        r: &crate::synth::SynthResource,
-        id: Option<String>,
-        generation: u32,
-        tags: BTreeMap<String, String>,
-        inputs: BTreeMap<String, Value>,
-    ) -> PendingOp {
-        PendingOp {
-            op,
-            path: r.path.clone(),
-            kind: r.kind,
-            provider: r.provider.clone(),
-            id,
-            generation,
-            tags,
-            deps: r.depends_on.clone(),
-            inputs,
-            at: self.engine.clock.unix_secs(),
-            sealed: if op == OpKind::Create { self.secrets.seal_all(r.kind, &r.path) } else { BTreeMap::new() },
-        }
-    }
-
-    /// Create exactly once: after an uncertain failure (timeout, 5xx, "already exists") look the
-    /// resource up by its tags before trying again.
-    pub(super) async fn create_once(
-        &self,
-        slot: &ProviderSlot,
-        cx: &OpContext,
-        kind: Kind,
-        path: &str,
-        name: &str,
-        spec: &Value,
-    ) -> Result<(String, Attrs), ProviderError> {
-        let retry = &self.engine.retry;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let err = match self
-                .call(slot, cx, path, OpKind::Create, || async {
-                    match slot.provider.create(cx, kind, spec.clone()).await {
-                        // Transient errors are handled below (they may hide a success), not retried blindly.
-                        Err(e) if e.kind() == ErrorKind::Transient => Err(e.uncertain()),
-                        other => other,
-                    }
-                })
-                .await
-            {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            let uncertain = err.is_uncertain() || err.kind() == ErrorKind::AlreadyExists;
-            if !uncertain {
-                return Err(err);
-            }
-            // A create that may have happened can take a while to show in listings (eventual
-            // consistency): look for it for a bounded time before daring to create again.
-            let looked_from = cx.clock.now();
-            let mut look = 0;
-            let found = loop {
-                look += 1;
-                if let Some(found) = self.find_created(slot, cx, kind, path, name).await? {
-                    break Some(found);
-                }
-                if err.kind() == ErrorKind::AlreadyExists
-                    || cx.clock.now().saturating_sub(looked_from) >= retry.adoption_window
-                {
-                    break None;
-                }
-                cx.clock.sleep(retry.delay(look, &self.engine.rng)).await;
-            };
-            if let Some(found) = found {
-                self.adopted.lock().unwrap_or_else(|p| p.into_inner()).push(path.to_string());
-                self.emit(path, EventKind::Adopted { id: found.0.clone() });
-                return Ok(found);
-            }
-            if err.kind() == ErrorKind::AlreadyExists || attempt >= retry.max_attempts {
-                return Err(err);
-            }
-            let delay = retry.delay(attempt, &self.engine.rng);
-            self.retries.fetch_add(1, Ordering::Relaxed);
-            self.emit(
-                path,
-                EventKind::Retrying {
-                    op: OpKind::Create,
-                    attempt,
-                    delay_ms: delay.as_millis() as u64,
-                    error_kind: err.kind().to_string(),
-                    error: err.message().to_string(),
-                },
-            );
-            cx.clock.sleep(delay).await;
-        }
-    }
-
-    pub(super) async fn run_delete(&self, path: &str, res: &ResourceState) -> Result<(), OpFailure> {
-        let slot = self.slot(&res.provider)?;
-        let _permit = permit(&slot.semaphore).await?;
-        let cx = OpContext::new(self.engine.clock.clone(), self.stack);
-        let t0 = cx.clock.now();
-        self.emit(path, EventKind::Started { op: OpKind::Delete });
-        let intent = self.delete_intent(path, res.kind, &res.provider, &res.id, res.deps.clone());
-        self.journal.write(vec![Record::Intent(intent)]).await?;
-        self.engine.crash_point(CrashPhase::BeforeCall);
-        match self.call(slot, &cx, path, OpKind::Delete, || slot.provider.delete(&cx, res.kind, &res.id)).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => {
-                self.journal.write_behind(vec![Record::Abandon { path: path.to_string(), op: OpKind::Delete }]);
-                return Err(e.into());
-            }
-        }
-        self.engine.crash_point(CrashPhase::AfterCall);
-        self.journal.write_behind(vec![Record::Deleted { path: path.to_string(), id: res.id.clone() }]);
-        self.emit(
-            path,
-            EventKind::Succeeded {
-                op: OpKind::Delete,
-                id: res.id.clone(),
-                elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64,
-            },
-        );
-        Ok(())
-    }
-}
-
-/// A slot of a concurrency bound (a closed semaphore means the engine is shutting down).
-async fn permit(sem: &tokio::sync::Semaphore) -> Result<tokio::sync::SemaphorePermit<'_>, OpFailure> {
-    sem.acquire().await.map_err(|_| OpFailure { kind: ErrorKind::Cancelled, message: "engine shut down".into() })
 }
 
 fn check_acyclic(ops: &[Op]) -> Result<(), Error> {
@@ -901,4 +565,87 @@ fn check_acyclic(ops: &[Op]) -> Result<(), Error> {
             "the changes cannot be ordered (a replacement and its dependents wait on each other); apply the replacement in two steps".into(),
         ))
     }
+}
+
+/// The order of the operations, as (before, after) pairs: writes after the writes they depend
+/// on, replacements before or after the deletion of the old instance, old resources deleted after
+/// what depends on them, and after the new or updated resources that used them have moved off.
+fn ordering(
+    s: Option<&Synthesized>,
+    nodes: &[NodePlan],
+    state: &StackState,
+    ops: &[Op],
+    write_op: &[Option<usize>],
+    old_delete: &[Option<usize>],
+    delete_by_path: &BTreeMap<String, Vec<usize>>,
+) -> Vec<(usize, usize)> {
+    let mut edges: Vec<(usize, usize)> = Vec::new(); // (before, after)
+    if let Some(s) = s {
+        for (i, r) in s.resources.iter().enumerate() {
+            if let Some(w) = write_op[i] {
+                for &d in &r.deps {
+                    if let Some(wd) = write_op[d] {
+                        edges.push((wd, w));
+                    }
+                }
+                if let Some(od) = old_delete[i] {
+                    if nodes[i].create_before_destroy {
+                        edges.push((w, od));
+                    } else {
+                        edges.push((od, w));
+                    }
+                }
+            }
+        }
+    }
+    // Old resources are deleted after the old resources that depend on them.
+    let all_deletes: Vec<usize> = delete_by_path.values().flatten().copied().collect();
+    for &d in &all_deletes {
+        if let OpSpec::Delete { res, .. } = &ops[d].spec {
+            for dep in res.deps.clone() {
+                if let Some(targets) = delete_by_path.get(&dep) {
+                    for &t in targets {
+                        edges.push((d, t));
+                    }
+                }
+            }
+        }
+    }
+    // Old resources are deleted after the new or updated resources that used them have moved
+    // off (except for destroy-before-create replacements, which go first by definition).
+    if let Some(s) = s {
+        let index: BTreeMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
+        for (i, r) in s.resources.iter().enumerate() {
+            let Some(w) = write_op[i] else { continue };
+            // Only an instance updated in place moves off its old dependencies itself; a
+            // replaced one leaves them when its old instance is deleted (ordered above).
+            let prior_deps: Vec<String> = if nodes[i].action == Action::Update {
+                state.resources.get(&r.path).map(|p| p.deps.clone()).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            for dep in r.depends_on.iter().chain(prior_deps.iter()) {
+                let dbc_replace = index
+                    .get(dep.as_str())
+                    .is_some_and(|&di| nodes[di].action == Action::Replace && !nodes[di].create_before_destroy);
+                if dbc_replace {
+                    continue;
+                }
+                if let Some(targets) = delete_by_path.get(dep) {
+                    for &t in targets {
+                        if old_delete[i] != Some(t) {
+                            edges.push((w, t));
+                        }
+                    }
+                }
+            }
+            // Deposed instances of this path go after its new instance exists.
+            for &t in delete_by_path.get(&r.path).map(Vec::as_slice).unwrap_or(&[]) {
+                if old_delete[i] != Some(t) && matches!(&ops[t].spec, OpSpec::Delete { report_as: Some(_), .. }) {
+                    edges.push((w, t));
+                }
+            }
+        }
+    }
+    edges
 }

@@ -8,14 +8,18 @@
 //!
 //! The engine never knows which cloud it talks to: it sees only the provider traits.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod drift;
 mod exec;
 mod journal;
+mod ops;
+mod reconcile;
 pub mod report;
+mod secrets;
 
 use exec::Exec;
 pub use journal::Durability;
@@ -31,11 +35,9 @@ use crate::base::secret::{Sealer, REDACTED};
 use crate::base::util::SplitMix;
 use crate::error::Error;
 use crate::events::{Event, EventBus, EventKind};
-use crate::kind::api::Attrs;
 use crate::kind::catalog::Catalog;
-use crate::kind::Kind;
-use crate::kind::{Selector, TAG_NAME, TAG_PATH};
-use crate::plan::{self, Action, Env, Mode, Plan, PlanInput, Recovery, Resolved};
+use crate::kind::Selector;
+use crate::plan::{self, Action, Env, Mode, Plan, PlanInput, Resolved};
 use crate::provider::Provider;
 use crate::stack::Stack;
 use crate::state::{LockInfo, OpKind, Record, ResourceState, StackState, StateBackend};
@@ -504,241 +506,6 @@ impl Engine {
         });
     }
 
-    /// Reconcile interrupted operations: creates are looked up by tags and adopted, deletes are
-    /// checked. With a journal the outcome is recorded; without (plan) it only updates `state`.
-    async fn reconcile(&self, state: &mut StackState, journal: Option<&Journal>) -> Result<Vec<Recovery>, Error> {
-        if state.pending.is_empty() {
-            return Ok(Vec::new());
-        }
-        let pending = state.pending.clone();
-        let cx = self.cx(&state.stack);
-        let mut out = Vec::new();
-        let mut recs = Vec::new();
-        // One batched listing per (provider, kind).
-        let mut listings: BTreeMap<(String, Kind), Vec<(String, Attrs)>> = BTreeMap::new();
-        for p in &pending {
-            let key = (p.provider.clone(), p.kind);
-            if listings.contains_key(&key) {
-                continue;
-            }
-            let slot = self.slot(&p.provider)?;
-            let sel = Selector::Stack(state.stack.clone());
-            let found =
-                self.with_retries(slot, &cx, || slot.provider.read_many(&cx, p.kind, &sel)).await.map_err(|e| {
-                    Error::Provider {
-                        context: format!("looking up interrupted {}", plan::describe_pending(p)),
-                        source: e,
-                    }
-                })?;
-            listings.insert(key, found);
-        }
-        for p in &pending {
-            let listing = &listings[&(p.provider.clone(), p.kind)];
-            let (rec, outcome) = match p.op {
-                OpKind::Create => {
-                    let name = p.tags.get(TAG_NAME);
-                    let known: BTreeSet<&str> = state
-                        .resources
-                        .values()
-                        .chain(state.deposed.iter().map(|d| &d.resource))
-                        .map(|r| r.id.as_str())
-                        .collect();
-                    let hit = listing.iter().find(|(id, a)| {
-                        let tags = a.get("tags");
-                        !known.contains(id.as_str())
-                            && tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(p.path.as_str())
-                            && (name.is_none()
-                                || tags.and_then(|t| t.get(TAG_NAME)).and_then(Value::as_str)
-                                    == name.map(|s| s.as_str()))
-                    });
-                    match hit {
-                        Some((id, attrs)) => (
-                            Record::Put {
-                                path: p.path.clone(),
-                                resource: ResourceState {
-                                    kind: p.kind,
-                                    provider: p.provider.clone(),
-                                    id: id.clone(),
-                                    generation: p.generation,
-                                    inputs: p.inputs.clone(),
-                                    attrs: attrs.clone(),
-                                    deps: p.deps.clone(),
-                                    sealed: p.sealed.clone(),
-                                },
-                            },
-                            format!("found {id} by its tags and adopted it"),
-                        ),
-                        None => (
-                            Record::Abandon { path: p.path.clone(), op: OpKind::Create },
-                            "nothing was created; it will be planned again".to_string(),
-                        ),
-                    }
-                }
-                OpKind::Update => {
-                    // The update may or may not have landed: keep the old inputs so the next plan
-                    // re-applies it (updates are idempotent), but take the cloud's attributes.
-                    let id = p.id.clone().unwrap_or_default();
-                    match (state.resources.get(&p.path), listing.iter().find(|(i, _)| *i == id)) {
-                        (Some(r), Some((_, attrs))) => {
-                            let mut r = r.clone();
-                            r.attrs = attrs.clone();
-                            (
-                                Record::Put { path: p.path.clone(), resource: r },
-                                "update will be re-applied if still needed".into(),
-                            )
-                        }
-                        _ => (
-                            Record::Abandon { path: p.path.clone(), op: OpKind::Update },
-                            "resource state unchanged".into(),
-                        ),
-                    }
-                }
-                OpKind::Delete => {
-                    let id = p.id.clone().unwrap_or_default();
-                    if listing.iter().any(|(i, _)| *i == id) {
-                        (
-                            Record::Abandon { path: p.path.clone(), op: OpKind::Delete },
-                            format!("{id} still exists; it stays in state"),
-                        )
-                    } else {
-                        (
-                            Record::Deleted { path: p.path.clone(), id: id.clone() },
-                            format!("{id} is gone; removed from state"),
-                        )
-                    }
-                }
-            };
-            out.push(Recovery { path: p.path.clone(), interrupted: p.op, outcome });
-            recs.push(rec);
-        }
-        for r in &recs {
-            state.apply(r);
-        }
-        state.pending.clear();
-        if let Some(j) = journal {
-            j.write(recs).await?;
-        }
-        Ok(out)
-    }
-
-    /// Batched read of everything in state; returns (path -> observed attrs or None if gone).
-    async fn observe(
-        &self,
-        state: &StackState,
-    ) -> Result<(BTreeMap<String, Option<BTreeMap<String, Value>>>, usize), Error> {
-        let cx = self.cx(&state.stack);
-        let mut groups: BTreeMap<(String, Kind), Vec<(String, String)>> = BTreeMap::new();
-        for (path, r) in &state.resources {
-            groups.entry((r.provider.clone(), r.kind)).or_default().push((path.clone(), r.id.clone()));
-        }
-        let mut out = BTreeMap::new();
-        let mut calls = 0;
-        for ((provider, kind), items) in groups {
-            let slot = self.slot(&provider)?;
-            let ids: Vec<String> = items.iter().map(|(_, id)| id.clone()).collect();
-            calls += 1;
-            let sel = Selector::Ids(ids);
-            let found = self
-                .with_retries(slot, &cx, || slot.provider.read_many(&cx, kind, &sel))
-                .await
-                .map_err(|e| Error::Provider { context: format!("reading {kind} resources"), source: e })?;
-            let by_id: BTreeMap<String, BTreeMap<String, Value>> = found.into_iter().collect();
-            for (path, id) in items {
-                out.insert(path, by_id.get(&id).cloned());
-            }
-        }
-        Ok((out, calls))
-    }
-
-    fn drift_of(state: &StackState, observed: &BTreeMap<String, Option<BTreeMap<String, Value>>>) -> Vec<DriftItem> {
-        let mut items = Vec::new();
-        for (path, r) in &state.resources {
-            match observed.get(path) {
-                Some(Some(attrs)) => {
-                    let fields: Vec<FieldDrift> = r
-                        .inputs
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            let cloud = attrs.get(k)?;
-                            (plan::canonical(cloud) != plan::canonical(v)).then(|| FieldDrift {
-                                name: k.clone(),
-                                state: v.clone(),
-                                cloud: cloud.clone(),
-                            })
-                        })
-                        .collect();
-                    if !fields.is_empty() {
-                        items.push(DriftItem {
-                            path: path.clone(),
-                            kind: r.kind,
-                            id: r.id.clone(),
-                            status: DriftStatus::Changed,
-                            fields,
-                        });
-                    }
-                }
-                _ => items.push(DriftItem {
-                    path: path.clone(),
-                    kind: r.kind,
-                    id: r.id.clone(),
-                    status: DriftStatus::Deleted,
-                    fields: vec![],
-                }),
-            }
-        }
-        items
-    }
-
-    /// Compare state with the cloud (batched reads) without changing anything.
-    pub async fn drift(&self, stack: &str) -> Result<DriftReport, Error> {
-        let state = self.state.load(stack).await?;
-        let (observed, calls) = self.observe(&state).await?;
-        Ok(DriftReport {
-            stack: stack.into(),
-            checked: state.resources.len(),
-            read_calls: calls,
-            items: Self::drift_of(&state, &observed),
-        })
-    }
-
-    /// Accept the cloud's values into state: drifted fields take the cloud's value, resources
-    /// deleted outside Konstacks leave state. The next plan then shows what it takes to bring
-    /// the cloud back to the stack.
-    pub async fn refresh(&self, stack: &str) -> Result<DriftReport, Error> {
-        let lock = LockInfo::for_this_process("refresh");
-        self.state.lock(stack, &lock).await?;
-        let res = async {
-            let mut state = self.state.load(stack).await?;
-            let (observed, calls) = self.observe(&state).await?;
-            let items = Self::drift_of(&state, &observed);
-            let recs = refresh_records(&state, &observed);
-            for r in &recs {
-                state.apply(r);
-            }
-            state.serial += 1;
-            self.state.compact(stack, &state).await?;
-            Ok::<_, Error>(DriftReport {
-                stack: stack.into(),
-                checked: state.resources.len(),
-                read_calls: calls,
-                items,
-            })
-        }
-        .await;
-        let unlocked = self.state.unlock(stack, &lock.id).await;
-        let r = res?;
-        unlocked?;
-        Ok(r)
-    }
-
-    async fn refresh_in_memory(&self, state: &mut StackState) -> Result<(), Error> {
-        let (observed, _) = self.observe(state).await?;
-        for r in refresh_records(state, &observed) {
-            state.apply(&r);
-        }
-        Ok(())
-    }
-
     /// Call `f` with pacing, concurrency-free retries on throttling / transient errors.
     async fn with_retries<T, F, Fut>(&self, slot: &ProviderSlot, cx: &OpContext, mut f: F) -> Result<T, ProviderError>
     where
@@ -785,30 +552,6 @@ fn same_changes(a: &Plan, b: &Plan) -> bool {
 
 fn moves(s: &Synthesized) -> BTreeMap<&str, &str> {
     s.moved.iter().map(|(f, t)| (f.as_str(), t.as_str())).collect()
-}
-
-fn refresh_records(state: &StackState, observed: &BTreeMap<String, Option<BTreeMap<String, Value>>>) -> Vec<Record> {
-    let mut recs = Vec::new();
-    for (path, r) in &state.resources {
-        match observed.get(path) {
-            Some(Some(attrs)) => {
-                let mut nr = r.clone();
-                for (k, v) in nr.inputs.iter_mut() {
-                    if let Some(cloud) = attrs.get(k) {
-                        if plan::canonical(cloud) != plan::canonical(v) {
-                            *v = cloud.clone();
-                        }
-                    }
-                }
-                nr.attrs = attrs.clone();
-                if &nr != r {
-                    recs.push(Record::Put { path: path.clone(), resource: nr });
-                }
-            }
-            _ => recs.push(Record::Deleted { path: path.clone(), id: r.id.clone() }),
-        }
-    }
-    recs
 }
 
 fn compute_outputs(s: &Synthesized, state: &StackState) -> BTreeMap<String, Value> {

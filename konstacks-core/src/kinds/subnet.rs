@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use crate::base::cidr::Cidr;
 use crate::kind::{always_offered, Field, Kind, KindDef, ResourceKind, Tags};
 use crate::kind::{canonical_cidr, parse_cidr, LowerCx, StackCx};
-use crate::kinds::vm::Vm;
 use crate::kinds::vpc::Vpc;
 use crate::model::refs::{Output, Ref};
 
@@ -176,7 +175,7 @@ impl ResourceKind for Subnet {
     }
 }
 
-/// Overlapping subnets within one VPC, and subnets too small for their VMs.
+/// Overlapping subnets within one VPC.
 fn check_stack(cx: &mut StackCx<'_>) {
     let subnets: Vec<(usize, usize, Cidr)> = cx
         .of_kind::<Subnet>()
@@ -198,26 +197,6 @@ fn check_stack(cx: &mut StackCx<'_>) {
                         "give every subnet of a VPC its own block",
                     );
                 }
-            }
-        }
-    }
-    let mut vms_per_subnet: BTreeMap<usize, usize> = BTreeMap::new();
-    for (_, vm) in cx.of_kind::<Vm>() {
-        if let Some(sn) = cx.index_of(vm.subnet) {
-            *vms_per_subnet.entry(sn).or_default() += 1;
-        }
-    }
-    for (sn, count) in vms_per_subnet {
-        if let Some((_, _, c)) = subnets.iter().find(|(i, _, _)| *i == sn) {
-            // Clouds reserve a few addresses per subnet (AWS: 5); keep to the strictest.
-            let capacity = (1u64 << (32 - u32::from(c.prefix()))).saturating_sub(5);
-            if count as u64 > capacity {
-                cx.error(
-                    sn,
-                    "subnet-too-small",
-                    format!("{count} VMs do not fit in {c}, which holds {capacity} addresses"),
-                    "use a larger subnet or spread the VMs over several",
-                );
             }
         }
     }

@@ -371,8 +371,36 @@ impl ResourceKind for Vm {
     }
 }
 
-/// Firewalls of another VPC than the VM's subnet.
+/// Firewalls of another VPC than the VM's subnet, and subnets too small for their VMs.
 fn check_stack(cx: &mut StackCx<'_>) {
+    check_firewall_vpcs(cx);
+    let mut vms_per_subnet: BTreeMap<usize, usize> = BTreeMap::new();
+    for (_, vm) in cx.of_kind::<Vm>() {
+        if let Some(sn) = cx.index_of(vm.subnet) {
+            *vms_per_subnet.entry(sn).or_default() += 1;
+        }
+    }
+    for (sn, count) in vms_per_subnet {
+        let block = cx
+            .node::<Subnet>(sn)
+            .filter(|s| cx.index_of(s.vpc()).is_some())
+            .and_then(|s| s.cidr.parse::<crate::base::cidr::Cidr>().ok());
+        if let Some(c) = block {
+            // Clouds reserve a few addresses per subnet (AWS: 5); keep to the strictest.
+            let capacity = (1u64 << (32 - u32::from(c.prefix()))).saturating_sub(5);
+            if count as u64 > capacity {
+                cx.error(
+                    sn,
+                    "subnet-too-small",
+                    format!("{count} VMs do not fit in {c}, which holds {capacity} addresses"),
+                    "use a larger subnet or spread the VMs over several",
+                );
+            }
+        }
+    }
+}
+
+fn check_firewall_vpcs(cx: &mut StackCx<'_>) {
     let mut problems = Vec::new();
     for (i, vm) in cx.of_kind::<Vm>() {
         let Some(subnet_vpc) = cx.index_of(vm.subnet).and_then(|s| cx.node::<Subnet>(s)).map(|s| s.vpc()) else {

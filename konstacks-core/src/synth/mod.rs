@@ -238,7 +238,58 @@ fn lower_node(
 pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthesized, Diagnostics> {
     let mut ctx = Ctx { def, diags: Diagnostics::default() };
     let stack = def.name.clone();
+    check_stack_names(&mut ctx);
+    let catalog = catalogs.iter().copied().find(|c| c.provider == def.provider);
+    let region = resolve_stack_region(&mut ctx, catalog, catalogs);
+    let region_s = region.clone().unwrap_or_default();
+    let seen = check_ids(&mut ctx, catalog, catalogs);
 
+    // Per-kind fields and checks: each kind lowers itself.
+    let entries: Vec<NodeEntry<'_>> = def.nodes.iter().map(|n| NodeEntry { path: &n.path, node: &n.spec }).collect();
+    let mut resources = Vec::with_capacity(def.nodes.len());
+    for (i, n) in def.nodes.iter().enumerate() {
+        resources.push(lower_node(&mut ctx.diags, def, catalogs, &entries, &region_s, i, n));
+    }
+    let present: BTreeSet<Kind> = def.nodes.iter().map(|n| n.spec.kind()).collect();
+    for kind in present {
+        (kind.def().check_stack)(&mut StackCx::new(&def.name, def.serial, &entries, &mut ctx.diags));
+    }
+    check_physical_names(&mut ctx);
+    check_cycles(&mut ctx, &resources);
+    let exports = synth_exports(&mut ctx);
+    check_moves(&mut ctx, &seen);
+    if let Some(b) = def.budget.filter(|b| !(b.monthly_usd.is_finite() && b.monthly_usd >= 0.0)) {
+        ctx.diags.push(
+            "invalid-budget",
+            stack.clone(),
+            format!("budget cap {} is not a monthly amount in USD", b.monthly_usd),
+            "pass a finite, non-negative number of USD per month to `Stack::budget`",
+        );
+    }
+
+    let mut diags = ctx.diags;
+    if !diags.is_empty() {
+        diags.0.sort();
+        diags.0.dedup();
+        return Err(diags);
+    }
+    Ok(Synthesized {
+        name: stack,
+        stage: def.stage,
+        provider: def.provider.clone(),
+        placement: def.placement.clone(),
+        region: region.unwrap_or_default(),
+        resources,
+        exports,
+        moved: def.moved.clone(),
+        budget: def.budget,
+    })
+}
+
+/// The stack's name and the ids of its scopes.
+fn check_stack_names(ctx: &mut Ctx<'_>) {
+    let def = ctx.def;
+    let stack = def.name.clone();
     if !is_valid_id(&stack) {
         ctx.diags.push(
             if stack.is_empty() { "empty-name" } else { "invalid-name" },
@@ -256,9 +307,12 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
             "use 1 to 63 characters of a-z, 0-9 and '-'",
         );
     }
+}
 
-    // Catalogue and region.
-    let catalog = catalogs.iter().copied().find(|c| c.provider == def.provider);
+/// The provider's catalogue and the region the placement resolves to.
+fn resolve_stack_region(ctx: &mut Ctx<'_>, catalog: Option<&Catalog>, catalogs: &[&Catalog]) -> Option<String> {
+    let def = ctx.def;
+    let stack = def.name.clone();
     let region = match catalog {
         None => {
             let known: Vec<&str> = catalogs.iter().map(|c| c.provider.as_str()).collect();
@@ -278,9 +332,14 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
             }
         },
     };
-    let region_s = region.clone().unwrap_or_default();
+    region
+}
 
-    // Ids and paths.
+/// Resource ids, duplicate paths, physical name lengths and per-resource providers; returns the
+/// index of each path.
+fn check_ids<'d>(ctx: &mut Ctx<'d>, catalog: Option<&Catalog>, catalogs: &[&Catalog]) -> BTreeMap<&'d str, usize> {
+    let def = ctx.def;
+    let stack = def.name.clone();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, n) in def.nodes.iter().enumerate() {
         if !is_valid_id(&n.id) {
@@ -336,17 +395,13 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
             }
         }
     }
+    seen
+}
 
-    // Per-kind fields and checks: each kind lowers itself.
-    let entries: Vec<NodeEntry<'_>> = def.nodes.iter().map(|n| NodeEntry { path: &n.path, node: &n.spec }).collect();
-    let mut resources = Vec::with_capacity(def.nodes.len());
-    for (i, n) in def.nodes.iter().enumerate() {
-        resources.push(lower_node(&mut ctx.diags, def, catalogs, &entries, &region_s, i, n));
-    }
-    let present: BTreeSet<Kind> = def.nodes.iter().map(|n| n.spec.kind()).collect();
-    for kind in present {
-        (kind.def().check_stack)(&mut StackCx::new(&def.name, def.serial, &entries, &mut ctx.diags));
-    }
+/// Two paths that map to the same physical name.
+fn check_physical_names(ctx: &mut Ctx<'_>) {
+    let def = ctx.def;
+    let stack = def.name.clone();
     let mut physical: BTreeMap<String, &str> = BTreeMap::new();
     for n in &def.nodes {
         let name = physical_name(&stack, &n.path);
@@ -362,9 +417,11 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
             }
         }
     }
+}
 
-    // Cycles.
-    for cycle in find_cycles(&resources) {
+/// Dependency cycles, each with its path.
+fn check_cycles(ctx: &mut Ctx<'_>, resources: &[SynthResource]) {
+    for cycle in find_cycles(resources) {
         let names: Vec<&str> = cycle.iter().map(|i| resources[*i].path.as_str()).collect();
         let p = ctx.full(names.first().copied().unwrap_or(""));
         ctx.diags.push(
@@ -374,8 +431,12 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
             "break the cycle: remove one of these references or depends_on edges",
         );
     }
+}
 
-    // Exports.
+/// The stack's outputs.
+fn synth_exports(ctx: &mut Ctx<'_>) -> Vec<SynthExport> {
+    let def = ctx.def;
+    let stack = def.name.clone();
     let mut exports = Vec::new();
     let mut export_names = BTreeSet::new();
     for (name, out) in &def.exports {
@@ -401,8 +462,13 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
             }
         }
     }
+    exports
+}
 
-    // Moves.
+/// `moved` declarations: each old path once, each new path a resource of the stack.
+fn check_moves(ctx: &mut Ctx<'_>, seen: &BTreeMap<&str, usize>) {
+    let def = ctx.def;
+    let stack = def.name.clone();
     let mut moved_from = BTreeSet::new();
     for (from, to) in &def.moved {
         if !moved_from.insert(from.clone()) {
@@ -422,33 +488,6 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
             );
         }
     }
-
-    if let Some(b) = def.budget.filter(|b| !(b.monthly_usd.is_finite() && b.monthly_usd >= 0.0)) {
-        ctx.diags.push(
-            "invalid-budget",
-            stack.clone(),
-            format!("budget cap {} is not a monthly amount in USD", b.monthly_usd),
-            "pass a finite, non-negative number of USD per month to `Stack::budget`",
-        );
-    }
-
-    let mut diags = ctx.diags;
-    if !diags.is_empty() {
-        diags.0.sort();
-        diags.0.dedup();
-        return Err(diags);
-    }
-    Ok(Synthesized {
-        name: stack,
-        stage: def.stage,
-        provider: def.provider.clone(),
-        placement: def.placement.clone(),
-        region: region.unwrap_or_default(),
-        resources,
-        exports,
-        moved: def.moved.clone(),
-        budget: def.budget,
-    })
 }
 
 /// The index an export's source points to, or the problem.

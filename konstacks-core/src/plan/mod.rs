@@ -11,43 +11,16 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::base::secret::{Secret, SecretSource, REDACTED};
+pub mod action;
+
 use crate::kind::Kind;
 use crate::model::placement::Stage;
+pub use crate::plan::action::Action;
 use crate::state::{PendingOp, StackState};
 use crate::synth::{Expr, Synthesized};
 
 /// Version of the JSON plan format.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
-
-/// What happens to one resource.
-#[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    /// Nothing.
-    NoOp,
-    /// Create.
-    Create,
-    /// Update in place.
-    Update,
-    /// Replace (new resource, old one deleted).
-    Replace,
-    /// Delete.
-    Delete,
-}
-
-impl Action {
-    /// Terraform-style symbol.
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Action::NoOp => " ",
-            Action::Create => "+",
-            Action::Update => "~",
-            Action::Replace => "-/+",
-            Action::Delete => "-",
-        }
-    }
-}
 
 /// One field's change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,7 +125,7 @@ pub struct Plan {
     pub outputs: BTreeMap<String, Value>,
     /// Monthly cost before and after, per change (when the engine prices plans).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub cost: Option<crate::cost::PlanCost>,
+    pub cost: Option<crate::cost::report::PlanCost>,
     /// Result of the compliance packs (when the engine has a policy).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub policy: Option<PlanPolicy>,

@@ -1,0 +1,162 @@
+//! Drift and refresh: read what the cloud holds of a stack's resources in batches, compare it
+//! with state field by field, and accept it into state on `refresh`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::kind::Kind;
+use crate::kind::Selector;
+use crate::plan::{self};
+use crate::state::{LockInfo, Record, StackState};
+
+use super::report::*;
+use super::Engine;
+
+impl Engine {
+    /// Compare state with the cloud (batched reads) without changing anything.
+    pub async fn drift(&self, stack: &str) -> Result<DriftReport, Error> {
+        let state = self.state.load(stack).await?;
+        let (observed, calls) = self.observe(&state).await?;
+        Ok(DriftReport {
+            stack: stack.into(),
+            checked: state.resources.len(),
+            read_calls: calls,
+            items: Self::drift_of(&state, &observed),
+        })
+    }
+
+    /// Accept the cloud's values into state: drifted fields take the cloud's value, resources
+    /// deleted outside Konstacks leave state. The next plan then shows what it takes to bring
+    /// the cloud back to the stack.
+    pub async fn refresh(&self, stack: &str) -> Result<DriftReport, Error> {
+        let lock = LockInfo::for_this_process("refresh");
+        self.state.lock(stack, &lock).await?;
+        let res = async {
+            let mut state = self.state.load(stack).await?;
+            let (observed, calls) = self.observe(&state).await?;
+            let items = Self::drift_of(&state, &observed);
+            let recs = refresh_records(&state, &observed);
+            for r in &recs {
+                state.apply(r);
+            }
+            state.serial += 1;
+            self.state.compact(stack, &state).await?;
+            Ok::<_, Error>(DriftReport {
+                stack: stack.into(),
+                checked: state.resources.len(),
+                read_calls: calls,
+                items,
+            })
+        }
+        .await;
+        let unlocked = self.state.unlock(stack, &lock.id).await;
+        let r = res?;
+        unlocked?;
+        Ok(r)
+    }
+
+    /// Batched read of everything in state; returns (path -> observed attrs or None if gone).
+    pub(super) async fn observe(
+        &self,
+        state: &StackState,
+    ) -> Result<(BTreeMap<String, Option<BTreeMap<String, Value>>>, usize), Error> {
+        let cx = self.cx(&state.stack);
+        let mut groups: BTreeMap<(String, Kind), Vec<(String, String)>> = BTreeMap::new();
+        for (path, r) in &state.resources {
+            groups.entry((r.provider.clone(), r.kind)).or_default().push((path.clone(), r.id.clone()));
+        }
+        let mut out = BTreeMap::new();
+        let mut calls = 0;
+        for ((provider, kind), items) in groups {
+            let slot = self.slot(&provider)?;
+            let ids: Vec<String> = items.iter().map(|(_, id)| id.clone()).collect();
+            calls += 1;
+            let sel = Selector::Ids(ids);
+            let found = self
+                .with_retries(slot, &cx, || slot.provider.read_many(&cx, kind, &sel))
+                .await
+                .map_err(|e| Error::Provider { context: format!("reading {kind} resources"), source: e })?;
+            let by_id: BTreeMap<String, BTreeMap<String, Value>> = found.into_iter().collect();
+            for (path, id) in items {
+                out.insert(path, by_id.get(&id).cloned());
+            }
+        }
+        Ok((out, calls))
+    }
+
+    pub(super) fn drift_of(
+        state: &StackState,
+        observed: &BTreeMap<String, Option<BTreeMap<String, Value>>>,
+    ) -> Vec<DriftItem> {
+        let mut items = Vec::new();
+        for (path, r) in &state.resources {
+            match observed.get(path) {
+                Some(Some(attrs)) => {
+                    let fields: Vec<FieldDrift> = r
+                        .inputs
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            let cloud = attrs.get(k)?;
+                            (plan::canonical(cloud) != plan::canonical(v)).then(|| FieldDrift {
+                                name: k.clone(),
+                                state: v.clone(),
+                                cloud: cloud.clone(),
+                            })
+                        })
+                        .collect();
+                    if !fields.is_empty() {
+                        items.push(DriftItem {
+                            path: path.clone(),
+                            kind: r.kind,
+                            id: r.id.clone(),
+                            status: DriftStatus::Changed,
+                            fields,
+                        });
+                    }
+                }
+                _ => items.push(DriftItem {
+                    path: path.clone(),
+                    kind: r.kind,
+                    id: r.id.clone(),
+                    status: DriftStatus::Deleted,
+                    fields: vec![],
+                }),
+            }
+        }
+        items
+    }
+
+    pub(super) async fn refresh_in_memory(&self, state: &mut StackState) -> Result<(), Error> {
+        let (observed, _) = self.observe(state).await?;
+        for r in refresh_records(state, &observed) {
+            state.apply(&r);
+        }
+        Ok(())
+    }
+}
+
+fn refresh_records(state: &StackState, observed: &BTreeMap<String, Option<BTreeMap<String, Value>>>) -> Vec<Record> {
+    let mut recs = Vec::new();
+    for (path, r) in &state.resources {
+        match observed.get(path) {
+            Some(Some(attrs)) => {
+                let mut nr = r.clone();
+                for (k, v) in nr.inputs.iter_mut() {
+                    if let Some(cloud) = attrs.get(k) {
+                        if plan::canonical(cloud) != plan::canonical(v) {
+                            *v = cloud.clone();
+                        }
+                    }
+                }
+                nr.attrs = attrs.clone();
+                if &nr != r {
+                    recs.push(Record::Put { path: path.clone(), resource: nr });
+                }
+            }
+            _ => recs.push(Record::Deleted { path: path.clone(), id: r.id.clone() }),
+        }
+    }
+    recs
+}

@@ -1,0 +1,140 @@
+//! Reconciliation of interrupted operations: every intent left pending by a run that died is
+//! settled against the cloud (an interrupted create is found by its tags and adopted) before
+//! anything new is planned.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::kind::api::Attrs;
+use crate::kind::Kind;
+use crate::kind::{Selector, TAG_NAME, TAG_PATH};
+use crate::plan::{self, Recovery};
+use crate::state::{OpKind, Record, ResourceState, StackState};
+
+use super::journal::Journal;
+use super::Engine;
+
+impl Engine {
+    /// Reconcile interrupted operations: creates are looked up by tags and adopted, deletes are
+    /// checked. With a journal the outcome is recorded; without (plan) it only updates `state`.
+    pub(super) async fn reconcile(
+        &self,
+        state: &mut StackState,
+        journal: Option<&Journal>,
+    ) -> Result<Vec<Recovery>, Error> {
+        if state.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pending = state.pending.clone();
+        let cx = self.cx(&state.stack);
+        let mut out = Vec::new();
+        let mut recs = Vec::new();
+        // One batched listing per (provider, kind).
+        let mut listings: BTreeMap<(String, Kind), Vec<(String, Attrs)>> = BTreeMap::new();
+        for p in &pending {
+            let key = (p.provider.clone(), p.kind);
+            if listings.contains_key(&key) {
+                continue;
+            }
+            let slot = self.slot(&p.provider)?;
+            let sel = Selector::Stack(state.stack.clone());
+            let found =
+                self.with_retries(slot, &cx, || slot.provider.read_many(&cx, p.kind, &sel)).await.map_err(|e| {
+                    Error::Provider {
+                        context: format!("looking up interrupted {}", plan::describe_pending(p)),
+                        source: e,
+                    }
+                })?;
+            listings.insert(key, found);
+        }
+        for p in &pending {
+            let listing = &listings[&(p.provider.clone(), p.kind)];
+            let (rec, outcome) = match p.op {
+                OpKind::Create => {
+                    let name = p.tags.get(TAG_NAME);
+                    let known: BTreeSet<&str> = state
+                        .resources
+                        .values()
+                        .chain(state.deposed.iter().map(|d| &d.resource))
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    let hit = listing.iter().find(|(id, a)| {
+                        let tags = a.get("tags");
+                        !known.contains(id.as_str())
+                            && tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(p.path.as_str())
+                            && (name.is_none()
+                                || tags.and_then(|t| t.get(TAG_NAME)).and_then(Value::as_str)
+                                    == name.map(|s| s.as_str()))
+                    });
+                    match hit {
+                        Some((id, attrs)) => (
+                            Record::Put {
+                                path: p.path.clone(),
+                                resource: ResourceState {
+                                    kind: p.kind,
+                                    provider: p.provider.clone(),
+                                    id: id.clone(),
+                                    generation: p.generation,
+                                    inputs: p.inputs.clone(),
+                                    attrs: attrs.clone(),
+                                    deps: p.deps.clone(),
+                                    sealed: p.sealed.clone(),
+                                },
+                            },
+                            format!("found {id} by its tags and adopted it"),
+                        ),
+                        None => (
+                            Record::Abandon { path: p.path.clone(), op: OpKind::Create },
+                            "nothing was created; it will be planned again".to_string(),
+                        ),
+                    }
+                }
+                OpKind::Update => {
+                    // The update may or may not have landed: keep the old inputs so the next plan
+                    // re-applies it (updates are idempotent), but take the cloud's attributes.
+                    let id = p.id.clone().unwrap_or_default();
+                    match (state.resources.get(&p.path), listing.iter().find(|(i, _)| *i == id)) {
+                        (Some(r), Some((_, attrs))) => {
+                            let mut r = r.clone();
+                            r.attrs = attrs.clone();
+                            (
+                                Record::Put { path: p.path.clone(), resource: r },
+                                "update will be re-applied if still needed".into(),
+                            )
+                        }
+                        _ => (
+                            Record::Abandon { path: p.path.clone(), op: OpKind::Update },
+                            "resource state unchanged".into(),
+                        ),
+                    }
+                }
+                OpKind::Delete => {
+                    let id = p.id.clone().unwrap_or_default();
+                    if listing.iter().any(|(i, _)| *i == id) {
+                        (
+                            Record::Abandon { path: p.path.clone(), op: OpKind::Delete },
+                            format!("{id} still exists; it stays in state"),
+                        )
+                    } else {
+                        (
+                            Record::Deleted { path: p.path.clone(), id: id.clone() },
+                            format!("{id} is gone; removed from state"),
+                        )
+                    }
+                }
+            };
+            out.push(Recovery { path: p.path.clone(), interrupted: p.op, outcome });
+            recs.push(rec);
+        }
+        for r in &recs {
+            state.apply(r);
+        }
+        state.pending.clear();
+        if let Some(j) = journal {
+            j.write(recs).await?;
+        }
+        Ok(out)
+    }
+}
