@@ -56,6 +56,9 @@ pub enum Exit {
     Locked,
     /// 5: refused before any cloud call: over the budget cap, or compliance errors.
     Refused,
+    /// 130: interrupted by Ctrl-C (SIGINT) or SIGTERM during `apply` or `destroy`: nothing new was
+    /// started, the lock was released, and state records what was done.
+    Interrupted,
 }
 
 impl Exit {
@@ -68,6 +71,7 @@ impl Exit {
             Exit::Invalid => 3,
             Exit::Locked => 4,
             Exit::Refused => 5,
+            Exit::Interrupted => 130,
         }
     }
 }

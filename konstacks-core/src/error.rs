@@ -29,6 +29,17 @@ pub enum Error {
     /// An apply or destroy finished with failures; the report lists them all.
     #[error("{count} operation(s) failed: {summary}", count = .0.failures.len(), summary = .0.summary())]
     Apply(Box<crate::engine::report::ApplyReport>),
+    /// The run was interrupted (its `Cancel` was pulled): no operation was started after that,
+    /// those in flight finished or stay recorded as intents, and the lock was released. State
+    /// records everything that was done; running again finishes the work.
+    #[error(
+        "interrupted: {done} operation(s) done, {failed} failed, {skipped} not started; the lock was released and \
+         state records everything that was done; run the command again to finish",
+        done = .0.created.len() + .0.updated.len() + .0.replaced.len() + .0.deleted.len(),
+        failed = .0.failures.len(),
+        skipped = .0.skipped.len()
+    )]
+    Interrupted(Box<crate::engine::report::ApplyReport>),
     /// The plan was made against an older state than the one now stored.
     #[error("the plan is stale: state changed since it was made (serial {planned} -> {current}); plan again")]
     StalePlan {

@@ -70,6 +70,10 @@ impl From<Error> for Failure {
                 let details = serde_json::to_value(report).ok();
                 Failure { exit: Exit::Error, message: e.to_string(), details }
             }
+            Error::Interrupted(report) => {
+                let details = serde_json::to_value(report).ok();
+                Failure { exit: Exit::Interrupted, message: e.to_string(), details }
+            }
             _ => Failure::error(e.to_string()),
         }
     }
@@ -566,11 +570,21 @@ impl<'a> Ctx<'a> {
     fn drive<T>(&self, fut: impl Future<Output = T>) -> T {
         let mut rx = self.engine.subscribe();
         let mut renderer = Renderer::new(self.ui);
+        let cancel = self.engine.canceller();
         let out = self.rt.block_on(async {
             tokio::pin!(fut);
+            let interrupted = interrupt();
+            tokio::pin!(interrupted);
+            let mut asked = false;
             loop {
                 tokio::select! {
                     biased;
+                    () = &mut interrupted, if !asked => {
+                        // Stop starting work; what is in flight finishes, then the lock is released.
+                        asked = true;
+                        cancel.cancel();
+                        self.ui.err("Interrupted: starting nothing new; waiting for the operations in flight (their intents are journaled)...");
+                    }
                     Some(e) = rx.recv() => renderer.event(&e),
                     out = &mut fut => {
                         // Events are sent before the future completes: show the last ones.
@@ -848,6 +862,31 @@ impl<'a> Ctx<'a> {
             ));
         }
         Ok(Exit::Success)
+    }
+}
+
+/// Resolves on the first Ctrl-C (SIGINT) or, on Unix, SIGTERM. A handler that cannot be
+/// installed never resolves (the run then cannot be interrupted gracefully, only killed).
+async fn interrupt() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }
 

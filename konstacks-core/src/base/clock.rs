@@ -78,8 +78,57 @@ impl OpContext {
         Self { clock, cancel: rx, stack: stack.into(), span: tracing::Span::none() }
     }
 
+    /// The same context, cancelled when `cancel` is.
+    pub fn with_cancel(mut self, cancel: &Cancel) -> Self {
+        self.cancel = cancel.receiver();
+        self
+    }
+
+    /// The same context inside `span` (each engine operation gets one).
+    pub fn with_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
     /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
         *self.cancel.borrow()
+    }
+}
+
+/// A cancellation switch shared by a run and every operation it starts: once pulled, the
+/// engine starts no new operation, retries and wait loops give up, and operations in flight
+/// finish or stay recorded as intents for the next run.
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    tx: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Cancel {
+    /// A switch not yet pulled.
+    pub fn new() -> Self {
+        let (tx, _rx) = tokio::sync::watch::channel(false);
+        Self { tx: Arc::new(tx) }
+    }
+
+    /// Pull it. Pulling twice is the same as once.
+    pub fn cancel(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether it was pulled.
+    pub fn is_cancelled(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// A receiver for an [`OpContext`].
+    pub fn receiver(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.tx.subscribe()
+    }
+}
+
+impl Default for Cancel {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::Value;
 
+use tracing::Instrument;
+
 use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError, StateError};
 use crate::base::secret::{Secret, SecretSource};
@@ -207,6 +209,10 @@ impl<'a> Exec<'a> {
         let mut stop = false;
         let mut running = FuturesUnordered::new();
         loop {
+            if !stop && self.engine.cancel.is_cancelled() {
+                stop = true;
+                report.cancelled = true;
+            }
             if !stop {
                 while let Some(op) = ready.pop_front() {
                     running.push(async move { (op, self.run_op(op).await) });
@@ -260,8 +266,13 @@ impl<'a> Exec<'a> {
         for (i, d) in done.iter().enumerate() {
             if !d {
                 let path = self.op_path(i);
-                let reason =
-                    if blocked[i] { "a resource it depends on failed" } else { "the run stopped after a failure" };
+                let reason = if blocked[i] {
+                    "a resource it depends on failed"
+                } else if report.cancelled {
+                    "the run was interrupted"
+                } else {
+                    "the run stopped after a failure"
+                };
                 self.emit(&path, EventKind::Skipped { reason: reason.into() });
                 report.skipped.push(path);
             }
@@ -313,7 +324,7 @@ impl<'a> Exec<'a> {
             if let Some(p) = &slot.pacer {
                 p.acquire(cx.clock.as_ref()).await;
             }
-            let err = match f().await {
+            let err = match f().instrument(cx.span.clone()).await {
                 Ok(v) => {
                     if let Some(p) = &slot.pacer {
                         p.succeeded();
@@ -338,7 +349,8 @@ impl<'a> Exec<'a> {
                 ErrorKind::Conflict => op == OpKind::Delete && elapsed < retry.conflict_window,
                 _ => false,
             };
-            if !retry_it {
+            // A cancelled run does not wait to try again: the next run picks up from state.
+            if !retry_it || cx.is_cancelled() {
                 return Err(err);
             }
             let delay = retry.delay(attempt, &self.engine.rng);
@@ -428,9 +440,9 @@ impl<'a> Exec<'a> {
         }
         let slot = self.slot(&r.provider)?;
         let _permit = permit(&slot.semaphore).await?;
-        let cx = OpContext::new(self.engine.clock.clone(), self.stack);
-        let t0 = cx.clock.now();
         let opk = if action == Action::Update { OpKind::Update } else { OpKind::Create };
+        let cx = self.engine.op_cx(self.stack, &r.path, opk);
+        let t0 = cx.clock.now();
         self.emit(&r.path, EventKind::Started { op: opk });
 
         // Attributes of the dependencies, all final by now.

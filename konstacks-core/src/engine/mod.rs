@@ -28,7 +28,7 @@ pub use report::*;
 
 use serde_json::Value;
 
-use crate::base::clock::{Clock, OpContext, TokioClock};
+use crate::base::clock::{Cancel, Clock, OpContext, TokioClock};
 use crate::base::error::{ErrorKind, ProviderError};
 use crate::base::retry::{Pacer, RetryPolicy};
 use crate::base::secret::{Sealer, REDACTED};
@@ -61,6 +61,7 @@ pub struct Engine {
     durability: Durability,
     crash: Option<CrashHook>,
     policy: Option<crate::policy::PolicySet>,
+    cancel: Cancel,
 }
 
 /// Where the crash-test hook may stop the process.
@@ -120,6 +121,7 @@ impl Engine {
             durability: Durability::default(),
             crash: CrashHook::from_env(),
             policy: None,
+            cancel: Cancel::new(),
         }
     }
 
@@ -238,7 +240,27 @@ impl Engine {
     }
 
     fn cx(&self, stack: &str) -> OpContext {
-        OpContext::new(self.clock.clone(), stack)
+        OpContext::new(self.clock.clone(), stack).with_cancel(&self.cancel)
+    }
+
+    /// The context of one operation of a run: the engine's clock and cancellation, inside a
+    /// span naming the stack, the resource and the operation.
+    pub(crate) fn op_cx(&self, stack: &str, path: &str, op: OpKind) -> OpContext {
+        let span = tracing::info_span!("konstacks.op", stack = %stack, path = %path, op = ?op);
+        self.cx(stack).with_span(span)
+    }
+
+    /// Cancel runs through `cancel`: once it is pulled (on Ctrl-C, say), an apply or destroy
+    /// starts no new operation, lets those in flight finish (or leaves them recorded as intents
+    /// for the next run), releases the lock and returns [`Error::Interrupted`].
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    /// The engine's cancellation switch.
+    pub fn canceller(&self) -> Cancel {
+        self.cancel.clone()
     }
 
     /// The stored state of a stack (journal replayed).
@@ -396,7 +418,9 @@ impl Engine {
         let unlocked = self.state.unlock(stack, &lock.id).await;
         let report = result?;
         unlocked?;
-        if report.failures.is_empty() {
+        if report.cancelled {
+            Err(Error::Interrupted(Box::new(report)))
+        } else if report.failures.is_empty() {
             Ok(report)
         } else {
             Err(Error::Apply(Box::new(report)))

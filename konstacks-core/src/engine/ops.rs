@@ -162,7 +162,7 @@ impl Exec<'_> {
     pub(super) async fn run_delete(&self, path: &str, res: &ResourceState) -> Result<(), OpFailure> {
         let slot = self.slot(&res.provider)?;
         let _permit = permit(&slot.semaphore).await?;
-        let cx = OpContext::new(self.engine.clock.clone(), self.stack);
+        let cx = self.engine.op_cx(self.stack, path, OpKind::Delete);
         let t0 = cx.clock.now();
         self.emit(path, EventKind::Started { op: OpKind::Delete });
         let intent = self.delete_intent(path, res.kind, &res.provider, &res.id, res.deps.clone());

@@ -55,6 +55,10 @@ pub struct Failure {
 /// What an apply or destroy did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ApplyReport {
+    /// The run was interrupted (its `Cancel` was pulled): operations not started are in
+    /// `skipped`, and state records everything that was done.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
     /// Stack.
     pub stack: String,
     /// Paths created.
