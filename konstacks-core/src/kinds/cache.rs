@@ -358,7 +358,8 @@ impl ResourceKind for Cache {
 }
 
 fn check_stack(cx: &mut StackCx<'_>) {
-    let caches: Vec<(usize, Cache)> = cx.of_kind::<Cache>().map(|(i, c)| (i, c.clone())).collect();
+    // The builders live as long as the stack, not the borrow of `cx`: no copy needed.
+    let caches: Vec<(usize, &Cache)> = cx.of_kind::<Cache>().collect();
     for (i, c) in caches {
         check_network(cx, i, "cache", &c.subnets, &c.firewalls);
     }

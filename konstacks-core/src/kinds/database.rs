@@ -466,7 +466,8 @@ pub(crate) fn check_network(
 }
 
 fn check_stack(cx: &mut StackCx<'_>) {
-    let dbs: Vec<(usize, Database)> = cx.of_kind::<Database>().map(|(i, d)| (i, d.clone())).collect();
+    // The builders live as long as the stack, not the borrow of `cx`: no copy needed.
+    let dbs: Vec<(usize, &Database)> = cx.of_kind::<Database>().collect();
     for (i, db) in dbs {
         check_network(cx, i, "database", &db.subnets, &db.firewalls);
     }

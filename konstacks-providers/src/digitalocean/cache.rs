@@ -56,19 +56,6 @@ fn note_unsupported(spec: &CacheSpec, creating: bool) {
     }
 }
 
-fn check_version(cat: &konstacks_core::provider::Catalog, spec: &CacheSpec) -> ProviderResult<()> {
-    let versions = cat.engine_versions(spec.engine.as_str());
-    if versions.iter().any(|v| v == &spec.version) {
-        return Ok(());
-    }
-    Err(invalid(format!(
-        "{} version `{}` is not offered on DigitalOcean; use one of: {}",
-        spec.engine.as_str(),
-        spec.version,
-        versions.join(", ")
-    )))
-}
-
 fn size_slug(do_: &DigitalOcean, spec: &CacheSpec) -> ProviderResult<String> {
     cache_size_slug(&do_.catalog, &spec.size)
         .ok_or_else(|| invalid(format!("cache size `{}` is not in the DigitalOcean catalogue", spec.size)))
@@ -109,7 +96,7 @@ impl DigitalOcean {
 impl Api<Cache> for DigitalOcean {
     async fn create(&self, cx: &OpContext, spec: &CacheSpec) -> ProviderResult<CacheObserved> {
         self.check_region(&spec.region)?;
-        check_version(&self.catalog, spec)?;
+        catalog::check_engine_version(&self.catalog, spec.engine.as_str(), &spec.version).map_err(invalid)?;
         let size = size_slug(self, spec)?;
         let nodes = num_nodes(spec)?;
         let at = self.cluster_placement(cx, "cache", &spec.name, &spec.region, &spec.subnet_ids, &spec.tags).await?;

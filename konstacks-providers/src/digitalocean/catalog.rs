@@ -191,6 +191,15 @@ pub fn db_size_slug(cat: &Catalog, size: &str) -> Option<String> {
     cat.db_size(size).map(|o| o.native.clone())
 }
 
+/// Refuse an engine version the catalogue does not offer (databases and caches alike).
+pub fn check_engine_version(cat: &Catalog, engine: &str, version: &str) -> Result<(), String> {
+    let versions = cat.engine_versions(engine);
+    if versions.iter().any(|v| v == version) {
+        return Ok(());
+    }
+    Err(format!("{engine} version `{version}` is not offered on DigitalOcean; use one of: {}", versions.join(", ")))
+}
+
 /// The DigitalOcean slug of a cache node size, if offered.
 pub fn cache_size_slug(cat: &Catalog, size: &str) -> Option<String> {
     cat.cache_size(size).map(|o| o.native.clone())

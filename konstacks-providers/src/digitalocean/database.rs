@@ -65,19 +65,6 @@ fn note_unsupported(spec: &DatabaseSpec, creating: bool) {
     }
 }
 
-fn check_version(cat: &konstacks_core::provider::Catalog, spec: &DatabaseSpec) -> ProviderResult<()> {
-    let versions = cat.engine_versions(spec.engine.as_str());
-    if versions.iter().any(|v| v == &spec.version) {
-        return Ok(());
-    }
-    Err(invalid(format!(
-        "{} version `{}` is not offered on DigitalOcean; use one of: {}",
-        spec.engine.as_str(),
-        spec.version,
-        versions.join(", ")
-    )))
-}
-
 impl DigitalOcean {
     fn cluster_observed(&self, c: &DatabaseCluster, rules: &[DbFirewallRule]) -> Option<DatabaseObserved> {
         let engine = engine_of(&c.engine)?;
@@ -153,7 +140,7 @@ impl DigitalOcean {
 impl Api<Database> for DigitalOcean {
     async fn create(&self, cx: &OpContext, spec: &DatabaseSpec) -> ProviderResult<DatabaseObserved> {
         self.check_region(&spec.region)?;
-        check_version(&self.catalog, spec)?;
+        catalog::check_engine_version(&self.catalog, spec.engine.as_str(), &spec.version).map_err(invalid)?;
         let size = db_size_slug(&self.catalog, &spec.size)
             .ok_or_else(|| invalid(format!("database size `{}` is not in the DigitalOcean catalogue", spec.size)))?;
         let at = self.cluster_placement(cx, "database", &spec.name, &spec.region, &spec.subnet_ids, &spec.tags).await?;
