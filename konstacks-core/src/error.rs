@@ -54,6 +54,10 @@ pub enum Error {
     /// The compliance packs found errors (nothing was sent to the cloud).
     #[error("compliance check failed: {}; nothing was sent to the cloud. Fix the findings or suppress them with a written reason (`konstacks check` shows the full report):\n{}", .0.summary(), .0.errors().map(|f| format!("  {f}")).collect::<Vec<_>>().join("\n"))]
     Policy(Box<crate::policy::PolicyReport>),
+    /// The state key is unusable (too short, wrong, missing) or a secret the run needs cannot
+    /// be recovered; nothing was sent to the cloud.
+    #[error(transparent)]
+    Secret(#[from] crate::base::secret::SecretError),
     /// Anything the caller asked for that cannot be done (for example an unknown resource path).
     #[error("{0}")]
     Usage(String),

@@ -69,6 +69,12 @@ pub enum EventKind {
         /// Error with its cause chain.
         error: String,
     },
+    /// Something the user should know before relying on the result (for example secrets that
+    /// are not kept because no state key is set).
+    Warning {
+        /// Message.
+        message: String,
+    },
     /// An operation was not started because something it depends on failed.
     Skipped {
         /// Why.

@@ -165,23 +165,24 @@ async fn full_lifecycle_apply_noop_update_replace_destroy() {
     let plan = w.plan(&web_stack("shop", &k4)).await;
     let c = plan.change("web").unwrap();
     assert_eq!(c.action, Action::Replace);
-    assert_eq!(c.replace_reasons, ["image"]);
+    // The environment changes too: the lost database password is rotated (below).
+    assert_eq!(c.replace_reasons, ["env", "image"]);
     assert!(c.create_before_destroy);
     // Without a sealing key the generated password of a database created in an earlier run is
-    // not available: the replacement must fail clearly, before any cloud call for it.
-    let err = w.apply(&web_stack("shop", &k4)).await.unwrap_err();
-    let Error::Apply(rep) = err else { panic!("expected an apply failure") };
-    assert!(rep.failures[0].message.contains("KONSTACKS_SECRET_KEY"), "{:?}", rep.failures);
+    // lost: the plan rotates it in place, and the new VM gets the new one.
+    assert_eq!(plan.change("db").unwrap().action, Action::Update, "the lost password is rotated");
+    let r = w.apply(&web_stack("shop", &k4)).await.unwrap();
+    assert_eq!((r.updated.as_slice(), r.replaced.as_slice()), (&["db".to_string()][..], &["web".to_string()][..]));
     w.assert_converged("shop").await;
-    assert_eq!(w.count("shop", Vm::KIND), 1);
+    assert_eq!(w.count("shop", Vm::KIND), 1, "the old VM is deleted after the new one runs");
 
-    // With a provided password the replacement goes through.
+    // A provided password is an update of the database.
     let k5 = Knobs { password: Some("correct-horse-battery-staple"), ..k4.clone() };
     let plan = w.plan(&web_stack("shop", &k5)).await;
     assert_eq!(plan.change("db").unwrap().action, Action::Update, "password change is an update");
     let r = w.apply(&web_stack("shop", &k5)).await.unwrap();
-    assert_eq!(r.replaced, ["web"]);
-    assert_eq!(w.count("shop", Vm::KIND), 1, "the old VM is deleted after the new one runs");
+    assert_eq!(r.updated, ["db"]);
+    assert_eq!(w.count("shop", Vm::KIND), 1);
     assert!(w.plan(&web_stack("shop", &k5)).await.is_empty());
     w.assert_converged("shop").await;
 

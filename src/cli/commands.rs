@@ -17,6 +17,7 @@ use konstacks_core::parity::KnobSet;
 use konstacks_core::plan::Plan;
 use konstacks_core::policy::{PolicySet, Suppression};
 use konstacks_core::provider::Provider;
+use konstacks_core::secret::SecretError;
 use konstacks_core::sim::{SimCloud, SimConfig};
 use konstacks_core::state::LocalBackend;
 use konstacks_core::validate::Synthesized;
@@ -62,6 +63,12 @@ impl From<Error> for Failure {
                 Failure { exit: Exit::Locked, message: e.to_string(), details: Some(json!({ "lock_id": id })) }
             }
             Error::Budget(_) => Failure { exit: Exit::Refused, message: e.to_string(), details: None },
+            // A state key that is too short is a bad parameter; a lost secret the cloud cannot
+            // rotate is a refusal before any change. Wrong and missing keys stay errors (1).
+            Error::Secret(SecretError::KeyTooShort { .. }) => Failure::invalid(e.to_string()),
+            Error::Secret(SecretError::Unrecoverable { .. }) => {
+                Failure { exit: Exit::Refused, message: e.to_string(), details: None }
+            }
             Error::Policy(report) => {
                 let details = serde_json::to_value(report).ok();
                 Failure { exit: Exit::Refused, message: e.to_string(), details }

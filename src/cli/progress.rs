@@ -181,6 +181,7 @@ impl<'a> Renderer<'a> {
                 ));
             }
             EventKind::Progress { message } => self.line(&format!("  {path}: {message}")),
+            EventKind::Warning { message } => self.line(&format!("{} {message}", self.paint("33", "warning:"))),
             EventKind::Finished { .. } => self.finish(),
             // EventKind is non-exhaustive: a new kind still shows up, without special layout.
             other => self.line(&format!("  {path}: {other:?}")),

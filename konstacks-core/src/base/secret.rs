@@ -125,8 +125,86 @@ mod tests {
     }
 }
 
+/// Fewest characters a state key (`KONSTACKS_SECRET_KEY`) may have. The key is stretched only by
+/// one SHA-256, so its own strength is what protects the sealed secrets.
+pub const MIN_KEY_CHARS: usize = 16;
+
+/// A state key that cannot be used, or a secret that cannot be recovered. Every variant is
+/// reported before any change is sent to the cloud.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The key is shorter than [`MIN_KEY_CHARS`].
+    #[error(
+        "{SECRET_KEY_ENV} is too short ({len} characters): a state key needs at least {MIN_KEY_CHARS} characters; \
+         nothing was sent to the cloud. Use a long random passphrase (for example the output of \
+         `openssl rand -base64 24`) and keep it with the stack's other credentials"
+    )]
+    KeyTooShort {
+        /// Characters in the key given.
+        len: usize,
+    },
+    /// A key was given, but it is not the one the stack's sealed secrets were sealed with.
+    #[error(
+        "{SECRET_KEY_ENV} is wrong for stack `{stack}`: it cannot open the secrets sealed in its state ({}); \
+         nothing was sent to the cloud. Set it to the key the stack was applied with",
+        .sealed.join(", ")
+    )]
+    WrongKey {
+        /// Stack.
+        stack: String,
+        /// The sealed secrets it cannot open (`path.attr`).
+        sealed: Vec<String>,
+    },
+    /// No key was given, but the stack's state holds sealed secrets this run needs, or the run
+    /// would store new secrets unsealed beside them.
+    #[error(
+        "{SECRET_KEY_ENV} is missing: the state of stack `{stack}` holds secrets sealed with a key ({}), and this \
+         run {why}; nothing was sent to the cloud. Set {SECRET_KEY_ENV} to the key the stack was applied with",
+        .sealed.join(", ")
+    )]
+    MissingKey {
+        /// Stack.
+        stack: String,
+        /// The sealed secrets in state (`path.attr`).
+        sealed: Vec<String>,
+        /// What the run needs the key for.
+        why: String,
+    },
+    /// A secret the run needs is lost and the cloud cannot set a new one in place.
+    #[error(
+        "stack `{stack}`: secret `{attr}` of `{path}` is lost ({why}) and is needed by {}, but provider \
+         `{provider}` cannot set a new {attr} on an existing {kind}; nothing was sent to the cloud. Set \
+         {SECRET_KEY_ENV} to the key the stack was applied with if it has one, or replace `{path}` (a new \
+         {kind} gets a new {attr}; its data is lost), or reset the {attr} in the provider's console and give it \
+         to the stack as a provided secret",
+        .needed_by.join(", ")
+    )]
+    Unrecoverable {
+        /// Stack.
+        stack: String,
+        /// The resource holding the secret.
+        path: String,
+        /// Its kind.
+        kind: String,
+        /// The secret field (`password`).
+        attr: String,
+        /// The provider of the resource.
+        provider: String,
+        /// Why it is lost.
+        why: String,
+        /// The resources that need it in this run.
+        needed_by: Vec<String>,
+    },
+}
+
 /// Encrypts secrets for storage in state (XChaCha20-Poly1305, key derived with SHA-256 from the
 /// passphrase in `KONSTACKS_SECRET_KEY`). Without a key, secrets are not stored at all.
+///
+/// A sealed value is `v2:<key id>:<nonce hex>:<ciphertext hex>`. The key id (16 hex digits of
+/// a SHA-256 over the derived key) tells a wrong key from a damaged value without decrypting;
+/// it reveals nothing the ciphertext's authentication tag does not already let one check.
+/// Values sealed by earlier versions (`v1:<nonce hex>:<ciphertext hex>`, no key id) still open.
 #[derive(Clone)]
 pub struct Sealer {
     key: [u8; 32],
@@ -144,7 +222,17 @@ impl fmt::Debug for Sealer {
 pub const SECRET_KEY_ENV: &str = "KONSTACKS_SECRET_KEY";
 
 impl Sealer {
-    /// A sealer from a passphrase.
+    /// A sealer from a passphrase of at least [`MIN_KEY_CHARS`] characters.
+    pub fn new(passphrase: &Secret<String>) -> Result<Self, SecretError> {
+        let len = passphrase.expose().chars().count();
+        if len < MIN_KEY_CHARS {
+            return Err(SecretError::KeyTooShort { len });
+        }
+        Ok(Self::from_passphrase(passphrase))
+    }
+
+    /// A sealer from a passphrase, without the length check of [`Sealer::new`] (for programs
+    /// that derive their passphrase themselves).
     pub fn from_passphrase(passphrase: &Secret<String>) -> Self {
         use sha2::Digest;
         let mut h = sha2::Sha256::new();
@@ -153,9 +241,32 @@ impl Sealer {
         Self { key: h.finalize().into() }
     }
 
-    /// A sealer from `KONSTACKS_SECRET_KEY`, if set and non-empty.
-    pub fn from_env() -> Option<Self> {
-        std::env::var(SECRET_KEY_ENV).ok().filter(|s| !s.is_empty()).map(|s| Self::from_passphrase(&Secret::new(s)))
+    /// A sealer from `KONSTACKS_SECRET_KEY`: `None` when it is unset or empty, an error when it
+    /// is shorter than [`MIN_KEY_CHARS`].
+    pub fn from_env() -> Result<Option<Self>, SecretError> {
+        match std::env::var(SECRET_KEY_ENV) {
+            Ok(s) if !s.is_empty() => Self::new(&Secret::new(s)).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The key id written into every value this sealer seals (16 hex digits).
+    pub fn key_id(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"konstacks-key-id-v1\0");
+        h.update(self.key);
+        hex(&h.finalize()[..8])
+    }
+
+    /// Whether `sealed` was sealed with this key, by its key id: `None` for a value without one
+    /// (`v1`) or one that is not a sealed value at all.
+    pub fn is_own(&self, sealed: &str) -> Option<bool> {
+        let mut parts = sealed.split(':');
+        match (parts.next(), parts.next()) {
+            (Some("v2"), Some(id)) => Some(id == self.key_id()),
+            _ => None,
+        }
     }
 
     /// Encrypt `value`, bound to `context` (stack/path/attr) so a sealed value cannot be moved.
@@ -169,19 +280,26 @@ impl Sealer {
         let ct = cipher
             .encrypt((&nonce).into(), Payload { msg: value.expose().as_bytes(), aad: context.as_bytes() })
             .ok()?;
-        Some(format!("v1:{}:{}", hex(&nonce), hex(&ct)))
+        Some(format!("v2:{}:{}:{}", self.key_id(), hex(&nonce), hex(&ct)))
     }
 
-    /// Decrypt a value sealed with the same key and context.
+    /// Decrypt a value sealed with the same key and context (authenticated: a wrong key, a wrong
+    /// context or a changed byte gives `None`).
     pub fn open(&self, context: &str, sealed: &str) -> Option<Secret<String>> {
         use chacha20poly1305::aead::{Aead, KeyInit, Payload};
         let mut parts = sealed.split(':');
-        if parts.next()? != "v1" {
-            return None;
+        match parts.next()? {
+            "v1" => {}
+            "v2" => {
+                if parts.next()? != self.key_id() {
+                    return None;
+                }
+            }
+            _ => return None,
         }
         let nonce = unhex(parts.next()?)?;
         let ct = unhex(parts.next()?)?;
-        if nonce.len() != 24 {
+        if nonce.len() != 24 || parts.next().is_some() {
             return None;
         }
         let cipher = chacha20poly1305::XChaCha20Poly1305::new((&self.key).into());
@@ -215,5 +333,30 @@ mod seal_tests {
         assert!(s.open("stack/other.password", &sealed).is_none());
         let other = Sealer::from_passphrase(&Secret::new("k2".to_string()));
         assert!(other.open("stack/db.password", &sealed).is_none());
+        assert_eq!(s.is_own(&sealed), Some(true));
+        assert_eq!(other.is_own(&sealed), Some(false));
+    }
+
+    #[test]
+    fn short_keys_are_refused_and_the_message_never_shows_the_key() {
+        let e = Sealer::new(&Secret::new("x".to_string())).err();
+        assert_eq!(e, Some(SecretError::KeyTooShort { len: 1 }));
+        let text = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("at least 16 characters") && text.contains(SECRET_KEY_ENV), "{text}");
+        assert!(Sealer::new(&Secret::new("sixteen-chars-ok".to_string())).is_ok());
+        // Characters, not bytes: 15 two-byte characters are still too short.
+        assert!(Sealer::new(&Secret::new("é".repeat(15))).is_err());
+    }
+
+    #[test]
+    fn values_sealed_by_earlier_versions_still_open() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let s = Sealer::from_passphrase(&Secret::new("an old passphrase".to_string()));
+        let nonce = [7u8; 24];
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new((&s.key).into());
+        let ct = cipher.encrypt((&nonce).into(), Payload { msg: b"old", aad: b"st/db.password" }).unwrap_or_default();
+        let v1 = format!("v1:{}:{}", hex(&nonce), hex(&ct));
+        assert_eq!(s.open("st/db.password", &v1).map(|x| x.expose().clone()).as_deref(), Some("old"));
+        assert_eq!(s.is_own(&v1), None);
     }
 }

@@ -25,7 +25,7 @@ use super::report::*;
 use super::{CrashPhase, Engine, ProviderSlot};
 
 use super::ops::permit;
-use super::secrets::RunSecrets;
+use super::secrets::{Recovery, RunSecrets};
 
 // ---------------------------------------------------------------------------------------------
 // The executor.
@@ -98,6 +98,7 @@ impl<'a> Exec<'a> {
         journal: &'a Journal,
         policy: FailurePolicy,
         started: Duration,
+        recovery: Recovery,
     ) -> Result<Self, Error> {
         let n = s.map(|s| s.resources.len()).unwrap_or(0);
         let mut ops: Vec<Op> = Vec::new();
@@ -172,7 +173,7 @@ impl<'a> Exec<'a> {
             attrs: Mutex::new(attrs),
             deps_paths,
             prior_names,
-            secrets: RunSecrets::for_run(stack, s, state, engine.sealer.clone()),
+            secrets: RunSecrets::for_run(stack, s, state, engine.sealer.clone(), recovery.rotations),
             policy,
             started,
             retries: AtomicU64::new(0),
@@ -202,6 +203,10 @@ impl<'a> Exec<'a> {
     }
 
     pub(super) async fn run(&self, report: &mut ApplyReport) {
+        if let Some(message) = super::secrets::unsealed_warning(self.s, self.nodes, self.secrets.sealer.as_ref()) {
+            self.engine.emit(self.stack, None, self.started, EventKind::Warning { message: message.clone() });
+            report.warnings.push(message);
+        }
         let mut remaining: Vec<usize> = self.ops.iter().map(|o| o.prereqs).collect();
         let mut ready: VecDeque<usize> = (0..self.ops.len()).filter(|i| remaining[*i] == 0).collect();
         let mut done = vec![false; self.ops.len()];
@@ -450,10 +455,19 @@ impl<'a> Exec<'a> {
             let a = self.attrs.lock().unwrap_or_else(|p| p.into_inner());
             r.deps.iter().filter_map(|d| a.get(*d).cloned().flatten().map(|v| (*d, v))).collect()
         };
-        if action != Action::Update {
-            for attr in r.kind.secrets() {
-                if let Some(Expr::Secret(SecretSource::Generated { len })) = r.fields.get(*attr) {
-                    self.secrets.put(&r.path, attr, Secret::generate(*len));
+        // A create or replacement makes its generated secrets; an update makes only those this
+        // run rotates in place (lost ones a dependent needs).
+        for attr in r.kind.secrets() {
+            if action == Action::Update && !self.secrets.rotates(&r.path, attr) {
+                continue;
+            }
+            if let Some(Expr::Secret(SecretSource::Generated { len })) = r.fields.get(*attr) {
+                self.secrets.put(&r.path, attr, Secret::generate(*len));
+                if action == Action::Update {
+                    self.emit(
+                        &r.path,
+                        EventKind::Progress { message: format!("rotating the lost secret `{attr}` in place") },
+                    );
                 }
             }
         }

@@ -47,6 +47,8 @@ pub(super) struct Journal {
     tx: Option<tokio::sync::mpsc::UnboundedSender<Submission>>,
     replica: Arc<Mutex<StackState>>,
     busy_ns: Arc<AtomicU64>,
+    /// Records appended so far (a run that appended none need not compact).
+    appended: Arc<AtomicU64>,
     failed: Arc<Mutex<Option<String>>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -61,6 +63,8 @@ impl Journal {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Submission>();
         let replica = Arc::new(Mutex::new(initial));
         let busy_ns = Arc::new(AtomicU64::new(0));
+        let appended = Arc::new(AtomicU64::new(0));
+        let a2 = appended.clone();
         let failed: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let (r2, b2, f2, stack) = (replica.clone(), busy_ns.clone(), failed.clone(), stack.to_string());
         let task = tokio::spawn(async move {
@@ -111,6 +115,7 @@ impl Journal {
                     dirty = true;
                 }
                 if res.is_ok() {
+                    a2.fetch_add(records.len() as u64, Ordering::Relaxed);
                     let mut st = r2.lock().unwrap_or_else(|p| p.into_inner());
                     for r in &records {
                         st.apply(r);
@@ -126,7 +131,7 @@ impl Journal {
                 note_failure(&f2, backend.append(&stack, &[]).await.err());
             }
         });
-        Self { tx: Some(tx), replica, busy_ns, failed, task: Some(task) }
+        Self { tx: Some(tx), replica, busy_ns, appended, failed, task: Some(task) }
     }
 
     /// Queue records behind everything queued before, without waiting for durability. Used for
@@ -159,6 +164,11 @@ impl Journal {
 
     pub(super) fn replica(&self) -> StackState {
         self.replica.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records appended so far.
+    pub(super) fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Relaxed)
     }
 
     pub(super) fn busy_ms(&self) -> u64 {

@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::base::clock::{Cancel, Clock, OpContext, TokioClock};
 use crate::base::error::{ErrorKind, ProviderError};
 use crate::base::retry::{Pacer, RetryPolicy};
-use crate::base::secret::{Sealer, REDACTED};
+use crate::base::secret::{Sealer, SecretError, REDACTED};
 use crate::base::util::SplitMix;
 use crate::error::Error;
 use crate::events::{Event, EventBus, EventKind};
@@ -58,6 +58,8 @@ pub struct Engine {
     events: EventBus,
     rng: Mutex<SplitMix>,
     sealer: Option<Sealer>,
+    /// Why `KONSTACKS_SECRET_KEY` cannot be used; plans and applies are refused with it.
+    key_error: Option<SecretError>,
     durability: Durability,
     crash: Option<CrashHook>,
     policy: Option<crate::policy::PolicySet>,
@@ -110,6 +112,10 @@ impl Engine {
     /// sealed into state when `KONSTACKS_SECRET_KEY` is set.
     pub fn new(state: Arc<dyn StateBackend>) -> Self {
         let retry = RetryPolicy::default();
+        let (sealer, key_error) = match Sealer::from_env() {
+            Ok(sealer) => (sealer, None),
+            Err(e) => (None, Some(e)),
+        };
         Self {
             providers: BTreeMap::new(),
             state,
@@ -117,7 +123,8 @@ impl Engine {
             rng: Mutex::new(SplitMix::new(retry.seed)),
             retry,
             events: EventBus::default(),
-            sealer: Sealer::from_env(),
+            sealer,
+            key_error,
             durability: Durability::default(),
             crash: CrashHook::from_env(),
             policy: None,
@@ -212,6 +219,7 @@ impl Engine {
     /// Seal secrets into state with this sealer (or never store them, with `None`).
     pub fn with_sealer(mut self, sealer: Option<Sealer>) -> Self {
         self.sealer = sealer;
+        self.key_error = None;
         self
     }
 
@@ -278,12 +286,13 @@ impl Engine {
     pub async fn plan(&self, s: &Synthesized, opts: &PlanOptions) -> Result<Plan, Error> {
         let policy = self.gate(s, false)?;
         let mut state = self.state.load(&s.name).await?;
+        self.check_key(&s.name, &state)?;
         let recovered = self.reconcile(&mut state, None).await?;
         if opts.refresh {
             self.refresh_in_memory(&mut state).await?;
         }
         let input = PlanInput { recovered, moved: moves(s) };
-        let (mut plan, _) = plan::diff(s, &state, &input);
+        let (mut plan, _, _) = secrets::diff_recovering(self, s, &mut state, &input)?;
         self.decorate(&mut plan, s, &state, policy);
         Ok(plan)
     }
@@ -435,6 +444,10 @@ impl Engine {
     ) -> Result<ApplyReport, Error> {
         let started = self.clock.now();
         let mut state = self.state.load(stack).await?;
+        if s.is_some() {
+            self.check_key(stack, &state)?;
+        }
+        let loaded = state.clone();
         let journal = Journal::start(self.state.clone(), stack, state.clone(), self.durability);
         let recovered = self.reconcile(&mut state, Some(&journal)).await?;
         let mut report = ApplyReport { stack: stack.to_string(), recovered: recovered.clone(), ..Default::default() };
@@ -457,9 +470,17 @@ impl Engine {
         if opts.refresh {
             self.refresh_in_memory(&mut state).await?;
         }
-        let (plan, nodes) = match s {
-            Some(s) => plan::diff(s, &state, &PlanInput { recovered, moved: BTreeMap::new() }),
-            None => (plan::destroy_plan(&state, recovered), Vec::new()),
+        let (plan, nodes, recovery) = match s {
+            Some(s) => {
+                match secrets::diff_recovering(self, s, &mut state, &PlanInput { recovered, moved: BTreeMap::new() }) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        journal.close().await;
+                        return Err(e);
+                    }
+                }
+            }
+            None => (plan::destroy_plan(&state, recovered), Vec::new(), Default::default()),
         };
         if let Some(expected) = &opts.expected {
             if !same_changes(expected, &plan) {
@@ -480,7 +501,7 @@ impl Engine {
             },
         );
 
-        let exec = Exec::build(self, stack, s, &plan, &nodes, &state, &journal, opts.on_failure, started)?;
+        let exec = Exec::build(self, stack, s, &plan, &nodes, &state, &journal, opts.on_failure, started, recovery)?;
         exec.run(&mut report).await;
         if let Err(e) = journal.flush().await {
             report.failures.push(Failure {
@@ -501,10 +522,18 @@ impl Engine {
             report.outputs = outputs;
         }
         let appends_ms = journal.busy_ms();
+        let journal_written = journal.appended() > 0;
         let mut final_state = journal.close().await;
-        final_state.serial += 1;
+        // A run that changed nothing (a failed first call, say) keeps the serial: the snapshot is
+        // rewritten with the same bytes only to drop the journal of its intent and abandon.
+        let changed = final_state != loaded;
+        if changed {
+            final_state.serial += 1;
+        }
         let t = std::time::Instant::now();
-        self.state.compact(stack, &final_state).await?;
+        if changed || journal_written {
+            self.state.compact(stack, &final_state).await?;
+        }
         report.persist_ms = appends_ms + t.elapsed().as_millis() as u64;
         report.elapsed_ms = (self.clock.now() - started).as_millis() as u64;
         self.emit(
@@ -519,6 +548,15 @@ impl Engine {
             },
         );
         Ok(report)
+    }
+
+    /// Refuse an unusable state key (too short, or not the one the stack's secrets were sealed
+    /// with) before anything reaches a cloud.
+    fn check_key(&self, stack: &str, state: &StackState) -> Result<(), Error> {
+        if let Some(e) = &self.key_error {
+            return Err(e.clone().into());
+        }
+        Ok(secrets::check_key(stack, self.sealer.as_ref(), state)?)
     }
 
     fn emit(&self, stack: &str, path: Option<&str>, started: Duration, kind: EventKind) {

@@ -81,6 +81,10 @@ pub struct ApplyReport {
     pub outputs: BTreeMap<String, Value>,
     /// Interrupted operations reconciled before the run.
     pub recovered: Vec<Recovery>,
+    /// Warnings of the run (also sent as `warning` events), such as secrets generated without
+    /// a state key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Retries made on throttling or transient errors.
     pub retries: u64,
     /// Wall time of the run in milliseconds (injected clock).

@@ -32,6 +32,12 @@ pub trait Api<K: ResourceKind>: Send + Sync {
     async fn update(&self, cx: &OpContext, id: &str, spec: &K::Spec) -> ProviderResult<K::Observed>;
     /// Delete it. Deleting one that is gone is not an error.
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
+    /// Whether `update` sets the secret field `field` (one of the kind's `rotatable_secrets`)
+    /// on an existing resource when the spec carries a new value. Backends whose cloud chooses
+    /// the secret itself answer `false`; the engine then never plans a rotation on them.
+    fn sets_secret_on_update(&self, _field: &str) -> bool {
+        true
+    }
 }
 
 /// [`Api<K>`] with the kind erased: JSON specs in, `(id, attributes)` out.
@@ -47,6 +53,8 @@ pub trait DynApi: Send + Sync {
     async fn update(&self, cx: &OpContext, id: &str, spec: Value) -> ProviderResult<(String, Attrs)>;
     /// Delete.
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
+    /// See [`Api::sets_secret_on_update`].
+    fn sets_secret_on_update(&self, field: &str) -> bool;
 }
 
 /// The erasing adapter.
@@ -103,6 +111,10 @@ impl<K: ResourceKind> DynApi for Erased<K> {
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.api.delete(cx, id).await
     }
+
+    fn sets_secret_on_update(&self, field: &str) -> bool {
+        self.api.sets_secret_on_update(field)
+    }
 }
 
 /// A shared backend serves the kinds of the backend it points to.
@@ -119,6 +131,9 @@ impl<K: ResourceKind, T: Api<K> + ?Sized> Api<K> for Arc<T> {
     }
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         (**self).delete(cx, id).await
+    }
+    fn sets_secret_on_update(&self, field: &str) -> bool {
+        (**self).sets_secret_on_update(field)
     }
 }
 

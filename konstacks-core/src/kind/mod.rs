@@ -44,6 +44,11 @@ pub struct KindDef {
     /// Fields holding a secret input (generated or provided). The engine generates, seals and
     /// resolves them; outputs of the same name are secret.
     pub secrets: &'static [&'static str],
+    /// Secret fields an update can set to a new value on an existing resource (a database's
+    /// admin password). When a secret is lost (no state key, or no sealed copy) and a dependent
+    /// needs it, the engine rotates it in place, if the provider's API agrees
+    /// ([`api::Api::sets_secret_on_update`]); otherwise the run is refused before any change.
+    pub rotatable_secrets: &'static [&'static str],
     /// Whether a replacement may create the new resource before deleting the old one.
     pub create_before_destroy: bool,
     /// Whether the resource holds data that a delete loses (databases, caches, buckets, zones).
@@ -90,6 +95,11 @@ impl Kind {
     /// Secret fields of the kind.
     pub fn secrets(self) -> &'static [&'static str] {
         self.0.secrets
+    }
+
+    /// Whether the secret field `name` can be set to a new value by an update.
+    pub fn is_rotatable(self, name: &str) -> bool {
+        self.0.secrets.contains(&name) && self.0.rotatable_secrets.contains(&name)
     }
 
     /// Whether the field `name` is a secret of this kind.

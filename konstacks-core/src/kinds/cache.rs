@@ -282,6 +282,8 @@ pub const CACHE: KindDef = KindDef {
         field::REGION.name(),
     ],
     secrets: &[field::AUTH_TOKEN.name()],
+    // An auth token can be rotated on a running cluster where the service allows it at all.
+    rotatable_secrets: &[field::AUTH_TOKEN.name()],
     create_before_destroy: true,
     holds_data: true,
     price: Some(price),

@@ -324,6 +324,8 @@ pub const DATABASE: KindDef = KindDef {
         field::REGION.name(),
     ],
     secrets: &[field::PASSWORD.name()],
+    // Every managed database service lets the admin password be reset on a running instance.
+    rotatable_secrets: &[field::PASSWORD.name()],
     create_before_destroy: true,
     holds_data: true,
     price: Some(price),

@@ -262,6 +262,7 @@ pub const FIREWALL: KindDef = KindDef {
     ],
     force_new: &[field::NAME.name(), field::VPC_ID.name(), field::REGION.name()],
     secrets: &[],
+    rotatable_secrets: &[],
     create_before_destroy: true,
     holds_data: false,
     price: None,

@@ -129,6 +129,7 @@ pub const SUBNET: KindDef = KindDef {
     ],
     force_new: &[field::VPC_ID.name(), field::CIDR.name(), field::ZONE.name(), field::REGION.name()],
     secrets: &[],
+    rotatable_secrets: &[],
     create_before_destroy: false,
     holds_data: false,
     price: None,

@@ -291,6 +291,7 @@ pub const VM: KindDef = KindDef {
         field::REGION.name(),
     ],
     secrets: &[],
+    rotatable_secrets: &[],
     create_before_destroy: true,
     holds_data: false,
     price: Some(price),

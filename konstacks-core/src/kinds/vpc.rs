@@ -65,6 +65,7 @@ pub const VPC: KindDef = KindDef {
     fields: &[field::CIDR.name(), field::NAME.name(), field::REGION.name(), field::TAGS.name()],
     force_new: &[field::CIDR.name(), field::REGION.name()],
     secrets: &[],
+    rotatable_secrets: &[],
     create_before_destroy: true,
     holds_data: false,
     price: None,

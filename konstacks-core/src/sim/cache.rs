@@ -6,6 +6,7 @@ use crate::base::error::ErrorKind;
 use crate::kind::api::ProviderResult;
 use crate::kind::catalog::Catalog;
 use crate::kinds::{Cache, CacheObserved, CacheSpec};
+use crate::sim::secret_fingerprint;
 use crate::sim::store::{
     check_engine_version, check_no_downgrade, check_offer, immutable, invalid, provider_error, same_set, Inner,
     SimKind, SimOps,
@@ -41,7 +42,7 @@ impl SimKind for Cache {
                 ),
             ));
         }
-        // The auth token is accepted and dropped: the simulated cloud never stores or prints it.
+        // The auth token is never stored or printed: only its fingerprint, for tests.
         let obs = CacheObserved {
             id: s.next_id("cache"),
             name: spec.name.clone(),
@@ -59,6 +60,7 @@ impl SimKind for Cache {
             status: "available".into(),
             tags: spec.tags.clone(),
         };
+        remember_token(s, &obs.id, spec);
         Ok(s.create::<Cache>(obs, now))
     }
 
@@ -92,6 +94,8 @@ impl SimKind for Cache {
         obs.replicas = spec.replicas;
         obs.high_availability = spec.high_availability;
         obs.tags = spec.tags.clone();
+        // A token in an update replaces the auth token (AUTH rotation).
+        remember_token(s, id, spec);
         s.put::<Cache>(obs.clone());
         Ok(obs)
     }
@@ -100,5 +104,12 @@ impl SimKind for Cache {
         s.existing::<Cache>(id)?;
         s.remove(id);
         Ok(())
+    }
+}
+
+/// Keep the fingerprint of the auth token the spec sets, if it sets one.
+fn remember_token(s: &mut Inner, id: &str, spec: &CacheSpec) {
+    if let Some(t) = &spec.auth_token {
+        s.secret_prints.entry(id.to_string()).or_default().insert("auth_token".into(), secret_fingerprint(t.expose()));
     }
 }

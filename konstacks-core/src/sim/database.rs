@@ -6,6 +6,7 @@ use crate::base::error::ErrorKind;
 use crate::kind::api::ProviderResult;
 use crate::kind::catalog::Catalog;
 use crate::kinds::{Database, DatabaseObserved, DatabaseSpec};
+use crate::sim::secret_fingerprint;
 use crate::sim::store::{
     check_engine_version, check_no_downgrade, check_offer, conflict, immutable, invalid, provider_error, same_set,
     Inner, SimKind, SimOps,
@@ -45,7 +46,7 @@ impl SimKind for Database {
                 ),
             ));
         }
-        // The password is accepted and dropped: the simulated cloud never stores or prints it.
+        // The password is never stored or printed: only its fingerprint, for tests.
         let obs = DatabaseObserved {
             id: s.next_id("db"),
             name: spec.name.clone(),
@@ -65,6 +66,7 @@ impl SimKind for Database {
             status: "available".into(),
             tags: spec.tags.clone(),
         };
+        remember_password(s, &obs.id, spec)?;
         Ok(s.create::<Database>(obs, now))
     }
 
@@ -92,6 +94,9 @@ impl SimKind for Database {
                 cur.storage_gb, spec.storage_gb, cur.storage_gb
             )));
         }
+        if spec.password.as_ref().is_some_and(|p| p.expose().is_empty()) {
+            return Err(invalid(format!("database `{id}`: the new admin password is empty")));
+        }
         let mut obs = cur.clone();
         let vpc_id = s.subnets_vpc("database", id, &obs.subnet_ids, &obs.region, Duration::MAX).unwrap_or_default();
         s.check_attached_firewalls(&spec.firewall_ids, &vpc_id, &obs.region, now)?;
@@ -103,6 +108,9 @@ impl SimKind for Database {
         obs.high_availability = spec.high_availability;
         obs.deletion_protection = spec.deletion_protection;
         obs.tags = spec.tags.clone();
+        // A password in an update is a reset of the admin password, as `ModifyDBInstance
+        // MasterUserPassword` or a Cloud SQL user update does.
+        remember_password(s, id, spec)?;
         s.put::<Database>(obs.clone());
         Ok(obs)
     }
@@ -116,4 +124,15 @@ impl SimKind for Database {
         s.remove(id);
         Ok(())
     }
+}
+
+/// Keep the fingerprint of the admin password the spec sets, if it sets one.
+fn remember_password(s: &mut Inner, id: &str, spec: &DatabaseSpec) -> ProviderResult<()> {
+    if let Some(p) = &spec.password {
+        if p.expose().is_empty() {
+            return Err(invalid(format!("database `{}`: the admin password is empty", spec.name)));
+        }
+        s.secret_prints.entry(id.to_string()).or_default().insert("password".into(), secret_fingerprint(p.expose()));
+    }
+    Ok(())
 }

@@ -61,6 +61,8 @@ struct SimFile {
     version: u32,
     counter: u64,
     resources: Vec<Value>,
+    #[serde(default)]
+    secret_prints: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Writes snapshots of a persistent cloud, newest wins.
@@ -160,6 +162,7 @@ impl SimCloud {
                     inner.resources.insert(id, r);
                 }
                 inner.counter = counter;
+                inner.secret_prints = file.secret_prints;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(StateError::Io { path: location, source: e }),
@@ -309,6 +312,12 @@ impl SimCloud {
         g.bucket = None;
     }
 
+    /// The fingerprint of the secret `what` the resource `id` was last given (`password`,
+    /// `auth_token`, `env:DATABASE_PASSWORD`), never the secret itself: see [`secret_fingerprint`].
+    pub fn secret_print(&self, id: &str, what: &str) -> Option<String> {
+        self.lock().secret_prints.get(id).and_then(|m| m.get(what)).cloned()
+    }
+
     /// Every resource, sorted by id, regardless of eventual consistency.
     pub fn resources(&self) -> Vec<SimResource> {
         self.lock().resources.values().cloned().collect()
@@ -429,6 +438,16 @@ impl SimCloud {
         }
         result
     }
+}
+
+/// How the simulated cloud fingerprints a secret it is given: 16 hex digits of a SHA-256, so
+/// tests can compare secrets without ever holding or printing one.
+pub fn secret_fingerprint(value: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"konstacks-sim-secret\0");
+    h.update(value.as_bytes());
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 fn save_error(path: &Path, e: std::io::Error) -> ProviderError {

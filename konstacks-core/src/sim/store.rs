@@ -195,6 +195,8 @@ struct SimFileRef<'a> {
     version: u32,
     counter: u64,
     resources: Vec<&'a SimResource>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    secret_prints: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -220,6 +222,9 @@ pub(crate) struct Inner {
     pub(crate) generation: u64,
     /// Status new VMs of an image boot into (default `running`): lets tests make a release bad.
     pub(crate) boot_status: BTreeMap<String, String>,
+    /// Fingerprints of the secrets each resource was given (id -> what -> fingerprint), never
+    /// the secrets: lets tests check that a VM got the password its database has.
+    pub(crate) secret_prints: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 pub(crate) fn provider_error(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
@@ -286,12 +291,17 @@ impl Inner {
             rng,
             generation: 0,
             boot_status: BTreeMap::new(),
+            secret_prints: BTreeMap::new(),
         }
     }
 
     pub(crate) fn snapshot(&self) -> ProviderResult<Vec<u8>> {
-        let file =
-            SimFileRef { version: FILE_VERSION, counter: self.counter, resources: self.resources.values().collect() };
+        let file = SimFileRef {
+            version: FILE_VERSION,
+            counter: self.counter,
+            resources: self.resources.values().collect(),
+            secret_prints: &self.secret_prints,
+        };
         serde_json::to_vec_pretty(&file).map_err(|e| {
             provider_error(ErrorKind::Other, "the simulated cloud could not serialise its state").with_source(e)
         })
@@ -379,6 +389,7 @@ impl Inner {
     pub(crate) fn remove(&mut self, id: &str) {
         self.resources.remove(id);
         self.born.remove(id);
+        self.secret_prints.remove(id);
     }
 
     pub(crate) fn visible(&self, id: &str, now: Duration) -> bool {

@@ -9,6 +9,7 @@ use crate::base::error::ErrorKind;
 use crate::kind::api::ProviderResult;
 use crate::kind::catalog::Catalog;
 use crate::kinds::{Subnet, SubnetObserved, Vm, VmObserved, VmSpec};
+use crate::sim::secret_fingerprint;
 use crate::sim::store::{check_offer, immutable, invalid, parse_cidr, provider_error, Inner, SimKind, SimOps};
 
 fn private_ip(s: &Inner, subnet: &SubnetObserved) -> ProviderResult<String> {
@@ -86,6 +87,9 @@ impl SimKind for Vm {
             status: s.boot_status.get(&spec.image).cloned().unwrap_or_else(|| "running".into()),
             tags: spec.tags.clone(),
         };
+        // The environment may carry secrets: only their fingerprints are kept, for tests.
+        let prints = spec.env.iter().map(|(k, v)| (format!("env:{k}"), secret_fingerprint(v.expose()))).collect();
+        s.secret_prints.insert(obs.id.clone(), prints);
         Ok(s.create::<Vm>(obs, now))
     }
 

@@ -555,6 +555,12 @@ impl Api<Database> for AwsProvider {
         }
         Ok(())
     }
+
+    /// `update` resets the master password with `ModifyDBInstance MasterUserPassword` whenever
+    /// the spec carries one, so a lost password can be rotated in place.
+    fn sets_secret_on_update(&self, field: &str) -> bool {
+        field == konstacks_core::spec::database::field::PASSWORD.name()
+    }
 }
 
 #[cfg(test)]

@@ -161,4 +161,10 @@ impl Api<Cache> for DigitalOcean {
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.delete_cluster(cx, "cache", id).await
     }
+
+    /// DigitalOcean generates the auth token itself and ignores the spec's: a lost token cannot
+    /// be rotated from here.
+    fn sets_secret_on_update(&self, _field: &str) -> bool {
+        false
+    }
 }

@@ -219,4 +219,10 @@ impl Api<Database> for DigitalOcean {
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.delete_cluster(cx, "database", id).await
     }
+
+    /// DigitalOcean generates the admin password itself and ignores the spec's: a lost password
+    /// cannot be rotated from here (the engine refuses the run and says what to do instead).
+    fn sets_secret_on_update(&self, _field: &str) -> bool {
+        false
+    }
 }

@@ -448,6 +448,12 @@ impl Api<Database> for Gcp {
             Err(e) => Err(error::api(what, e)),
         }
     }
+
+    /// `update` sets the stack user's password (Cloud SQL `users.update`) whenever the spec
+    /// carries one, so a lost password can be rotated in place.
+    fn sets_secret_on_update(&self, field: &str) -> bool {
+        field == konstacks_core::spec::database::field::PASSWORD.name()
+    }
 }
 
 #[cfg(test)]
