@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use konstacks_core::model::{database, vm, Database, DbSize, Firewall, Image, Ingress, Stack, Subnet, Vm, VmSize, Vpc};
 use konstacks_core::parity::Knob;
 
-use crate::{TemplateContext, TemplateError, TypedTemplate};
+use crate::{grammar, Problems, TemplateContext, TemplateError, TypedTemplate};
 
 /// The `agency-sites` template.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,32 +62,40 @@ impl TypedTemplate for AgencySites {
     ];
 
     fn build(&self, cx: &TemplateContext, p: &AgencySitesParams) -> Result<Stack, TemplateError> {
-        let rule = |reason: String| TemplateError::Rule { template: Self::NAME.into(), reason };
+        let mut pr = Problems::new(Self::NAME);
         if p.clients.is_empty() {
-            return Err(rule("no clients: list at least one under [[clients]]".into()));
+            pr.push("params.clients", "no clients: list at least one under [[clients]]");
         }
         if p.clients.len() > MAX_CLIENTS {
-            return Err(rule(format!(
-                "{} clients exceed the {MAX_CLIENTS} one stack holds; split them over several stacks",
-                p.clients.len()
-            )));
-        }
-        let mut seen = BTreeSet::new();
-        let mut problems = Vec::new();
-        for c in &p.clients {
-            let ok = !c.name.is_empty()
-                && c.name.len() <= 30
-                && c.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                problems.push(format!("client name `{}` must be 1 to 30 characters of a-z, 0-9 and '-'", c.name));
+            pr.push(
+                "params.clients",
+                format!(
+                    "{} clients exceed the {MAX_CLIENTS} one stack holds; split them over several stacks",
+                    p.clients.len()
+                ),
+            );
+        } else {
+            let mut seen = BTreeSet::new();
+            for (i, c) in p.clients.iter().enumerate() {
+                let ok = !c.name.is_empty()
+                    && c.name.len() <= 30
+                    && c.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !ok {
+                    pr.push(
+                        format!("params.clients[{i}].name"),
+                        format!(
+                            "client name `{}` must be 1 to 30 characters of a-z, 0-9 and '-'",
+                            grammar::shown(&c.name)
+                        ),
+                    );
+                } else if !seen.insert(c.name.as_str()) {
+                    pr.push(format!("params.clients[{i}].name"), format!("client `{}` is listed twice", c.name));
+                }
+                pr.check(format!("params.clients[{i}].size"), grammar::token(&c.size));
             }
-            if !seen.insert(c.name.as_str()) {
-                problems.push(format!("client `{}` is listed twice", c.name));
-            }
         }
-        if !problems.is_empty() {
-            return Err(rule(problems.join("; ")));
-        }
+        pr.check_opt("params.db_size", p.db_size.as_ref(), grammar::token);
+        pr.finish()?;
         let stack = cx.new_stack();
         let net = stack.scope("network");
         let vpc = net.add("vpc", Vpc::new("10.30.0.0/16"));

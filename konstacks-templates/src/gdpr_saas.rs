@@ -6,7 +6,7 @@
 use konstacks_core::model::{Jurisdiction, Placement};
 
 use crate::web_app::{build_web_app, Guarantees, WebAppParams};
-use crate::{TemplateContext, TemplateError, TypedTemplate};
+use crate::{grammar, Problems, TemplateContext, TemplateError, TypedTemplate};
 
 /// The `gdpr-saas` template.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,7 +20,8 @@ pub struct GdprSaasParams {
     pub app: WebAppParams,
     /// Classification of the data the stack holds (tag `data-classification`).
     pub data_classification: String,
-    /// Contact of the data protection officer (tag `dpo-contact`), if any.
+    /// Contact of the data protection officer (tag `dpo-contact`), if any: at most 256 letters,
+    /// digits, spaces and `_ . : / = + - @` (an e-mail address fits).
     pub dpo_contact: Option<String>,
 }
 
@@ -38,8 +39,33 @@ impl TypedTemplate for GdprSaas {
         "GDPR SaaS: web-app kept in the EU/EEA, encrypted, backups >= 7 days (30 in prod), HA and deletion protection in prod";
 
     fn build(&self, cx: &TemplateContext, p: &GdprSaasParams) -> Result<Stack, TemplateError> {
+        let mut pr = Problems::new(Self::NAME);
+        crate::web_app::check_params(&mut pr, "params.app.", &p.app);
+        if let Some(days) = p.app.backup_days {
+            let min = if cx.stage == konstacks_core::model::Stage::Prod { 30 } else { 7 };
+            if days < min {
+                pr.push(
+                    "params.app.backup_days",
+                    format!(
+                        "backup_days = {days} is below the {min} days this template guarantees in {}",
+                        cx.stage.as_str()
+                    ),
+                );
+            }
+        }
+        let dc = &p.data_classification;
+        if dc.is_empty() || dc.len() > 63 || !dc.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            pr.push(
+                "params.data_classification",
+                format!(
+                    "data_classification `{}` must be a single word of at most 63 letters, digits, '-' and '_', such as `personal` or `special-category`",
+                    grammar::shown(dc)
+                ),
+            );
+        }
+        pr.check_opt("params.dpo_contact", p.dpo_contact.as_ref(), grammar::tag_value);
+        pr.finish()?;
         let rule = |reason: String| TemplateError::Rule { template: Self::NAME.into(), reason };
-        crate::web_app::check_counts(Self::NAME, &p.app)?;
         let placement = match &cx.placement {
             Placement::Region(r) => Placement::region_within(r.clone(), Jurisdiction::Eu),
             Placement::RegionWithin(r, Jurisdiction::Eu) => Placement::region_within(r.clone(), Jurisdiction::Eu),
@@ -50,23 +76,6 @@ impl TypedTemplate for GdprSaas {
                 )))
             }
         };
-        if let Some(days) = p.app.backup_days {
-            let min = if cx.stage == konstacks_core::model::Stage::Prod { 30 } else { 7 };
-            if days < min {
-                return Err(rule(format!(
-                    "backup_days = {days} is below the {min} days this template guarantees in {}",
-                    cx.stage.as_str()
-                )));
-            }
-        }
-        if !p.data_classification.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            || p.data_classification.is_empty()
-        {
-            return Err(rule(format!(
-                "data_classification `{}` must be a single word such as `personal` or `special-category`",
-                p.data_classification
-            )));
-        }
         let cx = cx.clone().placement(placement);
         let stack = cx.new_stack();
         stack.tag("data-classification", p.data_classification.clone());

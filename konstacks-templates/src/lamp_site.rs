@@ -3,7 +3,8 @@
 
 use konstacks_core::model::{Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc};
 
-use crate::{TemplateContext, TemplateError, TypedTemplate};
+use crate::cloud_config::CloudConfig;
+use crate::{grammar, Problems, TemplateContext, TemplateError, TypedTemplate};
 
 /// The `lamp-site` template.
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,7 +22,7 @@ pub struct LampSiteParams {
     pub db_size: String,
     /// Days of automated MySQL backups (at least 1).
     pub backup_days: u32,
-    /// Git repository of the PHP site, cloned into the web root at boot.
+    /// Git repository of the PHP site, cloned into the web root at boot: an `https://` URL.
     pub site_repo: Option<String>,
     /// CIDR allowed to SSH in; closed without it.
     pub admin_cidr: Option<String>,
@@ -46,13 +47,19 @@ impl TypedTemplate for LampSite {
     const DESCRIPTION: &'static str = "LAMP site: one PHP VM plus managed MySQL with automated backups";
 
     fn build(&self, cx: &TemplateContext, p: &LampSiteParams) -> Result<Stack, TemplateError> {
+        let mut pr = Problems::new(Self::NAME);
+        pr.check_opt("params.vm_size", p.vm_size.as_ref(), grammar::token);
+        pr.check("params.mysql_version", grammar::token(&p.mysql_version));
+        pr.check("params.db_size", grammar::token(&p.db_size));
         if p.backup_days == 0 {
-            return Err(TemplateError::Rule {
-                template: Self::NAME.into(),
-                reason: "backup_days = 0 would turn off the automated backups this template promises; use at least 1"
-                    .into(),
-            });
+            pr.push(
+                "params.backup_days",
+                "backup_days = 0 would turn off the automated backups this template promises; use at least 1",
+            );
         }
+        pr.check_opt("params.site_repo", p.site_repo.as_ref(), grammar::https_url);
+        pr.check_opt("params.admin_cidr", p.admin_cidr.as_ref(), grammar::token);
+        pr.finish()?;
         let stack = cx.new_stack();
         let net = stack.scope("network");
         let vpc = net.add("vpc", Vpc::new("10.20.0.0/16"));
@@ -74,13 +81,18 @@ impl TypedTemplate for LampSite {
                 .firewall(db_fw)
                 .backups(p.backup_days),
         );
-        let mut init = String::from("#cloud-config\npackage_update: true\npackages: [apache2, php, php-mysql, libapache2-mod-php, git]\nruncmd:\n");
-        if let Some(repo) = &p.site_repo {
-            init.push_str(&format!(
-                "  - [sh, -c, \"rm -rf /var/www/html && git clone --depth 1 {repo} /var/www/html\"]\n"
-            ));
+        // Parameters appear only as whole argv elements; `--` keeps the repository from being
+        // read as an option of git.
+        let mut init = CloudConfig::new();
+        init.package_update = true;
+        for pkg in ["apache2", "php", "php-mysql", "libapache2-mod-php", "git"] {
+            init.package(pkg);
         }
-        init.push_str("  - [systemctl, restart, apache2]\n");
+        if let Some(repo) = &p.site_repo {
+            init.run(&["rm", "-rf", "/var/www/html"]);
+            init.run(&["git", "clone", "--depth", "1", "--", repo, "/var/www/html"]);
+        }
+        init.run(&["systemctl", "restart", "apache2"]);
         let size =
             p.vm_size.clone().unwrap_or_else(|| if cx.stage == Stage::Dev { "micro".into() } else { "small".into() });
         let web = stack.add(
@@ -88,7 +100,7 @@ impl TypedTemplate for LampSite {
             Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), web_net)
                 .firewall(web_fw)
                 .public_ip(true)
-                .user_data(init)
+                .user_data(init.render())
                 .env("DB_HOST", db.host())
                 .env("DB_PASSWORD", db.password()),
         );

@@ -6,7 +6,9 @@
 //! staging and prod. Templates depend on core only, never on a provider.
 
 pub mod agency_sites;
+pub mod cloud_config;
 pub mod gdpr_saas;
+pub mod grammar;
 pub mod lamp_site;
 pub mod packs;
 pub mod web_app;
@@ -82,6 +84,85 @@ pub enum TemplateError {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// Parameters that break their grammar (an image reference, a URL, a command line, ...) or a
+    /// rule of the template: every one found, each with its path (`params.app_image`).
+    #[error("template `{template}` cannot be built: {}", ParamProblem::list(problems))]
+    InvalidParams {
+        /// Template name.
+        template: String,
+        /// Every problem, in the order of the parameters.
+        problems: Vec<ParamProblem>,
+    },
+}
+
+/// One invalid parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamProblem {
+    /// Where (`params.app_image`, `params.clients[2].name`).
+    pub path: String,
+    /// What is wrong and what to do; control characters of the value are escaped.
+    pub message: String,
+}
+
+impl ParamProblem {
+    fn list(problems: &[ParamProblem]) -> String {
+        match problems {
+            [one] => format!("{}: {}", one.path, one.message),
+            all => {
+                let mut s = format!("{} invalid parameters:", all.len());
+                for p in all {
+                    s.push_str(&format!("\n  {}: {}", p.path, p.message));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// Collects every parameter problem of one template before anything is built.
+#[derive(Debug)]
+pub(crate) struct Problems {
+    template: &'static str,
+    list: Vec<ParamProblem>,
+}
+
+impl Problems {
+    pub(crate) fn new(template: &'static str) -> Self {
+        Self { template, list: Vec::new() }
+    }
+
+    /// Record `message` against `path`.
+    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.list.push(ParamProblem { path: path.into(), message: message.into() });
+    }
+
+    /// Record the outcome of a grammar check.
+    pub(crate) fn check(&mut self, path: impl Into<String>, r: Result<(), grammar::GrammarError>) {
+        if let Err(e) = r {
+            self.push(path, e.to_string());
+        }
+    }
+
+    /// Check an optional value.
+    pub(crate) fn check_opt(
+        &mut self,
+        path: impl Into<String>,
+        v: Option<&String>,
+        f: fn(&str) -> Result<(), grammar::GrammarError>,
+    ) {
+        if let Some(v) = v {
+            self.check(path, f(v));
+        }
+    }
+
+    /// `Err` with every problem, or `Ok` when there is none.
+    pub(crate) fn finish(self) -> Result<(), TemplateError> {
+        if self.list.is_empty() {
+            Ok(())
+        } else {
+            Err(TemplateError::InvalidParams { template: self.template.to_string(), problems: self.list })
+        }
+    }
 }
 
 /// A template whose parameters are a typed Rust value.

@@ -6,7 +6,8 @@ use konstacks_core::model::{
     Cache, CacheSize, Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc,
 };
 
-use crate::{TemplateContext, TemplateError, TypedTemplate};
+use crate::cloud_config::{sh_quote, CloudConfig, WriteFile};
+use crate::{grammar, Problems, TemplateContext, TemplateError, TypedTemplate};
 
 /// The `web-app` template.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,9 +19,10 @@ pub struct WebApp;
 pub struct WebAppParams {
     /// VPC block.
     pub vpc_cidr: String,
-    /// Container image of the app (run with Docker by cloud-init).
+    /// Container image of the app, run with Docker by cloud-init: a reference such as
+    /// `ghcr.io/acme/shop:1.4.2` (`[registry/]name[:tag][@digest]`).
     pub app_image: Option<String>,
-    /// Or a start command, run by systemd.
+    /// Or a command line, run by `/bin/sh` from a systemd unit: one line, no control characters.
     pub start_command: Option<String>,
     /// Port the app listens on behind the reverse proxy.
     pub app_port: u16,
@@ -42,7 +44,7 @@ pub struct WebAppParams {
     pub admin_cidr: Option<String>,
     /// Days of database backups (default: dev 1, staging 7, prod 14).
     pub backup_days: Option<u32>,
-    /// SSH public keys for the VMs.
+    /// SSH public keys for the VMs, each one line of a `.pub` file (`ssh-ed25519 AAAA... me@host`).
     pub ssh_keys: Vec<String>,
 }
 
@@ -67,24 +69,87 @@ impl Default for WebAppParams {
     }
 }
 
+/// Where the environment file written by the providers lives (see the VM kind's `env`).
+const ENV_FILE: &str = "/etc/konstacks/app.env";
+/// The systemd unit that runs `start_command`.
+pub const APP_UNIT: &str = "konstacks-app.service";
+/// The script holding `start_command`, run by [`APP_UNIT`].
+const START_SCRIPT: &str = "/usr/local/lib/konstacks/start-app";
+/// The script enabling pgvector, run once with the app's environment.
+const PGVECTOR_SCRIPT: &str = "/usr/local/lib/konstacks/enable-pgvector";
+
+/// The app's user data. Parameters appear only as whole argv elements (`app_image`) or as the
+/// content of a file (`start_command`), never inside YAML syntax or another command's text.
 fn cloud_init(p: &WebAppParams) -> String {
-    let mut s = String::from("#cloud-config\npackage_update: true\npackages: [caddy]\nruncmd:\n");
-    s.push_str(&format!("  - [sh, -c, \"printf ':80 {{\\\\n  reverse_proxy 127.0.0.1:{}\\\\n}}\\\\n' > /etc/caddy/Caddyfile && systemctl restart caddy\"]\n", p.app_port));
+    let mut c = CloudConfig::new();
+    c.package_update = true;
+    c.package("caddy");
+    c.file(WriteFile::deferred(
+        "/etc/caddy/Caddyfile",
+        "0644",
+        format!(":80 {{\n  reverse_proxy 127.0.0.1:{}\n}}\n", p.app_port),
+    ));
+    c.run(&["systemctl", "restart", "caddy"]);
     if let Some(img) = &p.app_image {
-        s.push_str("  - [sh, -c, \"curl -fsSL https://get.docker.com | sh\"]\n");
-        s.push_str(&format!(
-            "  - [sh, -c, \"docker run -d --restart=always --env-file /etc/konstacks/app.env -p 127.0.0.1:{port}:{port} {img}\"]\n",
-            port = p.app_port
-        ));
+        // A constant pipeline: the only shell command line here, holding no parameter.
+        c.run(&["sh", "-c", "curl -fsSL https://get.docker.com | sh"]);
+        let publish = format!("127.0.0.1:{port}:{port}", port = p.app_port);
+        c.run(&["docker", "run", "-d", "--restart=always", "--env-file", ENV_FILE, "-p", &publish, img]);
     } else if let Some(cmd) = &p.start_command {
-        s.push_str(&format!(
-            "  - [sh, -c, \"systemd-run --unit=app --property=EnvironmentFile=/etc/konstacks/app.env --property=Restart=always {cmd}\"]\n"
+        // The command is shell code by design: it gets a script of its own, which systemd runs
+        // with the environment file loaded by systemd's own parser (no shell sources it).
+        c.file(WriteFile::deferred(START_SCRIPT, "0755", format!("#!/bin/sh\n{cmd}\n")));
+        c.file(WriteFile::deferred(
+            format!("/etc/systemd/system/{APP_UNIT}"),
+            "0644",
+            format!(
+                "[Unit]\nDescription=App started by Konstacks (start_command)\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nEnvironmentFile={ENV_FILE}\nExecStart={START_SCRIPT}\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n"
+            ),
         ));
+        c.run(&["systemctl", "daemon-reload"]);
+        c.run(&["systemctl", "enable", "--now", APP_UNIT]);
     }
     if p.pgvector {
-        s.push_str("  - [sh, -c, \"PGPASSWORD=$DATABASE_PASSWORD psql -h $DATABASE_HOST -U admin -c 'CREATE EXTENSION IF NOT EXISTS vector'\"]\n");
+        c.package("postgresql-client");
+        let sql = sh_quote("CREATE EXTENSION IF NOT EXISTS vector");
+        c.file(WriteFile::deferred(
+            PGVECTOR_SCRIPT,
+            "0755",
+            format!(
+                "#!/bin/sh\nset -eu\nPGPASSWORD=\"$DATABASE_PASSWORD\" exec psql -h \"$DATABASE_HOST\" -p \"$DATABASE_PORT\" -U admin -d postgres -c {sql}\n"
+            ),
+        ));
+        c.run(&[
+            "systemd-run",
+            "--wait",
+            "--collect",
+            &format!("--property=EnvironmentFile={ENV_FILE}"),
+            PGVECTOR_SCRIPT,
+        ]);
     }
-    s
+    c.render()
+}
+
+/// Check every parameter of web-app, under `prefix` (`params.` or `params.app.`).
+pub(crate) fn check_params(pr: &mut Problems, prefix: &str, p: &WebAppParams) {
+    pr.check(format!("{prefix}vpc_cidr"), grammar::token(&p.vpc_cidr));
+    pr.check_opt(format!("{prefix}app_image"), p.app_image.as_ref(), grammar::image_reference);
+    pr.check_opt(format!("{prefix}start_command"), p.start_command.as_ref(), grammar::command_line);
+    pr.check_opt(format!("{prefix}vm_size"), p.vm_size.as_ref(), grammar::token);
+    match p.vm_count {
+        Some(0) => pr.push(format!("{prefix}vm_count"), "vm_count = 0 would serve nothing; use at least 1"),
+        Some(n) if n > MAX_VMS => pr.push(
+            format!("{prefix}vm_count"),
+            format!("vm_count = {n} exceeds the {MAX_VMS} VMs one stack runs; split the fleet over several stacks"),
+        ),
+        _ => {}
+    }
+    pr.check(format!("{prefix}postgres_version"), grammar::token(&p.postgres_version));
+    pr.check_opt(format!("{prefix}db_size"), p.db_size.as_ref(), grammar::token);
+    pr.check_opt(format!("{prefix}admin_cidr"), p.admin_cidr.as_ref(), grammar::token);
+    for (i, k) in p.ssh_keys.iter().enumerate() {
+        pr.check(format!("{prefix}ssh_keys[{i}]"), grammar::ssh_public_key(k));
+    }
 }
 
 /// Stage-independent guarantees a template built on web-app adds (gdpr-saas uses them).
@@ -101,30 +166,15 @@ impl TypedTemplate for WebApp {
         "Web app: VMs behind 80/443, managed Postgres (pgvector optional), optional Redis, private database subnets";
 
     fn build(&self, cx: &TemplateContext, p: &WebAppParams) -> Result<Stack, TemplateError> {
-        check_counts(Self::NAME, p)?;
+        let mut pr = Problems::new(Self::NAME);
+        check_params(&mut pr, "params.", p);
+        pr.finish()?;
         Ok(build_web_app(cx, p, &Guarantees::default(), cx.new_stack()))
     }
 }
 
 /// Most app VMs one web-app stack runs.
 pub const MAX_VMS: u32 = 100;
-
-/// Refuse absurd counts before building anything.
-pub(crate) fn check_counts(template: &str, p: &WebAppParams) -> Result<(), TemplateError> {
-    match p.vm_count {
-        Some(0) => Err(TemplateError::Rule {
-            template: template.into(),
-            reason: "vm_count = 0 would serve nothing; use at least 1".into(),
-        }),
-        Some(n) if n > MAX_VMS => Err(TemplateError::Rule {
-            template: template.into(),
-            reason: format!(
-                "vm_count = {n} exceeds the {MAX_VMS} VMs one stack runs; split the fleet over several stacks"
-            ),
-        }),
-        _ => Ok(()),
-    }
-}
 
 /// The web-app stack, into `stack`.
 pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarantees, stack: Stack) -> Stack {
