@@ -225,13 +225,11 @@ async fn a_cloud_that_cannot_rotate_is_refused_before_any_change_with_what_to_do
 
     let s = e.synth(&stack(&Knobs::default())).unwrap();
     for err in [e.plan(&s, &PlanOptions::default()).await.err(), e.apply(&s, &ApplyOptions::default()).await.err()] {
-        let Some(Error::Secret(SecretError::Unrecoverable { path, attr, needed_by, .. })) = &err else {
+        let Some(Error::Secret(SecretError::Unrecoverable(lost))) = &err else {
             panic!("expected an unrecoverable secret, got {err:?}");
         };
-        assert_eq!(
-            (path.as_str(), attr.as_str(), needed_by.as_slice()),
-            ("db", "password", &["web-1".to_string()][..])
-        );
+        assert_eq!((lost.path.as_str(), lost.attr.as_str()), ("db", "password"));
+        assert_eq!(lost.needed_by, ["web-1"]);
         let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
         for what in ["`db`", "`password`", "web-1", "KONSTACKS_SECRET_KEY", "replace", "console", "nothing was sent"] {
             assert!(text.contains(what), "the message says {what}: {text}");

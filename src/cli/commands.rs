@@ -66,7 +66,7 @@ impl From<Error> for Failure {
             // A state key that is too short is a bad parameter; a lost secret the cloud cannot
             // rotate is a refusal before any change. Wrong and missing keys stay errors (1).
             Error::Secret(SecretError::KeyTooShort { .. }) => Failure::invalid(e.to_string()),
-            Error::Secret(SecretError::Unrecoverable { .. }) => {
+            Error::Secret(SecretError::Unrecoverable(_)) => {
                 Failure { exit: Exit::Refused, message: e.to_string(), details: None }
             }
             Error::Policy(report) => {

@@ -178,24 +178,29 @@ pub enum SecretError {
          {SECRET_KEY_ENV} to the key the stack was applied with if it has one, or replace `{path}` (a new \
          {kind} gets a new {attr}; its data is lost), or reset the {attr} in the provider's console and give it \
          to the stack as a provided secret",
-        .needed_by.join(", ")
+        .0.needed_by.join(", "),
+        stack = .0.stack, attr = .0.attr, path = .0.path, why = .0.why, provider = .0.provider, kind = .0.kind
     )]
-    Unrecoverable {
-        /// Stack.
-        stack: String,
-        /// The resource holding the secret.
-        path: String,
-        /// Its kind.
-        kind: String,
-        /// The secret field (`password`).
-        attr: String,
-        /// The provider of the resource.
-        provider: String,
-        /// Why it is lost.
-        why: String,
-        /// The resources that need it in this run.
-        needed_by: Vec<String>,
-    },
+    Unrecoverable(Box<LostSecret>),
+}
+
+/// A secret that is lost and cannot be rotated (see [`SecretError::Unrecoverable`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostSecret {
+    /// Stack.
+    pub stack: String,
+    /// The resource holding the secret.
+    pub path: String,
+    /// Its kind.
+    pub kind: String,
+    /// The secret field (`password`).
+    pub attr: String,
+    /// The provider of the resource.
+    pub provider: String,
+    /// Why it is lost.
+    pub why: String,
+    /// The resources that need it in this run.
+    pub needed_by: Vec<String>,
 }
 
 /// Encrypts secrets for storage in state (XChaCha20-Poly1305, key derived with SHA-256 from the

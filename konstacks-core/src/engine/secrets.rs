@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
-use crate::base::secret::{Sealer, Secret, SecretError, SecretSource, REDACTED, SECRET_KEY_ENV};
+use crate::base::secret::{LostSecret, Sealer, Secret, SecretError, SecretSource, REDACTED, SECRET_KEY_ENV};
 use crate::error::Error;
 use crate::kind::expr::Expr;
 use crate::kind::Kind;
@@ -351,7 +351,7 @@ pub(super) fn diff_recovering(
         for ((path, attr), needed_by, why) in lost {
             let Some(r) = s.index_of(&path).map(|i| &s.resources[i]) else { continue };
             if !rotatable(engine, r.kind, &r.provider, &attr) {
-                return Err(SecretError::Unrecoverable {
+                return Err(SecretError::Unrecoverable(Box::new(LostSecret {
                     stack: s.name.clone(),
                     path,
                     kind: r.kind.to_string(),
@@ -359,7 +359,7 @@ pub(super) fn diff_recovering(
                     provider: r.provider.clone(),
                     why,
                     needed_by,
-                }
+                }))
                 .into());
             }
             let id = (path, attr);
