@@ -432,7 +432,7 @@ pub fn ssh_public_key(s: &str) -> Result<(), GrammarError> {
     let body = blob.trim_end_matches('=');
     let padding = blob.len() - body.len();
     if body.is_empty()
-        || blob.len() % 4 != 0
+        || !blob.len().is_multiple_of(4)
         || padding > 2
         || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
     {

@@ -18,6 +18,53 @@ pub const TAG_PATH: &str = "konstacks:path";
 /// Tag carrying the physical name (shown by consoles).
 pub const TAG_NAME: &str = "Name";
 
+/// Longest tag key every supported cloud accepts (AWS: 128 Unicode characters).
+pub const MAX_TAG_KEY_LEN: usize = 128;
+/// Longest tag value every supported cloud accepts (AWS: 256 Unicode characters).
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+
+/// What no cloud accepts in a tag, if anything: an empty key, a key over
+/// [`MAX_TAG_KEY_LEN`] or a value over [`MAX_TAG_VALUE_LEN`] characters, or a control character
+/// (line break, tab, NUL, escape, ...) or a bidirectional-override / zero-width / line-separator
+/// character anywhere. Each backend maps the rest to its cloud's own rules (GCP labels are
+/// lowercased and sanitized by the GCP backend).
+pub fn tag_problem(key: &str, value: &str) -> Option<String> {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+    }
+    let shown = |s: &str| {
+        s.chars()
+            .take(60)
+            .map(|c| if hidden(c) { format!("\\u{{{:x}}}", u32::from(c)) } else { c.to_string() })
+            .collect::<String>()
+    };
+    if key.is_empty() {
+        return Some("a tag key is empty".into());
+    }
+    let (k, v) = (key.chars().count(), value.chars().count());
+    if k > MAX_TAG_KEY_LEN {
+        return Some(format!("tag key `{}...` has {k} characters, at most {MAX_TAG_KEY_LEN} are allowed", shown(key)));
+    }
+    if let Some(c) = key.chars().find(|c| hidden(*c)) {
+        return Some(format!(
+            "tag key `{}` contains the character U+{:04X}, which no cloud accepts",
+            shown(key),
+            u32::from(c)
+        ));
+    }
+    if v > MAX_TAG_VALUE_LEN {
+        return Some(format!("tag `{key}` has a value of {v} characters, at most {MAX_TAG_VALUE_LEN} are allowed"));
+    }
+    if let Some(c) = value.chars().find(|c| hidden(*c)) {
+        return Some(format!(
+            "tag `{key}` has a value containing the character U+{:04X}, which no cloud accepts",
+            u32::from(c)
+        ));
+    }
+    None
+}
+
 /// Fields every kind's spec carries; the engine may read these and no others.
 pub mod common {
     /// The physical name.
@@ -103,3 +150,30 @@ macro_rules! observed {
     };
 }
 pub(crate) use observed;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_no_cloud_accepts_are_named() {
+        assert_eq!(tag_problem("client", "acme"), None);
+        assert_eq!(tag_problem("dpo-contact", "Zoë Ødegård @ acme.example"), None);
+        assert_eq!(tag_problem("k", ""), None);
+        assert_eq!(tag_problem(&"k".repeat(128), &"v".repeat(256)), None);
+        for (k, v, expected) in [
+            ("", "x", "empty"),
+            (&*"k".repeat(129), "x", "129 characters"),
+            ("k", &*"v".repeat(257), "257 characters"),
+            ("a\nb", "x", "U+000A"),
+            ("k", "a\u{1b}[31m", "U+001B"),
+            ("k", "a\0", "U+0000"),
+            ("k", "a\rb", "U+000D"),
+            ("k", "abc\u{202e}gpj", "U+202E"),
+        ] {
+            let msg = tag_problem(k, v).unwrap_or_default();
+            assert!(msg.contains(expected), "{k:?}={v:?}: {msg}");
+            assert!(!msg.chars().any(char::is_control), "{msg:?}");
+        }
+    }
+}

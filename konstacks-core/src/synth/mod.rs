@@ -10,6 +10,7 @@ use serde_json::Value;
 pub use crate::base::diag::{is_valid_id, Diagnostic, Diagnostics, MAX_ID_LEN};
 use crate::kind::catalog::Catalog;
 pub use crate::kind::expr::Expr;
+use crate::kind::field::tag_problem;
 use crate::kind::{common, Kind, TAG_NAME, TAG_PATH, TAG_STACK};
 use crate::kind::{LowerCx, NodeEntry, StackCx};
 use crate::model::gate::HealthGate;
@@ -243,6 +244,7 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
     let region = resolve_stack_region(&mut ctx, catalog, catalogs);
     let region_s = region.clone().unwrap_or_default();
     let seen = check_ids(&mut ctx, catalog, catalogs);
+    check_tags(&mut ctx);
 
     // Per-kind fields and checks: each kind lowers itself.
     let entries: Vec<NodeEntry<'_>> = def.nodes.iter().map(|n| NodeEntry { path: &n.path, node: &n.spec }).collect();
@@ -396,6 +398,23 @@ fn check_ids<'d>(ctx: &mut Ctx<'d>, catalog: Option<&Catalog>, catalogs: &[&Cata
         }
     }
     seen
+}
+
+/// Tags no cloud accepts: the stack's own at the stack, a scope's at each resource.
+fn check_tags(ctx: &mut Ctx<'_>) {
+    let def = ctx.def;
+    let stack_tags = def.tags.iter().map(|t| (def.name.clone(), t));
+    let node_tags = def.nodes.iter().flat_map(|n| n.tags.iter().map(|t| (ctx.full(&n.path), t)));
+    let found: Vec<(String, String)> =
+        stack_tags.chain(node_tags).filter_map(|(path, (k, v))| Some((path, tag_problem(k, v)?))).collect();
+    for (path, message) in found {
+        ctx.diags.push(
+            "invalid-tag",
+            path,
+            message,
+            "use keys of 1 to 128 and values of at most 256 characters, without control or invisible formatting characters",
+        );
+    }
 }
 
 /// Two paths that map to the same physical name.
@@ -565,4 +584,30 @@ fn find_cycles(resources: &[SynthResource]) -> Vec<Vec<usize>> {
 /// A compact JSON view of a literal field, for tests and renderers.
 pub fn lit(v: impl Serialize) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::Error;
+    use crate::kinds::Vpc;
+    use crate::model::placement::{Jurisdiction, Placement, Stage};
+    use crate::sim::SimCloud;
+    use crate::stack::Stack;
+
+    #[test]
+    fn tags_no_cloud_accepts_are_refused_with_the_path_and_key() {
+        let stack = Stack::new("shop", Placement::within(Jurisdiction::Eu), Stage::Dev);
+        stack.tag("owner", "ops\nruncmd: [evil]");
+        stack.scope("net").tag("client", "a\u{1b}[31m").add("vpc", Vpc::new("10.0.0.0/16"));
+        stack.tag("ok", "Zoë @ acme.example");
+        let Err(Error::Invalid(d)) = stack.synth(&[&SimCloud::catalog()]) else { panic!("tags accepted") };
+        let found: Vec<(&str, &str)> =
+            d.iter().filter(|x| x.code == "invalid-tag").map(|x| (x.path.as_str(), x.message.as_str())).collect();
+        assert_eq!(found.len(), 2, "{d}");
+        assert!(found.iter().any(|(p, m)| *p == "shop" && m.contains("`owner`") && m.contains("U+000A")), "{d}");
+        assert!(
+            found.iter().any(|(p, m)| *p == "shop/net/vpc" && m.contains("`client`") && m.contains("U+001B")),
+            "{d}"
+        );
+    }
 }
