@@ -240,7 +240,7 @@ async fn web_app_applies_updates_in_place_and_destroys_on_moto() {
     let ud = ud.user_data().and_then(|u| u.value()).unwrap_or_default().to_string();
     let ud = String::from_utf8(aws_smithy_types::base64::decode(ud).unwrap()).unwrap();
     assert!(ud.contains("multipart/mixed") && ud.contains("/etc/konstacks/app.env") && ud.contains("ssh-ed25519"));
-    assert!(ud.contains("#cloud-config\npackage_update: true"), "the template's own cloud-init is kept");
+    assert!(ud.contains("#cloud-config\n{\n  \"package_update\": true"), "the template's own cloud-init is kept");
 
     // A new admin CIDR: the web firewall is updated in place, rule by rule.
     let changed = changed_params(&base, "admin_cidr", json!("192.0.2.0/24"));

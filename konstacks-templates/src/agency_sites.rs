@@ -17,7 +17,8 @@ pub struct AgencySites;
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSite {
-    /// Client name: 1 to 30 characters of a-z, 0-9 and '-'; used in paths and the `client` tag.
+    /// Client name: 1 to 30 characters of a-z, 0-9 and '-', not starting with '-'; used in paths
+    /// and the `client` tag.
     pub name: String,
     /// VM size slug.
     #[serde(default = "default_size")]
@@ -79,12 +80,13 @@ impl TypedTemplate for AgencySites {
             for (i, c) in p.clients.iter().enumerate() {
                 let ok = !c.name.is_empty()
                     && c.name.len() <= 30
-                    && c.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                    && c.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !c.name.starts_with('-');
                 if !ok {
                     pr.push(
                         format!("params.clients[{i}].name"),
                         format!(
-                            "client name `{}` must be 1 to 30 characters of a-z, 0-9 and '-'",
+                            "client name `{}` must be 1 to 30 characters of a-z, 0-9 and '-', not starting with '-'",
                             grammar::shown(&c.name)
                         ),
                     );

@@ -134,9 +134,12 @@ pub fn plain_text(s: &str, max: usize) -> Result<(), GrammarError> {
 }
 
 /// A size slug, an engine version or a CIDR block: 1 to 64 characters of ASCII letters, digits,
-/// `.`, `_`, `:`, `/` and `-`. Whether the provider offers it is checked by synth.
+/// `.`, `_`, `:`, `/` and `-`, not starting with `-`. Whether the provider offers it is checked by synth.
 pub fn token(s: &str) -> Result<(), GrammarError> {
     plain_text(s, MAX_TOKEN_LEN)?;
+    if s.starts_with('-') {
+        return Err(malformed("starts with '-', which would read as an option"));
+    }
     match s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '/' | '-'))) {
         Some(c) => Err(malformed(format!(
             "contains `{c}`; use ASCII letters, digits, '.', '_', ':', '/' and '-' (for example `small`, `16` or `10.0.0.0/16`)"
@@ -627,7 +630,7 @@ mod tests {
         for ok in ["small", "db-huge", "8.0", "10.0.0.0/33", "banana", "t3.micro"] {
             assert_eq!(token(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "a b", "$(id)", "a;b", "a'b", &"a".repeat(65)] {
+        for bad in ["", "a b", "$(id)", "a;b", "a'b", "--privileged", &"a".repeat(65)] {
             assert!(token(bad).is_err(), "accepted {bad:?}");
         }
         for ok in ["dpo@acme.example", "Jane Doe +49 30 1234", "Zoë Ødegård"] {
