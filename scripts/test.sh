@@ -10,6 +10,7 @@ export INSTA_UPDATE=no
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 cargo test --workspace --locked
+bash scripts/check-cloud-init.sh  # every template's user data through cloud-init's own schema validator
 
 # AWS backend on the official SDK against a real moto server (installs moto in a venv).
 bash scripts/test-aws.sh
