@@ -275,3 +275,87 @@ pub fn builtin() -> Vec<Box<dyn Template>> {
 pub fn find(name: &str) -> Result<Box<dyn Template>, TemplateError> {
     builtin().into_iter().find(|t| t.name() == name).ok_or_else(|| TemplateError::Unknown(name.to_string()))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use konstacks_core::model::Stage;
+    use serde_json::json;
+
+    use super::*;
+
+    fn problems(template: &str, params: serde_json::Value) -> Vec<(String, String)> {
+        let cx = TemplateContext::new("x", Stage::Prod);
+        match find(template).unwrap().build_json(&cx, params) {
+            Err(TemplateError::InvalidParams { problems, .. }) => {
+                problems.into_iter().map(|p| (p.path, p.message)).collect()
+            }
+            Err(other) => panic!("{template}: {other}"),
+            Ok(_) => panic!("{template}: accepted"),
+        }
+    }
+
+    #[test]
+    fn every_parameter_problem_is_listed_with_its_path() {
+        let found = problems(
+            "gdpr-saas",
+            json!({
+                "app": { "app_image": "x\"\nruncmd: [evil]", "start_command": "a\u{1b}b", "vm_count": 0,
+                         "ssh_keys": ["ssh-ed25519 AAAA", "nope"], "backup_days": 3, "vm_size": "a b" },
+                "data_classification": "a b", "dpo_contact": "<dpo>"
+            }),
+        );
+        let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "params.app.app_image",
+                "params.app.start_command",
+                "params.app.vm_size",
+                "params.app.vm_count",
+                "params.app.ssh_keys[1]",
+                "params.app.backup_days",
+                "params.data_classification",
+                "params.dpo_contact",
+            ]
+        );
+        assert!(found.iter().all(|(_, m)| !m.chars().any(char::is_control)), "{found:?}");
+        let lamp = problems("lamp-site", json!({ "site_repo": "git@github.com:a/b.git", "db_size": "$(id)" }));
+        assert_eq!(lamp.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["params.db_size", "params.site_repo"]);
+        let agency = problems(
+            "agency-sites",
+            json!({ "clients": [{ "name": "ok" }, { "name": "-x\u{202e}" }, { "name": "ok" }] }),
+        );
+        assert_eq!(
+            agency,
+            [
+                (
+                    "params.clients[1].name".to_string(),
+                    "client name `-x\\u{202e}` must be 1 to 30 characters of a-z, 0-9 and '-', not starting with '-'"
+                        .to_string()
+                ),
+                ("params.clients[2].name".to_string(), "client `ok` is listed twice".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_problem_reads_as_one_line_and_several_as_a_list() {
+        let cx = TemplateContext::new("x", Stage::Dev);
+        let one = find("web-app").unwrap().build_json(&cx, json!({ "vm_count": 2000 })).err().unwrap().to_string();
+        assert_eq!(
+            one,
+            "template `web-app` cannot be built: params.vm_count: vm_count = 2000 exceeds the 100 VMs one stack runs; split the fleet over several stacks"
+        );
+        let two = find("web-app")
+            .unwrap()
+            .build_json(&cx, json!({ "vm_count": 0, "app_image": "A" }))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            two.starts_with("template `web-app` cannot be built: 2 invalid parameters:\n  params.app_image: "),
+            "{two}"
+        );
+    }
+}
