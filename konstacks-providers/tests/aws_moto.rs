@@ -173,7 +173,7 @@ async fn web_app_applies_updates_in_place_and_destroys_on_moto() {
     let (ec2, rds) = raw(ACCOUNT).await;
     let base = json!({
         "admin_cidr": "198.51.100.0/24",
-        "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKonstacksTestKey admin@example"],
+        "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f admin@example"],
         "app_image": "ghcr.io/example/shop:1",
     });
 

@@ -245,7 +245,7 @@ mod snapshot {
         let cx = TemplateContext::new("shop", Stage::Dev).placement(Placement::region("eu-central-1")).provider("aws");
         let params = json!({
             "admin_cidr": "198.51.100.0/24",
-            "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKonstacksTestKey admin@example"],
+            "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f admin@example"],
             "app_image": "ghcr.io/example/shop:1",
         });
         let s = engine.synth(&t.build_json(&cx, params).unwrap()).unwrap();

@@ -79,7 +79,7 @@ pub fn web_app(vm_count: u32) -> konstacks_core::model::Stack {
     let cx = TemplateContext::new(STACK, Stage::Dev).placement(Placement::region(REGION)).provider("aws");
     let params = json!({
         "admin_cidr": "198.51.100.0/24",
-        "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKonstacksTestKey admin@example"],
+        "ssh_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f admin@example"],
         "app_image": "ghcr.io/example/shop:1",
         "vm_count": vm_count,
     });
