@@ -58,6 +58,11 @@ pub enum Error {
     /// be recovered; nothing was sent to the cloud.
     #[error(transparent)]
     Secret(#[from] crate::base::secret::SecretError),
+    /// The run would lose data, meet deletion protection, move the stack, touch another
+    /// stack's resource or create duplicates of resources state does not know, and was not told
+    /// it may; every hazard is listed and nothing was sent to the cloud.
+    #[error("{0}")]
+    Refused(Box<crate::engine::guard::Refusal>),
     /// Anything the caller asked for that cannot be done (for example an unknown resource path).
     #[error("{0}")]
     Usage(String),

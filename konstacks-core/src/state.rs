@@ -123,6 +123,30 @@ pub struct StackState {
     /// Stack outputs (secrets redacted).
     #[serde(default)]
     pub outputs: BTreeMap<String, Value>,
+    /// Where the stack's resources were last applied (absent before the first apply, after a
+    /// destroy, and in states written by older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<StackPlacement>,
+}
+
+/// The region a stack runs in and the jurisdiction it was bound to, as recorded in state: a
+/// plan that would move the stack elsewhere is refused unless the run is told it may.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackPlacement {
+    /// Region of the provider.
+    pub region: String,
+    /// The jurisdiction the stack's placement named, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jurisdiction: Option<crate::model::placement::Jurisdiction>,
+}
+
+impl std::fmt::Display for StackPlacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.jurisdiction {
+            Some(j) => write!(f, "{} (jurisdiction {j})", self.region),
+            None => f.write_str(&self.region),
+        }
+    }
 }
 
 impl StackState {
@@ -136,6 +160,7 @@ impl StackState {
             deposed: Vec::new(),
             pending: Vec::new(),
             outputs: BTreeMap::new(),
+            placement: None,
         }
     }
 
@@ -335,7 +360,7 @@ impl LocalBackend {
         if let Some(f) = open.get(stack) {
             return Ok(f.clone());
         }
-        let dir = self.dir(stack);
+        let dir = self.dir(stack)?;
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let path = dir.join("journal.jsonl");
         // A crash can leave a torn last line: a record that was never acknowledged. Cut it off
@@ -363,8 +388,40 @@ impl LocalBackend {
         &self.root
     }
 
-    fn dir(&self, stack: &str) -> PathBuf {
-        self.root.join("stacks").join(stack)
+    /// The stack's directory; refuses a name that is not a valid stack name, so that no name
+    /// (`../x`, `/abs`, `a/b`, ...) leads outside `stacks/`.
+    fn dir(&self, stack: &str) -> Result<PathBuf, StateError> {
+        check_stack_name(stack)?;
+        Ok(self.root.join("stacks").join(stack))
+    }
+}
+
+/// Refuse `stack` as the name of a stack's state when it is not a valid stack name (see
+/// [`crate::base::diag::stack_name_problem`]): every backend calls it before building a path or
+/// a key from the name.
+pub fn check_stack_name(stack: &str) -> Result<(), StateError> {
+    match crate::base::diag::stack_name_problem(stack) {
+        None => Ok(()),
+        Some(reason) => Err(StateError::InvalidStackName { name: stack.to_string(), reason }),
+    }
+}
+
+/// Remove what a killed process left in a stack's directory: temporary snapshots
+/// (`.state.json.tmp-<pid>-<n>`, formerly `state.tmp<pid>`) and lock candidates
+/// (`lock.<pid>.<id>.tmp`) whose process is no longer running. Called with the stack's lock held.
+fn sweep_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = crate::base::fs::temp_file_pid(&name, "state.json").or_else(|| {
+            let rest = name.strip_prefix("lock.")?.strip_suffix(".tmp")?;
+            rest.split_once('.').and_then(|(pid, _)| pid.parse().ok())
+        });
+        if let Some(pid) = pid {
+            if crate::base::fs::remove_if_stale(&e.path(), pid) {
+                tracing::debug!(file = %e.path().display(), pid, "removed a temporary file left by a process that is gone");
+            }
+        }
     }
 }
 
@@ -381,21 +438,12 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Write `bytes` to `path` atomically: temp file in the same directory, fsync, rename, fsync dir.
+/// Write `bytes` to `path` atomically: a temporary file in the same directory
+/// (`.<name>.tmp-<pid>-<n>`), fsync, rename, fsync of the directory. The temporary file is
+/// removed when a step fails; one left by a killed process is removed when the stack is next
+/// locked.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(bytes).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::base::fs::write_atomic(path, bytes).map_err(io_err(path))
 }
 
 /// Parse a snapshot and journal (pure: used by every backend).
@@ -474,7 +522,7 @@ impl LocalBackend {
                 .map_err(|e| StateError::Io { path: "journal".into(), source: std::io::Error::other(e) })?;
             buf.push(b'\n');
         }
-        let path = self.dir(stack).join("journal.jsonl");
+        let path = self.dir(stack)?.join("journal.jsonl");
         let this = self.clone();
         let stack = stack.to_string();
         blocking(move || {
@@ -492,7 +540,7 @@ impl LocalBackend {
     async fn compact_impl(&self, stack: &str, state: &StackState) -> Result<(), StateError> {
         let bytes = serde_json::to_vec(state)
             .map_err(|e| StateError::Io { path: "state.json".into(), source: std::io::Error::other(e) })?;
-        let dir = self.dir(stack);
+        let dir = self.dir(stack)?;
         // The journal is removed below: later appends must open a fresh file.
         self.forget_journal(stack);
         blocking(move || {
@@ -511,7 +559,7 @@ impl LocalBackend {
 #[async_trait::async_trait]
 impl StateBackend for LocalBackend {
     async fn load(&self, stack: &str) -> Result<StackState, StateError> {
-        let dir = self.dir(stack);
+        let dir = self.dir(stack)?;
         let stack = stack.to_string();
         blocking(move || {
             let snap = read_opt(&dir.join("state.json"))?;
@@ -534,7 +582,7 @@ impl StateBackend for LocalBackend {
     }
 
     async fn lock(&self, stack: &str, info: &LockInfo) -> Result<(), StateError> {
-        let dir = self.dir(stack);
+        let dir = self.dir(stack)?;
         let info = info.clone();
         let stack = stack.to_string();
         blocking(move || {
@@ -553,7 +601,10 @@ impl StateBackend for LocalBackend {
             let linked = std::fs::hard_link(&tmp, &path);
             let _ = std::fs::remove_file(&tmp);
             match linked {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    sweep_stale_temp_files(&dir);
+                    Ok(())
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let held: Option<LockInfo> = read_opt(&path)?.and_then(|b| serde_json::from_slice(&b).ok());
                     let held = held.unwrap_or(LockInfo {
@@ -580,7 +631,7 @@ impl StateBackend for LocalBackend {
     }
 
     async fn force_unlock(&self, stack: &str, id: &str) -> Result<LockInfo, StateError> {
-        let path = self.dir(stack).join("lock.json");
+        let path = self.dir(stack)?.join("lock.json");
         let (stack, id) = (stack.to_string(), id.to_string());
         blocking(move || {
             let raw = read_opt(&path)?;
@@ -609,7 +660,7 @@ impl StateBackend for LocalBackend {
     }
 
     async fn current_lock(&self, stack: &str) -> Result<Option<LockInfo>, StateError> {
-        let path = self.dir(stack).join("lock.json");
+        let path = self.dir(stack)?.join("lock.json");
         blocking(move || Ok(read_opt(&path)?.and_then(|b| serde_json::from_slice(&b).ok()))).await
     }
 
@@ -699,6 +750,86 @@ mod tests {
     fn future_version_is_refused() {
         let snap = br#"{"version": 99, "stack": "s", "serial": 1, "resources": {}}"#;
         assert!(matches!(parse_state("s", Some(snap), None, "x"), Err(StateError::FutureVersion { found: 99, .. })));
+    }
+
+    /// Names that must never become a path: every method refuses them with `InvalidStackName`
+    /// and nothing is created anywhere under (or beside) the root.
+    #[tokio::test]
+    async fn every_method_refuses_a_name_that_is_not_a_stack_name() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::Io { path: "tmp".into(), source: e })?;
+        let root = dir.path().join("state");
+        let b = LocalBackend::new(&root);
+        let long = "a".repeat(200);
+        let hostile = [
+            "../x",
+            "../../../../tmp/x",
+            "a/b",
+            "/abs",
+            ".",
+            "..",
+            "",
+            "a\0b",
+            "a\nb",
+            "a\\b",
+            long.as_str(),
+            "web.",
+            "web ",
+            "con",
+            "com1",
+            "w\u{0435}b",
+            "Web",
+            "-web",
+        ];
+        for name in hostile {
+            let refused = |r: Result<(), StateError>| match r {
+                Err(StateError::InvalidStackName { name: n, .. }) => n == name,
+                _ => false,
+            };
+            let info = LockInfo::for_this_process("apply");
+            assert!(refused(b.load(name).await.map(|_| ())), "load {name:?}");
+            assert!(refused(b.append(name, &[Record::Intent(intent("a"))]).await), "append {name:?}");
+            assert!(refused(b.append_buffered(name, &[Record::Intent(intent("a"))]).await), "append_buffered {name:?}");
+            assert!(refused(b.compact(name, &StackState::empty(name)).await), "compact {name:?}");
+            assert!(refused(b.lock(name, &info).await), "lock {name:?}");
+            assert!(refused(b.unlock(name, &info.id).await), "unlock {name:?}");
+            assert!(refused(b.force_unlock(name, &info.id).await.map(|_| ())), "force_unlock {name:?}");
+            assert!(refused(b.current_lock(name).await.map(|_| ())), "current_lock {name:?}");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path()).map_err(io_err(dir.path()))?.collect();
+        assert!(left.is_empty(), "nothing was created: {left:?}");
+        let msg = check_stack_name("../x").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("`../x`") && msg.contains("`.`") && msg.contains("a-z, 0-9"), "{msg}");
+        Ok(())
+    }
+
+    /// Temporary files of a killed process are removed when the stack is next locked; those of
+    /// a process still running are kept.
+    #[tokio::test]
+    async fn locking_removes_temporary_files_of_dead_processes() -> Result<(), StateError> {
+        let dir = tempfile::tempdir().map_err(|e| StateError::Io { path: "tmp".into(), source: e })?;
+        let b = LocalBackend::new(dir.path());
+        let stack_dir = b.dir("s")?;
+        std::fs::create_dir_all(&stack_dir).map_err(io_err(&stack_dir))?;
+        let dead = u32::MAX - 1;
+        let me = std::process::id();
+        let names = [
+            format!(".state.json.tmp-{dead}-3"),
+            format!("state.tmp{dead}"),
+            format!("lock.{dead}.0123456789abcdef.tmp"),
+            format!(".state.json.tmp-{me}-3"),
+            format!("lock.{me}.0123456789abcdef.tmp"),
+        ];
+        for n in &names {
+            std::fs::write(stack_dir.join(n), b"half").map_err(io_err(&stack_dir))?;
+        }
+        let info = LockInfo::for_this_process("apply");
+        b.lock("s", &info).await?;
+        let gone = |n: &String| !stack_dir.join(n).exists();
+        if Path::new("/proc/self").exists() {
+            assert!(names[..3].iter().all(gone), "dead writers' files are removed");
+        }
+        assert!(!names[3..].iter().any(gone), "a running process's files are kept");
+        b.unlock("s", &info.id).await
     }
 
     #[tokio::test]

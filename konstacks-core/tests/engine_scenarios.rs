@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use konstacks_core::engine::{ApplyOptions, Engine, FailurePolicy, PlanOptions};
+use konstacks_core::engine::{ApplyOptions, DataLossConsent, Engine, FailurePolicy, PlanOptions};
 use konstacks_core::error::{Error, ErrorKind};
 use konstacks_core::model::*;
 use konstacks_core::plan::Action;
@@ -96,6 +96,12 @@ impl World {
     async fn apply(&self, stack: &Stack) -> Result<konstacks_core::engine::ApplyReport, Error> {
         let s = self.engine.synth(stack)?;
         self.engine.apply(&s, &ApplyOptions::default()).await
+    }
+
+    /// Apply, allowing databases and caches to be deleted or replaced (their data lost).
+    async fn apply_losing_data(&self, stack: &Stack) -> Result<konstacks_core::engine::ApplyReport, Error> {
+        let s = self.engine.synth(stack)?;
+        self.engine.apply(&s, &ApplyOptions { data_loss: DataLossConsent::All, ..Default::default() }).await
     }
 
     async fn plan(&self, stack: &Stack) -> konstacks_core::plan::Plan {
@@ -194,7 +200,13 @@ async fn full_lifecycle_apply_noop_update_replace_destroy() {
     assert!(!sn.create_before_destroy);
     assert_eq!(plan.change("db").unwrap().action, Action::Replace);
     assert!(plan.change("db").unwrap().fields.iter().any(|f| f.name == "subnet_ids" && f.after_unknown));
-    w.apply(&web_stack("shop", &k6)).await.unwrap();
+    assert!(plan.change("db").unwrap().data_loss && !plan.change("network/private-a").unwrap().data_loss);
+    // Losing the database's data needs consent: refused before any cloud call without it.
+    let calls = w.sim.mutating_calls();
+    let refused = w.apply(&web_stack("shop", &k6)).await.unwrap_err();
+    assert!(refused.to_string().contains("--allow-data-loss db"), "{refused}");
+    assert_eq!(w.sim.mutating_calls(), calls);
+    w.apply_losing_data(&web_stack("shop", &k6)).await.unwrap();
     assert!(w.plan(&web_stack("shop", &k6)).await.is_empty());
     w.assert_converged("shop").await;
 
@@ -535,11 +547,11 @@ async fn a_failed_replacement_keeps_the_old_instance_and_retries_under_a_new_nam
         fail_kind: ErrorKind::QuotaExceeded,
         ..Default::default()
     });
-    assert!(w.apply(&mk(false)).await.is_err());
+    assert!(w.apply_losing_data(&mk(false)).await.is_err());
     w.assert_converged("rep").await;
     assert_eq!(w.state.load("rep").await.unwrap().deposed.len(), 1, "the old instance is kept, deposed");
     w.sim.set_faults(Faults::default());
-    let r = w.apply(&mk(false)).await.unwrap();
+    let r = w.apply_losing_data(&mk(false)).await.unwrap();
     assert!(r.adopted.is_empty(), "the deposed instance must never be adopted as the new one: {r:?}");
     let dbs: Vec<_> = w.sim.resources_of_stack("rep").into_iter().filter(|r| r.kind() == Database::KIND).collect();
     assert_eq!(dbs.len(), 1);
@@ -639,14 +651,14 @@ async fn import_adopts_an_existing_resource_and_plans_only_the_differences() {
     let vpc = stack.add("vpc", Vpc::new("10.9.0.0/16"));
     stack.add("a", Subnet::new(vpc, "10.9.1.0/24"));
     let s = w.engine.synth(&stack).unwrap();
-    let plan = w.engine.import(&s, "vpc", &hand_made.id).await.unwrap();
+    let plan = w.engine.import(&s, "vpc", &hand_made.id, &Default::default()).await.unwrap();
     let c = plan.change("vpc").unwrap();
     assert_eq!(c.action, Action::Update, "{}", plan.render(false));
     assert_eq!(c.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["tags"], "name and CIDR already match");
     assert_eq!(plan.change("a").unwrap().action, Action::Create);
     // Importing twice, or an unknown id, is refused with a clear message.
-    assert!(w.engine.import(&s, "vpc", &hand_made.id).await.unwrap_err().to_string().contains("already managed"));
-    assert!(w.engine.import(&s, "a", "subnet-ffffffff").await.unwrap_err().to_string().contains("has no subnet"));
+    assert!(w.engine.import(&s, "vpc", &hand_made.id, &Default::default()).await.unwrap_err().to_string().contains("already managed"));
+    assert!(w.engine.import(&s, "a", "subnet-ffffffff", &Default::default()).await.unwrap_err().to_string().contains("has no subnet"));
     w.apply(&stack).await.unwrap();
     assert_eq!(w.count("imp", Vpc::KIND), 1, "adopted, not created");
     assert!(w.plan(&stack).await.is_empty());

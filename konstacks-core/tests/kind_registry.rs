@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use konstacks_core::engine::{ApplyOptions, Engine, PlanOptions};
+use konstacks_core::engine::{ApplyOptions, DataLossConsent, Engine, PlanOptions};
 use konstacks_core::error::Error;
 use konstacks_core::kinds;
 use konstacks_core::model::*;
@@ -142,7 +142,9 @@ async fn cache_lifecycle_on_the_simulated_cloud() {
     let plan = engine.plan(&s3, &PlanOptions::default()).await.unwrap();
     let change = plan.changes.iter().find(|c| c.path == "cache").unwrap();
     assert_eq!(change.action, Action::Replace, "{}", plan.render(false));
-    engine.apply(&s3, &ApplyOptions::default()).await.unwrap();
+    assert!(change.data_loss, "a cache replacement loses its data");
+    let consent = DataLossConsent::Paths(["cache".to_string()].into());
+    engine.apply(&s3, &ApplyOptions { data_loss: consent, ..Default::default() }).await.unwrap();
     assert!(engine.plan(&s3, &PlanOptions { refresh: true }).await.unwrap().is_empty());
 
     engine.destroy("shop", &ApplyOptions::default()).await.unwrap();

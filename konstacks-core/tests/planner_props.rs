@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use konstacks_core::engine::{ApplyOptions, ApplyReport, Engine, PlanOptions};
+use konstacks_core::engine::{ApplyOptions, ApplyReport, DataLossConsent, Engine, PlanOptions};
 use konstacks_core::model::*;
 use konstacks_core::plan::{Action, Plan};
 use konstacks_core::secret::{Sealer, Secret};
@@ -529,7 +529,8 @@ impl World {
         let before = self.engine.plan(&s, &PlanOptions { refresh }).await.map_err(|e| format!("{what}: plan: {e}"))?;
         let report = self
             .engine
-            .apply(&s, &ApplyOptions { refresh, ..Default::default() })
+            // Random transitions delete and replace databases on purpose.
+            .apply(&s, &ApplyOptions { refresh, data_loss: DataLossConsent::All, ..Default::default() })
             .await
             .map_err(|e| format!("{what}: apply failed: {e}\nthe plan was:\n{}", before.render(false)))?;
         if !report.is_success() {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod drift;
 mod exec;
+pub mod guard;
 mod journal;
 mod ops;
 mod reconcile;
@@ -24,6 +25,7 @@ mod secrets;
 use exec::Exec;
 pub use journal::Durability;
 use journal::Journal;
+pub use guard::{Hazard, Refusal};
 pub use report::*;
 
 use serde_json::Value;
@@ -293,6 +295,7 @@ impl Engine {
         }
         let input = PlanInput { recovered, moved: moves(s) };
         let (mut plan, _, _) = secrets::diff_recovering(self, s, &mut state, &input)?;
+        plan.untracked = self.untracked(&plan, &state).await?;
         self.decorate(&mut plan, s, &state, policy);
         Ok(plan)
     }
@@ -311,7 +314,10 @@ impl Engine {
     /// resource is read (one batched call), recorded in state with the values the cloud reports,
     /// and the returned plan shows exactly what the next apply would change to make it match the
     /// stack (typically: add the stack's tags).
-    pub async fn import(&self, s: &Synthesized, path: &str, id: &str) -> Result<Plan, Error> {
+    ///
+    /// A resource whose tags say it belongs to another stack is refused with that stack's name
+    /// unless `opts.force`.
+    pub async fn import(&self, s: &Synthesized, path: &str, id: &str, opts: &ImportOptions) -> Result<Plan, Error> {
         let idx = s.index_of(path).ok_or_else(|| {
             Error::Usage(format!(
                 "stack `{}` has no resource at `{path}`; import targets a path the stack declares",
@@ -345,6 +351,19 @@ impl Engine {
                     r.provider, r.kind
                 )));
             };
+            let mut attrs = attrs;
+            if let Some(owner) = guard::owner_of(&attrs).filter(|o| *o != s.name) {
+                if !opts.force {
+                    let hazard =
+                        Hazard::OtherStack { path: path.to_string(), id: id.to_string(), owner: owner.to_string() };
+                    return Err(Error::Refused(Box::new(Refusal { stack: s.name.clone(), hazards: vec![hazard] })));
+                }
+                // Taken over: the stack tag the cloud still shows is recorded as ours (the next
+                // apply writes it), so this stack's own runs do not take it for a foreign resource.
+                if let Some(Value::Object(tags)) = attrs.get_mut("tags") {
+                    tags.insert(crate::kind::TAG_STACK.to_string(), Value::String(s.name.clone()));
+                }
+            }
             // What the cloud reports wins; fields it cannot report (user data, secrets, options)
             // are taken from the stack, so only real differences show in the next plan.
             let known: Vec<Option<&BTreeMap<String, Value>>> =
@@ -488,6 +507,15 @@ impl Engine {
                 return Err(Error::StalePlan { planned: expected.state_serial, current: plan.state_serial });
             }
         }
+        let mut plan = plan;
+        let gated = match s {
+            Some(_) => self.untracked(&plan, &state).await.map(|u| plan.untracked = u),
+            None => Ok(()),
+        };
+        if let Err(e) = gated.and_then(|()| guard::check(&plan, &state, opts, s.is_some())) {
+            journal.close().await;
+            return Err(e);
+        }
         let s_sum = plan.summary;
         self.emit(
             stack,
@@ -524,6 +552,11 @@ impl Engine {
         let appends_ms = journal.busy_ms();
         let journal_written = journal.appended() > 0;
         let mut final_state = journal.close().await;
+        final_state.placement = match s {
+            Some(s) if !final_state.resources.is_empty() => Some(plan::safety::placement_of(s)),
+            _ if final_state.resources.is_empty() => None,
+            _ => final_state.placement,
+        };
         // A run that changed nothing (a failed first call, say) keeps the serial: the snapshot is
         // rewritten with the same bytes only to drop the journal of its intent and abandon.
         let changed = final_state != loaded;

@@ -12,7 +12,7 @@ use crate::base::error::{ErrorKind, ProviderError};
 use crate::events::EventKind;
 use crate::kind::api::Attrs;
 use crate::kind::Kind;
-use crate::kind::{Selector, TAG_NAME, TAG_PATH};
+use crate::kind::Selector;
 use crate::state::{OpKind, PendingOp, Record, ResourceState};
 
 use super::{CrashPhase, ProviderSlot};
@@ -103,12 +103,9 @@ impl Exec<'_> {
     ) -> Result<Option<(String, Attrs)>, ProviderError> {
         let sel = Selector::Stack(self.stack.to_string());
         let all = self.call(slot, cx, path, OpKind::Create, || slot.provider.read_many(cx, kind, &sel)).await?;
-        Ok(all.into_iter().find(|(id, a)| {
-            let tags = a.get("tags");
-            !self.known_ids.contains(id)
-                && tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(path)
-                && tags.and_then(|t| t.get(TAG_NAME)).and_then(Value::as_str) == Some(name)
-        }))
+        Ok(all
+            .into_iter()
+            .find(|(id, a)| !self.known_ids.contains(id) && super::reconcile::has_identity(a, self.stack, path, Some(name))))
     }
 
     pub(super) fn intent(
@@ -165,6 +162,9 @@ impl Exec<'_> {
         let cx = self.engine.op_cx(self.stack, path, OpKind::Delete);
         let t0 = cx.clock.now();
         self.emit(path, EventKind::Started { op: OpKind::Delete });
+        if let Some(field) = protected_by(res) {
+            self.lift_protection(slot, &cx, path, res, field).await?;
+        }
         let intent = self.delete_intent(path, res.kind, &res.provider, &res.id, res.deps.clone());
         self.journal.write(vec![Record::Intent(intent)]).await?;
         self.engine.crash_point(CrashPhase::BeforeCall);
@@ -187,6 +187,37 @@ impl Exec<'_> {
             },
         );
         Ok(())
+    }
+
+    /// Turn deletion protection off right before deleting: an update with the recorded inputs,
+    /// the protection field `false` and no secret (so none is reset). The run reached this only
+    /// because the plan showed the protection and the caller allowed lifting it.
+    async fn lift_protection(
+        &self,
+        slot: &ProviderSlot,
+        cx: &OpContext,
+        path: &str,
+        res: &ResourceState,
+        field: &str,
+    ) -> Result<(), OpFailure> {
+        let mut spec: serde_json::Map<String, Value> = res.inputs.clone().into_iter().collect();
+        spec.insert(field.to_string(), Value::Bool(false));
+        for secret in res.kind.def().secrets {
+            spec.insert((*secret).to_string(), Value::Null);
+        }
+        let mut intent = self.delete_intent(path, res.kind, &res.provider, &res.id, res.deps.clone());
+        intent.op = OpKind::Update;
+        self.journal.write(vec![Record::Intent(intent)]).await?;
+        let spec = Value::Object(spec);
+        let lifted =
+            self.call(slot, cx, path, OpKind::Update, || slot.provider.update(cx, res.kind, &res.id, spec.clone())).await;
+        // Nothing to keep in state: the delete follows at once. After a crash right here the
+        // next run reads the resource back (reconciliation of the pending update).
+        self.journal.write(vec![Record::Abandon { path: path.to_string(), op: OpKind::Update }]).await?;
+        lifted.map(|_| ()).map_err(|e| OpFailure {
+            kind: e.kind(),
+            message: format!("turning deletion protection off before the delete failed: {}", e.full_chain()),
+        })
     }
 
     /// A new instance failed its health gate: delete it and make the old one current again.
@@ -231,6 +262,13 @@ impl Exec<'_> {
         };
         OpFailure { kind: ErrorKind::Other, message }
     }
+}
+
+/// The field whose `true` protects `res` from deletion, when it is set.
+fn protected_by(res: &ResourceState) -> Option<&'static str> {
+    let field = res.kind.def().deletion_protection?;
+    let on = |m: &BTreeMap<String, Value>| m.get(field).and_then(Value::as_bool) == Some(true);
+    (on(&res.inputs) || on(&res.attrs)).then_some(field)
 }
 
 /// A slot of a concurrency bound (a closed semaphore means the engine is shutting down).

@@ -9,12 +9,24 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::kind::api::Attrs;
 use crate::kind::Kind;
-use crate::kind::{Selector, TAG_NAME, TAG_PATH};
+use crate::kind::{Selector, TAG_NAME, TAG_PATH, TAG_STACK};
 use crate::plan::{self, Recovery};
 use crate::state::{OpKind, Record, ResourceState, StackState};
 
 use super::journal::Journal;
 use super::Engine;
+
+fn tag<'a>(attrs: &'a Attrs, key: &str) -> Option<&'a str> {
+    attrs.get("tags").and_then(|t| t.get(key)).and_then(Value::as_str)
+}
+
+/// Whether a listed resource carries the identity a create recorded: its stack, its path and,
+/// when recorded, its physical name. Adoption never takes "something with that name".
+pub(super) fn has_identity(attrs: &Attrs, stack: &str, path: &str, name: Option<&str>) -> bool {
+    tag(attrs, TAG_STACK) == Some(stack)
+        && tag(attrs, TAG_PATH) == Some(path)
+        && (name.is_none() || tag(attrs, TAG_NAME) == name)
+}
 
 impl Engine {
     /// Reconcile interrupted operations: creates are looked up by tags and adopted, deletes are
@@ -61,12 +73,9 @@ impl Engine {
                         .map(|r| r.id.as_str())
                         .collect();
                     let hit = listing.iter().find(|(id, a)| {
-                        let tags = a.get("tags");
                         !known.contains(id.as_str())
-                            && tags.and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str) == Some(p.path.as_str())
-                            && (name.is_none()
-                                || tags.and_then(|t| t.get(TAG_NAME)).and_then(Value::as_str)
-                                    == name.map(|s| s.as_str()))
+                            && has_identity(a, &state.stack, &p.path, name.map(String::as_str))
+                            && p.tags.iter().all(|(k, v)| !k.starts_with("konstacks:") || tag(a, k) == Some(v))
                     });
                     match hit {
                         Some((id, attrs)) => (

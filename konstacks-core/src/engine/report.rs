@@ -28,6 +28,13 @@ pub struct PlanOptions {
     pub refresh: bool,
 }
 
+/// Options of an import.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Take over a resource whose tags say it belongs to another stack.
+    pub force: bool,
+}
+
 /// Options of an apply or destroy.
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -37,6 +44,41 @@ pub struct ApplyOptions {
     pub on_failure: FailurePolicy,
     /// The plan the user approved: the apply refuses to run if planning again gives another.
     pub expected: Option<Plan>,
+    /// Which deletions of data-holding resources an apply may make (a destroy is its own
+    /// consent: it deletes everything by definition).
+    pub data_loss: DataLossConsent,
+    /// Turn deletion protection off (an update) right before deleting a protected resource,
+    /// instead of refusing the run.
+    pub disable_deletion_protection: bool,
+    /// Let an apply move an applied stack to another region or jurisdiction.
+    pub allow_placement_change: bool,
+    /// Let an apply go on although the cloud holds resources tagged for the stack that its
+    /// state does not know (they are left alone; duplicates may be created next to them).
+    pub ignore_untracked: bool,
+}
+
+/// Which deletions of data-holding resources (databases, caches) an apply may make.
+#[non_exhaustive]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DataLossConsent {
+    /// None: an apply that would delete or replace one is refused before any cloud call.
+    #[default]
+    Refuse,
+    /// Only the resources at these logical paths.
+    Paths(std::collections::BTreeSet<String>),
+    /// Any.
+    All,
+}
+
+impl DataLossConsent {
+    /// Whether the resource at `path` may lose its data.
+    pub fn allows(&self, path: &str) -> bool {
+        match self {
+            DataLossConsent::Refuse => false,
+            DataLossConsent::Paths(p) => p.contains(path),
+            DataLossConsent::All => true,
+        }
+    }
 }
 
 /// One failed operation.

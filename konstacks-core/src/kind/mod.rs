@@ -53,6 +53,10 @@ pub struct KindDef {
     pub create_before_destroy: bool,
     /// Whether the resource holds data that a delete loses (databases, caches, buckets, zones).
     pub holds_data: bool,
+    /// The boolean field that, while `true`, makes the cloud refuse to delete the resource
+    /// (`deletion_protection` of a database). A planned delete or replacement of a protected
+    /// resource is refused up front unless the run may turn it off first (an update).
+    pub deletion_protection: Option<&'static str>,
     /// Monthly cost lines from the resolved inputs; `None` for a kind no cloud bills by itself.
     pub price: Option<fn(&PriceCx<'_>) -> Vec<CostLine>>,
     /// Whether a provider's catalogue has what this kind needs (sizes, engines).

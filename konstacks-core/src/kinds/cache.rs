@@ -286,6 +286,7 @@ pub const CACHE: KindDef = KindDef {
     rotatable_secrets: &[field::AUTH_TOKEN.name()],
     create_before_destroy: true,
     holds_data: true,
+    deletion_protection: None,
     price: Some(price),
     offered_by: |c| !c.cache_sizes.is_empty() && ["redis", "valkey"].iter().any(|e| !c.engine_versions(e).is_empty()),
     check_stack,

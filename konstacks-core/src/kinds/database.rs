@@ -328,6 +328,7 @@ pub const DATABASE: KindDef = KindDef {
     rotatable_secrets: &[field::PASSWORD.name()],
     create_before_destroy: true,
     holds_data: true,
+    deletion_protection: Some("deletion_protection"),
     price: Some(price),
     offered_by: |c| !c.db_sizes.is_empty() && ["postgres", "mysql"].iter().any(|e| !c.engine_versions(e).is_empty()),
     check_stack,

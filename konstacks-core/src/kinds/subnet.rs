@@ -132,6 +132,7 @@ pub const SUBNET: KindDef = KindDef {
     rotatable_secrets: &[],
     create_before_destroy: false,
     holds_data: false,
+    deletion_protection: None,
     price: None,
     offered_by: always_offered,
     check_stack,

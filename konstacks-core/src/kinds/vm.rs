@@ -294,6 +294,7 @@ pub const VM: KindDef = KindDef {
     rotatable_secrets: &[],
     create_before_destroy: true,
     holds_data: false,
+    deletion_protection: None,
     price: Some(price),
     offered_by: |c| !c.vm_sizes.is_empty() && !c.images.is_empty(),
     check_stack,

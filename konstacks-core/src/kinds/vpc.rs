@@ -68,6 +68,7 @@ pub const VPC: KindDef = KindDef {
     rotatable_secrets: &[],
     create_before_destroy: true,
     holds_data: false,
+    deletion_protection: None,
     price: None,
     offered_by: always_offered,
     check_stack: no_stack_check,

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::base::secret::{Secret, SecretSource, REDACTED};
 pub mod action;
+pub mod safety;
 
 use crate::kind::Kind;
 use crate::model::placement::Stage;
@@ -70,6 +71,12 @@ pub struct ResourceChange {
     /// Field-level changes (empty for no-op and delete).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub fields: Vec<FieldChange>,
+    /// The delete (or the delete half of a replacement) loses the data the resource holds.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub data_loss: bool,
+    /// The resource has deletion protection on: the delete needs it turned off first.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub deletion_protected: bool,
 }
 
 /// An interrupted operation found in state, and what the engine will do about it.
@@ -129,6 +136,12 @@ pub struct Plan {
     /// Result of the compliance packs (when the engine has a policy).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub policy: Option<PlanPolicy>,
+    /// The stack moves to another region or jurisdiction (apply refuses unless allowed).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub placement_change: Option<safety::PlacementChange>,
+    /// Resources tagged for the stack that state does not know (apply refuses to plan around them).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub untracked: Vec<safety::Untracked>,
 }
 
 /// The compliance result carried by a plan.
@@ -173,6 +186,7 @@ impl Plan {
         for r in &self.recovered {
             let _ = writeln!(out, "  ! recovered interrupted {:?} of {}: {}", r.interrupted, r.path, r.outcome);
         }
+        safety::render_banner(self, &mut out, &paint);
         if self.is_empty() {
             let _ = writeln!(out, "\nNo changes. The infrastructure matches the stack.");
             self.render_footer(&mut out);
@@ -204,6 +218,7 @@ impl Plan {
                 let _ = write!(out, " (moved from {m})");
             }
             out.push('\n');
+            safety::render_marks(self, c, &mut out, &paint);
             if !c.replace_reasons.is_empty() {
                 let order = if c.create_before_destroy { "create before destroy" } else { "destroy before create" };
                 let _ = writeln!(out, "      # forced by: {} ({order})", c.replace_reasons.join(", "));
@@ -228,6 +243,7 @@ impl Plan {
             "\nPlan: {} to create, {} to update, {} to replace, {} to delete.",
             s.create, s.update, s.replace, s.delete
         );
+        safety::render_footer(self, &mut out);
         self.render_footer(&mut out);
         out
     }
@@ -527,6 +543,8 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             moved_from,
             deposed: false,
             fields: Vec::new(),
+            data_loss: false,
+            deletion_protected: false,
         };
         match prior {
             None => {
@@ -590,6 +608,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
                 change.replace_reasons = reasons;
             }
         }
+        safety::mark(&mut change, prior);
         let np = &mut nodes[i];
         np.action = change.action;
         np.generation = match change.action {
@@ -628,7 +647,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     }
     out.extend(deposed_changes(state));
 
-    let plan = finish(
+    let mut plan = finish(
         &s.name,
         Some(s.stage),
         Some(s.region.clone()),
@@ -637,12 +656,13 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
         input.recovered.clone(),
         outputs_preview(s, &known),
     );
+    plan.placement_change = safety::placement_change(s, state);
     (plan, nodes)
 }
 
 /// The deletion of the resource `r` recorded at `path` (a deposed instance or a current one).
 fn delete_change(path: &str, r: &crate::state::ResourceState, deposed: bool) -> ResourceChange {
-    ResourceChange {
+    let mut change = ResourceChange {
         path: path.to_string(),
         kind: r.kind,
         provider: r.provider.clone(),
@@ -653,7 +673,11 @@ fn delete_change(path: &str, r: &crate::state::ResourceState, deposed: bool) -> 
         moved_from: None,
         deposed,
         fields: Vec::new(),
-    }
+        data_loss: false,
+        deletion_protected: false,
+    };
+    safety::mark(&mut change, Some(r));
+    change
 }
 
 fn deposed_changes(state: &StackState) -> Vec<ResourceChange> {
@@ -705,6 +729,8 @@ fn finish(
         outputs,
         cost: None,
         policy: None,
+        placement_change: None,
+        untracked: Vec::new(),
     }
 }
 

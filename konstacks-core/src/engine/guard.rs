@@ -1,0 +1,212 @@
+//! The safety gate of a run: before any change reaches a cloud, a plan that would lose data,
+//! meet deletion protection, move the stack, touch another stack's resource or create
+//! duplicates of resources state lost track of is refused, with every hazard and the option that
+//! allows it listed at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::kind::{Kind, Selector, TAG_PATH, TAG_STACK};
+use crate::plan::safety::{PlacementChange, Untracked};
+use crate::plan::{Action, Plan};
+use crate::state::StackState;
+
+use super::report::ApplyOptions;
+use super::Engine;
+
+/// One reason a run was refused.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "hazard", rename_all = "snake_case")]
+pub enum Hazard {
+    /// A delete or replacement would lose the data of a database or cache.
+    DataLoss {
+        /// Logical path.
+        path: String,
+        /// Kind.
+        kind: Kind,
+        /// Delete or replace.
+        action: Action,
+    },
+    /// A delete or replacement meets deletion protection.
+    DeletionProtected {
+        /// Logical path.
+        path: String,
+        /// Kind.
+        kind: Kind,
+    },
+    /// The stack would move to another region or jurisdiction.
+    PlacementChange(PlacementChange),
+    /// The cloud holds a resource tagged for the stack that state does not know.
+    Untracked(Untracked),
+    /// A resource in state carries another stack's tag.
+    OtherStack {
+        /// Logical path (or the path asked for by an import).
+        path: String,
+        /// Provider id.
+        id: String,
+        /// The stack its tag names.
+        owner: String,
+    },
+}
+
+impl fmt::Display for Hazard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hazard::DataLoss { path, kind, action } => {
+                let verb = if *action == Action::Replace { "replaced" } else { "deleted" };
+                write!(f, "{kind} {path} would be {verb} and the data it holds lost; allow it with --allow-data-loss {path} (or --allow-all-data-loss)")
+            }
+            Hazard::DeletionProtected { path, kind } => write!(
+                f,
+                "{kind} {path} has deletion protection on; pass --disable-deletion-protection to turn it off right before the delete, or keep it"
+            ),
+            Hazard::PlacementChange(m) => write!(
+                f,
+                "the stack would move from {} to {}, replacing every resource; pass --allow-placement-change if that is meant, or plan with the old region/jurisdiction",
+                m.from, m.to
+            ),
+            Hazard::Untracked(u) => write!(
+                f,
+                "{} {} [{}] is tagged for this stack but state does not know it (lost or damaged state?); adopt it with `{}` or delete it, then apply again",
+                u.kind,
+                u.path.as_deref().unwrap_or("(no path tag)"),
+                u.id,
+                u.import_hint()
+            ),
+            Hazard::OtherStack { path, id, owner } => write!(
+                f,
+                "{path} [{id}] belongs to stack `{owner}` (its {TAG_STACK} tag); leave it to that stack, or pass --force to take it over"
+            ),
+        }
+    }
+}
+
+/// Why a run was refused: every hazard found, none acted on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Refusal {
+    /// Stack.
+    pub stack: String,
+    /// The hazards, in plan order.
+    pub hazards: Vec<Hazard>,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "refused to change stack {}: nothing was sent to the cloud; {} hazard(s):", self.stack, self.hazards.len())?;
+        for h in &self.hazards {
+            write!(f, "\n  - {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The tag naming the stack a resource belongs to, from its attributes.
+pub(crate) fn owner_of(attrs: &BTreeMap<String, Value>) -> Option<&str> {
+    attrs.get("tags").and_then(|t| t.get(TAG_STACK)).and_then(Value::as_str)
+}
+
+/// The hazards of running `plan` with `opts`, and with `state` (the state it was planned from)
+/// those of resources another stack owns. `applying` is false for a destroy, which is its own
+/// consent to lose data.
+pub fn hazards(plan: &Plan, state: Option<&StackState>, opts: &ApplyOptions, applying: bool) -> Vec<Hazard> {
+    let mut out = Vec::new();
+    if let Some(m) = &plan.placement_change {
+        if applying && !opts.allow_placement_change {
+            out.push(Hazard::PlacementChange(m.clone()));
+        }
+    }
+    if !opts.ignore_untracked {
+        out.extend(plan.untracked.iter().cloned().map(Hazard::Untracked));
+    }
+    for c in plan.actionable() {
+        let prior = state.and_then(|state| if c.deposed {
+            state.deposed.iter().find(|d| d.path == c.path && Some(&d.resource.id) == c.id.as_ref()).map(|d| &d.resource)
+        } else {
+            c.moved_from.as_deref().and_then(|m| state.resources.get(m)).or_else(|| state.resources.get(&c.path))
+        });
+        if let Some(owner) = prior.and_then(|p| owner_of(&p.attrs)).filter(|o| *o != plan.stack) {
+            out.push(Hazard::OtherStack {
+                path: c.path.clone(),
+                id: c.id.clone().unwrap_or_default(),
+                owner: owner.to_string(),
+            });
+        }
+        if applying && c.data_loss && !opts.data_loss.allows(&c.path) {
+            out.push(Hazard::DataLoss { path: c.path.clone(), kind: c.kind, action: c.action });
+        }
+        if c.deletion_protected && !opts.disable_deletion_protection {
+            out.push(Hazard::DeletionProtected { path: c.path.clone(), kind: c.kind });
+        }
+    }
+    out
+}
+
+/// Refuse the run if it meets a hazard it was not told it may.
+pub(crate) fn check(plan: &Plan, state: &StackState, opts: &ApplyOptions, applying: bool) -> Result<(), Error> {
+    let hazards = hazards(plan, Some(state), opts, applying);
+    if hazards.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Refused(Box::new(Refusal { stack: plan.stack.clone(), hazards })))
+    }
+}
+
+impl Engine {
+    /// Resources of the kinds `plan` creates that the cloud holds tagged for the stack and
+    /// state does not know (one batched listing per provider and kind).
+    pub(super) async fn untracked(&self, plan: &Plan, state: &StackState) -> Result<Vec<Untracked>, Error> {
+        let kinds: BTreeSet<(String, Kind)> = plan
+            .changes
+            .iter()
+            .filter(|c| matches!(c.action, Action::Create | Action::Replace))
+            .map(|c| (c.provider.clone(), c.kind))
+            .collect();
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let known: BTreeSet<&str> = state
+            .resources
+            .values()
+            .chain(state.deposed.iter().map(|d| &d.resource))
+            .map(|r| r.id.as_str())
+            .chain(state.pending.iter().filter_map(|p| p.id.as_deref()))
+            .collect();
+        let cx = self.cx(&plan.stack);
+        let sel = Selector::Stack(plan.stack.clone());
+        let mut out = Vec::new();
+        for (provider, kind) in kinds {
+            let slot = self.slot(&provider)?;
+            let found = self
+                .with_retries(slot, &cx, || slot.provider.read_many(&cx, kind, &sel))
+                .await
+                .map_err(|e| Error::Provider { context: format!("listing the {kind}s of stack {}", plan.stack), source: e })?;
+            for (id, attrs) in found {
+                if known.contains(id.as_str()) || owner_of(&attrs) != Some(plan.stack.as_str()) {
+                    continue;
+                }
+                let path = attrs.get("tags").and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str).map(str::to_string);
+                out.push(Untracked { provider: provider.clone(), kind, id, path });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::report::DataLossConsent;
+
+    #[test]
+    fn consent_by_path_allows_only_that_path() {
+        let c = DataLossConsent::Paths(["data/db".to_string()].into_iter().collect());
+        assert!(c.allows("data/db"));
+        assert!(!c.allows("data/cache"));
+        assert!(DataLossConsent::All.allows("anything"));
+        assert!(!DataLossConsent::Refuse.allows("data/db"));
+    }
+}
