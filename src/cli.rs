@@ -274,6 +274,27 @@ enum GraphFormat {
     Mermaid,
 }
 
+/// What an apply refuses unless told it may (each refusal names the option that allows it).
+#[derive(Debug, Clone, Default, clap::Args)]
+struct SafetyArgs {
+    /// Let the apply delete or replace the database or cache at PATH, losing its data
+    /// (repeatable).
+    #[arg(long = "allow-data-loss", value_name = "PATH")]
+    allow_data_loss: Vec<String>,
+    /// Let the apply delete or replace any database or cache, losing its data.
+    #[arg(long)]
+    allow_all_data_loss: bool,
+    /// Turn deletion protection off right before deleting or replacing a protected resource.
+    #[arg(long)]
+    disable_deletion_protection: bool,
+    /// Let the apply move an applied stack to another region or jurisdiction.
+    #[arg(long)]
+    allow_placement_change: bool,
+    /// Go on although the cloud holds resources tagged for the stack that state does not know.
+    #[arg(long)]
+    ignore_untracked: bool,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Show what apply would change (exit 2 when there are changes).
@@ -296,12 +317,18 @@ enum Command {
         /// Keep starting operations that do not depend on a failed one.
         #[arg(long)]
         continue_on_error: bool,
+        #[command(flatten)]
+        safety: SafetyArgs,
     },
     /// Delete every resource of the stack, after confirmation.
     Destroy {
         /// Destroy without asking.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Turn deletion protection off right before deleting each protected resource
+        /// (refused otherwise, before anything is deleted).
+        #[arg(long)]
+        disable_deletion_protection: bool,
     },
     /// Accept the cloud's current values into state.
     Refresh,
@@ -333,6 +360,9 @@ enum Command {
         /// The provider's id of the existing resource.
         #[arg(value_name = "ID")]
         id: String,
+        /// Take the resource over even if its tags say it belongs to another stack.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the dependency graph.
     Graph {
@@ -433,6 +463,8 @@ where
         .first()
         .and_then(|a| Path::new(a).file_stem().map(|s| s.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "konstacks".to_string());
+    // `--json` anywhere among the options (not after `--`) asks for JSON errors, parse errors too.
+    let json = args.iter().skip(1).take_while(|a| a.as_os_str() != "--").any(|a| a.as_os_str() == "--json");
     // Every option is accepted before or after the command.
     let cmd = Cli::<A>::command().bin_name(bin).mut_args(|a| if a.is_positional() { a } else { a.global(true) });
     let parsed = cmd.try_get_matches_from(args).and_then(|m| Cli::<A>::from_arg_matches(&m));
@@ -442,6 +474,7 @@ where
             let _ = e.print();
             return match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Success.into(),
+                _ if json => commands::json_parse_error(&e).into(),
                 _ => Exit::Error.into(),
             };
         }

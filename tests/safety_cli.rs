@@ -97,8 +97,11 @@ fn args<'a>(head: &[&'a str], tail: &[&'a str]) -> Vec<&'a str> {
     head.iter().chain(tail).copied().collect()
 }
 
+/// The last JSON document on stdout (an apply streams its plan and events first).
 fn json(run: &Run) -> Value {
-    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{run:?}"))
+    let whole = serde_json::from_str(run.stdout.trim());
+    let last = run.stdout.trim().lines().last().unwrap_or_default();
+    whole.or_else(|_| serde_json::from_str(last)).unwrap_or_else(|e| panic!("not JSON ({e}):\n{run:?}"))
 }
 
 #[test]

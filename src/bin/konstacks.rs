@@ -130,7 +130,9 @@ fn build(app: &mut App, args: &TemplateArgs) -> Result<(), BuildError> {
     let name = args.name.clone().unwrap_or_else(|| format!("{}-{}", template.name(), app.stage().as_str()));
     let placement = match (&args.region, args.jurisdiction) {
         (Some(r), Some(j)) => Placement::region_within(r, j),
-        (Some(r), None) => Placement::region(r),
+        // The default jurisdiction holds for a named region too: `--region us-east` alone is
+        // refused on an EU default instead of silently moving data out of it.
+        (Some(r), None) => Placement::region_within(r, Jurisdiction::Eu),
         (None, Some(j)) => Placement::within(j),
         (None, None) => Placement::within(Jurisdiction::Eu),
     };

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use konstacks_core::engine::{ApplyOptions, ApplyReport, Engine, FailurePolicy, PlanOptions};
+use konstacks_core::engine::{
+    ApplyOptions, ApplyReport, DataLossConsent, Engine, FailurePolicy, ImportOptions, PlanOptions, Refusal,
+};
 use konstacks_core::error::{Error, StateError};
 use konstacks_core::model::{Stack, Stage};
 use konstacks_core::parity::KnobSet;
@@ -25,7 +27,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::progress::Renderer;
-use super::{App, BuildError, BuildOutcome, Cli, Command, Exit, GlobalArgs, GraphFormat, StateCommand};
+use super::{App, BuildError, BuildOutcome, Cli, Command, Exit, GlobalArgs, GraphFormat, SafetyArgs, StateCommand};
 
 /// Name of the simulated cloud's file inside the state directory.
 const SIM_FILE: &str = "sim-cloud.json";
@@ -52,6 +54,101 @@ impl Failure {
         self.details = serde_json::to_value(details).ok();
         self
     }
+
+    /// `{"error": {"exit_code", "message", "details"?}}`, what `--json` prints on stdout.
+    fn to_json(&self) -> Value {
+        let mut err = json!({ "exit_code": self.exit.code(), "message": self.message });
+        if let (Some(d), Some(obj)) = (&self.details, err.as_object_mut()) {
+            obj.insert("details".into(), d.clone());
+        }
+        json!({ "error": err })
+    }
+}
+
+/// With `--json`, a command line clap cannot parse (unknown option, missing value) is reported
+/// on stdout like every other failure (exit code 1); clap's own text stays on stderr.
+pub(super) fn json_parse_error(e: &clap::Error) -> Exit {
+    let text = e.render().to_string();
+    // The problem and clap's tip; the usage and the pointer to --help are for humans.
+    let kept: Vec<&str> = text
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with("Usage:") && !p.starts_with("For more information"))
+        .collect();
+    let message = kept.join("\n\n");
+    let f = Failure::error(message.strip_prefix("error: ").unwrap_or(&message));
+    Ui::new(true, true).json_line(&f.to_json());
+    f.exit
+}
+
+/// Refuse a stack name that is not valid (`../x`, `a/b`, `con`, ...) before any path, key or
+/// cloud call is built from it: exit code 3, with the same diagnostic synth reports.
+fn check_stack_name(name: &str) -> Result<(), Failure> {
+    match konstacks_core::validate::stack_name_diagnostic(name) {
+        Some(d) => Err(Error::Invalid(konstacks_core::validate::Diagnostics(vec![d])).into()),
+        None => Ok(()),
+    }
+}
+
+/// `plan --out FILE` never writes inside the state directory (it could replace a state file or
+/// the simulated cloud), nor over a file that is neither empty nor a plan. Both paths are
+/// compared with every symbolic link of their existing part resolved.
+fn check_plan_out(state_dir: &Path, out: &Path) -> Result<(), Failure> {
+    let shown = out.display();
+    if resolve_path(out).starts_with(resolve_path(state_dir)) {
+        return Err(Failure::invalid(format!(
+            "refusing to write the plan to {shown}: it is inside the state directory {}, where it could replace \
+             state or the simulated cloud; choose a path outside it",
+            state_dir.display()
+        )));
+    }
+    match std::fs::metadata(out) {
+        Ok(m) if m.is_dir() => Err(Failure::invalid(format!(
+            "refusing to write the plan to {shown}: it is a directory; give a file name"
+        ))),
+        Ok(m) if m.len() > 0 && !is_plan_file(out) => Err(Failure::invalid(format!(
+            "refusing to overwrite {shown}: it is not a plan written by `plan --out`; remove it or choose another path"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `path` holds a plan as `plan --out` writes it.
+fn is_plan_file(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else { return false };
+    let Ok(v) = serde_json::from_slice::<Value>(&bytes) else { return false };
+    v["format_version"].is_u64() && v["stack"].is_string() && v["changes"].is_array()
+}
+
+/// `path` made absolute, its longest existing ancestor canonicalized (symbolic links resolved)
+/// and the rest appended (`.` and `..` applied to the words). A symbolic link at the end is
+/// followed even when what it points to does not exist yet.
+fn resolve_path(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Ok(target) = std::fs::read_link(&abs) {
+        if abs.canonicalize().is_err() {
+            let base = abs.parent().map(Path::to_path_buf).unwrap_or_default();
+            return resolve_path(&base.join(target));
+        }
+    }
+    let comps: Vec<Component> = abs.components().collect();
+    for i in (1..=comps.len()).rev() {
+        let prefix: std::path::PathBuf = comps[..i].iter().collect();
+        if let Ok(mut out) = prefix.canonicalize() {
+            for c in &comps[i..] {
+                match c {
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    Component::Normal(n) => out.push(n),
+                    _ => {}
+                }
+            }
+            return out;
+        }
+    }
+    abs
 }
 
 impl From<Error> for Failure {
@@ -63,6 +160,11 @@ impl From<Error> for Failure {
                 Failure { exit: Exit::Locked, message: e.to_string(), details: Some(json!({ "lock_id": id })) }
             }
             Error::Budget(_) => Failure { exit: Exit::Refused, message: e.to_string(), details: None },
+            Error::State(StateError::InvalidStackName { .. }) => Failure::invalid(e.to_string()),
+            Error::Refused(r) => {
+                let details = serde_json::to_value(r).ok();
+                Failure { exit: Exit::Refused, message: e.to_string(), details }
+            }
             // A state key that is too short is a bad parameter; a lost secret the cloud cannot
             // rotate is a refusal before any change. Wrong and missing keys stay errors (1).
             Error::Secret(SecretError::KeyTooShort { .. }) => Failure::invalid(e.to_string()),
@@ -156,11 +258,7 @@ impl Ui {
         let head = if self.colour_err { "\x1b[31merror\x1b[0m" } else { "error" };
         self.err(&format!("{head}: {}", f.message));
         if self.json {
-            let mut err = json!({ "exit_code": f.exit.code(), "message": f.message });
-            if let (Some(d), Some(obj)) = (&f.details, err.as_object_mut()) {
-                obj.insert("details".into(), d.clone());
-            }
-            self.json_line(&json!({ "error": err }));
+            self.json_line(&f.to_json());
         }
     }
 }
@@ -189,6 +287,9 @@ where
     R: BuildOutcome,
 {
     let Cli { global, extra, command } = cli;
+    if let Some(name) = &global.stack {
+        check_stack_name(name)?;
+    }
     if let Command::Templates = command {
         return Ok(templates(ui));
     }
@@ -212,6 +313,7 @@ where
     let knobs = app.knobs.clone().unwrap_or_default();
     let App { stacks, providers, .. } = app;
     let stack = select(&stacks, global.stack.as_deref())?;
+    check_stack_name(&stack.name())?;
     if let Some(cap) = global.budget {
         stack.budget(cap);
     }
@@ -240,14 +342,17 @@ where
         }
         _ => {}
     }
+    if let Command::Plan { out: Some(out), .. } = &command {
+        check_plan_out(&global.state_dir, out)?;
+    }
     let mut cx = Ctx::new(ui, &global, providers, stack)?;
     if let Some(p) = policy {
         cx.engine = cx.engine.with_policy(p);
     }
     match command {
         Command::Plan { refresh, out } => cx.plan(refresh, out.as_deref()),
-        Command::Apply { yes, refresh, continue_on_error } => cx.apply(yes, refresh, continue_on_error),
-        Command::Destroy { yes } => cx.destroy(yes),
+        Command::Apply { yes, refresh, continue_on_error, safety } => cx.apply(yes, refresh, continue_on_error, &safety),
+        Command::Destroy { yes, disable_deletion_protection } => cx.destroy(yes, disable_deletion_protection),
         Command::Refresh => cx.refresh(),
         Command::Drift => cx.drift(),
         Command::IamPolicy => cx.iam_policy(),
@@ -255,7 +360,7 @@ where
         Command::State(StateCommand::List) => cx.state_list(),
         Command::State(StateCommand::Show { resource_path }) => cx.state_show(&resource_path),
         Command::ForceUnlock { lock_id } => cx.force_unlock(&lock_id),
-        Command::Import { resource_path, id } => cx.import(&resource_path, &id),
+        Command::Import { resource_path, id, force } => cx.import(&resource_path, &id, force),
         Command::Templates
         | Command::Validate
         | Command::Synth
@@ -697,10 +802,10 @@ impl<'a> Ctx<'a> {
         Ok(if plan.is_empty() { Exit::Success } else { Exit::Changes })
     }
 
-    pub(crate) fn import(&self, path: &str, id: &str) -> Result<Exit, Failure> {
+    pub(crate) fn import(&self, path: &str, id: &str, force: bool) -> Result<Exit, Failure> {
         let s = self.engine.synth(&self.stack)?;
         self.check_lock(&s.name)?;
-        let plan = self.rt.block_on(self.engine.import(&s, path, id))?;
+        let plan = self.rt.block_on(self.engine.import(&s, path, id, &ImportOptions { force }))?;
         if self.ui.json {
             self.ui.json_doc(&plan);
         } else {
@@ -710,22 +815,56 @@ impl<'a> Ctx<'a> {
         Ok(Exit::Success)
     }
 
-    fn apply(&self, yes: bool, refresh: bool, continue_on_error: bool) -> Result<Exit, Failure> {
+    fn apply(&self, yes: bool, refresh: bool, continue_on_error: bool, safety: &SafetyArgs) -> Result<Exit, Failure> {
         let s = self.engine.synth(&self.stack)?;
         self.check_lock(&s.name)?;
         let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions { refresh }))?;
+        let unknown: Vec<&str> = safety
+            .allow_data_loss
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !plan.changes.iter().any(|c| c.path == *p))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Failure::invalid(format!(
+                "--allow-data-loss names no resource of stack {} or its state: {}; give the logical paths the plan shows",
+                s.name,
+                unknown.join(", ")
+            )));
+        }
         self.show_plan(&plan);
+        let on_failure =
+            if continue_on_error { FailurePolicy::ContinueIndependent } else { FailurePolicy::FinishInFlight };
+        let data_loss = if safety.allow_all_data_loss {
+            DataLossConsent::All
+        } else if safety.allow_data_loss.is_empty() {
+            DataLossConsent::Refuse
+        } else {
+            DataLossConsent::Paths(safety.allow_data_loss.iter().cloned().collect())
+        };
+        let mut opts = ApplyOptions {
+            refresh,
+            on_failure,
+            data_loss,
+            disable_deletion_protection: safety.disable_deletion_protection,
+            allow_placement_change: safety.allow_placement_change,
+            ignore_untracked: safety.ignore_untracked,
+            ..Default::default()
+        };
+        // Refuse before asking: a question whose yes would be refused anyway helps no one.
+        let hazards = konstacks_core::engine::guard::hazards(&plan, None, &opts, true);
+        if !hazards.is_empty() {
+            return Err(Error::Refused(Box::new(Refusal { stack: s.name.clone(), hazards })).into());
+        }
         if !plan.is_empty() && !yes {
             confirm(self.ui, &format!("Do you want to apply these changes to stack {}?", s.name), "apply")?;
         }
-        let on_failure =
-            if continue_on_error { FailurePolicy::ContinueIndependent } else { FailurePolicy::FinishInFlight };
-        let opts = ApplyOptions { refresh, on_failure, expected: Some(plan) };
+        opts.expected = Some(plan);
         let result = self.drive(self.engine.apply(&s, &opts));
         self.finish_run(result, "Apply")
     }
 
-    fn destroy(&self, yes: bool) -> Result<Exit, Failure> {
+    fn destroy(&self, yes: bool, disable_deletion_protection: bool) -> Result<Exit, Failure> {
         let name = self.name();
         self.check_lock(&name)?;
         let plan = self.rt.block_on(self.engine.plan_destroy(&name))?;
@@ -742,7 +881,13 @@ impl<'a> Ctx<'a> {
         if !yes {
             confirm(self.ui, &format!("Do you really want to destroy every resource of stack {name}?"), "destroy")?;
         }
-        let opts = ApplyOptions { expected: Some(plan), ..Default::default() };
+        let mut opts = ApplyOptions { disable_deletion_protection, ..Default::default() };
+        // Refuse before asking, and before anything is deleted.
+        let hazards = konstacks_core::engine::guard::hazards(&plan, None, &opts, false);
+        if !hazards.is_empty() {
+            return Err(Error::Refused(Box::new(Refusal { stack: name, hazards })).into());
+        }
+        opts.expected = Some(plan);
         let result = self.drive(self.engine.destroy(&name, &opts));
         self.finish_run(result, "Destroy")
     }

@@ -352,17 +352,10 @@ impl Engine {
                 )));
             };
             let mut attrs = attrs;
-            if let Some(owner) = guard::owner_of(&attrs).filter(|o| *o != s.name) {
-                if !opts.force {
-                    let hazard =
-                        Hazard::OtherStack { path: path.to_string(), id: id.to_string(), owner: owner.to_string() };
-                    return Err(Error::Refused(Box::new(Refusal { stack: s.name.clone(), hazards: vec![hazard] })));
-                }
-                // Taken over: the stack tag the cloud still shows is recorded as ours (the next
-                // apply writes it), so this stack's own runs do not take it for a foreign resource.
-                if let Some(Value::Object(tags)) = attrs.get_mut("tags") {
-                    tags.insert(crate::kind::TAG_STACK.to_string(), Value::String(s.name.clone()));
-                }
+            let foreign = guard::owner_of(&attrs).is_some_and(|o| o != s.name);
+            if let Some(owner) = guard::owner_of(&attrs).filter(|_| foreign && !opts.force) {
+                let hazard = Hazard::OtherStack { path: path.to_string(), id: id.to_string(), owner: owner.to_string() };
+                return Err(Error::Refused(Box::new(Refusal { stack: s.name.clone(), hazards: vec![hazard] })));
             }
             // What the cloud reports wins; fields it cannot report (user data, secrets, options)
             // are taken from the stack, so only real differences show in the next plan.
@@ -388,6 +381,13 @@ impl Engine {
                     },
                 };
                 inputs.insert(k.clone(), v);
+            }
+            if foreign {
+                // Taken over: its inputs keep the cloud's tags (the next apply re-tags it), its
+                // attributes name this stack so that its own runs do not see a foreign resource.
+                if let Some(Value::Object(tags)) = attrs.get_mut("tags") {
+                    tags.insert(crate::kind::TAG_STACK.to_string(), Value::String(s.name.clone()));
+                }
             }
             let rec = Record::Put {
                 path: path.to_string(),
