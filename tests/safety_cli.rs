@@ -248,6 +248,39 @@ fn resources_state_lost_track_of_are_never_duplicated() {
 }
 
 #[test]
+fn a_cut_journal_never_leads_to_duplicates() {
+    let s = Scratch::new();
+    // Killed (like kill -9) right after the third create returned, before its result was
+    // recorded; then the journal loses its lines (a disk that lost the tail of the file).
+    let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
+        .current_dir(s.0.path())
+        .arg("--state-dir")
+        .arg(s.state_dir())
+        .args(["--sim-latency-ms", "0", "apply", "--yes", "--template", "web-app"])
+        .env("KONSTACKS_CRASH_AT", "after-call:3")
+        .env_remove("KONSTACKS_SECRET_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let created = s.cloud();
+    assert_eq!(created.len(), 3, "{created:?}");
+    let journal = s.stack_state_dir("web-app-dev").join("journal.jsonl");
+    std::fs::write(&journal, b"").unwrap();
+    // The killed run left its lock: break it the documented way.
+    let locked = json(&s.expect(&args(&["--json", "apply", "--yes"], WEB), 4));
+    let id = locked["error"]["details"]["lock_id"].as_str().unwrap().to_string();
+    s.expect(&args(&["force-unlock", &id], WEB), 0);
+
+    let r = s.expect(&args(&["apply", "--yes"], WEB), 5);
+    assert_eq!(r.stderr.matches("state does not know").count(), 3, "{r:?}");
+    assert_eq!(s.cloud(), created, "duplicates were created");
+    // `--ignore-untracked` is the documented way past it: the three are left alone.
+    s.expect(&args(&["apply", "--yes", "--ignore-untracked"], WEB), 0);
+    assert_eq!(s.cloud().len(), created.len() + 9);
+}
+
+#[test]
 fn the_flags_are_documented() {
     let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md")).unwrap();
     for flag in [
