@@ -25,7 +25,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use konstacks_core::error::StateError;
-use konstacks_core::state::{parse_state, LockInfo, Record, StackState, StateBackend, UNREADABLE_LOCK};
+use konstacks_core::state::{
+    check_stack_name, parse_state, LockInfo, Record, StackState, StateBackend, UNREADABLE_LOCK,
+};
 
 /// How often `load` starts over when a journal object vanishes under it (a concurrent compaction).
 const LOAD_ATTEMPTS: usize = 3;
@@ -380,6 +382,8 @@ impl S3Backend {
 #[async_trait::async_trait]
 impl StateBackend for S3Backend {
     async fn load(&self, stack: &str) -> Result<StackState, StateError> {
+        // A key is built from the name: refuse one that is not a stack name (`../x`, `a/b`).
+        check_stack_name(stack)?;
         // Records buffered by this process belong to the state it reads.
         if self.cursor(stack).is_some_and(|c| !c.buffered.is_empty()) {
             self.append(stack, &[]).await?;
@@ -397,6 +401,7 @@ impl StateBackend for S3Backend {
     }
 
     async fn append(&self, stack: &str, records: &[Record]) -> Result<(), StateError> {
+        check_stack_name(stack)?;
         self.ensure_cursor(stack).await?;
         let mut all = self.with_cursor(stack, |c| std::mem::take(&mut c.buffered));
         all.extend_from_slice(records);
@@ -404,6 +409,7 @@ impl StateBackend for S3Backend {
     }
 
     async fn append_buffered(&self, stack: &str, records: &[Record]) -> Result<(), StateError> {
+        check_stack_name(stack)?;
         // One object per durable append: buffered results ride along with the next one.
         self.ensure_cursor(stack).await?;
         self.with_cursor(stack, |c| c.buffered.extend_from_slice(records));
@@ -411,6 +417,7 @@ impl StateBackend for S3Backend {
     }
 
     async fn compact(&self, stack: &str, state: &StackState) -> Result<(), StateError> {
+        check_stack_name(stack)?;
         self.ensure_cursor(stack).await?;
         let cur = self.cursor(stack).unwrap_or_default();
         let key = format!("{}/state.json", self.dir(stack));
@@ -460,6 +467,7 @@ impl StateBackend for S3Backend {
     }
 
     async fn lock(&self, stack: &str, info: &LockInfo) -> Result<(), StateError> {
+        check_stack_name(stack)?;
         let key = format!("{}/lock.json", self.dir(stack));
         let body = serde_json::to_vec_pretty(info).map_err(|e| io(self.url(&key), e.to_string()))?;
         // A lock released between our failed create and our read is retried, a few times.
@@ -500,6 +508,7 @@ impl StateBackend for S3Backend {
     }
 
     async fn force_unlock(&self, stack: &str, id: &str) -> Result<LockInfo, StateError> {
+        check_stack_name(stack)?;
         let key = format!("{}/lock.json", self.dir(stack));
         let mismatch = |current: String| StateError::LockMismatch { stack: stack.into(), current, given: id.into() };
         let Some(held) = self.get(&key).await? else { return Err(mismatch("none".into())) };
@@ -539,6 +548,7 @@ impl StateBackend for S3Backend {
     }
 
     async fn current_lock(&self, stack: &str) -> Result<Option<LockInfo>, StateError> {
+        check_stack_name(stack)?;
         let key = format!("{}/lock.json", self.dir(stack));
         Ok(self.get(&key).await?.map(|f| Self::parse_lock(&f.bytes)))
     }

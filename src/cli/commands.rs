@@ -103,9 +103,9 @@ fn check_plan_out(state_dir: &Path, out: &Path) -> Result<(), Failure> {
         )));
     }
     match std::fs::metadata(out) {
-        Ok(m) if m.is_dir() => Err(Failure::invalid(format!(
-            "refusing to write the plan to {shown}: it is a directory; give a file name"
-        ))),
+        Ok(m) if m.is_dir() => {
+            Err(Failure::invalid(format!("refusing to write the plan to {shown}: it is a directory; give a file name")))
+        }
         Ok(m) if m.len() > 0 && !is_plan_file(out) => Err(Failure::invalid(format!(
             "refusing to overwrite {shown}: it is not a plan written by `plan --out`; remove it or choose another path"
         ))),

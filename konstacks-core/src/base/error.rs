@@ -189,6 +189,19 @@ pub enum StateError {
         /// The parser's complaint.
         reason: String,
     },
+    /// The stack name cannot name state: it is not a valid stack name (see
+    /// [`crate::base::diag::stack_name_problem`]), so no path or key is built from it.
+    #[error(
+        "invalid stack name `{}`: {reason}; {}; nothing was read or written",
+        .name.escape_debug(),
+        crate::base::diag::STACK_NAME_RULE
+    )]
+    InvalidStackName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: crate::base::diag::NameProblem,
+    },
     /// Reading or writing the backend failed.
     #[error("state I/O failed on {path}")]
     Io {

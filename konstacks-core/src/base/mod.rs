@@ -1,10 +1,12 @@
 //! The bottom layer: vocabulary every other layer shares and that knows nothing of stacks or
-//! kinds: portable errors, injected time, secrets, CIDR math, retry pacing and diagnostics.
+//! kinds: portable errors, injected time, secrets, CIDR math, retry pacing, diagnostics and crash-safe
+//! file writes.
 
 pub mod cidr;
 pub mod clock;
 pub mod diag;
 pub mod error;
+pub(crate) mod fs;
 pub mod retry;
 pub mod secret;
 pub(crate) mod util;

@@ -14,6 +14,7 @@
 mod cache;
 pub mod config;
 mod database;
+mod file;
 mod firewall;
 pub mod store;
 mod subnet;
@@ -21,9 +22,7 @@ mod vm;
 mod vpc;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -38,8 +37,9 @@ use crate::kinds::{self, Cache, Database, Firewall, Subnet, Vm, Vpc};
 use crate::model::placement::{Jurisdiction, SIMULATED};
 use crate::provider::{Provider, ProviderLimits, Region};
 pub use crate::sim::config::{Faults, RateLimit, SimConfig};
+use crate::sim::file::{Held, SimPath};
 pub use crate::sim::store::SimResource;
-use crate::sim::store::{id_number, provider_error, zone_name, Inner, SimKind, FILE_VERSION, ZONE_LETTERS};
+use crate::sim::store::{id_number, provider_error, zone_name, Inner, OnDisk, SimKind, FILE_VERSION, ZONE_LETTERS};
 
 /// Decode one resource of the JSON file with the handler of its kind.
 fn decode(v: Value) -> Result<SimResource, String> {
@@ -57,7 +57,7 @@ fn decode(v: Value) -> Result<SimResource, String> {
 
 /// The JSON file of a persistent simulated cloud. Call counts are not kept.
 #[derive(serde::Deserialize)]
-struct SimFile {
+struct FileData {
     version: u32,
     counter: u64,
     resources: Vec<Value>,
@@ -65,54 +65,85 @@ struct SimFile {
     secret_prints: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// Writes snapshots of a persistent cloud, newest wins.
-#[derive(Debug)]
-struct Persister {
-    path: PathBuf,
-    /// Generation of the snapshot on disk. Held while writing so writes are serialised; only
-    /// ever locked on blocking threads or in synchronous helpers, never across an `.await`.
-    written: Mutex<u64>,
+/// What a file holds, decoded.
+struct Loaded {
+    counter: u64,
+    resources: BTreeMap<String, SimResource>,
+    secret_prints: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-static TEMP_SERIAL: AtomicU64 = AtomicU64::new(0);
-
-impl Persister {
-    fn write(&self, generation: u64, bytes: &[u8]) -> std::io::Result<()> {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        if generation <= *written {
-            // A newer snapshot is already on disk.
-            return Ok(());
-        }
-        write_atomic(&self.path, bytes)?;
-        *written = generation;
-        Ok(())
-    }
-}
-
-/// Write `bytes` to `path` so that readers see either the old or the new file, never a torn one.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
+/// Decode the bytes of the file at `path`.
+fn parse_file(path: &Path, bytes: &[u8]) -> Result<Loaded, StateError> {
+    let corrupt = |reason: String| StateError::Corrupt {
+        stack: "(simulated cloud)".into(),
+        location: path.display().to_string(),
+        reason,
     };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "sim.json".into());
-    let serial = TEMP_SERIAL.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{file_name}.tmp-{}-{serial}", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let file: FileData = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if file.version > FILE_VERSION {
+        return Err(StateError::FutureVersion {
+            stack: "(simulated cloud)".into(),
+            found: file.version,
+            supported: FILE_VERSION,
+        });
     }
-    written?;
-    // Make the rename itself durable; not every platform lets a directory be opened.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
+    let mut counter = file.counter;
+    let mut resources = BTreeMap::new();
+    for v in file.resources {
+        let r = decode(v).map_err(corrupt)?;
+        let id = r.id().to_string();
+        if resources.contains_key(&id) {
+            return Err(corrupt(format!("resource id `{id}` appears twice")));
+        }
+        // Never hand out an id that is already taken, even if the counter was edited.
+        counter = counter.max(id_number(&id).unwrap_or(0));
+        resources.insert(id, r);
     }
+    Ok(Loaded { counter, resources, secret_prints: file.secret_prints })
+}
+
+/// Make `g` hold what the file holds when its bytes differ from what this process last read or
+/// wrote. Resources of other processes are old (visible at once); the id counter never goes
+/// back, so this process never hands out an id twice.
+fn sync_from_disk(g: &mut Inner, path: &Path, bytes: Option<Vec<u8>>) -> Result<(), StateError> {
+    let same = match (&g.on_disk, &bytes) {
+        (OnDisk::Absent, None) => true,
+        (OnDisk::Bytes(seen), Some(now)) => seen == now,
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    match &bytes {
+        Some(b) => {
+            let loaded = parse_file(path, b)?;
+            g.counter = g.counter.max(loaded.counter);
+            g.resources = loaded.resources;
+            g.secret_prints = loaded.secret_prints;
+        }
+        None => {
+            g.resources.clear();
+            g.secret_prints.clear();
+        }
+    }
+    let Inner { born, resources, .. } = g;
+    born.retain(|id, _| resources.contains_key(id));
+    g.on_disk = match bytes {
+        Some(b) => OnDisk::Bytes(b),
+        None => OnDisk::Absent,
+    };
     Ok(())
+}
+
+/// Run blocking file work off the async runtime's threads (inline without a runtime).
+async fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => match handle.spawn_blocking(f).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        },
+        Err(_) => f(),
+    }
 }
 
 /// The embedded simulated cloud. Cheap to share behind an `Arc`; see [`SimCloud::provider`].
@@ -120,58 +151,31 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub struct SimCloud {
     inner: Mutex<Inner>,
     catalog: Catalog,
-    persister: Option<Arc<Persister>>,
+    /// The file of a persistent cloud.
+    file: Option<Arc<SimPath>>,
 }
 
 impl SimCloud {
     /// An in-memory simulated cloud.
     pub fn new(config: SimConfig) -> Self {
-        Self { inner: Mutex::new(Inner::new(config)), catalog: Self::catalog(), persister: None }
+        Self { inner: Mutex::new(Inner::new(config)), catalog: Self::catalog(), file: None }
     }
 
-    /// A simulated cloud kept in the JSON file at `path`: loaded if the file exists, rewritten
-    /// atomically after every change. Resources loaded are old, hence visible at once.
+    /// A simulated cloud kept in the JSON file at `path`, which several processes (and several
+    /// `SimCloud`s of one process) may share: every call takes an exclusive lock on
+    /// `<path>.lock`, reads the file again if another one changed it, and after a change
+    /// rewrites it atomically before releasing the lock. So ids are never handed out twice and
+    /// every process sees every other's resources. Resources loaded from the file are old, hence
+    /// visible at once. Blocks while another process holds the lock.
     pub fn open(path: impl Into<PathBuf>, config: SimConfig) -> Result<Self, StateError> {
-        let path = path.into();
-        let location = path.display().to_string();
-        let corrupt = |reason: String| StateError::Corrupt {
-            stack: "(simulated cloud)".into(),
-            location: location.clone(),
-            reason,
-        };
+        let file = SimPath::new(path.into());
         let mut inner = Inner::new(config);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let file: SimFile = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-                if file.version > FILE_VERSION {
-                    return Err(StateError::FutureVersion {
-                        stack: "(simulated cloud)".into(),
-                        found: file.version,
-                        supported: FILE_VERSION,
-                    });
-                }
-                let mut counter = file.counter;
-                for v in file.resources {
-                    let r = decode(v).map_err(corrupt)?;
-                    let id = r.id().to_string();
-                    if inner.resources.contains_key(&id) {
-                        return Err(corrupt(format!("resource id `{id}` appears twice")));
-                    }
-                    // Never hand out an id that is already taken, even if the counter was edited.
-                    counter = counter.max(id_number(&id).unwrap_or(0));
-                    inner.resources.insert(id, r);
-                }
-                inner.counter = counter;
-                inner.secret_prints = file.secret_prints;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StateError::Io { path: location, source: e }),
-        }
-        Ok(Self {
-            inner: Mutex::new(inner),
-            catalog: Self::catalog(),
-            persister: Some(Arc::new(Persister { path, written: Mutex::new(0) })),
-        })
+        let mut held = file
+            .acquire_blocking(false)
+            .map_err(|source| StateError::Io { path: file.path.display().to_string(), source })?;
+        sync_from_disk(&mut inner, &file.path, held.bytes.take())?;
+        drop(held);
+        Ok(Self { inner: Mutex::new(inner), catalog: Self::catalog(), file: Some(Arc::new(file)) })
     }
 
     /// The static catalogue of the simulated cloud (also returned by [`Region::catalog`]).
@@ -315,25 +319,44 @@ impl SimCloud {
     /// The fingerprint of the secret `what` the resource `id` was last given (`password`,
     /// `auth_token`, `env:DATABASE_PASSWORD`), never the secret itself: see [`secret_fingerprint`].
     pub fn secret_print(&self, id: &str, what: &str) -> Option<String> {
-        self.lock().secret_prints.get(id).and_then(|m| m.get(what)).cloned()
+        self.view().secret_prints.get(id).and_then(|m| m.get(what)).cloned()
     }
 
     /// Every resource, sorted by id, regardless of eventual consistency.
     pub fn resources(&self) -> Vec<SimResource> {
-        self.lock().resources.values().cloned().collect()
+        self.view().resources.values().cloned().collect()
     }
 
     /// The resources tagged `konstacks:stack = stack`, sorted by id.
     pub fn resources_of_stack(&self, stack: &str) -> Vec<SimResource> {
-        self.lock().resources.values().filter(|r| r.stack() == Some(stack)).cloned().collect()
+        self.view().resources.values().filter(|r| r.stack() == Some(stack)).cloned().collect()
+    }
+
+    /// The store for inspection: a persistent cloud first reads what other processes changed,
+    /// unless a call holds the file's lock right now (then the view is this process's own).
+    fn view(&self) -> MutexGuard<'_, Inner> {
+        let mut g = self.lock();
+        if let Some(file) = &self.file {
+            match file.try_acquire_blocking() {
+                Ok(Some(mut held)) => {
+                    if let Err(e) = sync_from_disk(&mut g, &file.path, held.bytes.take()) {
+                        tracing::warn!(error = %e, "simulated cloud: cannot read its file; showing what this process knows");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulated cloud: cannot lock its file; showing what this process knows")
+                }
+            }
+        }
+        g
     }
 
     /// Change a resource behind Konstacks' back (for drift tests). Not a call: it is not counted,
-    /// throttled or faulted. Persisted (synchronously) for a file-backed cloud. `false` if the
-    /// resource does not exist.
+    /// throttled or faulted. Persisted (synchronously, under the file's lock) for a file-backed
+    /// cloud. `false` if the resource does not exist.
     pub fn tamper(&self, id: &str, f: impl FnOnce(&mut SimResource)) -> bool {
-        let snapshot = {
-            let mut g = self.lock();
+        self.behind_back(|g| {
             let Some(mut r) = g.resources.remove(id) else {
                 return false;
             };
@@ -345,62 +368,76 @@ impl SimCloud {
                 }
             }
             g.resources.insert(new_id, r);
-            self.bump(&mut g)
-        };
-        self.persist_blocking(snapshot);
-        true
+            true
+        })
     }
 
     /// Delete a resource behind Konstacks' back, ignoring dependencies (someone used the
     /// console). Not a call. `false` if it does not exist.
     pub fn remove_behind_back(&self, id: &str) -> bool {
-        let snapshot = {
-            let mut g = self.lock();
+        self.behind_back(|g| {
             if !g.resources.contains_key(id) {
                 return false;
             }
             g.remove(id);
-            self.bump(&mut g)
+            true
+        })
+    }
+
+    /// A change that is not a call (`f` says whether it changed anything), persisted
+    /// synchronously for a file-backed cloud. Blocks while another process holds the file's
+    /// lock; do not call it while this process's own calls are in flight on a single thread.
+    fn behind_back(&self, f: impl FnOnce(&mut Inner) -> bool) -> bool {
+        let Some(file) = &self.file else {
+            return f(&mut self.lock());
         };
-        self.persist_blocking(snapshot);
+        let held = file.acquire_blocking(true);
+        let mut g = self.lock();
+        let mut held = match held {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "simulated cloud: cannot lock its file; the change behind Konstacks' back stays in this process");
+                return f(&mut g);
+            }
+        };
+        if let Err(e) = sync_from_disk(&mut g, &file.path, held.bytes.take()) {
+            tracing::warn!(error = %e, "simulated cloud: cannot read its file before a change behind Konstacks' back");
+        }
+        if !f(&mut g) {
+            return false;
+        }
+        g.on_disk = OnDisk::Unknown;
+        let saved = g.snapshot().and_then(|bytes| {
+            file.write_blocking(&held, &bytes).map_err(|e| save_error(&file.path, e))?;
+            Ok(bytes)
+        });
+        match saved {
+            Ok(bytes) => g.on_disk = OnDisk::Bytes(bytes),
+            Err(e) => tracing::warn!(error = %e, "simulated cloud: saving a change made behind Konstacks' back failed"),
+        }
         true
     }
 
-    /// Record a change; returns the snapshot to write when the cloud is file-backed.
-    fn bump(&self, g: &mut Inner) -> Option<ProviderResult<(u64, Vec<u8>)>> {
-        g.generation += 1;
-        self.persister.as_ref().map(|_| g.snapshot().map(|bytes| (g.generation, bytes)))
+    /// Take the file's lock and read the file (off the runtime's threads).
+    async fn acquire(&self, file: &Arc<SimPath>, mutating: bool) -> ProviderResult<Held> {
+        let file = Arc::clone(file);
+        let path = file.path.clone();
+        off_runtime(move || file.acquire_blocking(mutating)).await.map_err(|e| {
+            provider_error(
+                ErrorKind::Other,
+                format!(
+                    "the simulated cloud cannot lock or read its file {}; check that the directory is readable and \
+                     writable",
+                    path.display()
+                ),
+            )
+            .with_source(e)
+        })
     }
 
-    fn persist_blocking(&self, snapshot: Option<ProviderResult<(u64, Vec<u8>)>>) {
-        let (Some(p), Some(snapshot)) = (&self.persister, snapshot) else {
-            return;
-        };
-        let res =
-            snapshot.and_then(|(generation, bytes)| p.write(generation, &bytes).map_err(|e| save_error(&p.path, e)));
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "simulated cloud: saving a change made behind Konstacks' back failed");
-        }
-    }
-
-    /// Write a snapshot off the async runtime's threads.
-    async fn persist(&self, snapshot: Option<ProviderResult<(u64, Vec<u8>)>>) -> ProviderResult<()> {
-        let (Some(p), Some(snapshot)) = (&self.persister, snapshot) else {
-            return Ok(());
-        };
-        let (generation, bytes) = snapshot?;
-        let writer = Arc::clone(p);
-        let res = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => match handle.spawn_blocking(move || writer.write(generation, &bytes)).await {
-                Ok(r) => r,
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            },
-            Err(_) => writer.write(generation, &bytes),
-        };
-        res.map_err(|e| save_error(&p.path, e))
-    }
-
-    /// Answer one trait call: count, sleep, throttle, inject faults, run `op`, persist.
+    /// Answer one trait call: count, sleep, then under the file's lock (for a file-backed
+    /// cloud): read what other processes changed, throttle, inject faults, run `op`, and save a
+    /// change before the lock is released.
     pub(crate) async fn call<T, F>(&self, cx: &OpContext, op: &str, mutating: bool, f: F) -> ProviderResult<T>
     where
         F: FnOnce(&mut Inner, Duration) -> ProviderResult<T> + Send,
@@ -418,18 +455,44 @@ impl SimCloud {
         if !latency.is_zero() {
             cx.clock.sleep(latency).await;
         }
+        let mut held = match &self.file {
+            Some(file) => Some(self.acquire(file, mutating).await?),
+            None => None,
+        };
         let (result, snapshot, timed_out) = {
             let mut g = self.lock();
+            if let (Some(file), Some(h)) = (&self.file, held.as_mut()) {
+                sync_from_disk(&mut g, &file.path, h.bytes.take()).map_err(|e| {
+                    provider_error(ErrorKind::Other, format!("the simulated cloud cannot read its file: {e}"))
+                })?;
+            }
             let now = cx.clock.now();
             g.admit(op, n, now)?;
             let result = f(&mut g, now);
             let changed = mutating && result.is_ok();
-            let snapshot = if changed { self.bump(&mut g) } else { None };
+            let snapshot = if changed && self.file.is_some() {
+                // Until the file holds the change, this process's view is not what is on disk: a
+                // save that fails or never finishes makes the next call read the file again (the
+                // change is then lost, as a request that never reached the cloud).
+                g.on_disk = OnDisk::Unknown;
+                Some(g.snapshot())
+            } else {
+                None
+            };
             let timed_out = changed && g.timeout_due(op, n);
             (result, snapshot, timed_out)
         };
         tracing::trace!(op, call = n, ok = result.is_ok(), "simulated cloud call");
-        self.persist(snapshot).await?;
+        if let (Some(file), Some(held), Some(snapshot)) = (&self.file, held, snapshot) {
+            let bytes = snapshot?;
+            let writer = Arc::clone(file);
+            let (held, bytes) = off_runtime(move || writer.write_blocking(&held, &bytes).map(|()| (held, bytes)))
+                .await
+                .map_err(|e| save_error(&file.path, e))?;
+            // Recorded before the lock is released, so no other writer comes in between.
+            self.lock().on_disk = OnDisk::Bytes(bytes);
+            drop(held);
+        }
         if timed_out {
             return Err(provider_error(
                 ErrorKind::Transient,
@@ -454,7 +517,8 @@ fn save_error(path: &Path, e: std::io::Error) -> ProviderError {
     provider_error(
         ErrorKind::Other,
         format!(
-            "the simulated cloud applied the change but could not save it to {}; check that the directory is writable",
+            "the simulated cloud could not save a change to {}, so it did not make it; check that the directory is \
+             writable",
             path.display()
         ),
     )
@@ -523,6 +587,69 @@ mod tests {
         assert_eq!(c.engine_versions("redis"), ["6", "7"]);
         assert_eq!(c.kinds.len(), kinds::ALL.len());
         assert!(c.vm_size("sim.small").is_some());
+    }
+
+    fn vpc_spec(stack: &str, i: u8) -> kinds::VpcSpec {
+        kinds::VpcSpec {
+            name: format!("{stack}-vpc-{i}"),
+            region: "eu-central".into(),
+            cidr: format!("10.{i}.0.0/16"),
+            tags: crate::kind::Tags::from([(crate::kind::TAG_STACK.to_string(), stack.to_string())]),
+        }
+    }
+
+    /// Two clouds over one file (two processes, in effect) creating in turn: every id is handed
+    /// out once, each sees the other's resources, and a delete through one leaves the other's.
+    #[tokio::test]
+    async fn two_opens_of_one_file_hand_out_distinct_ids() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("cloud.json");
+        let a = SimCloud::open(&path, SimConfig::default())?;
+        let b = SimCloud::open(&path, SimConfig::default())?;
+        let cx = OpContext::new(crate::base::clock::TokioClock::shared(), "test");
+        let mut ids = std::collections::BTreeSet::new();
+        for i in 0..8u8 {
+            let (cloud, stack) = if i % 2 == 0 { (&a, "a") } else { (&b, "b") };
+            let vpc = Api::<Vpc>::create(cloud, &cx, &vpc_spec(stack, i)).await?;
+            assert!(ids.insert(vpc.id.clone()), "id {} handed out twice", vpc.id);
+        }
+        assert_eq!(a.resources().len(), 8);
+        assert_eq!(b.resources_of_stack("a").len(), 4);
+        let seen_by_a = Api::<Vpc>::read_many(&a, &cx, &Selector::Stack("b".into())).await?;
+        assert_eq!(seen_by_a.len(), 4, "a reads b's resources");
+        for v in &seen_by_a {
+            Api::<Vpc>::delete(&a, &cx, &v.id).await?;
+        }
+        assert!(Api::<Vpc>::read_many(&b, &cx, &Selector::Stack("b".into())).await?.is_empty());
+        assert_eq!(Api::<Vpc>::read_many(&b, &cx, &Selector::Stack("a".into())).await?.len(), 4);
+        // Ids go on from the highest ever handed out, whoever handed it out.
+        let next = Api::<Vpc>::create(&b, &cx, &vpc_spec("b", 9)).await?;
+        assert_eq!(next.id, "vpc-00000009");
+        let reopened = SimCloud::open(&path, SimConfig::default())?;
+        assert_eq!(reopened.resources().len(), 5);
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path())?.flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+        assert_eq!(names.len(), 2, "the file and its lock file only: {names:?}");
+        Ok(())
+    }
+
+    /// Temporary files of a writer that was killed are removed when the file is next locked;
+    /// a live writer's are kept.
+    #[test]
+    fn stale_temporary_files_are_removed_under_the_lock() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("cloud.json");
+        std::fs::write(&path, br#"{"version": 1, "counter": 0, "resources": []}"#)?;
+        let dead = dir.path().join(format!(".cloud.json.tmp-{}-0", u32::MAX - 1));
+        let live = dir.path().join(format!(".cloud.json.tmp-{}-0", std::process::id()));
+        std::fs::write(&dead, b"half")?;
+        std::fs::write(&live, b"half")?;
+        SimCloud::open(&path, SimConfig::default())?;
+        if Path::new("/proc/self").exists() {
+            assert!(!dead.exists(), "the dead writer's temporary file is gone");
+        }
+        assert!(live.exists(), "a running writer's temporary file is kept");
+        Ok(())
     }
 
     #[test]

@@ -199,6 +199,18 @@ struct SimFileRef<'a> {
     secret_prints: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
+/// What a process last saw of a persistent cloud's file: the next call reads the file again
+/// and reloads the store when the file differs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OnDisk {
+    /// Not known (never read, or a change is not saved yet): the next call reloads.
+    Unknown,
+    /// There was no file.
+    Absent,
+    /// The file's bytes.
+    Bytes(Vec<u8>),
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bucket {
     tokens: f64,
@@ -218,8 +230,8 @@ pub(crate) struct Inner {
     pub(crate) mutating_calls: u64,
     pub(crate) bucket: Option<Bucket>,
     rng: SplitMix,
-    /// Bumped on every change, so that an older snapshot never overwrites a newer one on disk.
-    pub(crate) generation: u64,
+    /// What this process last read from or wrote to the file of a persistent cloud.
+    pub(crate) on_disk: OnDisk,
     /// Status new VMs of an image boot into (default `running`): lets tests make a release bad.
     pub(crate) boot_status: BTreeMap<String, String>,
     /// Fingerprints of the secrets each resource was given (id -> what -> fingerprint), never
@@ -289,7 +301,7 @@ impl Inner {
             mutating_calls: 0,
             bucket: None,
             rng,
-            generation: 0,
+            on_disk: OnDisk::Unknown,
             boot_status: BTreeMap::new(),
             secret_prints: BTreeMap::new(),
         }

@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use crate::base::diag::{is_valid_id, Diagnostic, Diagnostics, MAX_ID_LEN};
+pub use crate::base::diag::{
+    id_problem, is_valid_id, stack_name_diagnostic, stack_name_problem, Diagnostic, Diagnostics, NameProblem,
+    MAX_ID_LEN, STACK_NAME_RULE,
+};
 use crate::kind::catalog::Catalog;
 pub use crate::kind::expr::Expr;
 use crate::kind::field::tag_problem;
@@ -291,14 +294,8 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
 /// The stack's name and the ids of its scopes.
 fn check_stack_names(ctx: &mut Ctx<'_>) {
     let def = ctx.def;
-    let stack = def.name.clone();
-    if !is_valid_id(&stack) {
-        ctx.diags.push(
-            if stack.is_empty() { "empty-name" } else { "invalid-name" },
-            if stack.is_empty() { "(stack)".to_string() } else { stack.clone() },
-            format!("stack name `{stack}` is not a valid name"),
-            "use 1 to 63 characters of a-z, 0-9 and '-'",
-        );
+    if let Some(d) = crate::base::diag::stack_name_diagnostic(&def.name) {
+        ctx.diags.0.push(d);
     }
     for (path, id) in &def.scope_errors {
         let p = ctx.full(path);
