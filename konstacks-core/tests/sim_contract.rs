@@ -145,6 +145,16 @@ async fn contract_suite_passes_on_the_simulated_cloud() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn stacks_sharing_the_simulated_cloud_never_take_each_others_resources() {
+    let s = sim(SimConfig::default());
+    let o = ContractOptions::new(REGION);
+    if let Err(f) = contract::run_isolation(&s.provider(), TokioClock::shared(), &o).await {
+        panic!("{f}");
+    }
+    assert!(s.resources().is_empty(), "the suite left resources behind: {:?}", s.resources());
+}
+
+#[tokio::test(start_paused = true)]
 async fn contract_suite_passes_with_eventual_consistency() {
     let s = sim(SimConfig { consistency_delay: Duration::from_secs(2), ..SimConfig::default() });
     let p = s.provider();

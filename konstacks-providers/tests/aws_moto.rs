@@ -17,7 +17,7 @@ use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor}
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use konstacks_core::clock::{OpContext, TokioClock};
-use konstacks_core::contract::{run_all, ContractOptions};
+use konstacks_core::contract::{run_all, run_isolation, ContractOptions};
 use konstacks_core::engine::{ApplyOptions, Engine, PlanOptions};
 use konstacks_core::model::{Firewall, Vm, Vpc};
 use konstacks_core::model::{Placement, ResourceKind, Stage};
@@ -137,6 +137,22 @@ async fn leftovers(account: &'static str, stack: &str) -> BTreeMap<&'static str,
 
 fn nothing_left(l: &BTreeMap<&'static str, usize>) -> bool {
     l.values().all(|n| *n == 0)
+}
+
+/// Stacks sharing one account never take each other's resources (import refused with the
+/// owner's name, lost state sees only its own resources, adoption by full identity).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacks_sharing_an_account_never_take_each_others_resources() {
+    const ACCOUNT: &str = "100000000005";
+    let aws = provider(ACCOUNT).await;
+    let opts = ContractOptions::new(REGION);
+    if let Err(f) = run_isolation(&aws.clone().provider(), TokioClock::shared(), &opts).await {
+        panic!("{f}");
+    }
+    for stack in ["a", "b"] {
+        let left = leftovers(ACCOUNT, &format!("{}-{stack}", opts.stack)).await;
+        assert!(nothing_left(&left), "the suite cleans up after itself: {left:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

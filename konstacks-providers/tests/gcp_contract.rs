@@ -37,3 +37,15 @@ async fn contract_suite() {
     assert!(clock.elapsed().as_secs() > 0, "waits did not use the injected clock");
     fake().assert_no_violations();
 }
+
+/// Stacks sharing one project never take each other's resources (import refused with the
+/// owner's name, lost state sees only its own resources, adoption by full identity).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stacks_sharing_a_project_never_take_each_others_resources() {
+    let _serial = exclusive().await;
+    let b = backend().await;
+    let o = ContractOptions::new(REGION);
+    contract::run_isolation(&b.provider(), VirtualClock::shared(), &o).await.unwrap();
+    assert_fake_empty();
+    fake().assert_no_violations();
+}

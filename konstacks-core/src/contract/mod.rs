@@ -32,11 +32,13 @@ use crate::provider::Provider;
 mod cache;
 mod compute;
 mod database;
+mod isolation;
 mod network;
 
 pub use cache::run_cache;
 pub use compute::run_compute;
 pub use database::run_database;
+pub use isolation::run_isolation;
 pub use network::run_network;
 
 /// How long (on the context's clock) a read is retried before a check gives up.
