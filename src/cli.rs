@@ -412,6 +412,12 @@ enum StateCommand {
         #[arg(value_name = "PATH")]
         resource_path: String,
     },
+    /// Drop one resource from state, leaving it in the cloud untouched.
+    Rm {
+        /// Logical path (`network/vpc`).
+        #[arg(value_name = "PATH")]
+        resource_path: String,
+    },
 }
 
 #[derive(Debug, Parser)]

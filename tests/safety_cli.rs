@@ -218,6 +218,28 @@ fn another_stacks_resource_is_never_imported_silently() {
     // refused instead of deleting or updating what is now another stack's.
     let r = s.expect(&args(&["import", "network/vpc", &vpc, "--force"], &thief), 0);
     assert!(r.stdout.contains("konstacks:stack"), "{r:?}");
+    // The thief's apply re-tags the VPC first; its own subnets then collide with the owner's
+    // in that VPC (exit 1), which is the cloud's answer, not a guard's.
+    let r = s.expect(&args(&["apply", "--yes"], &thief), 1);
+    assert!(r.stdout.contains("\"konstacks:stack\":\"thief\""), "{r:?}");
+    let owner = args(WEB, &["--name", "owner"]);
+    let before = s.cloud();
+    assert!(before.iter().any(|r| r.0 == vpc && r.1 == "thief"), "{before:?}");
+
+    // The owner's next run meets its VPC tagged for the thief: refused, nothing changed. Even a
+    // destroy leaves it alone.
+    let change = s.params("change.json", r#"{"vpc_cidr": "10.1.0.0/16"}"#);
+    let r = s.expect(&args(&["--params", &change, "apply", "--yes", "--allow-all-data-loss"], &owner), 5);
+    assert!(r.stderr.contains("belongs to stack `thief`") && r.stderr.contains("state rm network/vpc"), "{r:?}");
+    let r = s.expect(&args(&["destroy", "--yes"], &owner), 5);
+    assert!(r.stderr.contains("belongs to stack `thief`"), "{r:?}");
+    assert_eq!(s.cloud(), before);
+    // The remedy it names works: the owner lets go of the VPC and destroys the rest.
+    s.expect(&args(&["state", "rm", "network/vpc"], &owner), 0);
+    s.expect(&args(&["state", "rm", "network/vpc"], &owner), 1);
+    s.expect(&args(&["destroy", "--yes"], &owner), 0);
+    let after = s.cloud();
+    assert!(after.iter().all(|r| r.1 == "thief") && after.iter().any(|r| r.0 == vpc), "{after:?}");
 }
 
 #[test]

@@ -359,6 +359,7 @@ where
         Command::Output { output_name } => cx.output(output_name.as_deref()),
         Command::State(StateCommand::List) => cx.state_list(),
         Command::State(StateCommand::Show { resource_path }) => cx.state_show(&resource_path),
+        Command::State(StateCommand::Rm { resource_path }) => cx.state_rm(&resource_path),
         Command::ForceUnlock { lock_id } => cx.force_unlock(&lock_id),
         Command::Import { resource_path, id, force } => cx.import(&resource_path, &id, force),
         Command::Templates
@@ -999,6 +1000,20 @@ impl<'a> Ctx<'a> {
             "attrs": r.attrs,
             "depends_on": r.deps,
         }));
+        Ok(Exit::Success)
+    }
+
+    fn state_rm(&self, path: &str) -> Result<Exit, Failure> {
+        let name = self.name();
+        let r = self.rt.block_on(self.engine.forget(&name, path))?;
+        if self.ui.json {
+            self.ui.json_doc(&json!({ "forgotten": { "path": path, "kind": r.kind, "id": r.id } }));
+        } else {
+            self.ui.out(&format!(
+                "Removed {path} ({} {}) from the state of stack {name}; it still exists in the cloud.",
+                r.kind, r.id
+            ));
+        }
         Ok(Exit::Success)
     }
 

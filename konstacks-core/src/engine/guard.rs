@@ -80,7 +80,8 @@ impl fmt::Display for Hazard {
             ),
             Hazard::OtherStack { path, id, owner } => write!(
                 f,
-                "{path} [{id}] belongs to stack `{owner}` (its {TAG_STACK} tag); leave it to that stack, or pass --force to take it over"
+                "{path} [{id}] belongs to stack `{owner}` (its {TAG_STACK} tag), not to this one; leave it to that stack \
+                 (`konstacks state rm {path}` drops it from this stack's state), or take it over with `konstacks import {path} {id} --force`"
             ),
         }
     }
@@ -146,9 +147,20 @@ pub fn hazards(plan: &Plan, state: Option<&StackState>, opts: &ApplyOptions, app
     out
 }
 
-/// Refuse the run if it meets a hazard it was not told it may.
-pub(crate) fn check(plan: &Plan, state: &StackState, opts: &ApplyOptions, applying: bool) -> Result<(), Error> {
-    let hazards = hazards(plan, Some(state), opts, applying);
+/// Refuse the run if it meets a hazard it was not told it may (`found`: those the cloud showed).
+pub(crate) fn check(
+    plan: &Plan,
+    state: &StackState,
+    opts: &ApplyOptions,
+    applying: bool,
+    found: Vec<Hazard>,
+) -> Result<(), Error> {
+    let mut hazards = hazards(plan, Some(state), opts, applying);
+    for h in found {
+        if !hazards.contains(&h) {
+            hazards.push(h);
+        }
+    }
     if hazards.is_empty() {
         Ok(())
     } else {
@@ -191,6 +203,43 @@ impl Engine {
                 }
                 let path = attrs.get("tags").and_then(|t| t.get(TAG_PATH)).and_then(Value::as_str).map(str::to_string);
                 out.push(Untracked { provider: provider.clone(), kind, id, path });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Engine {
+    /// The resources `plan` would update, replace or delete whose tags in the cloud now name
+    /// another stack (one batched read per provider and kind): every operation on an existing
+    /// resource checks its owner first.
+    pub(super) async fn foreign(&self, plan: &Plan, state: &StackState) -> Result<Vec<Hazard>, Error> {
+        let mut ids: BTreeMap<(String, Kind), Vec<(String, String)>> = BTreeMap::new();
+        for c in plan.actionable().filter(|c| c.action != Action::Create) {
+            if let Some(id) = &c.id {
+                ids.entry((c.provider.clone(), c.kind)).or_default().push((id.clone(), c.path.clone()));
+            }
+        }
+        let cx = self.cx(&plan.stack);
+        let mut out = Vec::new();
+        for ((provider, kind), wanted) in ids {
+            let slot = self.slot(&provider)?;
+            let sel = Selector::Ids(wanted.iter().map(|(id, _)| id.clone()).collect());
+            let found = self
+                .with_retries(slot, &cx, || slot.provider.read_many(&cx, kind, &sel))
+                .await
+                .map_err(|e| Error::Provider { context: format!("reading the {kind}s the run changes"), source: e })?;
+            for (id, attrs) in found {
+                let Some(owner) = owner_of(&attrs).filter(|o| *o != plan.stack) else { continue };
+                for (_, path) in wanted.iter().filter(|(i, _)| *i == id) {
+                    // Taken over with `import --force`: state recorded the owner's tag as the
+                    // cloud showed it, and this run re-tags the resource.
+                    let recorded = state.resources.get(path).and_then(|r| r.inputs.get("tags"));
+                    if recorded.and_then(|t| t.get(TAG_STACK)).and_then(Value::as_str) == Some(owner) {
+                        continue;
+                    }
+                    out.push(Hazard::OtherStack { path: path.clone(), id: id.clone(), owner: owner.to_string() });
+                }
             }
         }
         Ok(out)
