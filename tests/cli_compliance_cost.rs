@@ -42,13 +42,28 @@ fn gdpr_plan_shows_cost_and_compliance() {
 #[test]
 fn an_eu_only_pack_refuses_a_us_region_before_any_cloud_call() {
     let d = tempfile::tempdir().unwrap();
-    let (code, out, err) =
-        run(d.path(), &["apply", "--yes", "--template", "web-app", "--pack", "gdpr", "--region", "us-east", "--jurisdiction", "us"]);
+    let (code, out, err) = run(
+        d.path(),
+        &["apply", "--yes", "--template", "web-app", "--pack", "gdpr", "--region", "us-east", "--jurisdiction", "us"],
+    );
     assert_eq!(code, 5, "{out}{err}");
     assert!(err.contains("compliance check failed") && err.contains("us-east") && err.contains("eu-central"), "{err}");
     assert!(!d.path().join(".konstacks/sim-cloud.json").exists(), "nothing may reach the cloud");
-    let (code, report, _) =
-        run(d.path(), &["check", "--report", "--template", "web-app", "--pack", "gdpr", "--region", "us-east", "--jurisdiction", "us"]);
+    let (code, report, _) = run(
+        d.path(),
+        &[
+            "check",
+            "--report",
+            "--template",
+            "web-app",
+            "--pack",
+            "gdpr",
+            "--region",
+            "us-east",
+            "--jurisdiction",
+            "us",
+        ],
+    );
     assert_eq!(code, 5);
     assert!(report.contains("gdpr/eu-residency") && report.contains("FAIL"), "{report}");
 }
@@ -59,7 +74,19 @@ fn suppressions_need_a_reason_and_show_in_the_report() {
     std::fs::write(d.path().join("s.toml"), "[[suppress]]\nrule_id = \"gdpr/eu-residency\"\npath = \"**\"\nreason = \"US pilot approved by the DPO on 2026-11-20\"\n").unwrap();
     let (code, out, err) = run(
         d.path(),
-        &["check", "--template", "web-app", "--pack", "gdpr", "--region", "us-east", "--jurisdiction", "us", "--suppressions", "s.toml"],
+        &[
+            "check",
+            "--template",
+            "web-app",
+            "--pack",
+            "gdpr",
+            "--region",
+            "us-east",
+            "--jurisdiction",
+            "us",
+            "--suppressions",
+            "s.toml",
+        ],
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("US pilot approved"), "{out}");
@@ -70,7 +97,19 @@ fn suppressions_need_a_reason_and_show_in_the_report() {
     .unwrap();
     let (code, out, _) = run(
         d.path(),
-        &["check", "--template", "web-app", "--pack", "gdpr", "--region", "us-east", "--jurisdiction", "us", "--suppressions", "s.toml"],
+        &[
+            "check",
+            "--template",
+            "web-app",
+            "--pack",
+            "gdpr",
+            "--region",
+            "us-east",
+            "--jurisdiction",
+            "us",
+            "--suppressions",
+            "s.toml",
+        ],
     );
     assert_eq!(code, 5, "{out}");
 }

@@ -207,12 +207,14 @@ fn another_stacks_resource_is_never_imported_silently() {
     let r = s.expect(&args(&["--json", "import", "network/vpc", &vpc], &thief), 5);
     assert_eq!(json(&r)["error"]["details"]["hazards"][0]["owner"], "owner", "{r:?}");
     s.expect(&args(&["state", "list"], &thief), 0);
-    assert!(!s.stack_state_dir("thief").join("state.json").exists() || {
-        let st: Value =
-            serde_json::from_str(&std::fs::read_to_string(s.stack_state_dir("thief").join("state.json")).unwrap())
-                .unwrap();
-        st["resources"].as_object().unwrap().is_empty()
-    });
+    assert!(
+        !s.stack_state_dir("thief").join("state.json").exists() || {
+            let st: Value =
+                serde_json::from_str(&std::fs::read_to_string(s.stack_state_dir("thief").join("state.json")).unwrap())
+                    .unwrap();
+            st["resources"].as_object().unwrap().is_empty()
+        }
+    );
 
     // Forced, it is taken over: the thief's plan re-tags it, and the owner's next apply is
     // refused instead of deleting or updating what is now another stack's.

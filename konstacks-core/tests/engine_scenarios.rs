@@ -657,8 +657,20 @@ async fn import_adopts_an_existing_resource_and_plans_only_the_differences() {
     assert_eq!(c.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["tags"], "name and CIDR already match");
     assert_eq!(plan.change("a").unwrap().action, Action::Create);
     // Importing twice, or an unknown id, is refused with a clear message.
-    assert!(w.engine.import(&s, "vpc", &hand_made.id, &Default::default()).await.unwrap_err().to_string().contains("already managed"));
-    assert!(w.engine.import(&s, "a", "subnet-ffffffff", &Default::default()).await.unwrap_err().to_string().contains("has no subnet"));
+    assert!(w
+        .engine
+        .import(&s, "vpc", &hand_made.id, &Default::default())
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("already managed"));
+    assert!(w
+        .engine
+        .import(&s, "a", "subnet-ffffffff", &Default::default())
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("has no subnet"));
     w.apply(&stack).await.unwrap();
     assert_eq!(w.count("imp", Vpc::KIND), 1, "adopted, not created");
     assert!(w.plan(&stack).await.is_empty());

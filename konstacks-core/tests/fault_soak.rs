@@ -93,7 +93,10 @@ async fn soak(seed: u64) -> (u64, u64, usize) {
             engine.destroy("soak", &ApplyOptions::default()).await.unwrap()
         } else {
             let s = engine.synth(&stack(groups, resized, extra)).unwrap();
-            let r = engine.apply(&s, &ApplyOptions { data_loss: DataLossConsent::All, ..Default::default() }).await.unwrap_or_else(|e| panic!("{phase}: {e}"));
+            let r = engine
+                .apply(&s, &ApplyOptions { data_loss: DataLossConsent::All, ..Default::default() })
+                .await
+                .unwrap_or_else(|e| panic!("{phase}: {e}"));
             // Let every new resource become visible, then re-plan reading the cloud (reads fail
             // too, and are retried): it must be empty.
             tokio::time::sleep(Duration::from_secs(5)).await;

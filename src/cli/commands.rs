@@ -351,7 +351,9 @@ where
     }
     match command {
         Command::Plan { refresh, out } => cx.plan(refresh, out.as_deref()),
-        Command::Apply { yes, refresh, continue_on_error, safety } => cx.apply(yes, refresh, continue_on_error, &safety),
+        Command::Apply { yes, refresh, continue_on_error, safety } => {
+            cx.apply(yes, refresh, continue_on_error, &safety)
+        }
         Command::Destroy { yes, disable_deletion_protection } => cx.destroy(yes, disable_deletion_protection),
         Command::Refresh => cx.refresh(),
         Command::Drift => cx.drift(),

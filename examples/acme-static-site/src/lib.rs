@@ -56,7 +56,10 @@ impl TypedTemplate for StaticSite {
         init.run(&["git", "clone", "--depth", "1", "--", p.repo.as_str(), "/var/www/html"]);
         let web = stack.add(
             "web",
-            Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), subnet).firewall(fw).public_ip(true).user_data(init.render()),
+            Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), subnet)
+                .firewall(fw)
+                .public_ip(true)
+                .user_data(init.render()),
         );
         stack.export("site-ip", web.public_ip());
         Ok(stack)

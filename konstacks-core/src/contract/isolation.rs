@@ -69,11 +69,11 @@ async fn checks(
     let ec = engine(p, clock, Arc::new(MemoryBackend::new()));
     let sc = ec.synth(&stack_of(thief)).map_err(fail(check))?;
     match ec.import(&sc, "vpc", id_a, &ImportOptions::default()).await {
-        Err(Error::Refused(r)) => ensure(
-            matches!(r.hazards.as_slice(), [Hazard::OtherStack { owner, .. }] if owner == a),
-            check,
-            || format!("refused, but not naming owner `{a}`: {r}"),
-        )?,
+        Err(Error::Refused(r)) => {
+            ensure(matches!(r.hazards.as_slice(), [Hazard::OtherStack { owner, .. }] if owner == a), check, || {
+                format!("refused, but not naming owner `{a}`: {r}")
+            })?
+        }
         Ok(_) => return Err(failure(check, format!("{id_a} of stack {a} was imported into {thief}"))),
         Err(e) => return Err(failure(check, format!("expected a refusal naming {a}, got: {e}"))),
     }

@@ -59,7 +59,8 @@ impl Engine {
             let mut attrs = attrs;
             let foreign = guard::owner_of(&attrs).is_some_and(|o| o != s.name);
             if let Some(owner) = guard::owner_of(&attrs).filter(|_| foreign && !opts.force) {
-                let hazard = Hazard::OtherStack { path: path.to_string(), id: id.to_string(), owner: owner.to_string() };
+                let hazard =
+                    Hazard::OtherStack { path: path.to_string(), id: id.to_string(), owner: owner.to_string() };
                 return Err(Error::Refused(Box::new(Refusal { stack: s.name.clone(), hazards: vec![hazard] })));
             }
             // What the cloud reports wins; fields it cannot report (user data, secrets, options)
@@ -119,7 +120,6 @@ impl Engine {
         unlocked?;
         Ok(plan)
     }
-
 
     /// Drop the resource at `path` from the stack's state, leaving it in the cloud untouched
     /// (the next plan of a stack that still declares the path creates a new one). Returns what

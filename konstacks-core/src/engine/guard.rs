@@ -98,7 +98,12 @@ pub struct Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "refused to change stack {}: nothing was sent to the cloud; {} hazard(s):", self.stack, self.hazards.len())?;
+        write!(
+            f,
+            "refused to change stack {}: nothing was sent to the cloud; {} hazard(s):",
+            self.stack,
+            self.hazards.len()
+        )?;
         for h in &self.hazards {
             write!(f, "\n  - {h}")?;
         }
@@ -125,10 +130,16 @@ pub fn hazards(plan: &Plan, state: Option<&StackState>, opts: &ApplyOptions, app
         out.extend(plan.untracked.iter().cloned().map(Hazard::Untracked));
     }
     for c in plan.actionable() {
-        let prior = state.and_then(|state| if c.deposed {
-            state.deposed.iter().find(|d| d.path == c.path && Some(&d.resource.id) == c.id.as_ref()).map(|d| &d.resource)
-        } else {
-            c.moved_from.as_deref().and_then(|m| state.resources.get(m)).or_else(|| state.resources.get(&c.path))
+        let prior = state.and_then(|state| {
+            if c.deposed {
+                state
+                    .deposed
+                    .iter()
+                    .find(|d| d.path == c.path && Some(&d.resource.id) == c.id.as_ref())
+                    .map(|d| &d.resource)
+            } else {
+                c.moved_from.as_deref().and_then(|m| state.resources.get(m)).or_else(|| state.resources.get(&c.path))
+            }
         });
         if let Some(owner) = prior.and_then(|p| owner_of(&p.attrs)).filter(|o| *o != plan.stack) {
             out.push(Hazard::OtherStack {
@@ -193,10 +204,10 @@ impl Engine {
         let mut out = Vec::new();
         for (provider, kind) in kinds {
             let slot = self.slot(&provider)?;
-            let found = self
-                .with_retries(slot, &cx, || slot.provider.read_many(&cx, kind, &sel))
-                .await
-                .map_err(|e| Error::Provider { context: format!("listing the {kind}s of stack {}", plan.stack), source: e })?;
+            let found =
+                self.with_retries(slot, &cx, || slot.provider.read_many(&cx, kind, &sel)).await.map_err(|e| {
+                    Error::Provider { context: format!("listing the {kind}s of stack {}", plan.stack), source: e }
+                })?;
             for (id, attrs) in found {
                 if known.contains(id.as_str()) || owner_of(&attrs) != Some(plan.stack.as_str()) {
                     continue;

@@ -24,9 +24,9 @@ pub mod report;
 mod secrets;
 
 use exec::Exec;
+pub use guard::{Hazard, Refusal};
 pub use journal::Durability;
 use journal::Journal;
-pub use guard::{Hazard, Refusal};
 pub use report::*;
 
 use serde_json::Value;
@@ -476,7 +476,13 @@ impl Engine {
 
     /// The safety gate of a run (see [`guard`]): what the cloud holds for the stack that state
     /// does not know, resources another stack now owns, then every hazard the options do not allow.
-    async fn gate_run(&self, plan: &mut Plan, state: &StackState, opts: &ApplyOptions, applying: bool) -> Result<(), Error> {
+    async fn gate_run(
+        &self,
+        plan: &mut Plan,
+        state: &StackState,
+        opts: &ApplyOptions,
+        applying: bool,
+    ) -> Result<(), Error> {
         if applying {
             plan.untracked = self.untracked(plan, state).await?;
         }

@@ -103,9 +103,9 @@ impl Exec<'_> {
     ) -> Result<Option<(String, Attrs)>, ProviderError> {
         let sel = Selector::Stack(self.stack.to_string());
         let all = self.call(slot, cx, path, OpKind::Create, || slot.provider.read_many(cx, kind, &sel)).await?;
-        Ok(all
-            .into_iter()
-            .find(|(id, a)| !self.known_ids.contains(id) && super::reconcile::has_identity(a, self.stack, path, Some(name))))
+        Ok(all.into_iter().find(|(id, a)| {
+            !self.known_ids.contains(id) && super::reconcile::has_identity(a, self.stack, path, Some(name))
+        }))
     }
 
     pub(super) fn intent(
@@ -209,8 +209,9 @@ impl Exec<'_> {
         intent.op = OpKind::Update;
         self.journal.write(vec![Record::Intent(intent)]).await?;
         let spec = Value::Object(spec);
-        let lifted =
-            self.call(slot, cx, path, OpKind::Update, || slot.provider.update(cx, res.kind, &res.id, spec.clone())).await;
+        let lifted = self
+            .call(slot, cx, path, OpKind::Update, || slot.provider.update(cx, res.kind, &res.id, spec.clone()))
+            .await;
         // Nothing to keep in state: the delete follows at once. After a crash right here the
         // next run reads the resource back (reconciliation of the pending update).
         self.journal.write(vec![Record::Abandon { path: path.to_string(), op: OpKind::Update }]).await?;

@@ -90,7 +90,9 @@ pub(crate) fn mark(change: &mut ResourceChange, prior: Option<&ResourceState>) {
     let def = change.kind.def();
     change.data_loss = def.holds_data;
     change.deletion_protected = match (def.deletion_protection, prior) {
-        (Some(field), Some(p)) => [p.inputs.get(field), p.attrs.get(field)].into_iter().flatten().any(|v| v.as_bool() == Some(true)),
+        (Some(field), Some(p)) => {
+            [p.inputs.get(field), p.attrs.get(field)].into_iter().flatten().any(|v| v.as_bool() == Some(true))
+        }
         _ => false,
     };
 }
@@ -123,7 +125,14 @@ pub(crate) fn render_banner(plan: &Plan, out: &mut String, paint: &dyn Fn(&str, 
             plan.stack
         );
         for u in &plan.untracked {
-            let _ = writeln!(out, "     {} {} [{}]: {}", u.kind, u.path.as_deref().unwrap_or("(no path tag)"), u.id, u.import_hint());
+            let _ = writeln!(
+                out,
+                "     {} {} [{}]: {}",
+                u.kind,
+                u.path.as_deref().unwrap_or("(no path tag)"),
+                u.id,
+                u.import_hint()
+            );
         }
     }
 }
@@ -136,7 +145,12 @@ pub(crate) fn render_marks(plan: &Plan, c: &ResourceChange, out: &mut String, pa
         } else {
             "destroy deletes it".to_string()
         };
-        let _ = writeln!(out, "      {} the data this {} holds is deleted; {remedy}", paint("1;31", "!! DATA LOSS:"), c.kind);
+        let _ = writeln!(
+            out,
+            "      {} the data this {} holds is deleted; {remedy}",
+            paint("1;31", "!! DATA LOSS:"),
+            c.kind
+        );
     }
     if c.deletion_protected {
         let _ = writeln!(
