@@ -512,6 +512,27 @@ fn param_cases() -> Vec<Case> {
             3,
             &["no template named `no-such-template`"],
         ),
+        case(
+            "a region alone stays within the default jurisdiction",
+            None,
+            &["--region", "us-east"],
+            3,
+            &["region `us-east`", "outside the placement's jurisdiction `eu`", "eu-central"],
+        ),
+        case(
+            "a stack name that climbs out of the state directory",
+            None,
+            &["--name", "../../x"],
+            3,
+            &["error[invalid-name] ../../x", "is not one of a-z, 0-9 and '-'"],
+        ),
+        case(
+            "a stack name Windows reserves for a device",
+            None,
+            &["--name", "con"],
+            3,
+            &["error[invalid-name] con", "reserves for a device"],
+        ),
         case("unknown jurisdiction", None, &["--jurisdiction", "atlantis"], 1, &["unknown jurisdiction `atlantis`"]),
         case("unknown stage", None, &["--stage", "qa"], 1, &["unknown stage `qa`"]),
     ]
@@ -922,7 +943,7 @@ fn a_snapshot_of_another_stack_is_refused() {
 fn the_corpus_counts() {
     let params = param_cases().len();
     let states = state_cases().len();
-    assert_eq!(params, 57, "parameter and command line cases");
+    assert_eq!(params, 60, "parameter and command line cases");
     assert_eq!(states, 8, "state, cloud and lock file cases");
     // +2: the torn last line and the empty TOML file, both tolerated.
     assert!(params + states + 2 >= 50);

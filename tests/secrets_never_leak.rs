@@ -318,7 +318,7 @@ async fn lifecycle(sealer: Option<Sealer>) -> (Vec<String>, Vec<String>) {
     c.add("apply report Debug", format!("{report:?}"));
     assert_eq!(report.outputs["db-password"], "(sensitive)");
 
-    let plan = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let plan = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     assert!(plan.is_empty(), "{}", plan.render(false));
     c.add("re-plan", plan.render(false));
     c.add_json("re-plan JSON", &plan);
@@ -337,7 +337,7 @@ async fn lifecycle(sealer: Option<Sealer>) -> (Vec<String>, Vec<String>) {
     assert_eq!(drift.items.len(), 2, "{}", drift.render());
     c.add("drift", drift.render());
     c.add_json("drift JSON", &drift);
-    let plan = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let plan = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     c.add("refreshing plan", plan.render(false));
     c.add_json("refreshing plan JSON", &plan);
     let report = engine.apply(&s, &ApplyOptions { refresh: true, ..Default::default() }).await.unwrap();

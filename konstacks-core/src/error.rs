@@ -62,7 +62,7 @@ pub enum Error {
     /// stack's resource or create duplicates of resources state does not know, and was not told
     /// it may; every hazard is listed and nothing was sent to the cloud.
     #[error("{0}")]
-    Refused(Box<crate::engine::guard::Refusal>),
+    Refused(Box<crate::engine::refusal::Refusal>),
     /// Anything the caller asked for that cannot be done (for example an unknown resource path).
     #[error("{0}")]
     Usage(String),

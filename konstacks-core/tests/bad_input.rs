@@ -1477,7 +1477,7 @@ fn a_non_canonical_cidr_is_rejected_or_converges() {
         let Ok(synth) = engine.synth(&s) else { return };
         engine.apply(&synth, &ApplyOptions::default()).await.unwrap();
         let drift = engine.drift(NAME).await.unwrap();
-        let plan = engine.plan(&synth, &PlanOptions { refresh: true }).await.unwrap();
+        let plan = engine.plan(&synth, &PlanOptions::refreshing()).await.unwrap();
         assert!(
             drift.is_clean() && plan.is_empty(),
             "nothing changed in the cloud, yet:\n{}\n{}",

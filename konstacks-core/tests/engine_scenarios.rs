@@ -464,7 +464,7 @@ async fn drift_is_detected_and_reverted() {
     assert!(d.read_calls <= 5, "batched reads: one per kind");
 
     let s = w.engine.synth(&stack).unwrap();
-    let plan = w.engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let plan = w.engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     assert_eq!(plan.change("network/web-fw").unwrap().action, Action::Update);
     assert_eq!(plan.change("web").unwrap().action, Action::Update);
     w.engine.apply(&s, &ApplyOptions { refresh: true, ..Default::default() }).await.unwrap();

@@ -100,7 +100,7 @@ async fn soak(seed: u64) -> (u64, u64, usize) {
             // Let every new resource become visible, then re-plan reading the cloud (reads fail
             // too, and are retried): it must be empty.
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let plan = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+            let plan = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
             assert!(plan.is_empty(), "{phase}: re-plan not empty: {}", plan.render(false));
             r
         };

@@ -121,7 +121,7 @@ async fn cache_lifecycle_on_the_simulated_cloud() {
     let cache = sim.resources_of_stack("shop").into_iter().find_map(|r| r.get::<Cache>().cloned()).unwrap();
     assert_eq!((cache.engine, cache.replicas, cache.size.as_str()), (CacheEngine::Redis, 1, "cache-small"));
     assert!(cache.high_availability && cache.transit_encryption);
-    assert!(engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s, &PlanOptions::refreshing()).await.unwrap().is_empty());
 
     // State keeps the token's marker as the input, like any secret.
     let state = engine.state("shop").await.unwrap();
@@ -145,7 +145,7 @@ async fn cache_lifecycle_on_the_simulated_cloud() {
     assert!(change.data_loss, "a cache replacement loses its data");
     let consent = DataLossConsent::Paths(["cache".to_string()].into());
     engine.apply(&s3, &ApplyOptions { data_loss: consent, ..Default::default() }).await.unwrap();
-    assert!(engine.plan(&s3, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s3, &PlanOptions::refreshing()).await.unwrap().is_empty());
 
     engine.destroy("shop", &ApplyOptions::default()).await.unwrap();
     assert!(sim.resources_of_stack("shop").is_empty());

@@ -526,7 +526,11 @@ impl World {
     /// Apply `stack` and check the invariants; `Err` describes the first violation.
     async fn apply_and_check(&self, stack: &Stack, refresh: bool, what: &str) -> Result<ApplyReport, String> {
         let s = self.engine.synth(stack).map_err(|e| format!("{what}: the generated stack is invalid: {e}"))?;
-        let before = self.engine.plan(&s, &PlanOptions { refresh }).await.map_err(|e| format!("{what}: plan: {e}"))?;
+        let before = self
+            .engine
+            .plan(&s, &PlanOptions { refresh, ..Default::default() })
+            .await
+            .map_err(|e| format!("{what}: plan: {e}"))?;
         let report = self
             .engine
             // Random transitions delete and replace databases on purpose.
@@ -537,8 +541,11 @@ impl World {
             return Err(format!("{what}: apply reported {report:?}"));
         }
         for refresh in [false, true] {
-            let again =
-                self.engine.plan(&s, &PlanOptions { refresh }).await.map_err(|e| format!("{what}: re-plan: {e}"))?;
+            let again = self
+                .engine
+                .plan(&s, &PlanOptions { refresh, ..Default::default() })
+                .await
+                .map_err(|e| format!("{what}: re-plan: {e}"))?;
             if !again.is_empty() {
                 return Err(format!(
                     "{what}: re-plan (refresh: {refresh}) after apply is not empty:\n{}\nthe applied plan was:\n{}",
@@ -829,7 +836,7 @@ fn duplicate_firewall_rules_converge() {
         let Ok(s) = w.engine.synth(&stack) else { return };
         w.engine.apply(&s, &ApplyOptions::default()).await.unwrap();
         let drift = w.engine.drift(STACK).await.unwrap();
-        let plan = w.engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+        let plan = w.engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
         assert!(drift.is_clean() && plan.is_empty(), "{}\n{}", drift.render(), plan.render(false));
     });
 }

@@ -123,7 +123,7 @@ async fn apply_crash(account: &str, crash_at: &str) {
         "{crash_at}: recovered {:?}, adopted {:?}, created {:?}",
         report.recovered, report.adopted, report.created
     );
-    let plan = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let plan = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     assert!(plan.is_empty(), "{crash_at}: does not converge:\n{}", plan.render(false));
 
     let state = engine.state(STACK).await.unwrap();

@@ -62,7 +62,7 @@ async fn iam_policy_covers_every_call_of_apply_and_destroy() {
 
     // A second VM (in-place updates are covered by the drift test's revert).
     let s2 = engine.synth(&web_app(2)).unwrap();
-    let plan = engine.plan(&s2, &PlanOptions { refresh: true }).await.unwrap();
+    let plan = engine.plan(&s2, &PlanOptions::refreshing()).await.unwrap();
     let policy = iam_policy(&plan);
     aws.reset_api_calls();
     engine.apply(&s2, &ApplyOptions { refresh: true, ..Default::default() }).await.unwrap();
@@ -141,7 +141,7 @@ async fn drift_made_with_the_sdk_is_shown_and_reverted() {
     eprintln!("drift: {} resources, {field_count} fields changed, 1 deleted", drift.items.len());
 
     // Apply with refresh brings the cloud back to the stack.
-    let plan = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let plan = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     eprintln!("{}", plan.render(false));
     let policy = iam_policy(&plan);
     aws.reset_api_calls();
@@ -149,7 +149,7 @@ async fn drift_made_with_the_sdk_is_shown_and_reverted() {
     assert_covered(&policy, &aws.api_calls(), "revert of drift (updates and a create)");
     let after = engine.drift(STACK).await.unwrap();
     assert!(after.is_clean(), "{}", after.render());
-    assert!(engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s, &PlanOptions::refreshing()).await.unwrap().is_empty());
 
     // What moto really holds now.
     let state = engine.state(STACK).await.unwrap();

@@ -203,7 +203,7 @@ async fn web_app_applies_updates_in_place_and_destroys_on_moto() {
 
     // Re-plan: empty, also after reading the cloud back (observed state matches the specs).
     assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
-    let refreshed = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let refreshed = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     assert!(refreshed.is_empty(), "drift right after apply:\n{}", refreshed.render(false));
     let drift = engine.drift("shop").await.unwrap();
     assert!(drift.is_clean(), "{}", drift.render());
@@ -281,7 +281,7 @@ async fn web_app_applies_updates_in_place_and_destroys_on_moto() {
         .collect();
     assert_eq!(cidrs, ["192.0.2.0/24"]);
     assert_eq!(engine.state("shop").await.unwrap().resources["network/web-fw"].id, fw_id, "same group");
-    assert!(engine.plan(&s2, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s2, &PlanOptions::refreshing()).await.unwrap().is_empty());
 
     // Longer backups: the database is modified in place.
     let mut backups = changed;
@@ -296,7 +296,7 @@ async fn web_app_applies_updates_in_place_and_destroys_on_moto() {
     assert_eq!(calls_of(&aws, &before, "ModifyDBInstance"), 1);
     let db = rds.describe_db_instances().db_instance_identifier(id("data/postgres")).send().await.unwrap();
     assert_eq!(db.db_instances()[0].backup_retention_period(), Some(3));
-    assert!(engine.plan(&s3, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s3, &PlanOptions::refreshing()).await.unwrap().is_empty());
 
     // A bigger VM: the plan says update in place; the instance is stopped, resized, started.
     let mut bigger = backups.clone();
@@ -318,7 +318,7 @@ async fn web_app_applies_updates_in_place_and_destroys_on_moto() {
     assert_eq!(inst.instance_type().map(|t| t.as_str()), Some("t3.small"));
     assert_eq!(inst.state().and_then(|s| s.name()).map(|n| n.as_str()), Some("running"));
     assert_eq!(engine.state("shop").await.unwrap().resources["app/web-1"].id, vm_id, "same instance");
-    let after = engine.plan(&s4, &PlanOptions { refresh: true }).await.unwrap();
+    let after = engine.plan(&s4, &PlanOptions::refreshing()).await.unwrap();
     assert!(after.is_empty(), "{}", after.render(false));
 
     // Destroy: nothing with the stack's tag is left in moto.
@@ -393,7 +393,7 @@ async fn an_interrupted_create_is_adopted_by_its_tags() {
     assert!(r.replaced.is_empty(), "{r:#?}");
     assert_eq!(engine.state("shop").await.unwrap().resources["network/vpc"].id, made.id);
     assert_eq!(leftovers(ACCOUNT, "shop").await["vpcs"], 1);
-    assert!(engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s, &PlanOptions::refreshing()).await.unwrap().is_empty());
     engine.destroy("shop", &ApplyOptions::default()).await.unwrap();
     assert!(nothing_left(&leftovers(ACCOUNT, "shop").await));
 }

@@ -67,7 +67,7 @@ async fn web_app_lifecycle() {
     assert!(plan.is_empty(), "{:?}", changes(&plan));
     // Reading the cloud first shows only what DigitalOcean fixes itself: 7 days of backups
     // where the dev stage asks for 1.
-    let refreshed = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let refreshed = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     assert_eq!(
         changes(&refreshed),
         [("data/postgres".to_string(), Action::Update, vec!["backup_retention_days".to_string()])]

@@ -107,7 +107,7 @@ async fn lifecycle(template: &str, stage: Stage, stack: &str) {
     // Nothing to do the second time, with or without reading the cloud first.
     let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
     assert!(plan.is_empty(), "{:?}", changes(&plan));
-    let refreshed = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let refreshed = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     assert!(refreshed.is_empty(), "{:?}", changes(&refreshed));
 
     // A firewall rule changes in place: one GCP rule goes, one comes.
@@ -135,7 +135,7 @@ async fn lifecycle(template: &str, stage: Stage, stack: &str) {
     let tier = fake().resource(Kind::SqlInstance, &db_name).unwrap()["settings"]["tier"].clone();
     let expected = konstacks_providers::gcp::catalog(REGION).db_size("db-medium").unwrap().native.clone();
     assert_eq!(tier, json!(expected));
-    assert!(engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s, &PlanOptions::refreshing()).await.unwrap().is_empty());
 
     // Destroy leaves nothing.
     let report = engine.destroy(stack, &ApplyOptions::default()).await.unwrap();
@@ -231,7 +231,7 @@ async fn drift_made_in_the_console_is_shown_and_reverted() {
 
     // Without reading the cloud the plan is empty; reading it shows both changes field by field.
     assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
-    let plan = engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap();
+    let plan = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
     assert_eq!(
         changes(&plan),
         [
@@ -246,7 +246,7 @@ async fn drift_made_in_the_console_is_shown_and_reverted() {
     assert_eq!(sources_of_port(web_fw, "22"), ["203.0.113.0/24"]);
     let tier = fake().resource(Kind::SqlInstance, "drift-data-postgres").unwrap()["settings"]["tier"].clone();
     assert_eq!(tier, tier_before);
-    assert!(engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s, &PlanOptions::refreshing()).await.unwrap().is_empty());
 
     engine.destroy("drift", &ApplyOptions::default()).await.unwrap();
     assert_fake_empty();
@@ -314,7 +314,7 @@ async fn throttled_and_transient_answers_are_retried() {
     let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
     assert!(report.is_success(), "{report:?}");
     assert!(report.retries >= 4, "retries: {}", report.retries);
-    assert!(engine.plan(&s, &PlanOptions { refresh: true }).await.unwrap().is_empty());
+    assert!(engine.plan(&s, &PlanOptions::refreshing()).await.unwrap().is_empty());
     engine.destroy("flaky", &ApplyOptions::default()).await.unwrap();
     assert_fake_empty();
     fake().assert_no_violations();

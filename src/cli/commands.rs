@@ -789,7 +789,7 @@ impl<'a> Ctx<'a> {
 
     fn plan(&self, refresh: bool, out: Option<&Path>) -> Result<Exit, Failure> {
         let s = self.engine.synth(&self.stack)?;
-        let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions { refresh }))?;
+        let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions { refresh, ..Default::default() }))?;
         if let Some(path) = out {
             let text = serde_json::to_string_pretty(&plan)
                 .map_err(|e| Failure::error(format!("cannot serialize the plan: {e}")))?;
@@ -821,7 +821,7 @@ impl<'a> Ctx<'a> {
     fn apply(&self, yes: bool, refresh: bool, continue_on_error: bool, safety: &SafetyArgs) -> Result<Exit, Failure> {
         let s = self.engine.synth(&self.stack)?;
         self.check_lock(&s.name)?;
-        let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions { refresh }))?;
+        let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions { refresh, ..Default::default() }))?;
         let unknown: Vec<&str> = safety
             .allow_data_loss
             .iter()
@@ -925,7 +925,9 @@ impl<'a> Ctx<'a> {
     #[cfg(feature = "aws")]
     fn iam_policy(&self) -> Result<Exit, Failure> {
         let s = self.engine.synth(&self.stack)?;
-        let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions::default()))?;
+        // The policy is often made before any credentials exist: no cloud read it can do without.
+        let opts = PlanOptions { offline: true, ..Default::default() };
+        let plan = self.rt.block_on(self.engine.plan(&s, &opts))?;
         self.ui.json_doc(&konstacks_providers::aws::iam::iam_policy(&plan));
         Ok(Exit::Success)
     }

@@ -20,13 +20,14 @@ pub mod guard;
 mod journal;
 mod ops;
 mod reconcile;
+pub mod refusal;
 pub mod report;
 mod secrets;
 
 use exec::Exec;
-pub use guard::{Hazard, Refusal};
 pub use journal::Durability;
 use journal::Journal;
+pub use refusal::{Hazard, Refusal};
 pub use report::*;
 
 use serde_json::Value;
@@ -295,7 +296,9 @@ impl Engine {
         }
         let input = PlanInput { recovered, moved: moves(s) };
         let (mut plan, _, _) = secrets::diff_recovering(self, s, &mut state, &input)?;
-        plan.untracked = self.untracked(&plan, &state).await?;
+        if !opts.offline {
+            plan.untracked = self.untracked(&plan, &state).await?;
+        }
         self.decorate(&mut plan, s, &state, policy);
         Ok(plan)
     }

@@ -26,6 +26,17 @@ pub enum FailurePolicy {
 pub struct PlanOptions {
     /// Read the cloud first (batched) so the plan also reverts drift.
     pub refresh: bool,
+    /// Make no cloud read the plan can do without: resources tagged for the stack that state
+    /// does not know are not looked for (an apply still refuses them). Interrupted operations
+    /// are still reconciled. For plans made without credentials, such as an IAM policy's.
+    pub offline: bool,
+}
+
+impl PlanOptions {
+    /// A plan that reads the cloud first (see [`PlanOptions::refresh`]).
+    pub fn refreshing() -> Self {
+        Self { refresh: true, ..Self::default() }
+    }
 }
 
 /// Options of an import.

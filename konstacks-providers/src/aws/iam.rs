@@ -249,7 +249,7 @@ mod snapshot {
             "app_image": "ghcr.io/example/shop:1",
         });
         let s = engine.synth(&t.build_json(&cx, params).unwrap()).unwrap();
-        let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
+        let plan = engine.plan(&s, &PlanOptions { offline: true, ..Default::default() }).await.unwrap();
         assert_eq!(plan.summary.create, 9);
         insta::assert_json_snapshot!("web_app_iam_policy", iam_policy(&plan));
     }
