@@ -19,7 +19,8 @@ use aws_smithy_types::config_bag::ConfigBag;
 use konstacks_core::clock::{OpContext, TokioClock};
 use konstacks_core::contract::{run_all, run_isolation, ContractOptions};
 use konstacks_core::engine::{ApplyOptions, Engine, PlanOptions};
-use konstacks_core::model::{Firewall, Vm, Vpc};
+use konstacks_core::model::{Database, DbSize, Firewall, Stack, Subnet, Vm, Vpc};
+use konstacks_core::secret::Secret;
 use konstacks_core::model::{Placement, ResourceKind, Stage};
 use konstacks_core::plan::Action;
 use konstacks_core::provider::KindApis;
@@ -137,6 +138,44 @@ async fn leftovers(account: &'static str, stack: &str) -> BTreeMap<&'static str,
 
 fn nothing_left(l: &BTreeMap<&'static str, usize>) -> bool {
     l.values().all(|n| *n == 0)
+}
+
+/// A database with deletion protection on is never half-destroyed: the destroy is refused before
+/// anything is deleted, and with `disable_deletion_protection` the protection is turned off on RDS
+/// (ModifyDBInstance) right before the delete, and everything goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_protection_is_refused_up_front_then_lifted_on_request() {
+    const ACCOUNT: &str = "100000000006";
+    let aws = provider(ACCOUNT).await;
+    let engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(aws.clone().provider()).with_sealer(None);
+    let stack = Stack::new("vault", Placement::region(REGION), Stage::Prod);
+    stack.provider("aws");
+    let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
+    let a = stack.add("a", Subnet::new(vpc, "10.0.1.0/24").zone(0));
+    let b = stack.add("b", Subnet::new(vpc, "10.0.2.0/24").zone(1));
+    stack.add(
+        "db",
+        Database::postgres("16", DbSize::Small, [a, b])
+            .deletion_protection(true)
+            .password(Secret::new("a-password-for-moto-0123".into())),
+    );
+    let s = engine.synth(&stack).unwrap();
+    engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    let before = leftovers(ACCOUNT, "vault").await;
+    assert_eq!(before["db_instances"], 1);
+
+    let plan = engine.plan_destroy("vault").await.unwrap();
+    let db = plan.change("db").unwrap();
+    assert!(db.deletion_protected && db.data_loss, "{}", plan.render(false));
+    match engine.destroy("vault", &ApplyOptions::default()).await {
+        Err(konstacks_core::error::Error::Refused(r)) => assert!(r.to_string().contains("deletion protection"), "{r}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(leftovers(ACCOUNT, "vault").await, before, "a refused destroy deleted something");
+
+    let opts = ApplyOptions { disable_deletion_protection: true, ..Default::default() };
+    engine.destroy("vault", &opts).await.unwrap();
+    assert!(nothing_left(&leftovers(ACCOUNT, "vault").await));
 }
 
 /// Stacks sharing one account never take each other's resources (import refused with the
