@@ -53,6 +53,7 @@ impl Tables<'_> {
             max_name_len: self.max_name_len,
             min_zones: self.min_zones,
             pricing,
+            bucket_pricing: None,
         }
     }
 }

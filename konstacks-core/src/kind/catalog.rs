@@ -80,6 +80,20 @@ pub struct Catalog {
     /// Storage, backup and address prices, and when the prices were taken.
     #[serde(default)]
     pub pricing: Pricing,
+    /// Object storage (bucket) prices; `None` when the provider's are not known.
+    #[serde(default)]
+    pub bucket_pricing: Option<BucketPricing>,
+}
+
+/// Object storage prices (USD), read by the bucket kind's price function.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BucketPricing {
+    /// Storage per GB-month in the standard storage class.
+    pub storage_gb_month: Option<f64>,
+    /// Write-class requests (PUT, POST, COPY, LIST) per 1,000.
+    pub write_requests_per_1000: Option<f64>,
+    /// Read-class requests (GET, HEAD) per 1,000.
+    pub read_requests_per_1000: Option<f64>,
 }
 
 /// Prices beyond the per-size monthly list prices of [`Offer`] (USD).

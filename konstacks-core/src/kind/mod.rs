@@ -332,6 +332,15 @@ impl<'a> LowerCx<'a> {
         &self.st
     }
 
+    /// The base physical name synth derived for this resource (`<stack>-<path>`), before any
+    /// `-N` replacement suffix; `None` if synth did not set one.
+    pub fn physical_name(&self) -> Option<&str> {
+        match self.fields.get(common::NAME) {
+            Some(Expr::PhysicalName(base)) => Some(base),
+            _ => None,
+        }
+    }
+
     /// The catalogue of the resource's provider, when that provider is configured.
     pub fn catalog(&self) -> Option<&'a Catalog> {
         self.catalog

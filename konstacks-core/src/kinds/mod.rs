@@ -2,6 +2,7 @@
 //! (for state, plans and cost reports read back from JSON). Adding a kind is a new file here and
 //! one line in [`ALL`].
 
+pub mod bucket;
 pub mod cache;
 pub mod database;
 pub mod firewall;
@@ -9,6 +10,10 @@ pub mod subnet;
 pub mod vm;
 pub mod vpc;
 
+pub use bucket::{
+    bucket_name_problems, Bucket, BucketEncryption, BucketNameRule, BucketObserved, BucketSpec, CorsRule, ExpiryRule,
+    VersioningStatus,
+};
 pub use cache::{Cache, CacheEngine, CacheObserved, CacheSize, CacheSpec};
 pub use database::{Database, DatabaseObserved, DatabaseSpec, DbEngine, DbSize};
 pub use firewall::{
@@ -22,7 +27,7 @@ pub use vpc::{Vpc, VpcObserved, VpcSpec};
 use crate::kind::{Kind, ResourceKind};
 
 /// Every registered kind, in dependency-free order of ids.
-pub const ALL: &[Kind] = &[Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+pub const ALL: &[Kind] = &[Bucket::KIND, Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
 
 /// The kind with this id.
 pub fn lookup(id: &str) -> Option<Kind> {

@@ -11,6 +11,7 @@
 //! It must not touch Konstacks' own state, plans or the engine: it is a cloud, and knows nothing
 //! of stacks beyond the tags it is given.
 
+mod bucket;
 mod cache;
 pub mod config;
 mod database;
@@ -31,8 +32,10 @@ use serde_json::Value;
 use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError, StateError};
 use crate::kind::api::{Api, ProviderResult};
+use crate::kind::catalog::BucketPricing;
 use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
 use crate::kind::Selector;
+use crate::kinds::Bucket;
 use crate::kinds::{self, Cache, Database, Firewall, Subnet, Vm, Vpc};
 use crate::model::placement::{Jurisdiction, SIMULATED};
 use crate::provider::{Provider, ProviderLimits, Region};
@@ -45,6 +48,7 @@ use crate::sim::store::{id_number, provider_error, zone_name, Inner, OnDisk, Sim
 fn decode(v: Value) -> Result<SimResource, String> {
     let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
     match kind.as_str() {
+        "bucket" => SimResource::decode::<Bucket>(v),
         "cache" => SimResource::decode::<Cache>(v),
         "database" => SimResource::decode::<Database>(v),
         "firewall" => SimResource::decode::<Firewall>(v),
@@ -250,6 +254,11 @@ impl SimCloud {
                     ("us-east".into(), 0.9),
                 ],
             },
+            bucket_pricing: Some(BucketPricing {
+                storage_gb_month: Some(0.023),
+                write_requests_per_1000: Some(0.005),
+                read_requests_per_1000: Some(0.0004),
+            }),
         }
     }
 
@@ -262,6 +271,7 @@ impl SimCloud {
             burst: rl.map_or(ProviderLimits::default().burst, |r| r.burst),
         };
         Provider::builder(SIMULATED, Arc::clone(self) as Arc<dyn Region>)
+            .kind::<Bucket>(Arc::clone(self) as _)
             .kind::<Cache>(Arc::clone(self) as _)
             .kind::<Database>(Arc::clone(self) as _)
             .kind::<Firewall>(Arc::clone(self) as _)

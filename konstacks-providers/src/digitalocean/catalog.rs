@@ -173,6 +173,8 @@ pub fn catalog() -> Catalog {
             public_ipv4_month: Some(0.0),
             region_multipliers: Vec::new(),
         },
+        // Spaces are not offered by this backend yet.
+        bucket_pricing: None,
     }
 }
 
