@@ -29,12 +29,14 @@ use crate::kinds::{
 };
 use crate::provider::Provider;
 
+mod bucket;
 mod cache;
 mod compute;
 mod database;
 mod isolation;
 mod network;
 
+pub use bucket::run_bucket;
 pub use cache::run_cache;
 pub use compute::run_compute;
 pub use database::run_database;
@@ -477,6 +479,7 @@ pub const SUITES: &[(&str, &[&str])] = &[
     ("compute", &["vm"]),
     ("database", &["database"]),
     ("cache", &["cache"]),
+    ("bucket", &["bucket"]),
 ];
 
 /// Kinds the provider registers that no suite covers (must be empty).
@@ -504,6 +507,9 @@ pub async fn run_all(p: &Provider, cx: &OpContext, o: &ContractOptions) -> Resul
     }
     if has("cache") {
         run_cache(p, cx, o).await?;
+    }
+    if has("bucket") {
+        run_bucket(p, cx, o).await?;
     }
     Ok(())
 }
