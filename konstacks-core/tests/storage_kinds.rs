@@ -86,7 +86,10 @@ async fn bucket_lifecycle_on_the_simulated_cloud() {
     let change = plan.changes.iter().find(|c| c.path == "assets").unwrap();
     assert_eq!(change.action, Action::Update, "{}", plan.render(false));
     let rendered = plan.render(false);
-    assert!(rendered.contains("public_read_reason") && rendered.contains("static assets of the public website"), "{rendered}");
+    assert!(
+        rendered.contains("public_read_reason") && rendered.contains("static assets of the public website"),
+        "{rendered}"
+    );
     engine.apply(&s2, &ApplyOptions::default()).await.unwrap();
     let b = only_bucket(&sim);
     // Versioning cannot be removed from a bucket that had it: it is suspended.
@@ -153,7 +156,10 @@ async fn deleting_a_bucket_needs_consent_and_an_empty_bucket() {
     let Err(Error::Apply(report)) = engine.apply(&s, &consent).await else { panic!("the delete must fail") };
     let failure = report.failures.iter().find(|f| f.path == "assets").unwrap();
     assert_eq!(failure.kind, ErrorKind::Conflict);
-    assert!(failure.message.contains("holds 42 object(s)") && failure.message.contains("empty it first"), "{failure:?}");
+    assert!(
+        failure.message.contains("holds 42 object(s)") && failure.message.contains("empty it first"),
+        "{failure:?}"
+    );
     assert_eq!(buckets(&sim, "shop").len(), 1, "the bucket is still there");
 
     // Emptied (behind Konstacks' back, as a user would): the delete goes through.

@@ -8,9 +8,7 @@ use crate::contract::{
     RETRY_PUSHBACK, RETRY_UPDATE,
 };
 use crate::kind::{ResourceKind, Selector};
-use crate::kinds::{
-    Bucket, BucketEncryption, BucketObserved, BucketSpec, CorsRule, ExpiryRule, VersioningStatus,
-};
+use crate::kinds::{Bucket, BucketEncryption, BucketObserved, BucketSpec, CorsRule, ExpiryRule, VersioningStatus};
 use crate::provider::Provider;
 
 /// The bucket suite.

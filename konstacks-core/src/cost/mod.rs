@@ -13,6 +13,9 @@
 //!   of the allocated storage (`storage_gb` × the backup price): providers keep incremental
 //!   snapshots whose total over a retention window is typically close to one full copy. Redis is
 //!   sized by memory: only the size is priced.
+//! - **Bucket**: the assumed GB stored × the catalogue's storage price, plus the assumed read
+//!   and write requests × their prices per 1,000 (assumptions are builder parameters, shown in
+//!   the lines).
 //! - **VPC, subnet, firewall**: no charge; the providers we model do not bill them.
 //! - Data transfer, request charges and taxes are not estimated.
 //!

@@ -42,9 +42,7 @@ pub const CORS_METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
 
 /// How a bucket's objects are encrypted at rest (always on; only the key is chosen).
 #[non_exhaustive]
-#[derive(
-    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BucketEncryption {
     /// With keys the provider manages (SSE-S3, Google-managed keys, Spaces' own).
@@ -439,9 +437,6 @@ mod tests {
     use crate::sim::SimCloud;
     use crate::stack::Stack;
 
-
-
-
     #[test]
     fn versioning_is_suspended_never_removed() {
         use VersioningStatus as V;
@@ -517,9 +512,12 @@ mod tests {
     #[test]
     fn a_name_without_room_for_a_replacement_suffix_is_refused() {
         // 61 characters: a valid bucket name, but `-1` would not fit after a replacement.
-        let stack = Stack::new(&"s".repeat(54), Placement::region("eu-central"), Stage::Prod);
+        let stack = Stack::new("s".repeat(54), Placement::region("eu-central"), Stage::Prod);
         stack.add("assets", Bucket::new());
         let d = synth(&stack).unwrap_err();
-        assert!(d.iter().any(|(_, c, m)| *c == "invalid-bucket-name" && m.contains("kept for the `-N` suffix")), "{d:?}");
+        assert!(
+            d.iter().any(|(_, c, m)| *c == "invalid-bucket-name" && m.contains("kept for the `-N` suffix")),
+            "{d:?}"
+        );
     }
 }

@@ -27,7 +27,8 @@ pub use vpc::{Vpc, VpcObserved, VpcSpec};
 use crate::kind::{Kind, ResourceKind};
 
 /// Every registered kind, in dependency-free order of ids.
-pub const ALL: &[Kind] = &[Bucket::KIND, Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+pub const ALL: &[Kind] =
+    &[Bucket::KIND, Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
 
 /// The kind with this id.
 pub fn lookup(id: &str) -> Option<Kind> {

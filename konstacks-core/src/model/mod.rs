@@ -7,11 +7,11 @@ pub mod placement;
 pub mod refs;
 
 pub use crate::kind::{Kind, ResourceKind};
+pub use crate::kinds::{bucket, Bucket, BucketEncryption, CorsRule};
 pub use crate::kinds::{
     cache, database, firewall, subnet, vm, vpc, Cache, CacheEngine, CacheSize, Database, DbEngine, DbSize, Egress,
     EnvValue, Firewall, FirewallRule, Image, Ingress, Peer, Protocol, RulePorts, Subnet, Vm, VmSize, Vpc,
 };
-pub use crate::kinds::{bucket, Bucket, BucketEncryption, CorsRule};
 pub use crate::stack::{Scope, Stack};
 pub use gate::{HealthCheck, HealthGate};
 pub use placement::{Budget, Jurisdiction, Placement, Stage, SIMULATED};

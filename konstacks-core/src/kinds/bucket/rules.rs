@@ -87,8 +87,7 @@ pub fn bucket_name_problems(name: &str) -> Vec<BucketNameRule> {
     if name.contains('.') {
         out.push(BucketNameRule::Dot);
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.')))
-    {
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'))) {
         out.push(BucketNameRule::Character(c));
     }
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
@@ -158,7 +157,10 @@ pub(super) fn check_expiry(cx: &mut LowerCx<'_>, rules: &[ExpiryRule]) -> Vec<Ex
         if r.prefix.len() > MAX_PREFIX_LEN || r.prefix.chars().any(char::is_control) {
             cx.error(
                 "invalid-expiry",
-                format!("expiry prefix {:?} is longer than {MAX_PREFIX_LEN} bytes or has a control character", r.prefix),
+                format!(
+                    "expiry prefix {:?} is longer than {MAX_PREFIX_LEN} bytes or has a control character",
+                    r.prefix
+                ),
                 "use a key prefix such as `logs/`",
             );
         }
@@ -211,7 +213,8 @@ pub(super) fn check_cors(cx: &mut LowerCx<'_>, rules: &[CorsRule]) {
                 "use GET, PUT, POST, DELETE or HEAD, in upper case",
             );
         }
-        let token = |h: &str| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
+        let token =
+            |h: &str| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c));
         for h in r.headers.iter().filter(|h| !token(h)) {
             cx.error(
                 "invalid-cors-rule",
