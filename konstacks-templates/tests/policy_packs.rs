@@ -3,12 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use konstacks_core::model::{
-    Cache, CacheSize, Database, DbSize, Egress, Firewall, FirewallRule as FwRule, Image, Ingress, Jurisdiction,
+    Bucket, BucketEncryption, Cache, CacheSize, Database, DbSize, Egress, Firewall, FirewallRule as FwRule, Image, Ingress, Jurisdiction,
     Placement, Ref, Stack, Stage, Subnet, Vm, VmSize, Vpc,
 };
 use konstacks_core::policy::{PolicyReport, PolicySet, RuleStatus, Severity, Suppression, SUPPRESSION_WITHOUT_REASON};
 use konstacks_core::sim::SimCloud;
+use konstacks_core::validate::Expr;
 use konstacks_templates::packs;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Db {
@@ -36,6 +39,9 @@ struct Knobs {
     vm_in_private_subnet: bool,
     vm_in_db_subnet: bool,
     vm_shares_db_fw: bool,
+    bucket_versioning: bool,
+    bucket_public: Option<&'static str>,
+    bucket_encryption: BucketEncryption,
 }
 
 impl Default for Knobs {
@@ -56,6 +62,9 @@ impl Default for Knobs {
             vm_in_private_subnet: false,
             vm_in_db_subnet: false,
             vm_shares_db_fw: false,
+            bucket_versioning: true,
+            bucket_public: None,
+            bucket_encryption: BucketEncryption::ProviderManaged,
         }
     }
 }
@@ -130,6 +139,11 @@ fn finish(stack: Stack, k: &Knobs, vm_subnet: Ref<Subnet>, web_fw: Ref<Firewall>
         vm = vm.firewall(db_fw);
     }
     stack.scope("app").add("web", vm);
+    let mut files = Bucket::new().versioning(k.bucket_versioning).encryption(k.bucket_encryption.clone());
+    if let Some(reason) = k.bucket_public {
+        files = files.public_read(reason);
+    }
+    stack.scope("data").add("files", files);
     stack
 }
 
@@ -322,6 +336,73 @@ fn redis_without_backups_is_not_subject_to_the_backup_rule() {
     assert_eq!(r.rule("baseline/database-backups").unwrap().status, RuleStatus::NotApplicable);
 }
 
+// ---- buckets: baseline/bucket-public-read-justified, gdpr/bucket-encrypted, gdpr/bucket-versioned ----
+
+/// The policy report of the stack `k` after `edit` changed the synthesized `data/files` bucket's
+/// fields (as a stack built without the `Bucket` builder's checks could have them).
+fn check_edited(pack: &str, k: &Knobs, edit: impl FnOnce(&mut BTreeMap<String, Expr>)) -> PolicyReport {
+    let cat = SimCloud::catalog();
+    let mut s = build(k).synth(&[&cat]).unwrap();
+    let files = s.resources.iter_mut().find(|r| r.path == "data/files").unwrap();
+    edit(&mut files.fields);
+    PolicySet::new().pack(packs::by_name(pack).unwrap()).check(&s, &[&cat])
+}
+
+#[test]
+fn a_private_bucket_and_a_public_one_with_its_reason_pass_baseline() {
+    let r = check("baseline", &Knobs::default());
+    let e = r.rule("baseline/bucket-public-read-justified").unwrap();
+    assert_eq!((e.status, e.resources.len()), (RuleStatus::Pass, 1));
+
+    let r = check("baseline", &knobs(|k| k.bucket_public = Some("product images shown on the shop")));
+    assert!(r.findings.is_empty(), "{r}");
+    let md = r.to_markdown();
+    assert!(md.contains("public read access: product images shown on the shop"), "{md}");
+}
+
+#[test]
+fn a_public_bucket_without_a_recorded_reason_fails_baseline() {
+    let k = knobs(|k| k.bucket_public = Some("temporary"));
+    for reason in [Value::Null, json!(""), json!("   ")] {
+        let r = check_edited("baseline", &k, |f| {
+            f.insert("public_read_reason".into(), Expr::Lit(reason.clone()));
+        });
+        assert_eq!(
+            only_fails(&r, "baseline/bucket-public-read-justified"),
+            ["shop/data/files: anyone may read the bucket's objects, and no reason is recorded"],
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn gdpr_refuses_an_unversioned_bucket_and_baseline_does_not_mind() {
+    let k = knobs(|k| k.bucket_versioning = false);
+    let r = check("gdpr", &k);
+    assert_eq!(
+        only_fails(&r, "gdpr/bucket-versioned"),
+        ["shop/data/files: versioning is off: an overwritten or deleted object cannot be restored"]
+    );
+    assert!(check("baseline", &k).findings.is_empty());
+}
+
+#[test]
+fn gdpr_accepts_provider_and_kms_keys_and_refuses_a_bucket_without_encryption() {
+    let r = check("gdpr", &Knobs::default());
+    assert_eq!(r.rule("gdpr/bucket-encrypted").unwrap().status, RuleStatus::Pass);
+    let r = check("gdpr", &knobs(|k| k.bucket_encryption = BucketEncryption::kms("alias/shop-files")));
+    assert!(r.findings.is_empty(), "{r}");
+    assert!(r.to_markdown().contains("KMS key `alias/shop-files`"));
+
+    let r = check_edited("gdpr", &Knobs::default(), |f| {
+        f.remove("encryption");
+    });
+    assert_eq!(
+        only_fails(&r, "gdpr/bucket-encrypted"),
+        ["shop/data/files: the bucket's encryption at rest is not set"]
+    );
+}
+
 // ---- residency ----
 
 #[test]
@@ -331,7 +412,7 @@ fn the_eu_only_pack_refuses_a_us_region_with_a_clear_message() {
     assert_eq!(failing(&r), ["gdpr/eu-residency"]);
     let e = r.rule("gdpr/eu-residency").unwrap();
     assert_eq!(e.status, RuleStatus::Fail);
-    assert_eq!(e.resources.len(), 9, "every resource is checked");
+    assert_eq!(e.resources.len(), 10, "every resource is checked");
     let db = r.findings.iter().find(|f| f.path == "shop/data/db").unwrap();
     assert_eq!(
         db.message,

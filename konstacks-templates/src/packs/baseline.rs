@@ -1,15 +1,16 @@
 //! `baseline`: what every stack should satisfy, whatever it holds. No SSH or RDP open to the
-//! internet, databases never reachable from the internet, databases encrypted at rest, and
-//! automated backups on for Postgres and MySQL.
+//! internet, databases never reachable from the internet, databases encrypted at rest,
+//! automated backups on for Postgres and MySQL, and no public bucket without a recorded reason.
 
-use konstacks_core::model::{database, Cache, Database, Firewall};
+use konstacks_core::model::{bucket, database, Bucket, Cache, Database, Firewall};
 use konstacks_core::policy::ResourceView;
 use konstacks_core::policy::{Direction, Pack, PolicyContext, Rule, RuleOutcome, Severity};
 
 /// Pack name.
 pub const NAME: &str = "baseline";
 /// Pack description.
-pub const DESCRIPTION: &str = "No SSH/RDP from anywhere, databases never public, encryption at rest, backups on";
+pub const DESCRIPTION: &str =
+    "No SSH/RDP from anywhere, databases never public, encryption at rest, backups on, public buckets justified";
 
 /// The `baseline` pack.
 pub fn pack() -> Pack {
@@ -18,6 +19,7 @@ pub fn pack() -> Pack {
         .rule(DatabaseNotPublic)
         .rule(DatabaseEncrypted)
         .rule(DatabaseBackups)
+        .rule(BucketPublicReadJustified)
 }
 
 /// Ports whose exposure to the whole internet is refused, with their service name.
@@ -207,6 +209,44 @@ impl Rule for DatabaseBackups {
                         "automated backups are off (retention 0 days)",
                         "keep backups with `.backups(7)` (1 to 35 days)",
                     )
+                }
+            })
+            .collect()
+    }
+}
+
+/// `baseline/bucket-public-read-justified`: a bucket anyone may read records why. The `Bucket`
+/// builder already refuses public read access without a reason; this rule checks the spec
+/// field itself, so a stack built another way is held to the same bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BucketPublicReadJustified;
+
+impl Rule for BucketPublicReadJustified {
+    fn id(&self) -> &str {
+        "baseline/bucket-public-read-justified"
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn title(&self) -> &str {
+        "Buckets are private unless a reason for public read access is recorded"
+    }
+    fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
+        cx.of::<Bucket>()
+            .map(|b| {
+                if b.bool(bucket::field::PUBLIC_READ) != Some(true) {
+                    return RuleOutcome::pass(b).with_detail("public access blocked");
+                }
+                let reason = b.get(bucket::field::PUBLIC_READ_REASON).flatten().unwrap_or_default();
+                if reason.trim().is_empty() {
+                    RuleOutcome::fail(
+                        b,
+                        "anyone may read the bucket's objects, and no reason is recorded",
+                        "record why with `.public_read(\"static assets of the public website\")`, or drop public \
+                         read access",
+                    )
+                } else {
+                    RuleOutcome::pass(b).with_detail(format!("public read access: {}", reason.trim()))
                 }
             })
             .collect()
