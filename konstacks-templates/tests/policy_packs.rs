@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use konstacks_core::model::{
-    Bucket, BucketEncryption, Cache, CacheSize, Database, DbSize, Egress, Firewall, FirewallRule as FwRule, Image, Ingress, Jurisdiction,
-    Placement, Ref, Stack, Stage, Subnet, Vm, VmSize, Vpc,
+    Bucket, BucketEncryption, Cache, CacheSize, Database, DbSize, Egress, Firewall, FirewallRule as FwRule, Image,
+    Ingress, Jurisdiction, Placement, Ref, Stack, Stage, Subnet, Vm, VmSize, Vpc,
 };
 use konstacks_core::policy::{PolicyReport, PolicySet, RuleStatus, Severity, Suppression, SUPPRESSION_WITHOUT_REASON};
 use konstacks_core::sim::SimCloud;
