@@ -3,14 +3,20 @@
 //! one line in [`ALL`].
 
 pub mod cache;
+pub mod certificate;
 pub mod database;
+pub mod dns_record;
+pub mod dns_zone;
 pub mod firewall;
 pub mod subnet;
 pub mod vm;
 pub mod vpc;
 
 pub use cache::{Cache, CacheEngine, CacheObserved, CacheSize, CacheSpec};
+pub use certificate::{Certificate, CertificateObserved, CertificateSpec, ValidationRecord};
 pub use database::{Database, DatabaseObserved, DatabaseSpec, DbEngine, DbSize};
+pub use dns_record::{DnsRecord, DnsRecordObserved, DnsRecordSpec, DnsTarget};
+pub use dns_zone::{DnsZone, DnsZoneObserved, DnsZoneSpec, ManagedRecord, RecordType};
 pub use firewall::{
     Egress, Firewall, FirewallObserved, FirewallRule, FirewallSpec, Ingress, Peer, Protocol, RulePorts, RuleSource,
     RuleSpec,
@@ -22,7 +28,17 @@ pub use vpc::{Vpc, VpcObserved, VpcSpec};
 use crate::kind::{Kind, ResourceKind};
 
 /// Every registered kind, in dependency-free order of ids.
-pub const ALL: &[Kind] = &[Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+pub const ALL: &[Kind] = &[
+    Cache::KIND,
+    Certificate::KIND,
+    Database::KIND,
+    DnsRecord::KIND,
+    DnsZone::KIND,
+    Firewall::KIND,
+    Subnet::KIND,
+    Vm::KIND,
+    Vpc::KIND,
+];
 
 /// The kind with this id.
 pub fn lookup(id: &str) -> Option<Kind> {
