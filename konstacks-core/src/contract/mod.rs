@@ -32,12 +32,14 @@ use crate::provider::Provider;
 mod cache;
 mod compute;
 mod database;
+mod dns;
 mod isolation;
 mod network;
 
 pub use cache::run_cache;
 pub use compute::run_compute;
 pub use database::run_database;
+pub use dns::run_dns;
 pub use isolation::run_isolation;
 pub use network::run_network;
 
@@ -477,6 +479,7 @@ pub const SUITES: &[(&str, &[&str])] = &[
     ("compute", &["vm"]),
     ("database", &["database"]),
     ("cache", &["cache"]),
+    ("dns", &["certificate", "dns_record", "dns_zone"]),
 ];
 
 /// Kinds the provider registers that no suite covers (must be empty).
@@ -504,6 +507,9 @@ pub async fn run_all(p: &Provider, cx: &OpContext, o: &ContractOptions) -> Resul
     }
     if has("cache") {
         run_cache(p, cx, o).await?;
+    }
+    if has("dns") {
+        run_dns(p, cx, o).await?;
     }
     Ok(())
 }

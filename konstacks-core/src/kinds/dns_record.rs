@@ -501,6 +501,10 @@ fn check_stack(cx: &mut StackCx<'_>) {
         let Some(z) = cx.index_of(r.zone) else { continue };
         let Some(zone) = cx.node::<DnsZone>(z) else { continue };
         let Some(fqdn) = r.fqdn_in(zone.domain()) else { continue };
+        // A CNAME at the apex is refused on its own (`cname-at-apex`); it conflicts with nothing.
+        if r.record_type == RecordType::Cname && fqdn == zone.domain() {
+            continue;
+        }
         by_name.entry((z, fqdn)).or_default().push((i, r.record_type));
     }
     for ((_, fqdn), group) in by_name {
