@@ -138,7 +138,8 @@ async fn dns_lifecycle_on_the_simulated_cloud() {
     assert!(!observed::<DnsRecord>(&sim).iter().any(|r| r.fqdn == "www.example.com"));
 
     // Another set of names: a new certificate, created before the old one goes.
-    let knobs = Knobs { www: "web", ttl: 3600, cert_domains: vec!["example.com", "www.example.com"], ..Knobs::default() };
+    let knobs =
+        Knobs { www: "web", ttl: 3600, cert_domains: vec!["example.com", "www.example.com"], ..Knobs::default() };
     let s4 = engine.synth(&site(&knobs)).unwrap();
     let plan = engine.plan(&s4, &PlanOptions::default()).await.unwrap();
     let cert = plan.change("tls/site").unwrap();
@@ -260,7 +261,10 @@ fn zones_cost_a_monthly_fee_and_their_assumed_queries() {
     // 0.50 for the zone + 3 million queries x 0.40.
     assert_eq!(zone.monthly_usd, Some(1.7));
     let queries = zone.lines.iter().find(|l| l.item == "queries").unwrap();
-    assert!(queries.detail.contains("3 million queries/month (assumed; set with .assume_million_queries(n))"), "{queries:?}");
+    assert!(
+        queries.detail.contains("3 million queries/month (assumed; set with .assume_million_queries(n))"),
+        "{queries:?}"
+    );
     for free in ["dns/www", "dns/apex", "tls/site", "tls/partner"] {
         assert_eq!(report.resources.iter().find(|r| r.path == free).unwrap().monthly_usd, Some(0.0), "{free}");
     }
@@ -325,7 +329,8 @@ async fn the_simulated_dns_api_checks_what_a_real_one_does() {
     assert_eq!(kind(e), ErrorKind::InvalidSpec);
 
     // Records: inside the zone, no CNAME at the apex or beside another record, one per type.
-    let www = records.create(&cx, &record(&zone.id, "www.example.com", RecordType::A, &["203.0.113.10"])).await.unwrap();
+    let www =
+        records.create(&cx, &record(&zone.id, "www.example.com", RecordType::A, &["203.0.113.10"])).await.unwrap();
     for (spec, want) in [
         (record(&zone.id, "www.example.org", RecordType::A, &["203.0.113.10"]), ErrorKind::InvalidSpec),
         (record(&zone.id, "example.com", RecordType::Cname, &["www.example.com"]), ErrorKind::InvalidSpec),

@@ -4,8 +4,8 @@
 
 use crate::base::clock::OpContext;
 use crate::contract::{
-    api, call_failed, ensure, eventually, failure, field, retry, same_set, tags, ContractFailure, ContractOptions,
-    Run, CONTRACT_TAG, RETRY_CREATE, RETRY_UPDATE,
+    api, call_failed, ensure, eventually, failure, field, retry, same_set, tags, ContractFailure, ContractOptions, Run,
+    CONTRACT_TAG, RETRY_CREATE, RETRY_UPDATE,
 };
 use crate::kind::api::Api;
 use crate::kind::{ResourceKind, Selector};
@@ -43,7 +43,10 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
     let domain = format!("{}.konstacks.test", run.o.stack);
     let setup = run.check("setup");
     if let Some(p) = dns_name_problem(&domain, NameRules::ZONE) {
-        return Err(failure(&setup, format!("the suite's domain `{domain}` {p}; pick a stack name that is a DNS label")));
+        return Err(failure(
+            &setup,
+            format!("the suite's domain `{domain}` {p}; pick a stack name that is a DNS label"),
+        ));
     }
 
     // The zone.
@@ -88,9 +91,13 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         .map_err(|e| call_failed(&check, "update_dns_record", &e))?;
     check_record(&check, &a_upd, &updated)?;
     let ids = Selector::Ids(vec![a.id.clone()]);
-    eventually(cx, &check, "reading the modified record", || read(ids.clone()), |v| {
-        v.iter().any(|r| r.ttl == Some(600) && r.values.len() == 2)
-    })
+    eventually(
+        cx,
+        &check,
+        "reading the modified record",
+        || read(ids.clone()),
+        |v| v.iter().any(|r| r.ttl == Some(600) && r.values.len() == 2),
+    )
     .await?;
 
     let check = run.check("record_types");
@@ -129,9 +136,13 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
     let read_certs = move |sel: Selector| async move { certs.read_many(cx, &sel).await };
     run.check_reads(&check, &cert.id, read_certs).await?;
     let ids = Selector::Ids(vec![cert.id.clone()]);
-    eventually(cx, &check, "waiting for the certificate to be issued", || read_certs(ids.clone()), |v| {
-        v.iter().any(|c| c.status == "issued" && c.not_after.is_some())
-    })
+    eventually(
+        cx,
+        &check,
+        "waiting for the certificate to be issued",
+        || read_certs(ids.clone()),
+        |v| v.iter().any(|c| c.status == "issued" && c.not_after.is_some()),
+    )
     .await?;
     let check = run.check("update_certificate");
     let mut c_upd = cspec.clone();
@@ -160,9 +171,13 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         made.push(run.create(DnsRecord::KIND, &check, || records.create(cx, &spec)).await?);
     }
     let ids = Selector::Ids(vec![mcert.id.clone()]);
-    eventually(cx, &check, "waiting for the validated certificate", || read_certs(ids.clone()), |v| {
-        v.iter().any(|c| c.status == "issued")
-    })
+    eventually(
+        cx,
+        &check,
+        "waiting for the validated certificate",
+        || read_certs(ids.clone()),
+        |v| v.iter().any(|c| c.status == "issued"),
+    )
     .await?;
 
     for r in made.iter().rev() {
@@ -186,7 +201,10 @@ async fn refused(
         Err(_) => Ok(()),
         Ok(r) => {
             let _ = run.delete_raw(DnsRecord::KIND, &r.id).await;
-            Err(failure(&check, format!("the API accepted a {} record `{}` it must refuse", spec.record_type, spec.fqdn)))
+            Err(failure(
+                &check,
+                format!("the API accepted a {} record `{}` it must refuse", spec.record_type, spec.fqdn),
+            ))
         }
     }
 }
@@ -221,10 +239,8 @@ fn check_certificate(
     field(check, "validation_zone_id", &want.validation_zone_id, &got.validation_zone_id)?;
     ensure(!got.status.is_empty(), check, || "field `status` is empty".into())?;
     ensure(!got.validation_records.is_empty(), check, || "field `validation_records` is empty".into())?;
-    ensure(
-        got.validation_records.iter().all(|r| r.record_type == "CNAME" && within(&r.name, domain)),
-        check,
-        || format!("validation records must be CNAMEs under `{domain}`: {:?}", got.validation_records),
-    )?;
+    ensure(got.validation_records.iter().all(|r| r.record_type == "CNAME" && within(&r.name, domain)), check, || {
+        format!("validation records must be CNAMEs under `{domain}`: {:?}", got.validation_records)
+    })?;
     tags(check, &want.tags, &got.tags)
 }

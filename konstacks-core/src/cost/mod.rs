@@ -14,6 +14,9 @@
 //!   snapshots whose total over a retention window is typically close to one full copy. Redis is
 //!   sized by memory: only the size is priced.
 //! - **VPC, subnet, firewall**: no charge; the providers we model do not bill them.
+//! - **DNS zone**: the zone's monthly fee, plus the assumed millions of queries a month (a
+//!   visible, overridable assumption) × the price per million (`Pricing::unit_prices`). DNS
+//!   records and managed certificates: no charge.
 //! - Data transfer, request charges and taxes are not estimated.
 //!
 //! Storage, backup and address prices are flat (not multiplied per region). Each line is

@@ -182,7 +182,10 @@ impl ResourceKind for Certificate {
                 if covering.is_none() && !domains.is_empty() {
                     cx.error(
                         "certificate-unvalidated",
-                        format!("no zone of the stack covers {}, so nothing would validate the certificate", domains.join(", ")),
+                        format!(
+                            "no zone of the stack covers {}, so nothing would validate the certificate",
+                            domains.join(", ")
+                        ),
                         "give .validate_in(zone) or .manual_validation() and create the records yourself",
                     );
                 }
@@ -262,7 +265,29 @@ impl Ref<Certificate> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use crate::model::placement::{Placement, Stage};
+    use crate::sim::SimCloud;
+    use crate::stack::Stack;
+    use crate::synth::Expr;
+
+    #[test]
+    fn the_validation_zone_is_a_dependency_and_manual_validation_has_none() {
+        let stack = Stack::new("shop", Placement::region("eu-central"), Stage::Dev);
+        let zone = stack.add("zone", DnsZone::new("example.com"));
+        stack.add("site", Certificate::new(["example.com.", "*.example.com"]).validate_in(zone));
+        stack.add("partner", Certificate::new(["example.net"]).manual_validation());
+        let s = stack.synth(&[&SimCloud::catalog()]).unwrap();
+        let site = &s.resources[s.index_of("site").unwrap()];
+        assert_eq!(site.depends_on, ["zone"]);
+        assert!(matches!(&site.fields["validation_zone_id"], Expr::Attr { attr, .. } if attr == "id"));
+        assert_eq!(site.fields["domains"], Expr::lit(["example.com", "*.example.com"]), "the root dot is dropped");
+        let partner = &s.resources[s.index_of("partner").unwrap()];
+        assert!(partner.depends_on.is_empty());
+        assert_eq!(partner.fields["validation_zone_id"], Expr::Lit(serde_json::Value::Null));
+    }
 
     #[test]
     fn validation_records_serialize_with_a_type_field() {

@@ -93,7 +93,11 @@ impl DnsRecord {
     }
 
     /// IPv4 addresses for `name` (`www`; `@` or `""` for the apex; or a full name in the zone).
-    pub fn a<S: Into<String>>(zone: Ref<DnsZone>, name: impl Into<String>, addresses: impl IntoIterator<Item = S>) -> Self {
+    pub fn a<S: Into<String>>(
+        zone: Ref<DnsZone>,
+        name: impl Into<String>,
+        addresses: impl IntoIterator<Item = S>,
+    ) -> Self {
         Self::with(zone, name, RecordType::A, Values::Addresses(strings(addresses)))
     }
 
@@ -113,7 +117,11 @@ impl DnsRecord {
 
     /// Text values for `name` (SPF, DMARC, site verification). A value longer than 255
     /// characters is sent as several strings of one value, as DKIM keys need.
-    pub fn txt<S: Into<String>>(zone: Ref<DnsZone>, name: impl Into<String>, values: impl IntoIterator<Item = S>) -> Self {
+    pub fn txt<S: Into<String>>(
+        zone: Ref<DnsZone>,
+        name: impl Into<String>,
+        values: impl IntoIterator<Item = S>,
+    ) -> Self {
         Self::with(zone, name, RecordType::Txt, Values::Texts(strings(values)))
     }
 

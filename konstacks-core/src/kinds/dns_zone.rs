@@ -84,7 +84,8 @@ pub fn dns_name_problem(name: &str, rules: NameRules) -> Option<String> {
             }
             continue;
         }
-        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (rules.underscore && c == '_');
+        let allowed =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (rules.underscore && c == '_');
         if let Some(c) = label.chars().find(|c| !allowed(*c)) {
             let also = if rules.underscore { ", '_'" } else { "" };
             return Some(format!("has the label `{label}` with the character {c:?}; use a-z, 0-9, '-'{also}"));
@@ -94,7 +95,11 @@ pub fn dns_name_problem(name: &str, rules: NameRules) -> Option<String> {
         }
     }
     if labels.len() < rules.min_labels {
-        return Some(format!("has {} label(s); at least {} are needed (`example.com`)", labels.len(), rules.min_labels));
+        return Some(format!(
+            "has {} label(s); at least {} are needed (`example.com`)",
+            labels.len(),
+            rules.min_labels
+        ));
     }
     if labels.last().is_some_and(|l| l.chars().all(|c| c.is_ascii_digit())) {
         return Some("ends in a numeric label: it is an address, not a name".into());

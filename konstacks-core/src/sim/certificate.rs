@@ -45,9 +45,10 @@ pub(crate) fn validation_records(domains: &[String]) -> Vec<ValidationRecord> {
 /// provider or created by a user.
 fn resolvable(s: &Inner, rec: &ValidationRecord, now: Duration) -> bool {
     s.all::<DnsZone>().filter(|z| s.visible(&z.id, now) && within(&rec.name, &z.domain)).any(|z| {
-        let managed = z.managed_records.iter().any(|m| {
-            m.fqdn == rec.name && m.record_type == RecordType::Cname && strip_root(&m.value) == rec.value
-        });
+        let managed = z
+            .managed_records
+            .iter()
+            .any(|m| m.fqdn == rec.name && m.record_type == RecordType::Cname && strip_root(&m.value) == rec.value);
         managed
             || s.all::<DnsRecord>().any(|r| {
                 r.zone_id == z.id
@@ -138,7 +139,8 @@ impl SimKind for Certificate {
         let id = s.next_id("cert");
         if let Some(zone) = spec.validation_zone_id.as_deref().and_then(|z| zone_mut(s, z)) {
             for w in writes {
-                let m = ManagedRecord { fqdn: w.name, record_type: RecordType::Cname, value: w.value, owner: id.clone() };
+                let m =
+                    ManagedRecord { fqdn: w.name, record_type: RecordType::Cname, value: w.value, owner: id.clone() };
                 zone.managed_records.push(m);
             }
         }
