@@ -6,7 +6,7 @@
 //! form (`10 mail.example.com` for MX, `0 issue "letsencrypt.org"` for CAA), except TXT values,
 //! which carry the text itself. Records cost nothing by themselves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::kind::expr::Expr;
@@ -429,8 +429,9 @@ impl ResourceKind for DnsRecord {
             }
         }
         let values = self.rendered();
-        let expected = !matches!(self.values, Values::Alias(_));
-        if expected && values.is_empty() {
+        // An alias to an output has its value only after apply.
+        let known_now = !matches!(self.values, Values::Alias(DnsTarget::Output(_)));
+        if known_now && values.is_empty() {
             cx.error(
                 "missing-values",
                 format!("the {t} record `{}` has no values", self.name),
@@ -442,9 +443,9 @@ impl ResourceKind for DnsRecord {
                 cx.error(code, format!("{t} record `{}`: {message}", self.name), help_for(t));
             }
         }
-        let mut seen: BTreeMap<&str, ()> = BTreeMap::new();
+        let mut seen: BTreeSet<&str> = BTreeSet::new();
         for v in &values {
-            if seen.insert(v.as_str(), ()).is_some() {
+            if !seen.insert(v.as_str()) {
                 cx.error(
                     "duplicate-value",
                     format!("the {t} record `{}` lists `{v}` twice", self.name),
