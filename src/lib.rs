@@ -52,6 +52,9 @@ pub mod prelude {
         EnvValue, Firewall, FirewallRule, Image, Ingress, Jurisdiction, Kind, Output, Peer, Placement, Protocol, Ref,
         ResourceKind, Scope, Stack, Stage, Subnet, Vm, VmSize, Vpc, SIMULATED,
     };
+    pub use konstacks_core::model::{
+        certificate, dns_record, dns_zone, Certificate, DnsRecord, DnsTarget, DnsZone, RecordType,
+    };
     pub use konstacks_core::plan::Plan;
     pub use konstacks_core::provider::Provider;
     pub use konstacks_core::secret::{Secret, SecretSource};

@@ -115,9 +115,10 @@ impl Stack {
         self.root().add(id, resource)
     }
 
-    /// Export a value as a stack output.
-    pub fn export(&self, name: impl Into<String>, value: Output<String>) {
-        self.lock().exports.push((name.into(), value));
+    /// Export a value as a stack output: text, or any other value an output holds (a list of
+    /// name servers, a certificate's validation records).
+    pub fn export<T>(&self, name: impl Into<String>, value: Output<T>) {
+        self.lock().exports.push((name.into(), value.retype()));
     }
 
     /// Declare that the resource once at logical path `from` now lives at `to`: state is moved,

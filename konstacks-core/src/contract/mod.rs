@@ -33,6 +33,7 @@ mod bucket;
 mod cache;
 mod compute;
 mod database;
+mod dns;
 mod isolation;
 mod network;
 
@@ -40,6 +41,7 @@ pub use bucket::run_bucket;
 pub use cache::run_cache;
 pub use compute::run_compute;
 pub use database::run_database;
+pub use dns::run_dns;
 pub use isolation::run_isolation;
 pub use network::run_network;
 
@@ -480,6 +482,7 @@ pub const SUITES: &[(&str, &[&str])] = &[
     ("database", &["database"]),
     ("cache", &["cache"]),
     ("bucket", &["bucket"]),
+    ("dns", &["certificate", "dns_record", "dns_zone"]),
 ];
 
 /// Kinds the provider registers that no suite covers (must be empty).
@@ -510,6 +513,9 @@ pub async fn run_all(p: &Provider, cx: &OpContext, o: &ContractOptions) -> Resul
     }
     if has("bucket") {
         run_bucket(p, cx, o).await?;
+    }
+    if has("dns") {
+        run_dns(p, cx, o).await?;
     }
     Ok(())
 }

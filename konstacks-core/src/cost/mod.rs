@@ -17,6 +17,9 @@
 //!   and write requests × their prices per 1,000 (assumptions are builder parameters, shown in
 //!   the lines).
 //! - **VPC, subnet, firewall**: no charge; the providers we model do not bill them.
+//! - **DNS zone**: the zone's monthly fee, plus the assumed millions of queries a month (a
+//!   visible, overridable assumption) × the price per million (`Pricing::unit_prices`). DNS
+//!   records and managed certificates: no charge.
 //! - Data transfer, request charges and taxes are not estimated.
 //!
 //! Storage, backup and address prices are flat (not multiplied per region). Each line is

@@ -109,12 +109,37 @@ pub struct Pricing {
     pub public_ipv4_month: Option<f64>,
     /// Multiplier of list prices per region where they differ from the base region (1.0 = same).
     pub region_multipliers: Vec<(String, f64)>,
+    /// Prices per unit of use (a hosted DNS zone per month, a million DNS queries), by key.
+    #[serde(default)]
+    pub unit_prices: Vec<UnitPrice>,
+}
+
+/// A price per unit of use, named by a key the kind that is billed for it reads
+/// (`dns_zone_month`, `dns_million_queries`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UnitPrice {
+    /// What is priced.
+    pub key: String,
+    /// Price of one unit in USD.
+    pub usd: f64,
+}
+
+impl UnitPrice {
+    /// A unit price.
+    pub fn new(key: &str, usd: f64) -> Self {
+        Self { key: key.to_string(), usd }
+    }
 }
 
 impl Pricing {
     /// The price multiplier of a region.
     pub fn multiplier(&self, region: &str) -> f64 {
         self.region_multipliers.iter().find(|(r, _)| r == region).map(|(_, m)| *m).unwrap_or(1.0)
+    }
+
+    /// The price of one unit of `key`, when the catalogue has one.
+    pub fn unit_price(&self, key: &str) -> Option<f64> {
+        self.unit_prices.iter().find(|u| u.key == key).map(|u| u.usd)
     }
 }
 

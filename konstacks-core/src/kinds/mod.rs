@@ -4,7 +4,10 @@
 
 pub mod bucket;
 pub mod cache;
+pub mod certificate;
 pub mod database;
+pub mod dns_record;
+pub mod dns_zone;
 pub mod firewall;
 pub mod subnet;
 pub mod vm;
@@ -15,7 +18,10 @@ pub use bucket::{
     VersioningStatus,
 };
 pub use cache::{Cache, CacheEngine, CacheObserved, CacheSize, CacheSpec};
+pub use certificate::{Certificate, CertificateObserved, CertificateSpec, ValidationRecord};
 pub use database::{Database, DatabaseObserved, DatabaseSpec, DbEngine, DbSize};
+pub use dns_record::{DnsRecord, DnsRecordObserved, DnsRecordSpec, DnsTarget};
+pub use dns_zone::{DnsZone, DnsZoneObserved, DnsZoneSpec, ManagedRecord, RecordType};
 pub use firewall::{
     Egress, Firewall, FirewallObserved, FirewallRule, FirewallSpec, Ingress, Peer, Protocol, RulePorts, RuleSource,
     RuleSpec,
@@ -27,8 +33,18 @@ pub use vpc::{Vpc, VpcObserved, VpcSpec};
 use crate::kind::{Kind, ResourceKind};
 
 /// Every registered kind, in dependency-free order of ids.
-pub const ALL: &[Kind] =
-    &[Bucket::KIND, Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+pub const ALL: &[Kind] = &[
+    Bucket::KIND,
+    Cache::KIND,
+    Certificate::KIND,
+    Database::KIND,
+    DnsRecord::KIND,
+    DnsZone::KIND,
+    Firewall::KIND,
+    Subnet::KIND,
+    Vm::KIND,
+    Vpc::KIND,
+];
 
 /// The kind with this id.
 pub fn lookup(id: &str) -> Option<Kind> {

@@ -12,6 +12,9 @@ pub use crate::kinds::{
     cache, database, firewall, subnet, vm, vpc, Cache, CacheEngine, CacheSize, Database, DbEngine, DbSize, Egress,
     EnvValue, Firewall, FirewallRule, Image, Ingress, Peer, Protocol, RulePorts, Subnet, Vm, VmSize, Vpc,
 };
+pub use crate::kinds::{
+    certificate, dns_record, dns_zone, Certificate, DnsRecord, DnsTarget, DnsZone, RecordType, ValidationRecord,
+};
 pub use crate::stack::{Scope, Stack};
 pub use gate::{HealthCheck, HealthGate};
 pub use placement::{Budget, Jurisdiction, Placement, Stage, SIMULATED};

@@ -78,4 +78,9 @@ impl<T> Output<T> {
     pub fn is_secret(&self) -> bool {
         self.secret
     }
+
+    /// The same output, typed as `U` (where the value's type no longer matters: exports).
+    pub(crate) fn retype<U>(&self) -> Output<U> {
+        Output { source: self.source, attr: self.attr, secret: self.secret, _t: PhantomData }
+    }
 }

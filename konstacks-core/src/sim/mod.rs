@@ -13,8 +13,11 @@
 
 mod bucket;
 mod cache;
+mod certificate;
 pub mod config;
 mod database;
+mod dns_record;
+mod dns_zone;
 mod file;
 mod firewall;
 pub mod store;
@@ -33,10 +36,11 @@ use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError, StateError};
 use crate::kind::api::{Api, ProviderResult};
 use crate::kind::catalog::BucketPricing;
-use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
+use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo, UnitPrice};
 use crate::kind::Selector;
 use crate::kinds::Bucket;
 use crate::kinds::{self, Cache, Database, Firewall, Subnet, Vm, Vpc};
+use crate::kinds::{Certificate, DnsRecord, DnsZone};
 use crate::model::placement::{Jurisdiction, SIMULATED};
 use crate::provider::{Provider, ProviderLimits, Region};
 pub use crate::sim::config::{Faults, RateLimit, SimConfig};
@@ -50,7 +54,10 @@ fn decode(v: Value) -> Result<SimResource, String> {
     match kind.as_str() {
         "bucket" => SimResource::decode::<Bucket>(v),
         "cache" => SimResource::decode::<Cache>(v),
+        "certificate" => SimResource::decode::<Certificate>(v),
         "database" => SimResource::decode::<Database>(v),
+        "dns_record" => SimResource::decode::<DnsRecord>(v),
+        "dns_zone" => SimResource::decode::<DnsZone>(v),
         "firewall" => SimResource::decode::<Firewall>(v),
         "subnet" => SimResource::decode::<Subnet>(v),
         "vm" => SimResource::decode::<Vm>(v),
@@ -253,6 +260,10 @@ impl SimCloud {
                     ("ap-northeast".into(), 1.25),
                     ("us-east".into(), 0.9),
                 ],
+                unit_prices: vec![
+                    UnitPrice::new(kinds::dns_zone::PRICE_ZONE_MONTH, 0.50),
+                    UnitPrice::new(kinds::dns_zone::PRICE_MILLION_QUERIES, 0.40),
+                ],
             },
             bucket_pricing: Some(BucketPricing {
                 storage_gb_month: Some(0.023),
@@ -278,6 +289,9 @@ impl SimCloud {
             .kind::<Subnet>(Arc::clone(self) as _)
             .kind::<Vm>(Arc::clone(self) as _)
             .kind::<Vpc>(Arc::clone(self) as _)
+            .kind::<Certificate>(Arc::clone(self) as _)
+            .kind::<DnsRecord>(Arc::clone(self) as _)
+            .kind::<DnsZone>(Arc::clone(self) as _)
             .limits(limits)
             .build()
     }
@@ -544,7 +558,10 @@ impl<K: SimKind> Api<K> for SimCloud {
     }
 
     async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<K::Observed>> {
-        self.call(cx, K::OPS.read, false, |s, now| Ok(s.read::<K>(sel, now))).await
+        self.call(cx, K::OPS.read, false, |s, now| {
+            Ok(s.read::<K>(sel, now).into_iter().map(|o| K::observe(s, o, now)).collect())
+        })
+        .await
     }
 
     async fn update(&self, cx: &OpContext, id: &str, spec: &K::Spec) -> ProviderResult<K::Observed> {

@@ -52,6 +52,12 @@ pub(crate) trait SimKind: ResourceKind {
     fn delete(s: &mut Inner, id: &str) -> ProviderResult<()> {
         s.delete_unreferenced::<Self>(id)
     }
+    /// What a read shows of a stored resource: by default what is stored. A kind whose state
+    /// follows from other resources (a certificate waiting for its validation records) works it
+    /// out here, at read time.
+    fn observe(_s: &Inner, o: Self::Observed, _now: Duration) -> Self::Observed {
+        o
+    }
 }
 
 trait SimObject: Send + Sync + fmt::Debug {

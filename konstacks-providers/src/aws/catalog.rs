@@ -164,6 +164,8 @@ pub fn catalog(home: &str) -> Catalog {
             backup_gb_month: Some(0.095),
             public_ipv4_month: Some(3.65),
             region_multipliers: REGION_MULTIPLIERS.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
+            // No DNS kind is offered by this backend yet.
+            unit_prices: Vec::new(),
         },
     )
 }

@@ -172,6 +172,8 @@ pub fn catalog() -> Catalog {
             // A droplet's public IPv4 address is included in its price.
             public_ipv4_month: Some(0.0),
             region_multipliers: Vec::new(),
+            // No DNS kind is offered by this backend yet.
+            unit_prices: Vec::new(),
         },
         // Spaces are not offered by this backend yet.
         bucket_pricing: None,
