@@ -95,6 +95,12 @@ pub struct Pricing {
     pub public_ipv4_month: Option<f64>,
     /// Multiplier of list prices per region where they differ from the base region (1.0 = same).
     pub region_multipliers: Vec<(String, f64)>,
+    /// A load balancer per hour (multiplied per region).
+    #[serde(default)]
+    pub load_balancer_hour: Option<f64>,
+    /// Data processed by a load balancer, per GB.
+    #[serde(default)]
+    pub load_balancer_gb_processed: Option<f64>,
 }
 
 impl Pricing {

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod database;
 pub mod firewall;
+pub mod load_balancer;
 pub mod subnet;
 pub mod vm;
 pub mod vpc;
@@ -15,6 +16,11 @@ pub use firewall::{
     Egress, Firewall, FirewallObserved, FirewallRule, FirewallSpec, Ingress, Peer, Protocol, RulePorts, RuleSource,
     RuleSpec,
 };
+pub use load_balancer::{
+    CertificateId, HealthCheckSpec, HealthProtocol, LbScheme, ListenerProtocol, ListenerSpec, LoadBalancer,
+    LoadBalancerObserved, LoadBalancerSpec, Route, RouteSpec, TargetGroup, TargetGroupSpec, TargetHealthCheck,
+    TargetState, TlsPolicy,
+};
 pub use subnet::{Subnet, SubnetObserved, SubnetSpec};
 pub use vm::{EnvValue, Image, Vm, VmObserved, VmSize, VmSpec};
 pub use vpc::{Vpc, VpcObserved, VpcSpec};
@@ -22,7 +28,8 @@ pub use vpc::{Vpc, VpcObserved, VpcSpec};
 use crate::kind::{Kind, ResourceKind};
 
 /// Every registered kind, in dependency-free order of ids.
-pub const ALL: &[Kind] = &[Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+pub const ALL: &[Kind] =
+    &[Cache::KIND, Database::KIND, Firewall::KIND, LoadBalancer::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
 
 /// The kind with this id.
 pub fn lookup(id: &str) -> Option<Kind> {

@@ -11,6 +11,10 @@ pub use crate::kinds::{
     cache, database, firewall, subnet, vm, vpc, Cache, CacheEngine, CacheSize, Database, DbEngine, DbSize, Egress,
     EnvValue, Firewall, FirewallRule, Image, Ingress, Peer, Protocol, RulePorts, Subnet, Vm, VmSize, Vpc,
 };
+pub use crate::kinds::{
+    load_balancer, CertificateId, HealthProtocol, LbScheme, LoadBalancer, Route, TargetGroup, TargetHealthCheck,
+    TlsPolicy,
+};
 pub use crate::stack::{Scope, Stack};
 pub use gate::{HealthCheck, HealthGate};
 pub use placement::{Budget, Jurisdiction, Placement, Stage, SIMULATED};

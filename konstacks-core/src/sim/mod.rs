@@ -16,6 +16,7 @@ pub mod config;
 mod database;
 mod file;
 mod firewall;
+mod load_balancer;
 pub mod store;
 mod subnet;
 mod vm;
@@ -33,6 +34,7 @@ use crate::base::error::{ErrorKind, ProviderError, StateError};
 use crate::kind::api::{Api, ProviderResult};
 use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
 use crate::kind::Selector;
+use crate::kinds::LoadBalancer;
 use crate::kinds::{self, Cache, Database, Firewall, Subnet, Vm, Vpc};
 use crate::model::placement::{Jurisdiction, SIMULATED};
 use crate::provider::{Provider, ProviderLimits, Region};
@@ -48,6 +50,7 @@ fn decode(v: Value) -> Result<SimResource, String> {
         "cache" => SimResource::decode::<Cache>(v),
         "database" => SimResource::decode::<Database>(v),
         "firewall" => SimResource::decode::<Firewall>(v),
+        "load_balancer" => SimResource::decode::<LoadBalancer>(v),
         "subnet" => SimResource::decode::<Subnet>(v),
         "vm" => SimResource::decode::<Vm>(v),
         "vpc" => SimResource::decode::<Vpc>(v),
@@ -249,6 +252,8 @@ impl SimCloud {
                     ("ap-northeast".into(), 1.25),
                     ("us-east".into(), 0.9),
                 ],
+                load_balancer_hour: Some(0.025),
+                load_balancer_gb_processed: Some(0.008),
             },
         }
     }
@@ -265,6 +270,7 @@ impl SimCloud {
             .kind::<Cache>(Arc::clone(self) as _)
             .kind::<Database>(Arc::clone(self) as _)
             .kind::<Firewall>(Arc::clone(self) as _)
+            .kind::<LoadBalancer>(Arc::clone(self) as _)
             .kind::<Subnet>(Arc::clone(self) as _)
             .kind::<Vm>(Arc::clone(self) as _)
             .kind::<Vpc>(Arc::clone(self) as _)
@@ -534,7 +540,12 @@ impl<K: SimKind> Api<K> for SimCloud {
     }
 
     async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<K::Observed>> {
-        self.call(cx, K::OPS.read, false, |s, now| Ok(s.read::<K>(sel, now))).await
+        self.call(cx, K::OPS.read, false, |s, now| {
+            let mut found = s.read::<K>(sel, now);
+            found.iter_mut().for_each(|o| K::observe(s, o));
+            Ok(found)
+        })
+        .await
     }
 
     async fn update(&self, cx: &OpContext, id: &str, spec: &K::Spec) -> ProviderResult<K::Observed> {

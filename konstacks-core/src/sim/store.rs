@@ -52,6 +52,9 @@ pub(crate) trait SimKind: ResourceKind {
     fn delete(s: &mut Inner, id: &str) -> ProviderResult<()> {
         s.delete_unreferenced::<Self>(id)
     }
+    /// Fill in, at every read, what the cloud derives from other resources (a load balancer's
+    /// target health from its VMs); nothing by default.
+    fn observe(_s: &Inner, _o: &mut Self::Observed) {}
 }
 
 trait SimObject: Send + Sync + fmt::Debug {

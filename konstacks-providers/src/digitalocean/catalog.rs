@@ -172,6 +172,9 @@ pub fn catalog() -> Catalog {
             // A droplet's public IPv4 address is included in its price.
             public_ipv4_month: Some(0.0),
             region_multipliers: Vec::new(),
+            // The load balancer kind is not offered by this backend yet.
+            load_balancer_hour: None,
+            load_balancer_gb_processed: None,
         },
     }
 }

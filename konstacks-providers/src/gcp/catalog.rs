@@ -260,6 +260,9 @@ pub fn catalog(home: &str) -> Catalog {
             backup_gb_month: Some(0.08),
             public_ipv4_month: Some(3.65),
             region_multipliers: REGION_MULTIPLIERS.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
+            // The load balancer kind is not offered by this backend yet.
+            load_balancer_hour: None,
+            load_balancer_gb_processed: None,
         },
     )
 }
