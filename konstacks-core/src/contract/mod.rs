@@ -33,12 +33,14 @@ mod cache;
 mod compute;
 mod database;
 mod isolation;
+mod load_balancer;
 mod network;
 
 pub use cache::run_cache;
 pub use compute::run_compute;
 pub use database::run_database;
 pub use isolation::run_isolation;
+pub use load_balancer::run_load_balancer;
 pub use network::run_network;
 
 /// How long (on the context's clock) a read is retried before a check gives up.
@@ -477,6 +479,7 @@ pub const SUITES: &[(&str, &[&str])] = &[
     ("compute", &["vm"]),
     ("database", &["database"]),
     ("cache", &["cache"]),
+    ("load_balancer", &["load_balancer"]),
 ];
 
 /// Kinds the provider registers that no suite covers (must be empty).
@@ -504,6 +507,9 @@ pub async fn run_all(p: &Provider, cx: &OpContext, o: &ContractOptions) -> Resul
     }
     if has("cache") {
         run_cache(p, cx, o).await?;
+    }
+    if has("load_balancer") {
+        run_load_balancer(p, cx, o).await?;
     }
     Ok(())
 }
