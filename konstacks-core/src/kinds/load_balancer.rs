@@ -6,6 +6,8 @@
 //! outputs live here; the checks that validate a builder live in [`check`].
 
 mod check;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 

@@ -374,7 +374,7 @@ pub(super) fn routing(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> String {
     let groups: BTreeSet<&str> = lb.target_groups.iter().map(|g| g.name.as_str()).collect();
     let known = |name: &str| groups.contains(name);
     let listed = || groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ");
-    let mut seen: BTreeMap<(Option<String>, Option<&str>), usize> = BTreeMap::new();
+    let mut seen: BTreeMap<(Option<String>, Option<&str>), (usize, String)> = BTreeMap::new();
     for (n, r) in lb.routes.iter().enumerate() {
         let label = describe(r.host.as_deref(), r.path_prefix.as_deref());
         if r.host.is_none() && r.path_prefix.is_none() {
@@ -415,12 +415,14 @@ pub(super) fn routing(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> String {
             );
         }
         let key = (r.host.as_ref().map(|h| h.to_ascii_lowercase()), r.path_prefix.as_deref());
-        if let Some(first) = seen.insert(key, n) {
+        if let Some((first, first_label)) = seen.get(&key) {
             cx.error(
                 "overlapping-rules",
-                format!("rules #{first} and #{n} both match {label}"),
+                format!("rules #{first} ({first_label}) and #{n} ({label}) match the same requests"),
                 "merge them into one rule, or make their hosts or path prefixes differ",
             );
+        } else {
+            seen.insert(key, (n, label));
         }
     }
     match &lb.default_to {
