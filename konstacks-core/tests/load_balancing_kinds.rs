@@ -177,7 +177,7 @@ async fn a_target_vm_is_replaced_under_a_live_load_balancer() {
     let new = vm_named(&sim, "web");
     assert_ne!(new.id, old.id);
     let lb = the_lb(&sim);
-    assert_eq!(lb.target_groups[0].vm_ids, [new.id.clone()]);
+    assert_eq!(lb.target_groups[0].vm_ids, std::slice::from_ref(&new.id));
     assert!(sim.resources().iter().all(|r| r.id() != old.id), "the old VM is gone");
     assert!(engine.plan(&s2, &PlanOptions::refreshing()).await.unwrap().is_empty());
     engine.destroy("shop", &ApplyOptions::default()).await.unwrap();

@@ -368,13 +368,17 @@ pub(crate) fn path_problem(path: &str) -> Option<String> {
     None
 }
 
+/// What makes two rules match the same requests: the host (lowercase) and the path prefix.
+type RuleKey<'a> = (Option<String>, Option<&'a str>);
+
 /// Routing rules: valid hosts and paths, existing target groups, no two rules matching the same
 /// requests. Returns the default target group.
 pub(super) fn routing(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> String {
     let groups: BTreeSet<&str> = lb.target_groups.iter().map(|g| g.name.as_str()).collect();
     let known = |name: &str| groups.contains(name);
     let listed = || groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ");
-    let mut seen: BTreeMap<(Option<String>, Option<&str>), (usize, String)> = BTreeMap::new();
+    // (lowercase host, path prefix) -> the first rule matching them, and its description.
+    let mut seen: BTreeMap<RuleKey<'_>, (usize, String)> = BTreeMap::new();
     for (n, r) in lb.routes.iter().enumerate() {
         let label = describe(r.host.as_deref(), r.path_prefix.as_deref());
         if r.host.is_none() && r.path_prefix.is_none() {

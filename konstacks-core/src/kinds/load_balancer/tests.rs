@@ -13,19 +13,20 @@ use crate::stack::Stack;
 use crate::synth::Synthesized;
 
 /// A VPC with two public subnets in two zones, a firewall and two VMs.
-fn network(stack: &Stack) -> ([Ref<Subnet>; 2], Ref<Firewall>, [Ref<Vm>; 2]) {
-    let (subnets, fw, vms, _) = network_in(stack);
-    (subnets, fw, vms)
+type Network = ([Ref<Subnet>; 2], Ref<Firewall>, [Ref<Vm>; 2]);
+
+fn network(stack: &Stack) -> Network {
+    network_in(stack).0
 }
 
-fn network_in(stack: &Stack) -> ([Ref<Subnet>; 2], Ref<Firewall>, [Ref<Vm>; 2], Ref<Vpc>) {
+fn network_in(stack: &Stack) -> (Network, Ref<Vpc>) {
     let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
     let a = stack.add("a", Subnet::new(vpc, "10.0.1.0/24").public().zone(0));
     let b = stack.add("b", Subnet::new(vpc, "10.0.2.0/24").public().zone(1));
     let fw = stack.add("fw", Firewall::new(vpc).allow(Ingress::tcp(443).from_anywhere()));
     let web = stack.add("web", Vm::new(Image::UbuntuLts, VmSize::Small, a));
     let api = stack.add("api", Vm::new(Image::UbuntuLts, VmSize::Small, b));
-    ([a, b], fw, [web, api], vpc)
+    (([a, b], fw, [web, api]), vpc)
 }
 
 fn new_stack() -> Stack {
@@ -156,7 +157,7 @@ fn one_target_group_is_the_default_and_an_internal_one_may_use_one_zone() {
 #[test]
 fn validation_reports_every_problem_at_once() {
     let stack = new_stack();
-    let ([a, _], _, [web, _], vpc) = network_in(&stack);
+    let (([a, _], _, [web, _]), vpc) = network_in(&stack);
     let other_vpc = stack.add("other-vpc", Vpc::new("10.1.0.0/16"));
     let far = stack.add("far", Subnet::new(other_vpc, "10.1.1.0/24"));
     let stranger = stack.add("stranger", Vm::new(Image::UbuntuLts, VmSize::Small, far));
