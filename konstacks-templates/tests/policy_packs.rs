@@ -6,6 +6,7 @@ use konstacks_core::model::{
     Cache, CacheSize, Database, DbSize, Egress, Firewall, FirewallRule as FwRule, Image, Ingress, Jurisdiction,
     Placement, Ref, Stack, Stage, Subnet, Vm, VmSize, Vpc,
 };
+use konstacks_core::model::{LoadBalancer, TargetGroup, TlsPolicy};
 use konstacks_core::policy::{PolicyReport, PolicySet, RuleStatus, Severity, Suppression, SUPPRESSION_WITHOUT_REASON};
 use konstacks_core::sim::SimCloud;
 use konstacks_templates::packs;
@@ -544,4 +545,43 @@ fn a_suppression_without_a_reason_blocks() {
     assert!(r.has_errors());
     assert_eq!(failing(&r), [SUPPRESSION_WITHOUT_REASON, "baseline/no-admin-ports-from-anywhere"]);
     assert_eq!(r.counts.suppressed, 0);
+}
+
+// ---- baseline/load-balancer-https ----
+
+/// A public load balancer with a certificate, its HTTP listener as `http` makes it.
+fn lb_report(public: bool, http: fn(LoadBalancer) -> LoadBalancer) -> PolicyReport {
+    let stack = Stack::new("shop", Placement::within(Jurisdiction::Eu), Stage::Prod);
+    let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
+    let a = stack.add("a", Subnet::new(vpc, "10.0.1.0/24").public().zone(0));
+    let b = stack.add("b", Subnet::new(vpc, "10.0.2.0/24").public().zone(1));
+    let web = stack.add("web", Vm::new(Image::UbuntuLts, VmSize::Small, a));
+    let lb = if public { LoadBalancer::public([a, b]) } else { LoadBalancer::internal([a, b]) };
+    let lb = http(lb).https(443, "cert-1").target_group(TargetGroup::new("app", 8080).vm(web));
+    stack.add("lb", lb.tls_policy(TlsPolicy::Tls13));
+    let cat = SimCloud::catalog();
+    let s = stack.synth(&[&cat]).unwrap();
+    PolicySet::new().pack(packs::baseline::pack()).check(&s, &[&cat])
+}
+
+#[test]
+fn a_public_load_balancer_redirecting_http_passes() {
+    let r = lb_report(true, |lb| lb.http(80));
+    let e = r.rule("baseline/load-balancer-https").unwrap();
+    assert_eq!(e.status, RuleStatus::Pass, "{r}");
+    assert_eq!(e.resources[0].detail.as_deref(), Some("HTTP redirects to HTTPS; TLS 1.2 or newer"));
+}
+
+#[test]
+fn a_public_load_balancer_serving_plain_http_beside_https_fails() {
+    let r = lb_report(true, |lb| lb.http_without_redirect(80).http(8080));
+    let m = only_fails(&r, "baseline/load-balancer-https");
+    assert_eq!(m, ["shop/lb: public, with a certificate, yet serves plain HTTP on port(s) 80"]);
+    assert!(r.findings[0].fix.contains("`.http(port)`"), "{r}");
+}
+
+#[test]
+fn an_internal_load_balancer_may_serve_plain_http() {
+    let r = lb_report(false, |lb| lb.http_without_redirect(80));
+    assert_eq!(r.rule("baseline/load-balancer-https").unwrap().status, RuleStatus::Pass, "{r}");
 }
