@@ -256,6 +256,7 @@ async fn the_simulated_api_enforces_references_zones_vpcs_and_immutable_fields()
             ErrorKind::InvalidSpec,
         ),
         ("an unknown region", spec(&|s| s.region = "mars-1".into()), ErrorKind::InvalidSpec),
+        ("a health check too eager", spec(&|s| s.target_groups[0].health_check.interval_s = 1), ErrorKind::InvalidSpec),
     ];
     for (what, s, kind) in refused {
         let e = p.api::<LoadBalancer>().create(&cx, &s).await.unwrap_err();
@@ -477,4 +478,17 @@ async fn bad_load_balancers_get_one_clear_diagnostic_and_no_cloud_call() {
     assert_eq!(case, 17, "every case ran");
     assert_eq!(sim.calls(), 0, "{:?}", sim.calls_by_op());
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+/// A file-backed simulated cloud reads its load balancers back.
+#[tokio::test(start_paused = true)]
+async fn a_file_backed_cloud_keeps_its_load_balancers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cloud.json");
+    let sim = Arc::new(SimCloud::open(&path, SimConfig::default()).unwrap());
+    let engine = engine_on(&sim);
+    engine.apply(&engine.synth(&stack(&Shape::default())).unwrap(), &ApplyOptions::default()).await.unwrap();
+    let before = the_lb(&sim);
+    let reopened = SimCloud::open(&path, SimConfig::default()).unwrap();
+    assert_eq!(the_lb(&reopened), before);
 }

@@ -12,7 +12,8 @@ use crate::kind::api::ProviderResult;
 use crate::kind::catalog::Catalog;
 use crate::kinds::load_balancer::url_of;
 use crate::kinds::{
-    LbScheme, ListenerProtocol, LoadBalancer, LoadBalancerObserved, LoadBalancerSpec, Subnet, TargetState, Vm,
+    HealthProtocol, LbScheme, ListenerProtocol, LoadBalancer, LoadBalancerObserved, LoadBalancerSpec, Subnet,
+    TargetGroupSpec, TargetState, Vm,
 };
 use crate::sim::store::{id_number, immutable, invalid, provider_error, zone_name, Inner, SimKind, SimOps};
 
@@ -75,6 +76,7 @@ fn check_spec(s: &Inner, name: &str, spec: &LoadBalancerSpec, now: Duration) -> 
                 format!("{NOUN} `{name}`: target group `{}` is given twice", g.name),
             ));
         }
+        check_health(name, g)?;
         for vm_id in &g.vm_ids {
             let vm = s.reference::<Vm>(vm_id, &spec.region, now)?;
             let vm_vpc = s.get::<Subnet>(&vm.subnet_id).map(|n| n.vpc_id.as_str()).unwrap_or_default();
@@ -105,6 +107,30 @@ fn check_spec(s: &Inner, name: &str, spec: &LoadBalancerSpec, now: Duration) -> 
         }
     }
     Ok(())
+}
+
+/// Health check values within what the clouds accept.
+fn check_health(name: &str, g: &TargetGroupSpec) -> ProviderResult<()> {
+    let h = &g.health_check;
+    let http = h.protocol != HealthProtocol::Tcp;
+    let ok = (5..=300).contains(&h.interval_s)
+        && (2..h.interval_s).contains(&h.timeout_s)
+        && (2..=10).contains(&h.healthy_threshold)
+        && (2..=10).contains(&h.unhealthy_threshold)
+        && g.port > 0
+        && h.port != Some(0)
+        && g.deregistration_delay_s <= 3600
+        && (!http || h.path.as_deref().is_some_and(|p| p.starts_with('/')));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{NOUN} `{name}`: target group `{}` has a port, health check or deregistration delay out of range \
+             (interval 5-300 s, timeout 2 s to below the interval, thresholds 2-10, path starting with '/', delay \
+             up to 3600 s)",
+            g.name
+        )))
+    }
 }
 
 /// What the load balancer sees of each target: healthy while the VM runs.
