@@ -75,6 +75,8 @@ fn build(k: &Knobs) -> Stack {
     let a = net.add("private-a", Subnet::new(vpc, "10.0.2.0/24").zone(0));
     let b = net.add("private-b", Subnet::new(vpc, "10.0.3.0/24").zone(1));
     let app_private = net.add("app-private", Subnet::new(vpc, "10.0.4.0/24"));
+    // With `public`, the two zones a public load balancer in front of the VM needs.
+    let public_b = net.add("public-b", Subnet::new(vpc, "10.0.5.0/24").public().zone(1));
     let mut web_fw = Firewall::new(vpc);
     for r in &k.web_rules {
         web_fw = web_fw.allow(r.clone());
@@ -101,7 +103,7 @@ fn build(k: &Knobs) -> Stack {
             // Redis is the cache kind: it has no backups, encryption at rest or deletion protection.
             let cache = Cache::redis("7", CacheSize::Small, subnets).firewall(db_fw);
             stack.scope("data").add("db", cache.replicas(u32::from(k.ha)).high_availability(k.ha));
-            return finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw);
+            return finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw, [public, public_b]);
         }
     };
     stack.scope("data").add(
@@ -112,7 +114,7 @@ fn build(k: &Knobs) -> Stack {
             .high_availability(k.ha)
             .deletion_protection(k.deletion_protection),
     );
-    finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw)
+    finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw, [public, public_b])
 }
 
 fn vm_subnets(k: &Knobs, public: Ref<Subnet>, a: Ref<Subnet>, app_private: Ref<Subnet>) -> Ref<Subnet> {
@@ -125,12 +127,21 @@ fn vm_subnets(k: &Knobs, public: Ref<Subnet>, a: Ref<Subnet>, app_private: Ref<S
     }
 }
 
-fn finish(stack: Stack, k: &Knobs, vm_subnet: Ref<Subnet>, web_fw: Ref<Firewall>, db_fw: Ref<Firewall>) -> Stack {
+fn finish(
+    stack: Stack,
+    k: &Knobs,
+    vm_subnet: Ref<Subnet>,
+    web_fw: Ref<Firewall>,
+    db_fw: Ref<Firewall>,
+    lb_subnets: [Ref<Subnet>; 2],
+) -> Stack {
     let mut vm = Vm::new(Image::UbuntuLts, VmSize::Small, vm_subnet).firewall(web_fw).public_ip(k.vm_public_ip);
     if k.vm_shares_db_fw {
         vm = vm.firewall(db_fw);
     }
-    stack.scope("app").add("web", vm);
+    let web = stack.scope("app").add("web", vm);
+    let lb = LoadBalancer::public(lb_subnets).http(80).https(443, "cert-1");
+    stack.scope("app").add("lb", lb.target_group(TargetGroup::new("web", 443).vm(web)));
     stack
 }
 
@@ -332,7 +343,7 @@ fn the_eu_only_pack_refuses_a_us_region_with_a_clear_message() {
     assert_eq!(failing(&r), ["gdpr/eu-residency"]);
     let e = r.rule("gdpr/eu-residency").unwrap();
     assert_eq!(e.status, RuleStatus::Fail);
-    assert_eq!(e.resources.len(), 9, "every resource is checked");
+    assert_eq!(e.resources.len(), 11, "every resource is checked");
     let db = r.findings.iter().find(|f| f.path == "shop/data/db").unwrap();
     assert_eq!(
         db.message,
