@@ -606,7 +606,7 @@ impl ResourceKind for LoadBalancer {
         let listeners = check::listeners(cx, self);
         let groups = check::target_groups(cx, self);
         let default = check::routing(cx, self);
-        let (subnet_ids, firewall_ids) = (cx.ids_of(&subnets), cx.ids_of(&fws));
+        let (subnet_ids, firewall_ids) = (cx.ids_of(&check::distinct(&subnets)), cx.ids_of(&check::distinct(&fws)));
         cx.set(field::SCHEME, self.scheme);
         cx.set_expr(field::SUBNET_IDS, subnet_ids);
         cx.set_expr(field::FIREWALL_IDS, firewall_ids);

@@ -53,7 +53,8 @@ pub(super) fn subnets(cx: &mut LowerCx<'_>, lb: &LoadBalancer, subnets: &[Option
             );
         }
     }
-    let known = unique.len() == subnets.len() && !by_zone.is_empty();
+    // Zones are counted only when every reference is valid (a bad one is reported already).
+    let known = subnets.iter().all(Option::is_some) && !by_zone.is_empty();
     if lb.scheme == LbScheme::Public && known && by_zone.len() < 2 {
         cx.error(
             "public-lb-needs-two-zones",
@@ -65,6 +66,18 @@ pub(super) fn subnets(cx: &mut LowerCx<'_>, lb: &LoadBalancer, subnets: &[Option
 
 fn quoted(paths: &[&str]) -> String {
     paths.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(" and ")
+}
+
+/// Valid references, each once, in the order first given: a subnet or firewall given twice is
+/// one to every cloud.
+pub(super) fn distinct(refs: &[Option<usize>]) -> Vec<Option<usize>> {
+    let mut out: Vec<Option<usize>> = Vec::with_capacity(refs.len());
+    for r in refs.iter().filter(|r| r.is_some()) {
+        if !out.contains(r) {
+            out.push(*r);
+        }
+    }
+    out
 }
 
 /// The cost assumption is a finite, non-negative number.
@@ -225,7 +238,7 @@ pub(super) fn target_groups(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> Vec<Expr
 fn group_expr(cx: &mut LowerCx<'_>, g: &TargetGroup, health: HealthCheckSpec) -> Expr {
     let what = format!("a target of group `{}`", g.name);
     let vms: Vec<Option<usize>> = g.vms.iter().map(|v| cx.target(*v, &what)).collect();
-    let unique: Vec<Option<usize>> = vms.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
+    let unique = distinct(&vms);
     Expr::Map(BTreeMap::from([
         ("deregistration_delay_s".to_string(), Expr::lit(g.deregistration_delay_s.min(MAX_DEREGISTRATION_DELAY))),
         ("health_check".to_string(), Expr::lit(health)),

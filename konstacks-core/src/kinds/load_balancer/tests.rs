@@ -147,10 +147,11 @@ fn a_valid_load_balancer_lowers_to_sorted_listeners_groups_and_prioritised_rules
 fn one_target_group_is_the_default_and_an_internal_one_may_use_one_zone() {
     let stack = new_stack();
     let ([a, _], _, [web, _]) = network(&stack);
-    stack.add("lb", LoadBalancer::internal([a]).http(80).target_group(TargetGroup::new("app", 80).vm(web)));
+    stack.add("lb", LoadBalancer::internal([a, a]).http(80).target_group(TargetGroup::new("app", 80).vm(web)));
     let s = synth(&stack).unwrap();
     assert_eq!(field_json(&s, "lb", "default_target_group"), json!("app"));
     assert_eq!(field_json(&s, "lb", "scheme"), json!("internal"));
+    assert_eq!(field_json(&s, "lb", "subnet_ids").as_array().unwrap().len(), 1, "a subnet given twice is one");
     assert_eq!(field_json(&s, "lb", "listeners")[0]["redirect_to_port"], Value::Null, "no HTTPS: no redirect");
 }
 
