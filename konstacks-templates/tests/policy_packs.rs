@@ -6,6 +6,7 @@ use konstacks_core::model::{
     Bucket, BucketEncryption, Cache, CacheSize, Database, DbSize, Egress, Firewall, FirewallRule as FwRule, Image,
     Ingress, Jurisdiction, Placement, Ref, Stack, Stage, Subnet, Vm, VmSize, Vpc,
 };
+use konstacks_core::model::{LoadBalancer, TargetGroup, TlsPolicy};
 use konstacks_core::policy::{PolicyReport, PolicySet, RuleStatus, Severity, Suppression, SUPPRESSION_WITHOUT_REASON};
 use konstacks_core::sim::SimCloud;
 use konstacks_core::validate::Expr;
@@ -83,6 +84,8 @@ fn build(k: &Knobs) -> Stack {
     let a = net.add("private-a", Subnet::new(vpc, "10.0.2.0/24").zone(0));
     let b = net.add("private-b", Subnet::new(vpc, "10.0.3.0/24").zone(1));
     let app_private = net.add("app-private", Subnet::new(vpc, "10.0.4.0/24"));
+    // With `public`, the two zones a public load balancer in front of the VM needs.
+    let public_b = net.add("public-b", Subnet::new(vpc, "10.0.5.0/24").public().zone(1));
     let mut web_fw = Firewall::new(vpc);
     for r in &k.web_rules {
         web_fw = web_fw.allow(r.clone());
@@ -109,7 +112,7 @@ fn build(k: &Knobs) -> Stack {
             // Redis is the cache kind: it has no backups, encryption at rest or deletion protection.
             let cache = Cache::redis("7", CacheSize::Small, subnets).firewall(db_fw);
             stack.scope("data").add("db", cache.replicas(u32::from(k.ha)).high_availability(k.ha));
-            return finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw);
+            return finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw, [public, public_b]);
         }
     };
     stack.scope("data").add(
@@ -120,7 +123,7 @@ fn build(k: &Knobs) -> Stack {
             .high_availability(k.ha)
             .deletion_protection(k.deletion_protection),
     );
-    finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw)
+    finish(stack, k, vm_subnets(k, public, a, app_private), web_fw, db_fw, [public, public_b])
 }
 
 fn vm_subnets(k: &Knobs, public: Ref<Subnet>, a: Ref<Subnet>, app_private: Ref<Subnet>) -> Ref<Subnet> {
@@ -133,12 +136,21 @@ fn vm_subnets(k: &Knobs, public: Ref<Subnet>, a: Ref<Subnet>, app_private: Ref<S
     }
 }
 
-fn finish(stack: Stack, k: &Knobs, vm_subnet: Ref<Subnet>, web_fw: Ref<Firewall>, db_fw: Ref<Firewall>) -> Stack {
+fn finish(
+    stack: Stack,
+    k: &Knobs,
+    vm_subnet: Ref<Subnet>,
+    web_fw: Ref<Firewall>,
+    db_fw: Ref<Firewall>,
+    lb_subnets: [Ref<Subnet>; 2],
+) -> Stack {
     let mut vm = Vm::new(Image::UbuntuLts, VmSize::Small, vm_subnet).firewall(web_fw).public_ip(k.vm_public_ip);
     if k.vm_shares_db_fw {
         vm = vm.firewall(db_fw);
     }
-    stack.scope("app").add("web", vm);
+    let web = stack.scope("app").add("web", vm);
+    let lb = LoadBalancer::public(lb_subnets).http(80).https(443, "cert-1");
+    stack.scope("app").add("lb", lb.target_group(TargetGroup::new("web", 443).vm(web)));
     let mut files = Bucket::new().versioning(k.bucket_versioning).encryption(k.bucket_encryption.clone());
     if let Some(reason) = k.bucket_public {
         files = files.public_read(reason);
@@ -412,7 +424,7 @@ fn the_eu_only_pack_refuses_a_us_region_with_a_clear_message() {
     assert_eq!(failing(&r), ["gdpr/eu-residency"]);
     let e = r.rule("gdpr/eu-residency").unwrap();
     assert_eq!(e.status, RuleStatus::Fail);
-    assert_eq!(e.resources.len(), 10, "every resource is checked");
+    assert_eq!(e.resources.len(), 12, "every resource is checked");
     let db = r.findings.iter().find(|f| f.path == "shop/data/db").unwrap();
     assert_eq!(
         db.message,
@@ -625,4 +637,43 @@ fn a_suppression_without_a_reason_blocks() {
     assert!(r.has_errors());
     assert_eq!(failing(&r), [SUPPRESSION_WITHOUT_REASON, "baseline/no-admin-ports-from-anywhere"]);
     assert_eq!(r.counts.suppressed, 0);
+}
+
+// ---- baseline/load-balancer-https ----
+
+/// A public load balancer with a certificate, its HTTP listener as `http` makes it.
+fn lb_report(public: bool, http: fn(LoadBalancer) -> LoadBalancer) -> PolicyReport {
+    let stack = Stack::new("shop", Placement::within(Jurisdiction::Eu), Stage::Prod);
+    let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
+    let a = stack.add("a", Subnet::new(vpc, "10.0.1.0/24").public().zone(0));
+    let b = stack.add("b", Subnet::new(vpc, "10.0.2.0/24").public().zone(1));
+    let web = stack.add("web", Vm::new(Image::UbuntuLts, VmSize::Small, a));
+    let lb = if public { LoadBalancer::public([a, b]) } else { LoadBalancer::internal([a, b]) };
+    let lb = http(lb).https(443, "cert-1").target_group(TargetGroup::new("app", 8080).vm(web));
+    stack.add("lb", lb.tls_policy(TlsPolicy::Tls13));
+    let cat = SimCloud::catalog();
+    let s = stack.synth(&[&cat]).unwrap();
+    PolicySet::new().pack(packs::baseline::pack()).check(&s, &[&cat])
+}
+
+#[test]
+fn a_public_load_balancer_redirecting_http_passes() {
+    let r = lb_report(true, |lb| lb.http(80));
+    let e = r.rule("baseline/load-balancer-https").unwrap();
+    assert_eq!(e.status, RuleStatus::Pass, "{r}");
+    assert_eq!(e.resources[0].detail.as_deref(), Some("HTTP redirects to HTTPS; TLS 1.2 or newer"));
+}
+
+#[test]
+fn a_public_load_balancer_serving_plain_http_beside_https_fails() {
+    let r = lb_report(true, |lb| lb.http_without_redirect(80).http(8080));
+    let m = only_fails(&r, "baseline/load-balancer-https");
+    assert_eq!(m, ["shop/lb: public, with a certificate, yet serves plain HTTP on port(s) 80"]);
+    assert!(r.findings[0].fix.contains("`.http(port)`"), "{r}");
+}
+
+#[test]
+fn an_internal_load_balancer_may_serve_plain_http() {
+    let r = lb_report(false, |lb| lb.http_without_redirect(80));
+    assert_eq!(r.rule("baseline/load-balancer-https").unwrap().status, RuleStatus::Pass, "{r}");
 }

@@ -35,6 +35,7 @@ mod compute;
 mod database;
 mod dns;
 mod isolation;
+mod load_balancer;
 mod network;
 
 pub use bucket::run_bucket;
@@ -43,6 +44,7 @@ pub use compute::run_compute;
 pub use database::run_database;
 pub use dns::run_dns;
 pub use isolation::run_isolation;
+pub use load_balancer::run_load_balancer;
 pub use network::run_network;
 
 /// How long (on the context's clock) a read is retried before a check gives up.
@@ -483,6 +485,7 @@ pub const SUITES: &[(&str, &[&str])] = &[
     ("cache", &["cache"]),
     ("bucket", &["bucket"]),
     ("dns", &["certificate", "dns_record", "dns_zone"]),
+    ("load_balancer", &["load_balancer"]),
 ];
 
 /// Kinds the provider registers that no suite covers (must be empty).
@@ -516,6 +519,9 @@ pub async fn run_all(p: &Provider, cx: &OpContext, o: &ContractOptions) -> Resul
     }
     if has("dns") {
         run_dns(p, cx, o).await?;
+    }
+    if has("load_balancer") {
+        run_load_balancer(p, cx, o).await?;
     }
     Ok(())
 }

@@ -112,6 +112,12 @@ pub struct Pricing {
     /// Prices per unit of use (a hosted DNS zone per month, a million DNS queries), by key.
     #[serde(default)]
     pub unit_prices: Vec<UnitPrice>,
+    /// A load balancer per hour (multiplied per region).
+    #[serde(default)]
+    pub load_balancer_hour: Option<f64>,
+    /// Data processed by a load balancer, per GB.
+    #[serde(default)]
+    pub load_balancer_gb_processed: Option<f64>,
 }
 
 /// A price per unit of use, named by a key the kind that is billed for it reads

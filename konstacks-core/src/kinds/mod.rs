@@ -9,6 +9,7 @@ pub mod database;
 pub mod dns_record;
 pub mod dns_zone;
 pub mod firewall;
+pub mod load_balancer;
 pub mod subnet;
 pub mod vm;
 pub mod vpc;
@@ -26,6 +27,11 @@ pub use firewall::{
     Egress, Firewall, FirewallObserved, FirewallRule, FirewallSpec, Ingress, Peer, Protocol, RulePorts, RuleSource,
     RuleSpec,
 };
+pub use load_balancer::{
+    CertificateId, HealthCheckSpec, HealthProtocol, LbScheme, ListenerProtocol, ListenerSpec, LoadBalancer,
+    LoadBalancerObserved, LoadBalancerSpec, Route, RouteSpec, TargetGroup, TargetGroupSpec, TargetHealthCheck,
+    TargetState, TlsPolicy,
+};
 pub use subnet::{Subnet, SubnetObserved, SubnetSpec};
 pub use vm::{EnvValue, Image, Vm, VmObserved, VmSize, VmSpec};
 pub use vpc::{Vpc, VpcObserved, VpcSpec};
@@ -41,6 +47,7 @@ pub const ALL: &[Kind] = &[
     DnsRecord::KIND,
     DnsZone::KIND,
     Firewall::KIND,
+    LoadBalancer::KIND,
     Subnet::KIND,
     Vm::KIND,
     Vpc::KIND,

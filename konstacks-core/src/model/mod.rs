@@ -13,7 +13,9 @@ pub use crate::kinds::{
     EnvValue, Firewall, FirewallRule, Image, Ingress, Peer, Protocol, RulePorts, Subnet, Vm, VmSize, Vpc,
 };
 pub use crate::kinds::{
-    certificate, dns_record, dns_zone, Certificate, DnsRecord, DnsTarget, DnsZone, RecordType, ValidationRecord,
+    certificate, dns_record, dns_zone, load_balancer, Certificate, CertificateId, DnsRecord, DnsTarget, DnsZone,
+    HealthProtocol, LbScheme, LoadBalancer, RecordType, Route, TargetGroup, TargetHealthCheck, TlsPolicy,
+    ValidationRecord,
 };
 pub use crate::stack::{Scope, Stack};
 pub use gate::{HealthCheck, HealthGate};

@@ -20,6 +20,7 @@ mod dns_record;
 mod dns_zone;
 mod file;
 mod firewall;
+mod load_balancer;
 pub mod store;
 mod subnet;
 mod vm;
@@ -39,6 +40,7 @@ use crate::kind::catalog::BucketPricing;
 use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo, UnitPrice};
 use crate::kind::Selector;
 use crate::kinds::Bucket;
+use crate::kinds::LoadBalancer;
 use crate::kinds::{self, Cache, Database, Firewall, Subnet, Vm, Vpc};
 use crate::kinds::{Certificate, DnsRecord, DnsZone};
 use crate::model::placement::{Jurisdiction, SIMULATED};
@@ -59,6 +61,7 @@ fn decode(v: Value) -> Result<SimResource, String> {
         "dns_record" => SimResource::decode::<DnsRecord>(v),
         "dns_zone" => SimResource::decode::<DnsZone>(v),
         "firewall" => SimResource::decode::<Firewall>(v),
+        "load_balancer" => SimResource::decode::<LoadBalancer>(v),
         "subnet" => SimResource::decode::<Subnet>(v),
         "vm" => SimResource::decode::<Vm>(v),
         "vpc" => SimResource::decode::<Vpc>(v),
@@ -264,6 +267,8 @@ impl SimCloud {
                     UnitPrice::new(kinds::dns_zone::PRICE_ZONE_MONTH, 0.50),
                     UnitPrice::new(kinds::dns_zone::PRICE_MILLION_QUERIES, 0.40),
                 ],
+                load_balancer_hour: Some(0.025),
+                load_balancer_gb_processed: Some(0.008),
             },
             bucket_pricing: Some(BucketPricing {
                 storage_gb_month: Some(0.023),
@@ -286,6 +291,7 @@ impl SimCloud {
             .kind::<Cache>(Arc::clone(self) as _)
             .kind::<Database>(Arc::clone(self) as _)
             .kind::<Firewall>(Arc::clone(self) as _)
+            .kind::<LoadBalancer>(Arc::clone(self) as _)
             .kind::<Subnet>(Arc::clone(self) as _)
             .kind::<Vm>(Arc::clone(self) as _)
             .kind::<Vpc>(Arc::clone(self) as _)

@@ -113,8 +113,7 @@ impl SimKind for Vm {
     }
 
     fn delete(s: &mut Inner, id: &str) -> ProviderResult<()> {
-        s.existing::<Vm>(id)?;
-        s.remove(id);
-        Ok(())
+        // A VM that is a load balancer's target is in use, as on a real API.
+        s.delete_unreferenced::<Vm>(id)
     }
 }

@@ -166,6 +166,9 @@ pub fn catalog(home: &str) -> Catalog {
             region_multipliers: REGION_MULTIPLIERS.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
             // No DNS kind is offered by this backend yet.
             unit_prices: Vec::new(),
+            // The load balancer kind is not offered by this backend yet.
+            load_balancer_hour: None,
+            load_balancer_gb_processed: None,
         },
     )
 }

@@ -174,6 +174,9 @@ pub fn catalog() -> Catalog {
             region_multipliers: Vec::new(),
             // No DNS kind is offered by this backend yet.
             unit_prices: Vec::new(),
+            // The load balancer kind is not offered by this backend yet.
+            load_balancer_hour: None,
+            load_balancer_gb_processed: None,
         },
         // Spaces are not offered by this backend yet.
         bucket_pricing: None,

@@ -1,8 +1,10 @@
 //! `baseline`: what every stack should satisfy, whatever it holds. No SSH or RDP open to the
 //! internet, databases never reachable from the internet, databases encrypted at rest,
-//! automated backups on for Postgres and MySQL, and no public bucket without a recorded reason.
+//! automated backups on for Postgres and MySQL, no public bucket without a recorded reason;
+//! public load balancers redirect HTTP to HTTPS and accept TLS 1.2 or newer only.
 
-use konstacks_core::model::{bucket, database, Bucket, Cache, Database, Firewall};
+use konstacks_core::model::load_balancer::{self, LbScheme, ListenerProtocol, ListenerSpec, TlsPolicy};
+use konstacks_core::model::{bucket, database, Bucket, Cache, Database, Firewall, LoadBalancer};
 use konstacks_core::policy::ResourceView;
 use konstacks_core::policy::{Direction, Pack, PolicyContext, Rule, RuleOutcome, Severity};
 
@@ -10,7 +12,7 @@ use konstacks_core::policy::{Direction, Pack, PolicyContext, Rule, RuleOutcome, 
 pub const NAME: &str = "baseline";
 /// Pack description.
 pub const DESCRIPTION: &str =
-    "No SSH/RDP from anywhere, databases never public, encryption at rest, backups on, public buckets justified";
+    "No SSH/RDP from anywhere, databases never public, encryption at rest, backups on, public buckets justified, HTTPS on public load balancers";
 
 /// The `baseline` pack.
 pub fn pack() -> Pack {
@@ -20,6 +22,7 @@ pub fn pack() -> Pack {
         .rule(DatabaseEncrypted)
         .rule(DatabaseBackups)
         .rule(BucketPublicReadJustified)
+        .rule(LoadBalancerHttps)
 }
 
 /// Ports whose exposure to the whole internet is refused, with their service name.
@@ -210,6 +213,64 @@ impl Rule for DatabaseBackups {
                         "keep backups with `.backups(7)` (1 to 35 days)",
                     )
                 }
+            })
+            .collect()
+    }
+}
+
+/// `baseline/load-balancer-https`: every load balancer accepts TLS 1.2 or newer only, and a
+/// public one with a certificate redirects its HTTP listeners to HTTPS.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadBalancerHttps;
+
+impl Rule for LoadBalancerHttps {
+    fn id(&self) -> &str {
+        "baseline/load-balancer-https"
+    }
+    fn severity(&self) -> Severity {
+        Severity::Error
+    }
+    fn title(&self) -> &str {
+        "Public load balancers redirect HTTP to HTTPS; TLS 1.2 or newer"
+    }
+    fn check(&self, cx: &PolicyContext<'_>) -> Vec<RuleOutcome> {
+        cx.of::<LoadBalancer>()
+            .map(|lb| {
+                // Certificate ids known only after apply read as text: only their number matters.
+                let listeners: Vec<ListenerSpec> = lb
+                    .field(load_balancer::field::LISTENERS)
+                    .and_then(|e| serde_json::to_value(e).ok())
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_default();
+                let tls = lb.get(load_balancer::field::TLS_POLICY);
+                if !matches!(tls, Some(TlsPolicy::Tls12 | TlsPolicy::Tls13)) {
+                    return RuleOutcome::fail(
+                        lb,
+                        format!("its TLS policy {tls:?} is not TLS 1.2 or newer"),
+                        "set `.tls_policy(TlsPolicy::Tls12)` or `Tls13`",
+                    );
+                }
+                let public = lb.get(load_balancer::field::SCHEME) == Some(LbScheme::Public);
+                let https =
+                    listeners.iter().any(|l| l.protocol == ListenerProtocol::Https && !l.certificate_ids.is_empty());
+                let plain: Vec<String> = listeners
+                    .iter()
+                    .filter(|l| l.protocol == ListenerProtocol::Http && l.redirect_to_port.is_none())
+                    .map(|l| l.port.to_string())
+                    .collect();
+                if public && https && !plain.is_empty() {
+                    return RuleOutcome::fail(
+                        lb,
+                        format!("public, with a certificate, yet serves plain HTTP on port(s) {}", plain.join(", ")),
+                        "use `.http(port)`, which redirects to HTTPS, instead of `.http_without_redirect(port)`",
+                    );
+                }
+                let detail = match (public, https) {
+                    (true, true) => "HTTP redirects to HTTPS",
+                    (true, false) => "public, without HTTPS listener",
+                    (false, _) => "internal",
+                };
+                RuleOutcome::pass(lb).with_detail(format!("{detail}; TLS 1.2 or newer"))
             })
             .collect()
     }

@@ -1,0 +1,700 @@
+//! The load balancer kind: a regional HTTP(S) load balancer in subnets of one VPC, with
+//! listeners (HTTP, HTTPS with certificates for SNI), target groups of VMs with health checks,
+//! host and path routing rules, and a minimum TLS version.
+//!
+//! The builder, its resolved spec and observed state, its fields, its [`KindDef`] and its
+//! outputs live here; the checks that validate a builder live in [`check`].
+
+mod check;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use crate::kind::expr::Expr;
+use crate::kind::price::{CostLine, PriceCx};
+use crate::kind::{always_offered, Field, Kind, KindDef, LowerCx, ResourceKind, StackCx, Tags};
+use crate::kinds::firewall::Firewall;
+use crate::kinds::subnet::Subnet;
+use crate::kinds::vm::Vm;
+use crate::model::refs::{Output, Ref};
+
+/// Data processed per month assumed by the cost estimate unless the builder says otherwise.
+pub const DEFAULT_GB_PROCESSED_PER_MONTH: f64 = 100.0;
+/// Hours in a billing month, as the clouds count them.
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// Whether a load balancer is reachable from the internet.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LbScheme {
+    /// Internet-facing: a public DNS name (and, where the cloud gives one, a public address).
+    Public,
+    /// Reachable only from inside the VPC.
+    Internal,
+}
+
+/// The oldest TLS version an HTTPS listener accepts.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsPolicy {
+    /// TLS 1.2 and 1.3 (the default).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
+}
+
+/// The protocol of a listener.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS, terminated at the load balancer.
+    Https,
+}
+
+/// How a health check probes a target.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthProtocol {
+    /// `GET path` over HTTP, expecting one of the expected status codes (the default).
+    #[default]
+    Http,
+    /// `GET path` over HTTPS (the target's certificate is not verified).
+    Https,
+    /// A TCP connection that opens.
+    Tcp,
+}
+
+/// A certificate of an HTTPS listener: the id output of a certificate of the stack (`cert.id()`,
+/// which orders the certificate before the load balancer), or the provider id of a certificate
+/// managed elsewhere.
+#[derive(Debug, Clone)]
+pub enum CertificateId {
+    /// Known after the resource it comes from is applied.
+    Output(Output<String>),
+    /// A provider id known now (an ARN, a certificate UUID).
+    Existing(String),
+}
+
+impl From<Output<String>> for CertificateId {
+    fn from(o: Output<String>) -> Self {
+        CertificateId::Output(o)
+    }
+}
+impl From<&str> for CertificateId {
+    fn from(id: &str) -> Self {
+        CertificateId::Existing(id.to_string())
+    }
+}
+impl From<String> for CertificateId {
+    fn from(id: String) -> Self {
+        CertificateId::Existing(id)
+    }
+}
+
+/// How the targets of a target group are probed. The defaults: HTTP `GET /` on the traffic
+/// port every 30 s, 5 s timeout, 3 successes to become healthy, 3 failures to become unhealthy,
+/// success on `200-399`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHealthCheck {
+    /// How to probe.
+    pub protocol: HealthProtocol,
+    /// The port to probe; `None` probes the target group's port.
+    pub port: Option<u32>,
+    /// The path an HTTP(S) probe requests (starts with `/`).
+    pub path: String,
+    /// Seconds between probes (5 to 300).
+    pub interval_s: u32,
+    /// Seconds a probe may take (at least 2, below the interval).
+    pub timeout_s: u32,
+    /// Consecutive successes that make a target healthy (2 to 10).
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a target unhealthy (2 to 10).
+    pub unhealthy_threshold: u32,
+    /// Status codes that count as success: `200`, `200-399` or `200,204` (HTTP(S) only).
+    pub expected_status: String,
+}
+
+impl Default for TargetHealthCheck {
+    fn default() -> Self {
+        Self {
+            protocol: HealthProtocol::Http,
+            port: None,
+            path: "/".into(),
+            interval_s: 30,
+            timeout_s: 5,
+            healthy_threshold: 3,
+            unhealthy_threshold: 3,
+            expected_status: "200-399".into(),
+        }
+    }
+}
+
+impl TargetHealthCheck {
+    /// `GET path` over HTTP.
+    pub fn http(path: impl Into<String>) -> Self {
+        Self { path: path.into(), ..Self::default() }
+    }
+
+    /// `GET path` over HTTPS.
+    pub fn https(path: impl Into<String>) -> Self {
+        Self { protocol: HealthProtocol::Https, path: path.into(), ..Self::default() }
+    }
+
+    /// A TCP connection.
+    pub fn tcp() -> Self {
+        Self { protocol: HealthProtocol::Tcp, ..Self::default() }
+    }
+
+    /// Probe this port instead of the target group's.
+    pub fn port(mut self, port: u32) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Seconds between probes and seconds a probe may take.
+    pub fn timing(mut self, interval_s: u32, timeout_s: u32) -> Self {
+        self.interval_s = interval_s;
+        self.timeout_s = timeout_s;
+        self
+    }
+
+    /// Consecutive successes to become healthy and failures to become unhealthy.
+    pub fn thresholds(mut self, healthy: u32, unhealthy: u32) -> Self {
+        self.healthy_threshold = healthy;
+        self.unhealthy_threshold = unhealthy;
+        self
+    }
+
+    /// Status codes that count as success (`200`, `200-399`, `200,204`).
+    pub fn expected_status(mut self, codes: impl Into<String>) -> Self {
+        self.expected_status = codes.into();
+        self
+    }
+}
+
+/// A named group of VMs that receive traffic on one port.
+#[derive(Debug, Clone)]
+pub struct TargetGroup {
+    pub(crate) name: String,
+    pub(crate) port: u32,
+    pub(crate) vms: Vec<Ref<Vm>>,
+    pub(crate) health: TargetHealthCheck,
+    pub(crate) deregistration_delay_s: u32,
+}
+
+impl TargetGroup {
+    /// A group named `name` (lowercase letters, digits and `-`, at most 32 characters) whose
+    /// targets listen on `port`, with no VM yet, the default health check and a 30 s
+    /// deregistration delay.
+    pub fn new(name: impl Into<String>, port: u32) -> Self {
+        Self {
+            name: name.into(),
+            port,
+            vms: Vec::new(),
+            health: TargetHealthCheck::default(),
+            deregistration_delay_s: 30,
+        }
+    }
+
+    /// Add these VMs as targets.
+    pub fn vms(mut self, vms: impl IntoIterator<Item = Ref<Vm>>) -> Self {
+        self.vms.extend(vms);
+        self
+    }
+
+    /// Add one VM as a target.
+    pub fn vm(mut self, vm: Ref<Vm>) -> Self {
+        self.vms.push(vm);
+        self
+    }
+
+    /// How targets are probed.
+    pub fn health_check(mut self, check: TargetHealthCheck) -> Self {
+        self.health = check;
+        self
+    }
+
+    /// Seconds a target that leaves the group keeps serving requests in flight (0 to 3600).
+    pub fn deregistration_delay_s(mut self, seconds: u32) -> Self {
+        self.deregistration_delay_s = seconds;
+        self
+    }
+}
+
+/// A routing rule: requests for a host (and a path prefix) go to a target group. Rules are
+/// tried in the order they were added; requests no rule matches go to the default group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub(crate) host: Option<String>,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) target: String,
+}
+
+impl Route {
+    /// Requests for `host` (`shop.example.com`, or a wildcard such as `*.example.com`).
+    pub fn host(host: impl Into<String>) -> Self {
+        Self { host: Some(host.into()), path_prefix: None, target: String::new() }
+    }
+
+    /// Requests for any host (narrow it with [`Route::path_prefix`]).
+    pub fn any_host() -> Self {
+        Self { host: None, path_prefix: None, target: String::new() }
+    }
+
+    /// Only requests whose path starts with `prefix` (`/api`).
+    pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.path_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Send the matching requests to the target group named `group`.
+    pub fn to(mut self, group: impl Into<String>) -> Self {
+        self.target = group.into();
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum ListenerKind {
+    Http { redirect: bool },
+    Https { certificates: Vec<CertificateId> },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Listener {
+    pub(crate) port: u32,
+    pub(crate) kind: ListenerKind,
+}
+
+/// A regional HTTP(S) load balancer.
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    pub(crate) scheme: LbScheme,
+    pub(crate) subnets: Vec<Ref<Subnet>>,
+    pub(crate) firewalls: Vec<Ref<Firewall>>,
+    pub(crate) listeners: Vec<Listener>,
+    pub(crate) target_groups: Vec<TargetGroup>,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) default_to: Option<String>,
+    pub(crate) tls_policy: TlsPolicy,
+    pub(crate) gb_processed: f64,
+}
+
+impl LoadBalancer {
+    fn with_scheme(scheme: LbScheme, subnets: impl IntoIterator<Item = Ref<Subnet>>) -> Self {
+        Self {
+            scheme,
+            subnets: subnets.into_iter().collect(),
+            firewalls: Vec::new(),
+            listeners: Vec::new(),
+            target_groups: Vec::new(),
+            routes: Vec::new(),
+            default_to: None,
+            tls_policy: TlsPolicy::default(),
+            gb_processed: DEFAULT_GB_PROCESSED_PER_MONTH,
+        }
+    }
+
+    /// An internet-facing load balancer in `subnets` (public ones, in at least two zones).
+    pub fn public(subnets: impl IntoIterator<Item = Ref<Subnet>>) -> Self {
+        Self::with_scheme(LbScheme::Public, subnets)
+    }
+
+    /// A load balancer reachable only from inside the VPC of `subnets`.
+    pub fn internal(subnets: impl IntoIterator<Item = Ref<Subnet>>) -> Self {
+        Self::with_scheme(LbScheme::Internal, subnets)
+    }
+
+    /// Attach a firewall (of the subnets' VPC).
+    pub fn firewall(mut self, fw: Ref<Firewall>) -> Self {
+        self.firewalls.push(fw);
+        self
+    }
+
+    /// An HTTP listener on `port`. When the load balancer has an HTTPS listener, it answers
+    /// every request with a redirect to HTTPS; see [`LoadBalancer::http_without_redirect`].
+    pub fn http(mut self, port: u32) -> Self {
+        self.listeners.push(Listener { port, kind: ListenerKind::Http { redirect: true } });
+        self
+    }
+
+    /// An HTTP listener on `port` that serves plain HTTP even beside an HTTPS listener.
+    pub fn http_without_redirect(mut self, port: u32) -> Self {
+        self.listeners.push(Listener { port, kind: ListenerKind::Http { redirect: false } });
+        self
+    }
+
+    /// An HTTPS listener on `port` with one certificate (`cert.id()`, or an existing id).
+    pub fn https(self, port: u32, certificate_id: impl Into<CertificateId>) -> Self {
+        self.https_certificates(port, [certificate_id.into()])
+    }
+
+    /// An HTTPS listener on `port` with several certificates, chosen by SNI; the first is the
+    /// default for clients that send no server name.
+    pub fn https_certificates<C: Into<CertificateId>>(mut self, port: u32, ids: impl IntoIterator<Item = C>) -> Self {
+        let certificates = ids.into_iter().map(Into::into).collect();
+        self.listeners.push(Listener { port, kind: ListenerKind::Https { certificates } });
+        self
+    }
+
+    /// Add a target group.
+    pub fn target_group(mut self, group: TargetGroup) -> Self {
+        self.target_groups.push(group);
+        self
+    }
+
+    /// Add a routing rule (tried in the order added).
+    pub fn route(mut self, route: Route) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// The target group of requests no rule matches (optional when there is one group).
+    pub fn default_to(mut self, group: impl Into<String>) -> Self {
+        self.default_to = Some(group.into());
+        self
+    }
+
+    /// The oldest TLS version HTTPS listeners accept (default TLS 1.2).
+    pub fn tls_policy(mut self, policy: TlsPolicy) -> Self {
+        self.tls_policy = policy;
+        self
+    }
+
+    /// GB of traffic processed per month assumed by the cost estimate (default 100); it changes
+    /// nothing on the cloud.
+    pub fn assume_gb_processed_per_month(mut self, gb: f64) -> Self {
+        self.gb_processed = gb;
+        self
+    }
+
+    /// Whether it is internet-facing.
+    pub fn scheme(&self) -> LbScheme {
+        self.scheme
+    }
+
+    /// Its subnets.
+    pub fn subnets(&self) -> &[Ref<Subnet>] {
+        &self.subnets
+    }
+}
+
+/// Fields of a load balancer.
+pub mod field {
+    use super::*;
+    /// Physical name.
+    pub const NAME: Field<LoadBalancer, String> = Field::new("name");
+    /// Region.
+    pub const REGION: Field<LoadBalancer, String> = Field::new("region");
+    /// Public or internal.
+    pub const SCHEME: Field<LoadBalancer, LbScheme> = Field::new("scheme");
+    /// Ids of the subnets.
+    pub const SUBNET_IDS: Field<LoadBalancer, Vec<String>> = Field::new("subnet_ids");
+    /// Ids of the attached firewalls.
+    pub const FIREWALL_IDS: Field<LoadBalancer, Vec<String>> = Field::new("firewall_ids");
+    /// Listeners, by port.
+    pub const LISTENERS: Field<LoadBalancer, Vec<ListenerSpec>> = Field::new("listeners");
+    /// Target groups, by name.
+    pub const TARGET_GROUPS: Field<LoadBalancer, Vec<TargetGroupSpec>> = Field::new("target_groups");
+    /// Routing rules, by priority.
+    pub const ROUTES: Field<LoadBalancer, Vec<RouteSpec>> = Field::new("routes");
+    /// The target group of requests no rule matches.
+    pub const DEFAULT_TARGET_GROUP: Field<LoadBalancer, String> = Field::new("default_target_group");
+    /// Oldest TLS version accepted.
+    pub const TLS_POLICY: Field<LoadBalancer, TlsPolicy> = Field::new("tls_policy");
+    /// GB processed per month assumed by the cost estimate (no effect on the cloud).
+    pub const ASSUMED_GB_PROCESSED_PER_MONTH: Field<LoadBalancer, f64> = Field::new("assumed_gb_processed_per_month");
+    /// Tags.
+    pub const TAGS: Field<LoadBalancer, Tags> = Field::new("tags");
+}
+
+/// A resolved listener.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct ListenerSpec {
+    /// Port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: ListenerProtocol,
+    /// Provider ids of the certificates (HTTPS only; the first is the default).
+    pub certificate_ids: Vec<String>,
+    /// For HTTP: the HTTPS port every request is redirected to, if any.
+    pub redirect_to_port: Option<u16>,
+}
+
+/// A resolved health check.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct HealthCheckSpec {
+    /// How to probe.
+    pub protocol: HealthProtocol,
+    /// Port probed; `None` is the target group's port.
+    pub port: Option<u16>,
+    /// Path requested (HTTP(S) only).
+    pub path: Option<String>,
+    /// Seconds between probes.
+    pub interval_s: u32,
+    /// Seconds a probe may take.
+    pub timeout_s: u32,
+    /// Successes to become healthy.
+    pub healthy_threshold: u32,
+    /// Failures to become unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Status codes of success (HTTP(S) only).
+    pub expected_status: Option<String>,
+}
+
+/// A resolved target group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct TargetGroupSpec {
+    /// Name, unique within the load balancer.
+    pub name: String,
+    /// Port the targets listen on.
+    pub port: u16,
+    /// Provider ids of the target VMs.
+    pub vm_ids: Vec<String>,
+    /// How targets are probed.
+    pub health_check: HealthCheckSpec,
+    /// Seconds a leaving target keeps serving requests in flight.
+    pub deregistration_delay_s: u32,
+}
+
+/// A resolved routing rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct RouteSpec {
+    /// Evaluation order, from 1 (lowest is tried first).
+    pub priority: u32,
+    /// Host matched (lowercase; `*.example.com` matches one label), or any host.
+    pub host: Option<String>,
+    /// Path prefix matched, or any path.
+    pub path_prefix: Option<String>,
+    /// Name of the target group.
+    pub target_group: String,
+}
+
+/// The health of one target, as the load balancer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct TargetState {
+    /// Provider id of the VM.
+    pub vm_id: String,
+    /// Name of its target group.
+    pub group: String,
+    /// `healthy`, `unhealthy`, `initial` or `unavailable` (the provider's word where it has
+    /// its own).
+    pub state: String,
+}
+
+/// A resolved load balancer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoadBalancerSpec {
+    /// Physical name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Public or internal.
+    pub scheme: LbScheme,
+    /// Ids of the subnets.
+    pub subnet_ids: Vec<String>,
+    /// Ids of the attached firewalls.
+    pub firewall_ids: Vec<String>,
+    /// Listeners, by port.
+    pub listeners: Vec<ListenerSpec>,
+    /// Target groups, by name.
+    pub target_groups: Vec<TargetGroupSpec>,
+    /// Routing rules, by priority.
+    pub routes: Vec<RouteSpec>,
+    /// The target group of requests no rule matches.
+    pub default_target_group: String,
+    /// Oldest TLS version accepted by HTTPS listeners.
+    pub tls_policy: TlsPolicy,
+    /// GB processed per month assumed by the cost estimate; backends ignore it.
+    pub assumed_gb_processed_per_month: f64,
+    /// Tags.
+    pub tags: Tags,
+}
+
+/// An observed load balancer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoadBalancerObserved {
+    /// Provider id.
+    pub id: String,
+    /// Physical name.
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Public or internal.
+    pub scheme: LbScheme,
+    /// Ids of the subnets.
+    pub subnet_ids: Vec<String>,
+    /// Ids of the attached firewalls.
+    pub firewall_ids: Vec<String>,
+    /// Listeners, by port.
+    pub listeners: Vec<ListenerSpec>,
+    /// Target groups, by name.
+    pub target_groups: Vec<TargetGroupSpec>,
+    /// Routing rules, by priority.
+    pub routes: Vec<RouteSpec>,
+    /// The target group of requests no rule matches.
+    pub default_target_group: String,
+    /// Oldest TLS version accepted.
+    pub tls_policy: TlsPolicy,
+    /// The cost assumption, as given (backends that cannot store it echo the spec's).
+    pub assumed_gb_processed_per_month: f64,
+    /// DNS name clients use.
+    pub dns_name: String,
+    /// A fixed public address, where the cloud gives one.
+    pub ip: Option<String>,
+    /// `https://<dns_name>` when an HTTPS listener exists, else `http://<dns_name>` (with the
+    /// port when it is not the protocol's default).
+    pub url: String,
+    /// Provider status (`active`, `provisioning`, ...).
+    pub status: String,
+    /// Health of every target of every group.
+    pub targets: Vec<TargetState>,
+    /// Tags.
+    pub tags: Tags,
+}
+crate::kind::observed!(LoadBalancerObserved);
+
+/// The load balancer kind. A replacement creates the new one first (its name gets a new
+/// suffix), so traffic can move before the old one goes.
+pub const LOAD_BALANCER: KindDef = KindDef {
+    id: "load_balancer",
+    fields: &[
+        field::ASSUMED_GB_PROCESSED_PER_MONTH.name(),
+        field::DEFAULT_TARGET_GROUP.name(),
+        field::FIREWALL_IDS.name(),
+        field::LISTENERS.name(),
+        field::NAME.name(),
+        field::REGION.name(),
+        field::ROUTES.name(),
+        field::SCHEME.name(),
+        field::SUBNET_IDS.name(),
+        field::TAGS.name(),
+        field::TARGET_GROUPS.name(),
+        field::TLS_POLICY.name(),
+    ],
+    force_new: &[field::NAME.name(), field::SCHEME.name(), field::REGION.name()],
+    secrets: &[],
+    rotatable_secrets: &[],
+    create_before_destroy: true,
+    holds_data: false,
+    deletion_protection: None,
+    price: Some(price),
+    offered_by: always_offered,
+    check_stack,
+};
+
+impl ResourceKind for LoadBalancer {
+    type Spec = LoadBalancerSpec;
+    type Observed = LoadBalancerObserved;
+    const KIND: Kind = Kind::of(&LOAD_BALANCER);
+
+    fn lower(&self, cx: &mut LowerCx<'_>) {
+        let subnets: Vec<Option<usize>> =
+            self.subnets.iter().map(|s| cx.target(*s, "a load balancer subnet")).collect();
+        let fws: Vec<Option<usize>> =
+            self.firewalls.iter().map(|f| cx.target(*f, "a load balancer firewall")).collect();
+        check::subnets(cx, self, &subnets);
+        check::assumption(cx, self.gb_processed);
+        let listeners = check::listeners(cx, self);
+        let groups = check::target_groups(cx, self);
+        let default = check::routing(cx, self);
+        let (subnet_ids, firewall_ids) = (cx.ids_of(&check::distinct(&subnets)), cx.ids_of(&check::distinct(&fws)));
+        cx.set(field::SCHEME, self.scheme);
+        cx.set_expr(field::SUBNET_IDS, subnet_ids);
+        cx.set_expr(field::FIREWALL_IDS, firewall_ids);
+        cx.set_expr(field::LISTENERS, Expr::List(listeners));
+        cx.set_expr(field::TARGET_GROUPS, Expr::List(groups));
+        cx.set(field::ROUTES, route_specs(&self.routes));
+        cx.set(field::DEFAULT_TARGET_GROUP, default);
+        cx.set(field::TLS_POLICY, self.tls_policy);
+        let gb = if self.gb_processed.is_finite() { self.gb_processed.max(0.0) } else { 0.0 };
+        cx.set(field::ASSUMED_GB_PROCESSED_PER_MONTH, gb);
+    }
+}
+
+/// The routing rules as specs, prioritised in the order they were added.
+fn route_specs(routes: &[Route]) -> Vec<RouteSpec> {
+    (1u32..)
+        .zip(routes)
+        .map(|(priority, r)| RouteSpec {
+            priority,
+            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            path_prefix: r.path_prefix.clone(),
+            target_group: r.target.clone(),
+        })
+        .collect()
+}
+
+/// Subnets and firewalls of one VPC, and target VMs in that VPC.
+fn check_stack(cx: &mut StackCx<'_>) {
+    // The builders live as long as the stack, not the borrow of `cx`: no copy needed.
+    let lbs: Vec<(usize, &LoadBalancer)> = cx.of_kind::<LoadBalancer>().collect();
+    for (i, lb) in lbs {
+        crate::kinds::database::check_network(cx, i, "load balancer", &lb.subnets, &lb.firewalls);
+        check::target_vpcs(cx, i, lb);
+    }
+}
+
+fn price(cx: &PriceCx<'_>) -> Vec<CostLine> {
+    let p = &cx.catalog.pricing;
+    let region = cx.region();
+    let multiplier = p.multiplier(&region);
+    let mut hours = format!("load balancer, {HOURS_PER_MONTH} h");
+    if multiplier != 1.0 {
+        hours.push_str(&format!(" x {multiplier} region {region}"));
+    }
+    let hourly = CostLine::per_unit("load_balancer", hours, HOURS_PER_MONTH * multiplier, p.load_balancer_hour);
+    let gb = cx.get(field::ASSUMED_GB_PROCESSED_PER_MONTH).unwrap_or(DEFAULT_GB_PROCESSED_PER_MONTH);
+    let what = format!("{gb} GB processed per month (assumed; set `.assume_gb_processed_per_month`)");
+    vec![hourly, CostLine::per_unit("data_processed", what, gb, p.load_balancer_gb_processed)]
+}
+
+/// The URL of a load balancer: HTTPS when it has an HTTPS listener, with the port when it is
+/// not the protocol's default. Backends compute the observed `url` with it.
+pub fn url_of(dns_name: &str, listeners: &[ListenerSpec]) -> String {
+    let lowest = |p: ListenerProtocol| listeners.iter().filter(|l| l.protocol == p).map(|l| l.port).min();
+    let (scheme, port, default) = match (lowest(ListenerProtocol::Https), lowest(ListenerProtocol::Http)) {
+        (Some(p), _) => ("https", p, 443),
+        (None, Some(p)) => ("http", p, 80),
+        (None, None) => ("http", 80, 80),
+    };
+    if port == default {
+        format!("{scheme}://{dns_name}")
+    } else {
+        format!("{scheme}://{dns_name}:{port}")
+    }
+}
+
+/// Target states keyed by (group, VM id), for comparisons in tests and waiters.
+pub fn target_states(o: &LoadBalancerObserved) -> BTreeMap<(String, String), String> {
+    o.targets.iter().map(|t| ((t.group.clone(), t.vm_id.clone()), t.state.clone())).collect()
+}
+
+/// Outputs of a load balancer, available after apply.
+impl Ref<LoadBalancer> {
+    /// The DNS name clients use.
+    pub fn dns_name(&self) -> Output<String> {
+        self.output("dns_name", false)
+    }
+    /// Its fixed public address; null where the cloud gives none (an internal one, or clouds
+    /// that serve load balancers from changing addresses).
+    pub fn ip(&self) -> Output<String> {
+        self.output("ip", false)
+    }
+    /// The provider's id.
+    pub fn id(&self) -> Output<String> {
+        self.output("id", false)
+    }
+    /// `https://<dns_name>` when it has an HTTPS listener, else `http://<dns_name>`.
+    pub fn url(&self) -> Output<String> {
+        self.output("url", false)
+    }
+}

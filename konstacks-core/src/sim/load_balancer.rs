@@ -1,0 +1,270 @@
+//! The simulated cloud's load balancers: subnets of one VPC (two zones for a public one),
+//! firewalls of that VPC, target VMs that exist in it, listeners, target groups and rules that
+//! hang together; a DNS name derived from the name and id, a public address from a
+//! documentation range, and per-target health derived from the VMs' status at every read.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::base::error::ErrorKind;
+use crate::kind::api::ProviderResult;
+use crate::kind::catalog::Catalog;
+use crate::kinds::load_balancer::url_of;
+use crate::kinds::{
+    HealthProtocol, LbScheme, ListenerProtocol, LoadBalancer, LoadBalancerObserved, LoadBalancerSpec, Subnet,
+    TargetGroupSpec, TargetState, Vm,
+};
+use crate::sim::store::{id_number, immutable, invalid, provider_error, zone_name, Inner, SimKind, SimOps};
+
+const NOUN: &str = "load balancer";
+
+/// Public addresses of load balancers: TEST-NET-1, apart from the VMs' ranges.
+fn public_ip(s: &Inner) -> ProviderResult<String> {
+    let used: BTreeSet<&str> = s.all::<LoadBalancer>().filter_map(|l| l.ip.as_deref()).collect();
+    (1..=254u8).map(|d| Ipv4Addr::new(192, 0, 2, d).to_string()).find(|ip| !used.contains(ip.as_str())).ok_or_else(
+        || provider_error(ErrorKind::QuotaExceeded, "the simulated cloud has no load balancer address left"),
+    )
+}
+
+/// The checks create and update share: subnets, firewalls, listeners, groups, targets, rules.
+fn check_spec(s: &Inner, name: &str, spec: &LoadBalancerSpec, now: Duration) -> ProviderResult<()> {
+    let vpc_id = s.subnets_vpc(NOUN, name, &spec.subnet_ids, &spec.region, now)?;
+    let mut zones = BTreeSet::new();
+    for id in &spec.subnet_ids {
+        let subnet = s.reference::<Subnet>(id, &spec.region, now)?;
+        if !zones.insert(subnet.zone) {
+            let zone = zone_name(&spec.region, subnet.zone).unwrap_or_default();
+            return Err(invalid(format!(
+                "{NOUN} `{name}`: two subnets are in zone `{zone}`; give a load balancer one subnet per zone"
+            )));
+        }
+    }
+    if spec.scheme == LbScheme::Public && zones.len() < 2 {
+        return Err(invalid(format!("{NOUN} `{name}`: a public load balancer needs subnets in at least two zones")));
+    }
+    s.check_attached_firewalls(&spec.firewall_ids, &vpc_id, &spec.region, now)?;
+    if spec.listeners.is_empty() {
+        return Err(invalid(format!("{NOUN} `{name}` needs at least one listener")));
+    }
+    let mut ports = BTreeSet::new();
+    let https: BTreeSet<u16> =
+        spec.listeners.iter().filter(|l| l.protocol == ListenerProtocol::Https).map(|l| l.port).collect();
+    for l in &spec.listeners {
+        if l.port == 0 || !ports.insert(l.port) {
+            return Err(invalid(format!("{NOUN} `{name}`: port {} is invalid or already used by a listener", l.port)));
+        }
+        match l.protocol {
+            ListenerProtocol::Https if l.certificate_ids.iter().all(|c| c.trim().is_empty()) => {
+                // Certificates are not a simulated kind yet: any non-empty id is accepted.
+                return Err(invalid(format!("{NOUN} `{name}`: HTTPS listener on port {} has no certificate", l.port)));
+            }
+            ListenerProtocol::Http if l.redirect_to_port.is_some_and(|p| !https.contains(&p)) => {
+                return Err(invalid(format!(
+                    "{NOUN} `{name}`: listener on port {} redirects to port {:?}, where no HTTPS listener is",
+                    l.port, l.redirect_to_port
+                )));
+            }
+            _ => {}
+        }
+    }
+    let mut groups = BTreeSet::new();
+    for g in &spec.target_groups {
+        if !groups.insert(g.name.as_str()) {
+            return Err(provider_error(
+                ErrorKind::AlreadyExists,
+                format!("{NOUN} `{name}`: target group `{}` is given twice", g.name),
+            ));
+        }
+        check_health(name, g)?;
+        for vm_id in &g.vm_ids {
+            let vm = s.reference::<Vm>(vm_id, &spec.region, now)?;
+            let vm_vpc = s.get::<Subnet>(&vm.subnet_id).map(|n| n.vpc_id.as_str()).unwrap_or_default();
+            if vm_vpc != vpc_id {
+                return Err(invalid(format!(
+                    "{NOUN} `{name}`: target VM `{vm_id}` runs in VPC `{vm_vpc}`, not in the load balancer's \
+                     VPC `{vpc_id}`"
+                )));
+            }
+        }
+    }
+    let missing = spec
+        .routes
+        .iter()
+        .map(|r| r.target_group.as_str())
+        .chain(std::iter::once(spec.default_target_group.as_str()))
+        .find(|g| !groups.contains(g));
+    if let Some(g) = missing {
+        return Err(invalid(format!("{NOUN} `{name}`: rules name target group `{g}`, which does not exist")));
+    }
+    let mut rules = BTreeSet::new();
+    for r in &spec.routes {
+        if !rules.insert((&r.host, &r.path_prefix)) {
+            return Err(invalid(format!(
+                "{NOUN} `{name}`: two rules match host {:?} and path {:?}",
+                r.host, r.path_prefix
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Health check values within what the clouds accept.
+fn check_health(name: &str, g: &TargetGroupSpec) -> ProviderResult<()> {
+    let h = &g.health_check;
+    let http = h.protocol != HealthProtocol::Tcp;
+    let ok = (5..=300).contains(&h.interval_s)
+        && (2..h.interval_s).contains(&h.timeout_s)
+        && (2..=10).contains(&h.healthy_threshold)
+        && (2..=10).contains(&h.unhealthy_threshold)
+        && g.port > 0
+        && h.port != Some(0)
+        && g.deregistration_delay_s <= 3600
+        && (!http || h.path.as_deref().is_some_and(|p| p.starts_with('/')));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{NOUN} `{name}`: target group `{}` has a port, health check or deregistration delay out of range \
+             (interval 5-300 s, timeout 2 s to below the interval, thresholds 2-10, path starting with '/', delay \
+             up to 3600 s)",
+            g.name
+        )))
+    }
+}
+
+/// What the load balancer sees of each target: healthy while the VM runs.
+fn targets(s: &Inner, o: &LoadBalancerObserved) -> Vec<TargetState> {
+    let mut out: Vec<TargetState> = o
+        .target_groups
+        .iter()
+        .flat_map(|g| {
+            g.vm_ids.iter().map(|id| {
+                let state = match s.get::<Vm>(id) {
+                    Some(vm) if vm.status == "running" => "healthy",
+                    Some(_) => "unhealthy",
+                    None => "unavailable",
+                };
+                TargetState { vm_id: id.clone(), group: g.name.clone(), state: state.into() }
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+impl SimKind for LoadBalancer {
+    const OPS: SimOps = SimOps {
+        create: "create_load_balancer",
+        read: "read_load_balancers",
+        update: "update_load_balancer",
+        delete: "delete_load_balancer",
+    };
+
+    const NOUN: &'static str = NOUN;
+
+    fn references(o: &LoadBalancerObserved) -> Vec<(&str, &'static str)> {
+        let subnets = o.subnet_ids.iter().map(|s| (s.as_str(), ""));
+        let fws = o.firewall_ids.iter().map(|f| (f.as_str(), "attached to "));
+        let vms = o.target_groups.iter().flat_map(|g| g.vm_ids.iter().map(|v| (v.as_str(), "targeted by ")));
+        let certs =
+            o.listeners.iter().flat_map(|l| l.certificate_ids.iter().map(|c| (c.as_str(), "used by a listener of ")));
+        subnets.chain(fws).chain(vms).chain(certs).collect()
+    }
+
+    fn observe(s: &Inner, mut o: LoadBalancerObserved, _now: Duration) -> LoadBalancerObserved {
+        o.targets = targets(s, &o);
+        o
+    }
+
+    fn create(
+        s: &mut Inner,
+        cat: &Catalog,
+        spec: &LoadBalancerSpec,
+        now: Duration,
+    ) -> ProviderResult<LoadBalancerObserved> {
+        Inner::check_region(cat, &spec.region)?;
+        Inner::check_name(cat, NOUN, &spec.name)?;
+        if let Some(other) = s.all::<LoadBalancer>().find(|l| l.region == spec.region && l.name == spec.name) {
+            return Err(provider_error(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "a load balancer named `{}` already exists in region `{}` (`{}`); pick another name or adopt it",
+                    spec.name, spec.region, other.id
+                ),
+            ));
+        }
+        check_spec(s, &spec.name, spec, now)?;
+        let ip = match spec.scheme {
+            LbScheme::Public => Some(public_ip(s)?),
+            _ => None,
+        };
+        let id = s.next_id("lb");
+        let dns_name = format!("{}-{}.{}.lb.sim.internal", spec.name, id_number(&id).unwrap_or(0), spec.region);
+        let mut obs = LoadBalancerObserved {
+            id,
+            name: spec.name.clone(),
+            region: spec.region.clone(),
+            scheme: spec.scheme,
+            subnet_ids: spec.subnet_ids.clone(),
+            firewall_ids: spec.firewall_ids.clone(),
+            listeners: sorted(&spec.listeners),
+            target_groups: sorted(&spec.target_groups),
+            routes: sorted(&spec.routes),
+            default_target_group: spec.default_target_group.clone(),
+            tls_policy: spec.tls_policy,
+            assumed_gb_processed_per_month: spec.assumed_gb_processed_per_month,
+            url: url_of(&dns_name, &spec.listeners),
+            dns_name,
+            ip,
+            status: "active".into(),
+            targets: Vec::new(),
+            tags: spec.tags.clone(),
+        };
+        obs.targets = targets(s, &obs);
+        Ok(s.create::<LoadBalancer>(obs, now))
+    }
+
+    fn update(
+        s: &mut Inner,
+        _: &Catalog,
+        id: &str,
+        spec: &LoadBalancerSpec,
+        now: Duration,
+    ) -> ProviderResult<LoadBalancerObserved> {
+        let cur = s.existing::<LoadBalancer>(id)?;
+        immutable(NOUN, id, "region", &cur.region, &spec.region)?;
+        immutable(NOUN, id, "name", &cur.name, &spec.name)?;
+        immutable(NOUN, id, "scheme", &cur.scheme, &spec.scheme)?;
+        let old_vpc =
+            s.get::<Subnet>(cur.subnet_ids.first().map(String::as_str).unwrap_or_default()).map(|n| n.vpc_id.clone());
+        check_spec(s, id, spec, now)?;
+        let new_vpc = spec.subnet_ids.first().and_then(|n| s.get::<Subnet>(n)).map(|n| n.vpc_id.clone());
+        if let (Some(old), Some(new)) = (&old_vpc, &new_vpc) {
+            if old != new {
+                immutable(NOUN, id, "VPC of subnet_ids", old, new)?;
+            }
+        }
+        let mut obs = cur.clone();
+        // Like the clouds' set operations: listeners, groups and rules are replaced wholesale.
+        obs.subnet_ids = spec.subnet_ids.clone();
+        obs.firewall_ids = spec.firewall_ids.clone();
+        obs.listeners = sorted(&spec.listeners);
+        obs.target_groups = sorted(&spec.target_groups);
+        obs.routes = sorted(&spec.routes);
+        obs.default_target_group = spec.default_target_group.clone();
+        obs.tls_policy = spec.tls_policy;
+        obs.assumed_gb_processed_per_month = spec.assumed_gb_processed_per_month;
+        obs.url = url_of(&obs.dns_name, &obs.listeners);
+        obs.tags = spec.tags.clone();
+        obs.targets = targets(s, &obs);
+        s.put::<LoadBalancer>(obs.clone());
+        Ok(obs)
+    }
+}
