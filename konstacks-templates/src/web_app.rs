@@ -3,7 +3,8 @@
 //! database is reachable only from the app's firewall.
 
 use konstacks_core::model::{
-    Cache, CacheSize, Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc,
+    Bucket, Cache, CacheSize, Certificate, Database, DbSize, DnsRecord, DnsZone, Firewall, Image, Ingress,
+    LoadBalancer, Ref, Scope, Stack, Stage, Subnet, TargetGroup, TargetHealthCheck, Vm, VmSize, Vpc,
 };
 
 use crate::cloud_config::{sh_quote, CloudConfig, WriteFile};
@@ -46,6 +47,21 @@ pub struct WebAppParams {
     pub backup_days: Option<u32>,
     /// SSH public keys for the VMs, each one line of a `.pub` file (`ssh-ed25519 AAAA... me@host`).
     pub ssh_keys: Vec<String>,
+    /// The domain the app is served on over HTTPS (`shop.example.com`): a managed certificate
+    /// for it on a public load balancer, HTTP redirected to HTTPS. Implies `load_balancer`.
+    pub domain: Option<String>,
+    /// The DNS zone the stack owns (`example.com`): the certificate is validated in it and the
+    /// domain's record points at the load balancer. Without it the outputs list the validation
+    /// records to create where the domain's DNS is hosted.
+    pub zone: Option<String>,
+    /// Put the app VMs behind a public load balancer in private subnets without public IPs,
+    /// reachable only from the load balancer (on the simulated cloud today; the AWS,
+    /// DigitalOcean and GCP backends for load balancers are coming).
+    pub load_balancer: bool,
+    /// The path the load balancer's health check requests from each VM.
+    pub health_path: String,
+    /// Add a private, encrypted, versioned bucket for uploads (`UPLOADS_BUCKET` in the app's env).
+    pub uploads_bucket: bool,
 }
 
 impl Default for WebAppParams {
@@ -65,6 +81,11 @@ impl Default for WebAppParams {
             admin_cidr: None,
             backup_days: None,
             ssh_keys: Vec::new(),
+            domain: None,
+            zone: None,
+            load_balancer: false,
+            health_path: "/".into(),
+            uploads_bucket: false,
         }
     }
 }
@@ -150,6 +171,71 @@ pub(crate) fn check_params(pr: &mut Problems, prefix: &str, p: &WebAppParams) {
     for (i, k) in p.ssh_keys.iter().enumerate() {
         pr.check(format!("{prefix}ssh_keys[{i}]"), grammar::ssh_public_key(k));
     }
+    pr.check_opt(format!("{prefix}domain"), p.domain.as_ref(), grammar::domain_name);
+    pr.check_opt(format!("{prefix}zone"), p.zone.as_ref(), grammar::domain_name);
+    if let (Some(d), Some(z)) = (&p.domain, &p.zone) {
+        if d != z && !d.ends_with(&format!(".{z}")) {
+            pr.push(
+                format!("{prefix}zone"),
+                format!("the domain `{d}` is not inside the zone `{z}`; name the zone that holds it"),
+            );
+        }
+    }
+    if p.zone.is_some() && p.domain.is_none() {
+        pr.push(format!("{prefix}zone"), "a zone without a domain serves nothing; give `domain` too");
+    }
+    if !p.health_path.starts_with('/') || p.health_path.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        pr.push(format!("{prefix}health_path"), "a URL path starting with `/`, without spaces or control characters");
+    }
+}
+
+/// The public edge of a web app: a load balancer in the public subnets (HTTPS with a managed
+/// certificate when a domain is given, HTTP redirected to it), its firewall, and the DNS zone,
+/// certificate and record when the stack owns the zone. The VMs join its target group.
+struct Edge {
+    lb: LoadBalancer,
+    firewall: Ref<Firewall>,
+    zone: Option<Ref<DnsZone>>,
+}
+
+fn edge(stack: &Stack, p: &WebAppParams, vpc: Ref<Vpc>, public: [Ref<Subnet>; 2]) -> Edge {
+    let net = stack.scope("network");
+    let firewall = net.add(
+        "lb-fw",
+        Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere()),
+    );
+    let mut lb = LoadBalancer::public(public).firewall(firewall).http(80);
+    let mut zone = None;
+    if let Some(domain) = &p.domain {
+        let edge = stack.scope("edge");
+        let mut cert = Certificate::new([domain.clone()]);
+        if let Some(z) = &p.zone {
+            let z = edge.add("zone", DnsZone::new(z.clone()));
+            cert = cert.validate_in(z);
+            zone = Some(z);
+        } else {
+            cert = cert.manual_validation();
+        }
+        let cert = edge.add("certificate", cert);
+        lb = lb.https(443, cert.id());
+        stack.export("certificate-status", cert.status());
+        if zone.is_none() {
+            stack.export("certificate-validation-records", cert.validation_records());
+        }
+    }
+    Edge { lb, firewall, zone }
+}
+
+/// Finish the edge: the target group of the app VMs, the load balancer, the domain's record.
+fn finish_edge(stack: &Stack, app: &Scope, p: &WebAppParams, e: Edge, vms: Vec<Ref<Vm>>) {
+    let group = TargetGroup::new("app", 80).vms(vms).health_check(TargetHealthCheck::http(p.health_path.clone()));
+    let lb = app.add("lb", e.lb.target_group(group));
+    stack.export("url", lb.url());
+    stack.export("lb-dns-name", lb.dns_name());
+    if let (Some(zone), Some(domain)) = (e.zone, &p.domain) {
+        let record = stack.scope("edge").add("record", DnsRecord::alias(zone, domain.clone(), lb.dns_name()));
+        stack.export("domain", record.fqdn());
+    }
 }
 
 /// Stage-independent guarantees a template built on web-app adds (gdpr-saas uses them).
@@ -197,6 +283,15 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
         Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere());
     if let Some(admin) = &p.admin_cidr {
         web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
+    }
+    let serving = p.load_balancer || p.domain.is_some();
+    let edge = serving.then(|| edge(&stack, p, vpc, public));
+    if let Some(e) = &edge {
+        // Behind the load balancer the VMs take web traffic from it only.
+        web_fw = Firewall::new(vpc).allow(Ingress::tcp(80).from(e.firewall));
+        if let Some(admin) = &p.admin_cidr {
+            web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
+        }
     }
     let web_fw = net.add("web-fw", web_fw);
     let db_fw = net.add("db-fw", Firewall::new(vpc).allow(Ingress::tcp(5432).from(web_fw)));
@@ -246,10 +341,13 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
     });
     let count = p.vm_count.unwrap_or(if prod { 2 } else { 1 });
     let user_data = cloud_init(p);
+    let uploads = p.uploads_bucket.then(|| data.add("uploads", Bucket::new()));
+    let mut vms = Vec::new();
     for i in 0..count {
-        let mut vm = Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), public[(i % 2) as usize])
+        let subnets = if edge.is_some() { private } else { public };
+        let mut vm = Vm::new(Image::UbuntuLts, VmSize::from_slug(&size), subnets[(i % 2) as usize])
             .firewall(web_fw)
-            .public_ip(true)
+            .public_ip(edge.is_none())
             .user_data(user_data.clone())
             .env("PORT", p.app_port.to_string())
             .env("DATABASE_HOST", db.host())
@@ -258,11 +356,20 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
         if let Some(r) = redis {
             vm = vm.env("REDIS_HOST", r.host());
         }
+        if let Some(b) = uploads {
+            vm = vm.env("UPLOADS_BUCKET", b.name());
+        }
         for k in &p.ssh_keys {
             vm = vm.ssh_key(k);
         }
         let web = app.add(&format!("web-{}", i + 1), vm);
-        stack.export(format!("web-{}-ip", i + 1), web.public_ip());
+        if edge.is_none() {
+            stack.export(format!("web-{}-ip", i + 1), web.public_ip());
+        }
+        vms.push(web);
+    }
+    if let Some(e) = edge {
+        finish_edge(&stack, &app, p, e, vms);
     }
     stack.export("database-host", db.host());
     stack

@@ -1,0 +1,133 @@
+//! `web-app` serving traffic on the simulated cloud, through the real binary: a public load
+//! balancer with HTTPS for a domain (a managed certificate validated in the stack's own zone, the
+//! domain's record pointing at the load balancer), app VMs in private subnets without public IPs,
+//! an uploads bucket; an empty re-plan, an in-place change, and a destroy that leaves nothing.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+fn run(dir: &std::path::Path, args: &[&str], code: i32) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
+        .current_dir(dir)
+        .args(["--sim-latency-ms", "0"])
+        .args(args)
+        .env_remove("KONSTACKS_SECRET_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_eq!(r.code, code, "konstacks {}\n{r:?}", args.join(" "));
+    r
+}
+
+/// The simulated cloud's resources as (kind noun from the id prefix, JSON).
+fn cloud(dir: &std::path::Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(dir.join(".konstacks/sim-cloud.json")) else { return Vec::new() };
+    let file: Value = serde_json::from_str(&text).unwrap();
+    file["resources"].as_array().unwrap().clone()
+}
+
+fn of_kind<'a>(all: &'a [Value], prefix: &str) -> Vec<&'a Value> {
+    all.iter().filter(|r| r["id"].as_str().unwrap().starts_with(prefix)).collect()
+}
+
+#[test]
+fn web_app_serves_https_on_its_domain_behind_a_load_balancer() {
+    let d = tempfile::tempdir().unwrap();
+    let params = r#"{"domain": "shop.example.com", "zone": "example.com", "uploads_bucket": true, "vm_count": 2}"#;
+    std::fs::write(d.path().join("p.json"), params).unwrap();
+    let p = ["--params", "p.json"];
+
+    let r = run(d.path(), &[&p[..], &["apply", "--yes"]].concat(), 0);
+    for created in ["app/lb created", "edge/certificate created", "edge/record created", "data/uploads created"] {
+        assert!(r.stdout.contains(created) || r.stderr.contains(created), "{created}\n{r:?}");
+    }
+    let out: Value = serde_json::from_str(&run(d.path(), &[&p[..], &["--json", "output"]].concat(), 0).stdout).unwrap();
+    assert!(out["url"].as_str().unwrap().starts_with("https://"), "{out}");
+    assert_eq!(out["domain"], "shop.example.com");
+    assert_eq!(out["certificate-status"], "issued");
+    assert!(out.get("web-1-ip").is_none(), "VMs behind the load balancer have no public address: {out}");
+
+    let all = cloud(d.path());
+    let vms = of_kind(&all, "vm-");
+    assert_eq!(vms.len(), 2);
+    assert!(
+        vms.iter().all(|v| v["assign_public_ip"] == false && v["public_ip"].as_str().unwrap_or_default().is_empty()),
+        "{vms:?}"
+    );
+    let lbs = of_kind(&all, "lb-");
+    assert_eq!(lbs.len(), 1);
+    let lb = lbs[0].to_string();
+    assert!(vms.iter().all(|v| lb.contains(v["id"].as_str().unwrap())), "every VM is a target: {lb}");
+    let record = of_kind(&all, "rec-");
+    assert!(record[0].to_string().contains(lbs[0]["dns_name"].as_str().unwrap()), "{record:?}");
+
+    // Converged: an empty plan.
+    run(d.path(), &[&p[..], &["plan"]].concat(), 0);
+
+    // A health-check path change is an in-place update of the load balancer only.
+    let changed = params.replace('}', r#", "health_path": "/healthz"}"#);
+    std::fs::write(d.path().join("p.json"), changed).unwrap();
+    let plan: Value = serde_json::from_str(&run(d.path(), &[&p[..], &["--json", "plan"]].concat(), 2).stdout).unwrap();
+    let acting: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "no_op")
+        .map(|c| (c["path"].as_str().unwrap(), c["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(acting, [("app/lb", "update")], "{plan}");
+    run(d.path(), &[&p[..], &["apply", "--yes"]].concat(), 0);
+    run(d.path(), &[&p[..], &["plan"]].concat(), 0);
+
+    // Destroy leaves nothing behind.
+    run(d.path(), &[&p[..], &["destroy", "--yes"]].concat(), 0);
+    assert!(cloud(d.path()).is_empty(), "{:?}", cloud(d.path()));
+}
+
+#[test]
+fn without_its_zone_the_outputs_name_the_validation_records_to_create() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("p.json"), r#"{"domain": "shop.example.com"}"#).unwrap();
+    run(d.path(), &["--params", "p.json", "apply", "--yes"], 0);
+    let out: Value =
+        serde_json::from_str(&run(d.path(), &["--params", "p.json", "--json", "output"], 0).stdout).unwrap();
+    assert_eq!(out["certificate-status"], "pending_validation");
+    let records = out["certificate-validation-records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{out}");
+    assert!(records[0]["name"].as_str().unwrap().ends_with(".shop.example.com"), "{out}");
+    assert_eq!(records[0]["type"], "CNAME");
+}
+
+#[test]
+fn serving_parameters_are_checked_before_any_call() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("p.json"),
+        r#"{"domain": "shop.example.com", "zone": "example.org", "health_path": "healthz"}"#,
+    )
+    .unwrap();
+    let r = run(d.path(), &["--params", "p.json", "apply", "--yes"], 3);
+    assert!(r.stderr.contains("params.zone") && r.stderr.contains("not inside the zone"), "{r:?}");
+    assert!(r.stderr.contains("params.health_path"), "{r:?}");
+    assert!(!d.path().join(".konstacks").exists(), "nothing was created");
+}
