@@ -11,6 +11,7 @@ use crate::base::error::ErrorKind;
 use crate::kind::api::ProviderResult;
 use crate::kind::catalog::Catalog;
 use crate::kinds::load_balancer::url_of;
+use crate::kinds::Certificate;
 use crate::kinds::{
     HealthProtocol, LbScheme, ListenerProtocol, LoadBalancer, LoadBalancerObserved, LoadBalancerSpec, Subnet,
     TargetGroupSpec, TargetState, Vm,
@@ -56,8 +57,14 @@ fn check_spec(s: &Inner, name: &str, spec: &LoadBalancerSpec, now: Duration) -> 
         }
         match l.protocol {
             ListenerProtocol::Https if l.certificate_ids.iter().all(|c| c.trim().is_empty()) => {
-                // Certificates are not a simulated kind yet: any non-empty id is accepted.
                 return Err(invalid(format!("{NOUN} `{name}`: HTTPS listener on port {} has no certificate", l.port)));
+            }
+            // Every certificate must exist in the load balancer's region (a pending one may be
+            // attached: it serves once issued, as managed certificates do on GCP).
+            ListenerProtocol::Https => {
+                for c in &l.certificate_ids {
+                    s.reference::<Certificate>(c, &spec.region, now)?;
+                }
             }
             ListenerProtocol::Http if l.redirect_to_port.is_some_and(|p| !https.contains(&p)) => {
                 return Err(invalid(format!(
