@@ -25,6 +25,11 @@
 //! Storage, backup and address prices are flat (not multiplied per region). Each line is
 //! rounded to the cent; totals are sums of lines. A price the catalogue does not know is an
 //! explicit *unpriced* marker (`monthly_usd: null` plus a reason), never a silent zero.
+//!
+//! # Billing per tag
+//! Resources roll up per value of a tag (`client`); a resource tagged [`TAG_SHARED`]` = client`
+//! and without a `client` of its own is split evenly, in whole cents, across the clients of its
+//! stack (see [`TAG_SHARED`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
