@@ -124,7 +124,8 @@ fn three_clients_share_one_load_balancer_each_on_its_own_domain() {
     let groups = lb["target_groups"].as_array().unwrap();
     assert_eq!(groups.len(), 3);
     for g in groups {
-        let members: Vec<&str> = g["vm_ids"].as_array().unwrap().iter().map(|v| vm_client[v.as_str().unwrap()]).collect();
+        let members: Vec<&str> =
+            g["vm_ids"].as_array().unwrap().iter().map(|v| vm_client[v.as_str().unwrap()]).collect();
         assert_eq!(members, [g["name"].as_str().unwrap()], "{g}");
     }
     assert_eq!(lb["tags"]["konstacks:shared"], "client");
@@ -146,10 +147,13 @@ fn three_clients_share_one_load_balancer_each_on_its_own_domain() {
 
     // A domain for the third client: its zone, certificate and record are created and the load
     // balancer is updated in place; no VM is touched.
-    params(d.path(), &TWO_OF_THREE.replace(
-        r#"{"name": "law-firm", "size": "small"}"#,
-        r#"{"name": "law-firm", "size": "small", "domain": "law-firm.example", "zone": "law-firm.example"}"#,
-    ));
+    params(
+        d.path(),
+        &TWO_OF_THREE.replace(
+            r#"{"name": "law-firm", "size": "small"}"#,
+            r#"{"name": "law-firm", "size": "small", "domain": "law-firm.example", "zone": "law-firm.example"}"#,
+        ),
+    );
     let changes = acting(d.path(), 2);
     let expected: Vec<(String, String)> = [
         ("clients/law-firm/certificate", "create"),
@@ -186,11 +190,13 @@ fn turning_serving_on_moves_the_vms_into_private_subnets_once() {
     // A first domain: the shared edge is created, each VM is replaced into a private subnet
     // (a subnet cannot change in place), the public subnets go, the firewalls narrow in place.
     // The database and its subnets stay.
-    params(d.path(), r#"{"clients": [{"name": "bakery", "database": true, "domain": "www.bakery.example"}, {"name": "dentist"}]}"#);
+    params(
+        d.path(),
+        r#"{"clients": [{"name": "bakery", "database": true, "domain": "www.bakery.example"}, {"name": "dentist"}]}"#,
+    );
     let changes = acting(d.path(), 2);
-    let of = |action: &str| -> Vec<&str> {
-        changes.iter().filter(|(_, a)| a == action).map(|(p, _)| p.as_str()).collect()
-    };
+    let of =
+        |action: &str| -> Vec<&str> { changes.iter().filter(|(_, a)| a == action).map(|(p, _)| p.as_str()).collect() };
     assert_eq!(of("replace"), ["clients/bakery/web", "clients/dentist/web"], "{changes:?}");
     assert_eq!(of("update"), ["clients/bakery/fw", "clients/dentist/fw"], "{changes:?}");
     assert_eq!(of("delete"), ["clients/bakery/public", "clients/dentist/public"], "{changes:?}");
@@ -235,9 +241,6 @@ fn bad_serving_input_exits_3_with_the_paths_before_any_call() {
         r.stderr.contains("params.clients[0].zone") && r.stderr.contains("not inside the zone `example.org`"),
         "{r:?}"
     );
-    assert!(
-        r.stderr.contains("params.clients[1].domain") && r.stderr.contains("already client `bakery`'s"),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("params.clients[1].domain") && r.stderr.contains("already client `bakery`'s"), "{r:?}");
     assert!(!d.path().join(".konstacks").exists(), "nothing was created");
 }

@@ -277,10 +277,10 @@ fn a_shared_resource_without_anyone_to_share_it_stays_unassigned() {
     let stack = Stack::new("edge-only", Placement::region("eu-central"), Stage::Prod);
     let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
     let sn = stack.add("net", Subnet::new(vpc, "10.0.1.0/24"));
-    stack.scope("shared").tag(konstacks_core::cost::TAG_SHARED, "client").add(
-        "web",
-        Vm::new(Image::UbuntuLts, VmSize::Nano, sn),
-    );
+    stack
+        .scope("shared")
+        .tag(konstacks_core::cost::TAG_SHARED, "client")
+        .add("web", Vm::new(Image::UbuntuLts, VmSize::Nano, sn));
     let report = estimate(&synth(&stack, &cat), &[&cat]);
     let bill = billing_by_tag(std::slice::from_ref(&report), "client", 10.0);
     assert!(bill.lines.is_empty());

@@ -222,10 +222,8 @@ fn edge(stack: &Stack, vpc: Ref<Vpc>) -> Edge {
         scope.add("public-a", Subnet::new(vpc, block(EDGE_BLOCKS[0])).zone(0).public()),
         scope.add("public-b", Subnet::new(vpc, block(EDGE_BLOCKS[1])).zone(1).public()),
     ];
-    let firewall = scope.add(
-        "fw",
-        Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere()),
-    );
+    let firewall = scope
+        .add("fw", Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere()));
     Edge { scope, subnets, firewall }
 }
 

@@ -38,7 +38,9 @@ fn resources(s: &Synthesized) -> serde_json::Map<String, Value> {
 fn problems(params: Value) -> Vec<(String, String)> {
     let cx = TemplateContext::new("agency", Stage::Dev);
     match find("agency-sites").unwrap().build_json(&cx, params) {
-        Err(TemplateError::InvalidParams { problems, .. }) => problems.into_iter().map(|p| (p.path, p.message)).collect(),
+        Err(TemplateError::InvalidParams { problems, .. }) => {
+            problems.into_iter().map(|p| (p.path, p.message)).collect()
+        }
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("accepted"),
     }
@@ -61,12 +63,16 @@ fn one_load_balancer_serves_every_client_on_its_own_domain() {
     assert_eq!(listeners[1]["port"], 443);
     assert_eq!(
         listeners[1]["certificate_ids"],
-        json!(["(known after apply: clients/bakery/certificate.id)", "(known after apply: clients/dentist/certificate.id)"])
+        json!([
+            "(known after apply: clients/bakery/certificate.id)",
+            "(known after apply: clients/dentist/certificate.id)"
+        ])
     );
 
     // One group per client, each holding that client's VM only, health-checked on `/`.
     let groups = lb["target_groups"].as_array().unwrap();
-    let members: Vec<(&str, Value)> = groups.iter().map(|g| (g["name"].as_str().unwrap(), g["vm_ids"].clone())).collect();
+    let members: Vec<(&str, Value)> =
+        groups.iter().map(|g| (g["name"].as_str().unwrap(), g["vm_ids"].clone())).collect();
     assert_eq!(
         members,
         [

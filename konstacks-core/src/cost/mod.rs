@@ -328,8 +328,7 @@ pub fn billing_by_tag(reports: &[CostReport], tag: &str, markup_percent: f64) ->
         }
     };
     let lines: Vec<BillLine> = clients.into_iter().map(|(c, v)| line(c, v, markup_percent)).collect();
-    let unassigned =
-        (rest.cost > 0.0 || !rest.unpriced.is_empty()).then(|| line(UNASSIGNED.to_string(), rest, 0.0));
+    let unassigned = (rest.cost > 0.0 || !rest.unpriced.is_empty()).then(|| line(UNASSIGNED.to_string(), rest, 0.0));
     let cost_usd = cents(lines.iter().map(|l| l.cost_usd).sum());
     let markup_usd = cents(lines.iter().map(|l| l.markup_usd).sum());
     Bill {
