@@ -455,6 +455,24 @@ fn param_cases() -> Vec<Case> {
             &["error[unknown-size] agency-sites-dev/clients/acme/web", "huge"],
         ),
         case(
+            "agency-sites: two clients on one domain",
+            toml(
+                "p.toml",
+                "[[clients]]\nname = \"acme\"\ndomain = \"shop.example.com\"\n\
+                 [[clients]]\nname = \"beta\"\ndomain = \"shop.example.com\"\n",
+            ),
+            &["--template", "agency-sites"],
+            3,
+            &["params.clients[1].domain", "already client `acme`'s", "{file}"],
+        ),
+        case(
+            "agency-sites: a domain outside its zone",
+            toml("p.toml", "[[clients]]\nname = \"acme\"\ndomain = \"shop.example.com\"\nzone = \"example.org\"\n"),
+            &["--template", "agency-sites"],
+            3,
+            &["params.clients[0].zone", "not inside the zone `example.org`", "{file}"],
+        ),
+        case(
             "lamp-site: no backups",
             toml("p.toml", "backup_days = 0\n"),
             &["--template", "lamp-site"],
@@ -943,7 +961,7 @@ fn a_snapshot_of_another_stack_is_refused() {
 fn the_corpus_counts() {
     let params = param_cases().len();
     let states = state_cases().len();
-    assert_eq!(params, 60, "parameter and command line cases");
+    assert_eq!(params, 62, "parameter and command line cases");
     assert_eq!(states, 8, "state, cloud and lock file cases");
     // +2: the torn last line and the empty TOML file, both tolerated.
     assert!(params + states + 2 >= 50);

@@ -162,6 +162,11 @@ fn storage_and_backup_prices_missing_are_unpriced() {
 /// One stack for an agency: three clients' sites under `clients/<name>`, each tagged with its
 /// client, plus a shared network.
 fn agency() -> Stack {
+    agency_and_vpc().0
+}
+
+/// [`agency`] and its VPC.
+fn agency_and_vpc() -> (Stack, Ref<Vpc>) {
     let stack = Stack::new("agency", Placement::region("eu-central"), Stage::Prod);
     let net = stack.scope("network");
     let vpc = net.add("vpc", Vpc::new("10.0.0.0/16"));
@@ -178,7 +183,7 @@ fn agency() -> Stack {
             scope.add("db", Database::mysql("8.0", DbSize::Micro, [a, b]).backups(7));
         }
     }
-    stack
+    (stack, vpc)
 }
 
 #[test]
@@ -210,6 +215,79 @@ fn cost_rolls_up_per_client_and_bills_with_markup() {
     let json: Value = serde_json::from_str(&bill.to_json()).unwrap();
     assert_eq!(json["lines"][0]["client"], "bakery");
     assert_eq!(json["priced_on"]["sim"], "2026-11-01");
+}
+
+/// The agency stack plus one public load balancer serving every client, tagged
+/// `konstacks:shared = client` (no `client` tag of its own), with `gb` GB processed a month.
+fn agency_behind_one_load_balancer(gb: f64) -> Stack {
+    let (stack, vpc) = agency_and_vpc();
+    let edge = stack.scope("edge").tag(konstacks_core::cost::TAG_SHARED, "client");
+    let a = edge.add("public-a", Subnet::new(vpc, "10.0.10.0/24").public().zone(0));
+    let b = edge.add("public-b", Subnet::new(vpc, "10.0.11.0/24").public().zone(1));
+    edge.add(
+        "lb",
+        LoadBalancer::public([a, b])
+            .http(80)
+            .target_group(TargetGroup::new("sites", 80))
+            .assume_gb_processed_per_month(gb),
+    );
+    stack
+}
+
+#[test]
+fn a_shared_load_balancer_is_split_evenly_across_the_clients() {
+    let cat = SimCloud::catalog();
+    // 730 h x 0.025 = 18.25, + 100 GB x 0.008 = 0.80: 19.05, a third is 6.35.
+    let report = estimate(&synth(&agency_behind_one_load_balancer(100.0), &cat), &[&cat]);
+    assert_eq!(report.resource("edge/lb").unwrap().monthly_usd, Some(19.05));
+    let groups = report.by_tag("client");
+    let by: Vec<(Option<&str>, f64, f64, usize)> =
+        groups.iter().map(|g| (g.value.as_deref(), g.monthly_usd, g.shared_usd, g.resources.len())).collect();
+    assert_eq!(
+        by,
+        [
+            (Some("bakery"), 36.70, 6.35, 3),
+            (Some("dentist"), 25.00, 6.35, 2),
+            (Some("law-firm"), 44.20, 6.35, 3),
+            (None, 0.0, 0.0, 4),
+        ]
+    );
+    assert!(groups[..3].iter().all(|g| g.shared == ["edge/public-a", "edge/public-b", "edge/lb"]), "{groups:?}");
+    let bill = billing_by_tag(std::slice::from_ref(&report), "client", 20.0);
+    assert_eq!(bill.unassigned, None, "nothing is left unallocated");
+    assert_eq!(bill.cost_usd, report.total_usd);
+    let dentist = bill.line("dentist").unwrap();
+    assert_eq!((dentist.resources, dentist.cost_usd, dentist.shared_usd), (2, 25.0, 6.35));
+    assert_eq!(dentist.shared, ["agency/edge/public-a", "agency/edge/public-b", "agency/edge/lb"]);
+    assert!(bill.to_string().contains("(incl. 6.35 shared)"), "{bill}");
+    let json: Value = serde_json::from_str(&bill.to_json()).unwrap();
+    assert_eq!(json["lines"][1]["shared_usd"], 6.35);
+
+    // 101 GB: 0.808 rounds to 0.81, so 19.06: the odd cent goes to the first client by name.
+    let report = estimate(&synth(&agency_behind_one_load_balancer(101.0), &cat), &[&cat]);
+    let shares: Vec<f64> = report.by_tag("client").iter().map(|g| g.shared_usd).collect();
+    assert_eq!(shares, [6.36, 6.35, 6.35, 0.0]);
+    let bill = billing_by_tag(std::slice::from_ref(&report), "client", 0.0);
+    assert_eq!(bill.cost_usd, report.total_usd, "the parts add up to the whole");
+}
+
+#[test]
+fn a_shared_resource_without_anyone_to_share_it_stays_unassigned() {
+    let cat = SimCloud::catalog();
+    let stack = Stack::new("edge-only", Placement::region("eu-central"), Stage::Prod);
+    let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
+    let sn = stack.add("net", Subnet::new(vpc, "10.0.1.0/24"));
+    stack
+        .scope("shared")
+        .tag(konstacks_core::cost::TAG_SHARED, "client")
+        .add("web", Vm::new(Image::UbuntuLts, VmSize::Nano, sn));
+    let report = estimate(&synth(&stack, &cat), &[&cat]);
+    let bill = billing_by_tag(std::slice::from_ref(&report), "client", 10.0);
+    assert!(bill.lines.is_empty());
+    assert_eq!(bill.unassigned.as_ref().map(|u| u.cost_usd), Some(4.0));
+    // Shared by `client`, not by `team`: rolled up by team it is simply untagged.
+    assert_eq!(report.by_tag("team")[0].value, None);
+    assert!(report.by_tag("team")[0].shared.is_empty());
 }
 
 #[test]

@@ -532,11 +532,14 @@ fn cost(
         } else {
             let mut out = format!("Monthly cost of stack {} by `{tag}` (USD):\n", s.name);
             for r in &rows {
-                let note = if r.unpriced.is_empty() {
-                    String::new()
-                } else {
-                    format!("  (unpriced: {})", r.unpriced.join(", "))
-                };
+                let mut notes = Vec::new();
+                if !r.shared.is_empty() {
+                    notes.push(format!("incl. {:.2} shared", r.shared_usd));
+                }
+                if !r.unpriced.is_empty() {
+                    notes.push(format!("unpriced: {}", r.unpriced.join(", ")));
+                }
+                let note = if notes.is_empty() { String::new() } else { format!("  ({})", notes.join("; ")) };
                 out.push_str(&format!(
                     "  {:<30} {:>10.2}{note}\n",
                     r.value.as_deref().unwrap_or("(untagged)"),

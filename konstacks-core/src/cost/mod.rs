@@ -25,6 +25,11 @@
 //! Storage, backup and address prices are flat (not multiplied per region). Each line is
 //! rounded to the cent; totals are sums of lines. A price the catalogue does not know is an
 //! explicit *unpriced* marker (`monthly_usd: null` plus a reason), never a silent zero.
+//!
+//! # Billing per tag
+//! Resources roll up per value of a tag (`client`); a resource tagged [`TAG_SHARED`]` = client`
+//! and without a `client` of its own is split evenly, in whole cents, across the clients of its
+//! stack (see [`TAG_SHARED`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -276,11 +281,23 @@ pub fn check_budget(s: &Synthesized, report: &CostReport) -> Result<(), BudgetEx
     })
 }
 
+/// What a bill line adds up while the reports are walked.
+#[derive(Debug, Default)]
+struct BillAcc {
+    cost: f64,
+    resources: Vec<String>,
+    unpriced: Vec<String>,
+    shared: Vec<String>,
+    shared_usd: f64,
+}
+
 /// Bill the cost of one or more stacks per value of `tag` (for agencies: `client`), adding
-/// `markup_percent` to each client's cost. Resources are keyed `stack/path`.
+/// `markup_percent` to each client's cost. Resources are keyed `stack/path`. A resource tagged
+/// [`TAG_SHARED`]` = tag` is split evenly across the clients of its own stack (see
+/// [`CostReport::by_tag`]); each line says its share in `shared_usd`.
 pub fn billing_by_tag(reports: &[CostReport], tag: &str, markup_percent: f64) -> Bill {
-    let mut clients: BTreeMap<String, (f64, Vec<String>, Vec<String>)> = BTreeMap::new();
-    let mut rest: (f64, Vec<String>, Vec<String>) = (0.0, Vec::new(), Vec::new());
+    let mut clients: BTreeMap<String, BillAcc> = BTreeMap::new();
+    let mut rest = BillAcc::default();
     let mut priced_on = BTreeMap::new();
     for r in reports {
         priced_on.extend(r.priced_on.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -289,24 +306,29 @@ pub fn billing_by_tag(reports: &[CostReport], tag: &str, markup_percent: f64) ->
                 Some(v) => clients.entry(v.clone()).or_default(),
                 None => &mut rest,
             };
-            entry.0 = cents(entry.0 + g.monthly_usd);
-            entry.1.extend(g.resources.iter().map(|p| format!("{}/{p}", r.stack)));
-            entry.2.extend(g.unpriced.iter().map(|p| format!("{}/{p}", r.stack)));
+            entry.cost = cents(entry.cost + g.monthly_usd);
+            entry.shared_usd = cents(entry.shared_usd + g.shared_usd);
+            let keyed = |paths: &[String]| paths.iter().map(|p| format!("{}/{p}", r.stack)).collect::<Vec<_>>();
+            entry.resources.extend(keyed(&g.resources));
+            entry.unpriced.extend(keyed(&g.unpriced));
+            entry.shared.extend(keyed(&g.shared));
         }
     }
-    let line = |client: String, (cost, resources, unpriced): (f64, Vec<String>, Vec<String>), pct: f64| {
-        let markup = cents(cost * pct / 100.0);
+    let line = |client: String, acc: BillAcc, pct: f64| {
+        let markup = cents(acc.cost * pct / 100.0);
         BillLine {
             client,
-            resources: resources.len(),
-            cost_usd: cost,
+            resources: acc.resources.len(),
+            cost_usd: acc.cost,
             markup_usd: markup,
-            total_usd: cents(cost + markup),
-            unpriced,
+            total_usd: cents(acc.cost + markup),
+            unpriced: acc.unpriced,
+            shared: acc.shared,
+            shared_usd: acc.shared_usd,
         }
     };
     let lines: Vec<BillLine> = clients.into_iter().map(|(c, v)| line(c, v, markup_percent)).collect();
-    let unassigned = (rest.0 > 0.0 || !rest.2.is_empty()).then(|| line(UNASSIGNED.to_string(), rest, 0.0));
+    let unassigned = (rest.cost > 0.0 || !rest.unpriced.is_empty()).then(|| line(UNASSIGNED.to_string(), rest, 0.0));
     let cost_usd = cents(lines.iter().map(|l| l.cost_usd).sum());
     let markup_usd = cents(lines.iter().map(|l| l.markup_usd).sum());
     Bill {
@@ -336,6 +358,19 @@ mod tests {
         assert_eq!(signed(-1.5), "-1.50");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn shared_costs_split_in_cents_that_add_up_to_the_whole() {
+        use crate::cost::report::split_cents;
+        assert_eq!(split_cents(19.05, 3), [6.35, 6.35, 6.35]);
+        assert_eq!(split_cents(19.06, 3), [6.36, 6.35, 6.35]);
+        assert_eq!(split_cents(0.02, 3), [0.01, 0.01, 0.0]);
+        assert_eq!(split_cents(10.0, 1), [10.0]);
+        assert!(split_cents(1.0, 0).is_empty());
+        let parts = split_cents(100.0, 7);
+        assert_eq!(cents(parts.iter().sum()), 100.0);
+        assert_eq!(parts.iter().filter(|p| **p == 14.29).count(), 4, "{parts:?}");
     }
 
     #[test]

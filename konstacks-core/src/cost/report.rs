@@ -83,9 +83,43 @@ pub struct TagCost {
     pub monthly_usd: f64,
     /// Their paths (prefixed with `stack/` when rolled up over several stacks in a [`Bill`]).
     pub resources: Vec<String>,
-    /// Those among them without a complete price.
+    /// Those among them without a complete price, and the shared resources without one (the
+    /// group's amount is then a lower bound).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub unpriced: Vec<String>,
+    /// The resources shared by every value of the tag ([`TAG_SHARED`]) whose share is included
+    /// in `monthly_usd`; they are not in `resources`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub shared: Vec<String>,
+    /// This group's share of them, USD per month (included in `monthly_usd`).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub shared_usd: f64,
+}
+
+pub(crate) fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// The tag that marks a resource as shared: `konstacks:shared = client` on a resource without
+/// a `client` tag of its own (a load balancer serving every client's site) splits its monthly
+/// cost evenly across the `client` values of the other resources of its stack, in
+/// [`CostReport::by_tag`] and therefore in the bill. The value names the tag to split by, so the
+/// rule works for any tag (`konstacks:shared = team`). The split is in whole cents: the cents
+/// left over go one each to the first values in sorted order, so the parts add up to the whole.
+/// A stack with no resource carrying the tag keeps its shared resources untagged.
+pub const TAG_SHARED: &str = "konstacks:shared";
+
+/// `total` split in `n` parts of whole cents that add up to it: the first `total mod n` parts
+/// get one cent more.
+pub(crate) fn split_cents(total_usd: f64, n: usize) -> Vec<f64> {
+    if n == 0 {
+        return Vec::new();
+    }
+    // Amounts are rounded to the cent already, so this is exact; a negative total never occurs.
+    let total = (total_usd * 100.0).round().max(0.0) as u64;
+    let n64 = n as u64;
+    let (base, extra) = (total / n64, total % n64);
+    (0..n64).map(|i| (base + u64::from(i < extra)) as f64 / 100.0).collect()
 }
 
 impl CostReport {
@@ -101,21 +135,51 @@ impl CostReport {
 
     /// Roll the cost up by the value of tag `key` (for agencies: `client`). Groups are sorted
     /// by value; the resources without the tag come last, under `value: None`, and only if there
-    /// are any.
+    /// are any. Resources tagged [`TAG_SHARED`]` = key` (and not `key` itself) are split evenly
+    /// across the groups with a value (see [`TAG_SHARED`]); with no such group they stay
+    /// untagged.
     pub fn by_tag(&self, key: &str) -> Vec<TagCost> {
         let mut groups: BTreeMap<Option<String>, TagCost> = BTreeMap::new();
-        for r in &self.resources {
-            let value = r.tags.get(key).cloned();
+        let mut shared: Vec<&ResourceCost> = Vec::new();
+        let add = |groups: &mut BTreeMap<Option<String>, TagCost>, value: Option<String>, r: &ResourceCost| {
             let g = groups.entry(value.clone()).or_insert_with(|| TagCost {
                 value,
                 monthly_usd: 0.0,
                 resources: Vec::new(),
                 unpriced: Vec::new(),
+                shared: Vec::new(),
+                shared_usd: 0.0,
             });
             g.monthly_usd = cents(g.monthly_usd + r.known_usd());
             g.resources.push(r.path.clone());
             if !r.is_priced() {
                 g.unpriced.push(r.path.clone());
+            }
+        };
+        for r in &self.resources {
+            let value = r.tags.get(key).cloned();
+            if value.is_none() && r.tags.get(TAG_SHARED).is_some_and(|v| v == key) {
+                shared.push(r);
+            } else {
+                add(&mut groups, value, r);
+            }
+        }
+        let valued = groups.keys().filter(|k| k.is_some()).count();
+        if valued == 0 {
+            for r in shared {
+                add(&mut groups, None, r);
+            }
+        } else if !shared.is_empty() {
+            let total = cents(shared.iter().map(|r| r.known_usd()).sum());
+            let paths: Vec<String> = shared.iter().map(|r| r.path.clone()).collect();
+            let unpriced: Vec<String> = shared.iter().filter(|r| !r.is_priced()).map(|r| r.path.clone()).collect();
+            // BTreeMap order: the values sorted, so the leftover cents land deterministically.
+            let parts = split_cents(total, valued);
+            for (g, part) in groups.values_mut().filter(|g| g.value.is_some()).zip(parts) {
+                g.shared_usd = part;
+                g.monthly_usd = cents(g.monthly_usd + part);
+                g.shared = paths.clone();
+                g.unpriced.extend(unpriced.iter().cloned());
             }
         }
         // `None` sorts first in a BTreeMap; untagged goes last.
@@ -366,6 +430,13 @@ pub struct BillLine {
     /// Resources (`stack/path`) without a price: the line is a lower bound.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub unpriced: Vec<String>,
+    /// Resources (`stack/path`) shared by every client of their stack ([`TAG_SHARED`]) whose
+    /// share is in `cost_usd`; not counted in `resources`.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub shared: Vec<String>,
+    /// The client's share of them, USD per month (included in `cost_usd`).
+    #[serde(skip_serializing_if = "is_zero", default)]
+    pub shared_usd: f64,
 }
 
 /// The agency billing view: monthly cost per client with a markup.
@@ -456,6 +527,13 @@ impl fmt::Display for Bill {
             "TOTAL"
         )?;
         for l in self.lines.iter().chain(self.unassigned.as_ref()) {
+            let mut notes = Vec::new();
+            if !l.shared.is_empty() {
+                notes.push(format!("incl. {} shared", usd(l.shared_usd)));
+            }
+            if !l.unpriced.is_empty() {
+                notes.push(format!("{} unpriced", l.unpriced.len()));
+            }
             writeln!(
                 f,
                 "  {:<w$}  {:>9}  {:>10}  {:>10}  {:>10}{}",
@@ -464,7 +542,7 @@ impl fmt::Display for Bill {
                 usd(l.cost_usd),
                 usd(l.markup_usd),
                 usd(l.total_usd),
-                if l.unpriced.is_empty() { String::new() } else { format!("  ({} unpriced)", l.unpriced.len()) }
+                if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) }
             )?;
         }
         writeln!(
