@@ -7,6 +7,7 @@
 
 pub mod agency_sites;
 pub mod cloud_config;
+mod edge;
 pub mod gdpr_saas;
 pub mod grammar;
 pub mod lamp_site;
