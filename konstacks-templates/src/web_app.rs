@@ -3,7 +3,8 @@
 //! database is reachable only from the app's firewall.
 
 use konstacks_core::model::{
-    Bucket, Cache, CacheSize, Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc,
+    Bucket, BucketEncryption, Cache, CacheSize, Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm,
+    VmSize, Vpc,
 };
 
 use crate::cloud_config::{sh_quote, CloudConfig, WriteFile};
@@ -191,6 +192,9 @@ pub(crate) fn check_params(pr: &mut Problems, prefix: &str, p: &WebAppParams) {
 pub(crate) struct Guarantees {
     /// Backups at least this many days outside prod, and in prod.
     pub(crate) min_backup_days: Option<(u32, u32)>,
+    /// The uploads bucket is versioned and encrypted at rest because the template says so,
+    /// not only because those are the `Bucket` builder's defaults today.
+    pub(crate) protected_uploads: bool,
 }
 
 impl TypedTemplate for WebApp {
@@ -289,7 +293,15 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
     });
     let count = p.vm_count.unwrap_or(if prod { 2 } else { 1 });
     let user_data = cloud_init(p);
-    let uploads = p.uploads_bucket.then(|| data.add("uploads", Bucket::new()));
+    let uploads = p.uploads_bucket.then(|| {
+        let bucket = Bucket::new();
+        let bucket = if g.protected_uploads {
+            bucket.versioning(true).encryption(BucketEncryption::ProviderManaged)
+        } else {
+            bucket
+        };
+        data.add("uploads", bucket)
+    });
     let mut vms = Vec::new();
     for i in 0..count {
         let subnets = if edge.is_some() { private } else { public };
