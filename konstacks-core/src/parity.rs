@@ -2,9 +2,9 @@
 //!
 //! [`parity`] compares the synthesized stacks of dev, staging and prod (or any stages) resource
 //! by resource and field by field. The knobs a template lets differ ([`KnobSet`]: sizes, counts,
-//! high availability, plain HTTP in dev, ...) are reported as allowed differences; any other difference (engine
-//! version, open ports, image, region jurisdiction, a resource present in one stage only) is
-//! drift between environments and fails the check.
+//! high availability, plain HTTP in dev, ...) are reported as allowed differences; any other
+//! difference (engine version, open ports, image, region jurisdiction, a resource present in one
+//! stage only) is drift between environments and fails the check.
 //!
 //! What differs by construction is normalised first: the stack name (physical names, tags) is
 //! replaced by `<stack>`, the `konstacks:stage` tag is dropped, secrets compare as one marker,

@@ -46,7 +46,11 @@ pub(crate) fn check(pr: &mut Problems, prefix: &str, s: &Serving<'_>) {
         if d != z && !d.ends_with(&format!(".{z}")) {
             pr.push(
                 format!("{prefix}zone"),
-                format!("the domain `{d}` is not inside the zone `{z}`; name the zone that holds it"),
+                format!(
+                    "the domain `{}` is not inside the zone `{}`; name the zone that holds it",
+                    grammar::shown(d),
+                    grammar::shown(z)
+                ),
             );
         }
     }

@@ -273,5 +273,13 @@ mod tests {
         };
         let found: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(found, ["params.domain", "params.zone"]);
+        // A value is shown with its control characters escaped, in every message.
+        let Err(TemplateError::InvalidParams { problems, .. }) =
+            super::LampSite.build_json(&cx, json!({ "domain": "www\n.example.com", "zone": "example.org\u{1b}" }))
+        else {
+            panic!("accepted")
+        };
+        assert!(problems.iter().any(|p| p.message.contains("not inside the zone")), "{problems:?}");
+        assert!(problems.iter().all(|p| !p.message.chars().any(char::is_control)), "{problems:?}");
     }
 }
