@@ -68,8 +68,10 @@ write web-app.digest '{"app_image": "localhost:5000/acme/shop:1@sha256:012345678
 write gdpr-saas.default '{}'
 write gdpr-saas.snapshot '{"app": {"app_image": "ghcr.io/acme/crm:2.0.0", "pgvector": true}, "dpo_contact": "dpo@acme.example"}'
 write gdpr-saas.command '{"app": {"start_command": "exec ./server --listen \"127.0.0.1:$PORT\" -- '"'"'x\"y'"'"'"}, "dpo_contact": "Zoë Ødegård"}'
+write gdpr-saas.serving '{"app": {"app_image": "ghcr.io/acme/crm:2.0.0", "domain": "crm.example.eu", "zone": "example.eu", "uploads_bucket": true}}'
 write lamp-site.default '{}'
 write lamp-site.snapshot '{"site_repo": "https://git.example/site.git"}'
+write lamp-site.serving '{"site_repo": "https://git.example/site.git", "domain": "www.example.com", "zone": "example.com", "health_path": "/index.php"}'
 write lamp-site.url '{"site_repo": "https://user:t%27ok@git.example:8443/a/site.git?ref=main&x=1#frag"}'
 write agency-sites.snapshot '{"clients": [{"name": "bakery", "database": true}, {"name": "dentist", "size": "small"}]}'
 

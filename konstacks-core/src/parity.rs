@@ -2,9 +2,9 @@
 //!
 //! [`parity`] compares the synthesized stacks of dev, staging and prod (or any stages) resource
 //! by resource and field by field. The knobs a template lets differ ([`KnobSet`]: sizes, counts,
-//! high availability, ...) are reported as allowed differences; any other difference (engine
-//! version, open ports, image, region jurisdiction, a resource present in one stage only) is
-//! drift between environments and fails the check.
+//! high availability, plain HTTP in dev, ...) are reported as allowed differences; any other
+//! difference (engine version, open ports, image, region jurisdiction, a resource present in one
+//! stage only) is drift between environments and fails the check.
 //!
 //! What differs by construction is normalised first: the stack name (physical names, tags) is
 //! replaced by `<stack>`, the `konstacks:stage` tag is dropped, secrets compare as one marker,
@@ -20,7 +20,8 @@ use serde_json::Value;
 
 use crate::kind::catalog::Catalog;
 use crate::kind::{Field, Kind, ResourceKind};
-use crate::kinds::{cache, database, vm};
+use crate::kinds::load_balancer::{self, ListenerProtocol, ListenerSpec, LoadBalancer};
+use crate::kinds::{cache, database, vm, Certificate, DnsRecord, DnsZone};
 use crate::model::placement::Stage;
 use crate::plan::canonical;
 use crate::synth::{Expr, Synthesized};
@@ -48,6 +49,9 @@ pub enum Knob {
     },
     /// Resources whose path matches this pattern may exist in some stages only.
     Count(&'static str),
+    /// Dev may serve plain HTTP on the load balancer's own DNS name: see
+    /// [`KnobSet::plain_http_in_dev`].
+    PlainHttpInDev,
 }
 
 impl Knob {
@@ -60,6 +64,12 @@ impl Knob {
     pub const fn count(pattern: &'static str) -> Self {
         Knob::Count(pattern)
     }
+
+    /// Dev may run without the certificate the other stages serve HTTPS with (see
+    /// [`KnobSet::plain_http_in_dev`]).
+    pub const fn plain_http_in_dev() -> Self {
+        Knob::PlainHttpInDev
+    }
 }
 
 impl std::fmt::Display for Knob {
@@ -67,6 +77,7 @@ impl std::fmt::Display for Knob {
         match self {
             Knob::Field { kind, field } => write!(f, "{kind}.{field}"),
             Knob::Count(p) => write!(f, "count:{p}"),
+            Knob::PlainHttpInDev => f.write_str(PLAIN_HTTP_IN_DEV),
         }
     }
 }
@@ -80,8 +91,16 @@ pub struct KnobSet {
     /// exist in some stages only, such as `app/web-*`.
     pub counts: Vec<String>,
     /// Numbered replicas may vary in count: a resource whose last path segment is `<name>-<N>`
-    /// with N >= 2 may be missing in a stage as long as `<name>-1` exists in every stage.
+    /// with N >= 2 may be missing in a stage as long as `<name>-1` exists in every stage, and
+    /// references to the replicas in a list (a load balancer's targets) count as one.
     pub numbered_replicas: bool,
+    /// Dev may serve plain HTTP on the load balancer's own DNS name while the other stages
+    /// serve a domain over HTTPS: in dev only, certificates, DNS zones and DNS records may be
+    /// missing, and a load balancer's listeners may lack the HTTPS ones and the redirect of
+    /// HTTP to them (every other listener the same). A load balancer missing in dev, a stage
+    /// other than dev without HTTPS, or any other listener difference is still drift.
+    #[serde(default)]
+    pub plain_http_in_dev: bool,
 }
 
 impl Default for KnobSet {
@@ -105,7 +124,7 @@ impl Default for KnobSet {
 impl KnobSet {
     /// No difference allowed at all.
     pub fn none() -> Self {
-        Self { fields: BTreeMap::new(), counts: Vec::new(), numbered_replicas: false }
+        Self { fields: BTreeMap::new(), counts: Vec::new(), numbered_replicas: false, plain_http_in_dev: false }
     }
 
     /// Allow a field (`vm::field::SIZE`) to differ between stages.
@@ -121,6 +140,7 @@ impl KnobSet {
                 self.fields.entry(kind).or_default().insert(field.to_string());
             }
             Knob::Count(p) => self.counts.push(p.to_string()),
+            Knob::PlainHttpInDev => self.plain_http_in_dev = true,
         }
         self
     }
@@ -137,6 +157,12 @@ impl KnobSet {
         self
     }
 
+    /// Turn the [`plain_http_in_dev`](KnobSet::plain_http_in_dev) knob on or off.
+    pub fn plain_http_in_dev(mut self, yes: bool) -> Self {
+        self.plain_http_in_dev = yes;
+        self
+    }
+
     /// Whether `field` of a `kind` may differ.
     pub fn allows_field(&self, kind: Kind, field: &str) -> bool {
         self.fields.get(&kind).is_some_and(|f| f.contains(field))
@@ -146,6 +172,49 @@ impl KnobSet {
     pub fn allows_count(&self, path: &str) -> bool {
         self.counts.iter().any(|p| glob(p, path))
     }
+}
+
+/// The name of the [`Knob::PlainHttpInDev`] knob in reports.
+const PLAIN_HTTP_IN_DEV: &str = "plain-http-in-dev";
+
+/// The kinds that name a stage's domain and secure it: missing in dev under
+/// [`KnobSet::plain_http_in_dev`].
+fn is_domain_kind(kind: Kind) -> bool {
+    kind == Certificate::KIND || kind == DnsZone::KIND || kind == DnsRecord::KIND
+}
+
+/// Listeners as plain HTTP serves them: the HTTPS ones dropped, no redirect to them; `None` when
+/// the value is not a list of listeners.
+fn plain_http(listeners: &Value) -> Option<(bool, Vec<ListenerSpec>)> {
+    let all: Vec<ListenerSpec> = serde_json::from_value(listeners.clone()).ok()?;
+    let https = all.iter().any(|l| l.protocol == ListenerProtocol::Https);
+    let mut plain: Vec<ListenerSpec> = all
+        .into_iter()
+        .filter(|l| l.protocol != ListenerProtocol::Https)
+        .map(|l| ListenerSpec { redirect_to_port: None, ..l })
+        .collect();
+    plain.sort();
+    Some((https, plain))
+}
+
+/// Whether the listeners of one load balancer differ only as [`KnobSet::plain_http_in_dev`]
+/// allows: the stages other than dev agree and serve HTTPS, and each dev stage has the same
+/// listeners or the same without HTTPS and redirects. `values` holds the listeners per stage
+/// (`None` where the load balancer is absent).
+fn only_plain_http_in_dev(stages: &[Stage], values: &[Option<Value>]) -> bool {
+    let others: Vec<&Value> =
+        stages.iter().zip(values).filter(|(s, _)| **s != Stage::Dev).filter_map(|(_, v)| v.as_ref()).collect();
+    let Some(reference) = others.first() else { return false };
+    if !others.iter().all(|v| v == reference) {
+        return false;
+    }
+    let Some((true, plain)) = plain_http(reference) else { return false };
+    stages
+        .iter()
+        .zip(values)
+        .filter(|(s, _)| **s == Stage::Dev)
+        .filter_map(|(_, v)| v.as_ref())
+        .all(|dev| dev == *reference || matches!(plain_http(dev), Some((false, p)) if p == plain))
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -319,6 +388,8 @@ impl ParityReport {
 /// Per-stage normalisation context.
 struct Norm<'a> {
     stack: &'a str,
+    /// Fold references to numbered replicas in lists into one (see [`KnobSet::numbered_replicas`]).
+    replicas: bool,
 }
 
 impl Norm<'_> {
@@ -346,7 +417,24 @@ impl Norm<'_> {
             Expr::Lit(v) => self.value(v),
             Expr::PhysicalName(n) => Value::String(self.string(n)),
             Expr::Attr { path, attr, .. } => Value::String(format!("(known after apply: {path}.{attr})")),
-            Expr::List(items) => Value::Array(items.iter().map(|i| self.expr(i)).collect()),
+            Expr::List(items) => {
+                // `[web-1.id, web-2.id]` in prod and `[web-1.id]` in dev: the replica count is
+                // the allowed difference, so the references to the replicas count as one.
+                let mut out: Vec<Value> = Vec::new();
+                for item in items {
+                    let v = match item {
+                        Expr::Attr { path, attr, .. } if self.replicas => match first_replica(path) {
+                            Some(first) => Value::String(format!("(known after apply: {first}.{attr})")),
+                            None => self.expr(item),
+                        },
+                        _ => self.expr(item),
+                    };
+                    if !(self.replicas && matches!(item, Expr::Attr { .. }) && out.contains(&v)) {
+                        out.push(v);
+                    }
+                }
+                Value::Array(out)
+            }
             Expr::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), self.expr(v))).collect()),
             // Secrets differ per stage on purpose; only their presence is compared.
             _ => Value::String("(secret)".into()),
@@ -378,7 +466,8 @@ fn jurisdiction(s: &Synthesized, catalogs: &[&Catalog]) -> Value {
         .unwrap_or_else(|| Value::String(format!("(region `{}` not in a catalogue)", s.region)))
 }
 
-/// A value for humans: strings bare, firewall rules as `tcp 443 from 0.0.0.0/0`, lists joined.
+/// A value for humans: strings bare, firewall rules as `tcp 443 from 0.0.0.0/0`, listeners as
+/// `http 80 redirect to 443`, lists joined.
 fn human(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -401,6 +490,27 @@ fn human(v: &Value) -> String {
                 None => String::new(),
             };
             format!("{proto}{ports} from {peer}")
+        }
+        Value::Object(m)
+            if m.contains_key("protocol") && m.contains_key("port") && m.contains_key("redirect_to_port") =>
+        {
+            // A load balancer's listener: `http 80 redirect to 443`, `https 443 (1 certificate)`.
+            let mut s = format!(
+                "{} {}",
+                m.get("protocol").map(human).unwrap_or_default(),
+                m.get("port").map(human).unwrap_or_default()
+            );
+            if let Some(to) = m.get("redirect_to_port").and_then(Value::as_u64) {
+                let _ = write!(s, " redirect to {to}");
+            }
+            match m.get("certificate_ids").and_then(Value::as_array).map(Vec::len) {
+                Some(0) | None => {}
+                Some(1) => s.push_str(" (1 certificate)"),
+                Some(n) => {
+                    let _ = write!(s, " ({n} certificates)");
+                }
+            }
+            s
         }
         other => other.to_string(),
     }
@@ -492,11 +602,19 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
             let by_pattern = allowed.allows_count(path);
             let by_replica =
                 allowed.numbered_replicas && first_replica(path).is_some_and(|first| present_everywhere(&first));
+            let by_plain_http = allowed.plain_http_in_dev
+                && kind.is_some_and(is_domain_kind)
+                && labels.iter().zip(&found).all(|(s, f)| f.is_some() || *s == Stage::Dev);
             let (verdict, reason) = if by_pattern || by_replica {
                 (
                     ParityVerdict::Allowed,
                     if by_pattern { "count allowed by pattern" } else { "numbered replica: count may differ" }
                         .to_string(),
+                )
+            } else if by_plain_http {
+                (
+                    ParityVerdict::Allowed,
+                    format!("dev serves plain HTTP on the load balancer's own name (knob `{PLAIN_HTTP_IN_DEV}`)"),
                 )
             } else {
                 let missing: Vec<&str> =
@@ -527,8 +645,13 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
         }
         let Some(kind) = kind else { continue };
         // Fields are compared among the stages that have the resource.
-        let normalised: Vec<Option<BTreeMap<String, Value>>> =
-            stages.iter().zip(&found).map(|((_, s), f)| f.map(|r| Norm { stack: &s.name }.fields(&r.fields))).collect();
+        let normalised: Vec<Option<BTreeMap<String, Value>>> = stages
+            .iter()
+            .zip(&found)
+            .map(|((_, s), f)| {
+                f.map(|r| Norm { stack: &s.name, replicas: allowed.numbered_replicas }.fields(&r.fields))
+            })
+            .collect();
         let names: BTreeSet<&String> = normalised.iter().flatten().flat_map(|m| m.keys()).collect();
         for name in names {
             let values: Vec<Option<Value>> =
@@ -540,6 +663,18 @@ pub fn parity(stages: &[(Stage, &Synthesized)], allowed: &KnobSet, catalogs: &[&
             }
             let (verdict, reason) = if allowed.allows_field(kind, name) {
                 (ParityVerdict::Allowed, format!("{kind} knob `{name}` may differ"))
+            } else if allowed.plain_http_in_dev
+                && kind == LoadBalancer::KIND
+                && name.as_str() == load_balancer::field::LISTENERS.name()
+                && only_plain_http_in_dev(&labels, &values)
+            {
+                (
+                    ParityVerdict::Allowed,
+                    format!(
+                        "dev serves plain HTTP on the load balancer's own name, without the HTTPS listener \
+                         and its redirect (knob `{PLAIN_HTTP_IN_DEV}`)"
+                    ),
+                )
             } else {
                 (
                     ParityVerdict::Violation,
@@ -593,7 +728,7 @@ mod tests {
 
     #[test]
     fn stack_names_are_normalised() {
-        let n = Norm { stack: "shop-dev" };
+        let n = Norm { stack: "shop-dev", replicas: true };
         assert_eq!(n.string("shop-dev"), "<stack>");
         assert_eq!(n.string("shop-dev-app-web-1"), "<stack>-app-web-1");
         assert_eq!(n.string("shop-devx"), "shop-devx");

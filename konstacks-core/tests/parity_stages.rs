@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use konstacks_core::model::*;
-use konstacks_core::parity::{parity, KnobSet, ParityReport, ParityVerdict, PRESENT_FIELD, STACK_ROW};
+use konstacks_core::parity::{parity, Knob, KnobSet, ParityReport, ParityVerdict, PRESENT_FIELD, STACK_ROW};
 use konstacks_core::sim::SimCloud;
 use konstacks_core::validate::Synthesized;
 use serde_json::json;
@@ -19,6 +19,19 @@ struct Env {
     ports: Vec<u32>,
     ha: bool,
     worker: bool,
+    edge: Edge,
+}
+
+/// How the stage is served.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Edge {
+    /// The VMs' own addresses, no load balancer.
+    None,
+    /// A load balancer with plain HTTP on this port, on its own DNS name.
+    Http(u32),
+    /// A load balancer with HTTPS for `www.shop.example` (certificate validated in the stack's
+    /// zone, the name's record pointing at the load balancer), HTTP on 80 redirected to it.
+    Https,
 }
 
 impl Env {
@@ -33,6 +46,7 @@ impl Env {
             ports: vec![443],
             ha: false,
             worker: false,
+            edge: Edge::None,
         }
     }
     fn staging() -> Self {
@@ -68,8 +82,9 @@ fn build(e: &Env) -> Synthesized {
             .backups(if e.ha { 14 } else { 7 }),
     );
     let app = stack.scope("app");
+    let mut vms = Vec::new();
     for i in 1..=e.vms {
-        app.add(
+        let vm = app.add(
             &format!("web-{i}"),
             Vm::new(e.image.clone(), e.vm.clone(), public)
                 .firewall(web_fw)
@@ -77,6 +92,29 @@ fn build(e: &Env) -> Synthesized {
                 .env("DATABASE_HOST", db.host())
                 .env("DATABASE_PASSWORD", db.password()),
         );
+        vms.push(vm);
+    }
+    if e.edge != Edge::None {
+        let public_b = net.add("public-b", Subnet::new(vpc, "10.0.4.0/24").public().zone(1));
+        let lb_fw = net.add(
+            "lb-fw",
+            Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere()),
+        );
+        let edge = stack.scope("edge");
+        let (mut lb, mut zone) = (LoadBalancer::public([public, public_b]).firewall(lb_fw), None);
+        match e.edge {
+            Edge::Http(port) => lb = lb.http(port),
+            _ => {
+                let z = edge.add("zone", DnsZone::new("shop.example"));
+                let cert = edge.add("certificate", Certificate::new(["www.shop.example"]).validate_in(z));
+                lb = lb.http(80).https(443, cert.id());
+                zone = Some(z);
+            }
+        }
+        let lb = app.add("lb", lb.target_group(TargetGroup::new("web", 80).vms(vms)));
+        if let Some(z) = zone {
+            edge.add("record", DnsRecord::alias(z, "www", lb.dns_name()));
+        }
     }
     if e.worker {
         app.add("worker", Vm::new(e.image.clone(), e.vm.clone(), public).firewall(web_fw));
@@ -185,4 +223,100 @@ fn identical_stages_report_no_rows() {
     assert!(r.is_ok());
     assert!(r.rows.is_empty(), "{:?}", r.rows);
     assert!(r.render().contains("No differences."));
+}
+
+fn https_everywhere_but(dev: Edge) -> [Env; 3] {
+    [
+        Env { edge: dev, ..Env::dev() },
+        Env { edge: Edge::Https, ..Env::staging() },
+        Env { edge: Edge::Https, ..Env::prod() },
+    ]
+}
+
+#[test]
+fn dev_without_a_certificate_on_the_load_balancer_s_own_name_passes_with_the_plain_http_knob() {
+    let envs = https_everywhere_but(Edge::Http(80));
+    // Without the knob: the certificate, zone and record missing in dev, and the listeners.
+    let r = compare(&envs, &KnobSet::default());
+    assert_eq!(
+        violations(&r),
+        [
+            ("app/lb".to_string(), "listeners".to_string()),
+            ("edge/zone".to_string(), PRESENT_FIELD.to_string()),
+            ("edge/certificate".to_string(), PRESENT_FIELD.to_string()),
+            ("edge/record".to_string(), PRESENT_FIELD.to_string()),
+        ],
+        "{}",
+        r.render()
+    );
+
+    let knobs = KnobSet::default().knob(Knob::plain_http_in_dev());
+    let r = compare(&envs, &knobs);
+    assert!(r.is_ok(), "{}", r.render());
+    let cert = r.row("edge/certificate", PRESENT_FIELD).unwrap();
+    assert_eq!(cert.values, [Some(json!(false)), Some(json!(true)), Some(json!(true))]);
+    assert_eq!(cert.verdict, ParityVerdict::Allowed);
+    assert!(cert.reason.contains("plain-http-in-dev"), "{}", cert.reason);
+    let listeners = r.row("app/lb", "listeners").unwrap();
+    assert_eq!(listeners.verdict, ParityVerdict::Allowed);
+    assert_eq!(listeners.values[0].as_ref().unwrap().as_array().unwrap().len(), 1, "dev: HTTP only");
+    assert_eq!(listeners.values[2].as_ref().unwrap().as_array().unwrap().len(), 2, "prod: HTTP and HTTPS");
+    // Everything else about the load balancer is the same in every stage.
+    assert!(r.rows.iter().filter(|row| row.path == "app/lb").all(|row| row.field == "listeners"), "{}", r.render());
+    assert_eq!(Knob::plain_http_in_dev().to_string(), "plain-http-in-dev");
+    insta::assert_snapshot!("plain_http_in_dev", r.render());
+
+    // Dev with HTTPS like the others needs no knob at all.
+    assert!(compare(&https_everywhere_but(Edge::Https), &KnobSet::default()).is_ok());
+}
+
+#[test]
+fn the_plain_http_knob_still_reports_a_load_balancer_missing_in_dev() {
+    let knobs = KnobSet::default().plain_http_in_dev(true);
+    let r = compare(&https_everywhere_but(Edge::None), &knobs);
+    assert_eq!(
+        violations(&r),
+        [
+            ("network/public-b".to_string(), PRESENT_FIELD.to_string()),
+            ("network/lb-fw".to_string(), PRESENT_FIELD.to_string()),
+            ("app/lb".to_string(), PRESENT_FIELD.to_string()),
+        ],
+        "{}",
+        r.render()
+    );
+    assert!(r.row("app/lb", PRESENT_FIELD).unwrap().reason.contains("missing in dev"));
+    // The certificate itself is still allowed to be missing in dev.
+    assert_eq!(r.row("edge/certificate", PRESENT_FIELD).unwrap().verdict, ParityVerdict::Allowed);
+}
+
+#[test]
+fn the_plain_http_knob_is_for_dev_only_and_for_https_only() {
+    let knobs = KnobSet::none().plain_http_in_dev(true);
+    let same = |stage: Stage, edge: Edge| Env { stage, edge, ..Env::dev() };
+    // Staging without HTTPS while prod has it is drift.
+    let r = compare(
+        &[same(Stage::Dev, Edge::Https), same(Stage::Staging, Edge::Http(80)), same(Stage::Prod, Edge::Https)],
+        &knobs,
+    );
+    assert_eq!(
+        violations(&r),
+        [
+            ("edge/zone".to_string(), PRESENT_FIELD.to_string()),
+            ("edge/certificate".to_string(), PRESENT_FIELD.to_string()),
+            ("app/lb".to_string(), "listeners".to_string()),
+            ("edge/record".to_string(), PRESENT_FIELD.to_string()),
+        ],
+        "{}",
+        r.render()
+    );
+    // So is prod without HTTPS while dev has it.
+    let r = compare(&[same(Stage::Dev, Edge::Https), same(Stage::Prod, Edge::Http(80))], &knobs);
+    assert!(violations(&r).contains(&("edge/certificate".to_string(), PRESENT_FIELD.to_string())), "{}", r.render());
+    assert!(violations(&r).contains(&("app/lb".to_string(), "listeners".to_string())), "{}", r.render());
+    // A dev listener on another port is not "without HTTPS": it is another listener.
+    let r = compare(&[same(Stage::Dev, Edge::Http(8080)), same(Stage::Prod, Edge::Https)], &knobs);
+    assert_eq!(violations(&r), [("app/lb".to_string(), "listeners".to_string())], "{}", r.render());
+    // Plain HTTP everywhere is no difference at all.
+    let r = compare(&[same(Stage::Dev, Edge::Http(80)), same(Stage::Prod, Edge::Http(80))], &KnobSet::none());
+    assert!(r.rows.is_empty(), "{}", r.render());
 }

@@ -1,7 +1,11 @@
 //! `gdpr-saas`: the web-app stack with the guarantees a GDPR due-diligence review asks for:
 //! EU/EEA placement only, encryption at rest, private database subnets in two zones, backups of
 //! at least 7 days (30 in prod), high availability and deletion protection in prod, and
-//! data-classification tags on every resource.
+//! data-classification tags on every resource. It serves like web-app (`app.domain`, `app.zone`,
+//! `app.load_balancer`, `app.health_path`: HTTPS on a load balancer, the VMs in private
+//! subnets), and its uploads bucket (`app.uploads_bucket`) is always versioned and encrypted at
+//! rest, as the `gdpr` pack requires; the zone, certificate and bucket stay in the stack's EU
+//! region like everything else.
 
 use konstacks_core::model::{Jurisdiction, Placement};
 
@@ -83,7 +87,7 @@ impl TypedTemplate for GdprSaas {
         if let Some(dpo) = &p.dpo_contact {
             stack.tag("dpo-contact", dpo.clone());
         }
-        Ok(build_web_app(&cx, &p.app, &Guarantees { min_backup_days: Some((7, 30)) }, stack))
+        Ok(build_web_app(&cx, &p.app, &Guarantees { min_backup_days: Some((7, 30)), protected_uploads: true }, stack))
     }
 }
 

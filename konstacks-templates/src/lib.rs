@@ -7,6 +7,7 @@
 
 pub mod agency_sites;
 pub mod cloud_config;
+mod edge;
 pub mod gdpr_saas;
 pub mod grammar;
 pub mod lamp_site;
@@ -176,6 +177,9 @@ pub trait TypedTemplate: Send + Sync {
     const DESCRIPTION: &'static str;
     /// Fields that may differ between dev, staging and prod (`kind.field`, or `count:<path glob>`
     /// for resources that exist in some stages only). Anything else differing is parity drift.
+    /// The default also lets dev serve plain HTTP on the load balancer's own name while the other
+    /// stages serve their domain over HTTPS ([`Knob::plain_http_in_dev`]): the certificate,
+    /// zone and record may be missing in dev, the load balancer itself may not.
     const PARITY_KNOBS: &'static [Knob] = &[
         Knob::field(vm::field::SIZE),
         Knob::field(database::field::SIZE),
@@ -186,6 +190,7 @@ pub trait TypedTemplate: Send + Sync {
         Knob::field(cache::field::SIZE),
         Knob::field(cache::field::REPLICAS),
         Knob::field(cache::field::HIGH_AVAILABILITY),
+        Knob::plain_http_in_dev(),
     ];
     /// Compliance packs checked by default (see [`packs`]).
     const PACKS: &'static [&'static str] = &["baseline"];

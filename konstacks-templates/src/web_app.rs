@@ -3,11 +3,12 @@
 //! database is reachable only from the app's firewall.
 
 use konstacks_core::model::{
-    Bucket, Cache, CacheSize, Certificate, Database, DbSize, DnsRecord, DnsZone, Firewall, Image, Ingress,
-    LoadBalancer, Ref, Scope, Stack, Stage, Subnet, TargetGroup, TargetHealthCheck, Vm, VmSize, Vpc,
+    Bucket, BucketEncryption, Cache, CacheSize, Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm,
+    VmSize, Vpc,
 };
 
 use crate::cloud_config::{sh_quote, CloudConfig, WriteFile};
+use crate::edge::{self, Serving};
 use crate::{grammar, Problems, TemplateContext, TemplateError, TypedTemplate};
 
 /// The `web-app` template.
@@ -86,6 +87,18 @@ impl Default for WebAppParams {
             load_balancer: false,
             health_path: "/".into(),
             uploads_bucket: false,
+        }
+    }
+}
+
+impl WebAppParams {
+    /// The serving parameters.
+    pub(crate) fn serving(&self) -> Serving<'_> {
+        Serving {
+            domain: self.domain.as_ref(),
+            zone: self.zone.as_ref(),
+            load_balancer: self.load_balancer,
+            health_path: &self.health_path,
         }
     }
 }
@@ -171,71 +184,7 @@ pub(crate) fn check_params(pr: &mut Problems, prefix: &str, p: &WebAppParams) {
     for (i, k) in p.ssh_keys.iter().enumerate() {
         pr.check(format!("{prefix}ssh_keys[{i}]"), grammar::ssh_public_key(k));
     }
-    pr.check_opt(format!("{prefix}domain"), p.domain.as_ref(), grammar::domain_name);
-    pr.check_opt(format!("{prefix}zone"), p.zone.as_ref(), grammar::domain_name);
-    if let (Some(d), Some(z)) = (&p.domain, &p.zone) {
-        if d != z && !d.ends_with(&format!(".{z}")) {
-            pr.push(
-                format!("{prefix}zone"),
-                format!("the domain `{d}` is not inside the zone `{z}`; name the zone that holds it"),
-            );
-        }
-    }
-    if p.zone.is_some() && p.domain.is_none() {
-        pr.push(format!("{prefix}zone"), "a zone without a domain serves nothing; give `domain` too");
-    }
-    if !p.health_path.starts_with('/') || p.health_path.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        pr.push(format!("{prefix}health_path"), "a URL path starting with `/`, without spaces or control characters");
-    }
-}
-
-/// The public edge of a web app: a load balancer in the public subnets (HTTPS with a managed
-/// certificate when a domain is given, HTTP redirected to it), its firewall, and the DNS zone,
-/// certificate and record when the stack owns the zone. The VMs join its target group.
-struct Edge {
-    lb: LoadBalancer,
-    firewall: Ref<Firewall>,
-    zone: Option<Ref<DnsZone>>,
-}
-
-fn edge(stack: &Stack, p: &WebAppParams, vpc: Ref<Vpc>, public: [Ref<Subnet>; 2]) -> Edge {
-    let net = stack.scope("network");
-    let firewall = net.add(
-        "lb-fw",
-        Firewall::new(vpc).allow(Ingress::tcp(80).from_anywhere()).allow(Ingress::tcp(443).from_anywhere()),
-    );
-    let mut lb = LoadBalancer::public(public).firewall(firewall).http(80);
-    let mut zone = None;
-    if let Some(domain) = &p.domain {
-        let edge = stack.scope("edge");
-        let mut cert = Certificate::new([domain.clone()]);
-        if let Some(z) = &p.zone {
-            let z = edge.add("zone", DnsZone::new(z.clone()));
-            cert = cert.validate_in(z);
-            zone = Some(z);
-        } else {
-            cert = cert.manual_validation();
-        }
-        let cert = edge.add("certificate", cert);
-        lb = lb.https(443, cert.id());
-        stack.export("certificate-status", cert.status());
-        if zone.is_none() {
-            stack.export("certificate-validation-records", cert.validation_records());
-        }
-    }
-    Edge { lb, firewall, zone }
-}
-
-/// Finish the edge: the target group of the app VMs, the load balancer, the domain's record.
-fn finish_edge(stack: &Stack, app: &Scope, p: &WebAppParams, e: Edge, vms: Vec<Ref<Vm>>) {
-    let group = TargetGroup::new("app", 80).vms(vms).health_check(TargetHealthCheck::http(p.health_path.clone()));
-    let lb = app.add("lb", e.lb.target_group(group));
-    stack.export("url", lb.url());
-    stack.export("lb-dns-name", lb.dns_name());
-    if let (Some(zone), Some(domain)) = (e.zone, &p.domain) {
-        let record = stack.scope("edge").add("record", DnsRecord::alias(zone, domain.clone(), lb.dns_name()));
-        stack.export("domain", record.fqdn());
-    }
+    edge::check(pr, prefix, &p.serving());
 }
 
 /// Stage-independent guarantees a template built on web-app adds (gdpr-saas uses them).
@@ -243,6 +192,9 @@ fn finish_edge(stack: &Stack, app: &Scope, p: &WebAppParams, e: Edge, vms: Vec<R
 pub(crate) struct Guarantees {
     /// Backups at least this many days outside prod, and in prod.
     pub(crate) min_backup_days: Option<(u32, u32)>,
+    /// The uploads bucket is versioned and encrypted at rest because the template says so,
+    /// not only because those are the `Bucket` builder's defaults today.
+    pub(crate) protected_uploads: bool,
 }
 
 impl TypedTemplate for WebApp {
@@ -284,11 +236,11 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
     if let Some(admin) = &p.admin_cidr {
         web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
     }
-    let serving = p.load_balancer || p.domain.is_some();
-    let edge = serving.then(|| edge(&stack, p, vpc, public));
+    let serving = p.serving();
+    let edge = serving.is_on().then(|| edge::start(&stack, &serving, vpc, public));
     if let Some(e) = &edge {
         // Behind the load balancer the VMs take web traffic from it only.
-        web_fw = Firewall::new(vpc).allow(Ingress::tcp(80).from(e.firewall));
+        web_fw = Firewall::new(vpc).allow(e.backend_rule());
         if let Some(admin) = &p.admin_cidr {
             web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
         }
@@ -341,7 +293,15 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
     });
     let count = p.vm_count.unwrap_or(if prod { 2 } else { 1 });
     let user_data = cloud_init(p);
-    let uploads = p.uploads_bucket.then(|| data.add("uploads", Bucket::new()));
+    let uploads = p.uploads_bucket.then(|| {
+        let bucket = Bucket::new();
+        let bucket = if g.protected_uploads {
+            bucket.versioning(true).encryption(BucketEncryption::ProviderManaged)
+        } else {
+            bucket
+        };
+        data.add("uploads", bucket)
+    });
     let mut vms = Vec::new();
     for i in 0..count {
         let subnets = if edge.is_some() { private } else { public };
@@ -369,7 +329,7 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
         vms.push(web);
     }
     if let Some(e) = edge {
-        finish_edge(&stack, &app, p, e, vms);
+        edge::finish(&stack, &app, "app", &serving, e, vms);
     }
     stack.export("database-host", db.host());
     stack
