@@ -9,51 +9,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::{cloud, Run};
 use serde_json::Value;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
 fn run(dir: &std::path::Path, args: &[&str], code: i32) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
-        .current_dir(dir)
-        .args(["--sim-latency-ms", "0", "--template", "agency-sites", "--params", "p.json"])
-        .args(args)
-        // Sealed state keeps the generated database password, as in production: a client VM
-        // replaced while serving is turned on reads the same password, nothing is rotated.
-        .env("KONSTACKS_SECRET_KEY", "agency-serving-test-sealing-key")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let r = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_eq!(r.code, code, "konstacks {}\n{r:?}", args.join(" "));
-    r
+    binary::run_with(dir, args, code, |cmd| {
+        cmd.args(["--template", "agency-sites", "--params", "p.json"])
+            // Sealed state keeps the generated database password, as in production: a client VM
+            // replaced while serving is turned on reads the same password, nothing is rotated.
+            .env("KONSTACKS_SECRET_KEY", "agency-serving-test-sealing-key");
+    })
 }
 
 fn params(dir: &std::path::Path, json: &str) {
     std::fs::write(dir.join("p.json"), json).unwrap();
-}
-
-/// The simulated cloud's resources.
-fn cloud(dir: &std::path::Path) -> Vec<Value> {
-    let Ok(text) = std::fs::read_to_string(dir.join(".konstacks/sim-cloud.json")) else { return Vec::new() };
-    let file: Value = serde_json::from_str(&text).unwrap();
-    file["resources"].as_array().unwrap().clone()
 }
 
 fn of_kind<'a>(all: &'a [Value], prefix: &str) -> Vec<&'a Value> {

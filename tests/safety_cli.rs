@@ -9,22 +9,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+#[path = "support/binary.rs"]
+mod binary;
+
+use binary::Run;
 use serde_json::Value;
 
 /// A scratch directory with its own state directory and simulated cloud.
 struct Scratch(tempfile::TempDir);
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
 
 impl Scratch {
     fn new() -> Self {
@@ -41,33 +33,15 @@ impl Scratch {
     }
 
     fn expect(&self, args: &[&str], code: i32) -> Run {
-        let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
-            .current_dir(self.0.path())
-            .arg("--state-dir")
-            .arg(self.state_dir())
-            .args(["--sim-latency-ms", "0"])
-            .args(args)
-            .env_remove("KONSTACKS_SECRET_KEY")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let run = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        assert_eq!(run.code, code, "konstacks {}\n{run:?}", args.join(" "));
-        run
+        binary::run_with(self.0.path(), args, code, |cmd| {
+            cmd.arg("--state-dir").arg(self.state_dir());
+        })
     }
 
     /// Every resource the simulated cloud holds, as (id, stack tag, path tag, region).
     fn cloud(&self) -> Vec<(String, String, String, String)> {
-        let Ok(text) = std::fs::read_to_string(self.state_dir().join("sim-cloud.json")) else { return Vec::new() };
-        let file: Value = serde_json::from_str(&text).unwrap();
         let tag = |r: &Value, k: &str| r["tags"][k].as_str().unwrap_or_default().to_string();
-        let mut out: Vec<_> = file["resources"]
-            .as_array()
-            .unwrap()
+        let mut out: Vec<_> = binary::cloud_in(&self.state_dir())
             .iter()
             .map(|r| {
                 (

@@ -5,46 +5,11 @@
 #![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Stdio};
+#[path = "support/binary.rs"]
+mod binary;
 
+use binary::{cloud, run};
 use serde_json::Value;
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
-
-fn run(dir: &std::path::Path, args: &[&str], code: i32) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
-        .current_dir(dir)
-        .args(["--sim-latency-ms", "0"])
-        .args(args)
-        .env_remove("KONSTACKS_SECRET_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let r = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert_eq!(r.code, code, "konstacks {}\n{r:?}", args.join(" "));
-    r
-}
-
-/// The simulated cloud's resources as (kind noun from the id prefix, JSON).
-fn cloud(dir: &std::path::Path) -> Vec<Value> {
-    let Ok(text) = std::fs::read_to_string(dir.join(".konstacks/sim-cloud.json")) else { return Vec::new() };
-    let file: Value = serde_json::from_str(&text).unwrap();
-    file["resources"].as_array().unwrap().clone()
-}
 
 fn of_kind<'a>(all: &'a [Value], prefix: &str) -> Vec<&'a Value> {
     all.iter().filter(|r| r["id"].as_str().unwrap().starts_with(prefix)).collect()
