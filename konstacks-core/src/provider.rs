@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError};
 use crate::kind::api::Erased;
-pub use crate::kind::api::{Api, Attrs, DynApi, KindApis, ProviderResult};
+pub use crate::kind::api::{Api, Attrs, DynApi, KindApis, ProviderResult, TargetHealth, TargetHealthState};
 pub use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
 use crate::kind::{Kind, ResourceKind, Selector};
 
@@ -160,6 +160,35 @@ impl Provider {
     /// Delete a resource of `kind`.
     pub async fn delete(&self, cx: &OpContext, kind: Kind, id: &str) -> ProviderResult<()> {
         self.api_of(kind)?.delete(cx, id).await
+    }
+
+    /// Add `targets` to the group `group` of the resource `id` of `kind` (a load balancer).
+    pub async fn register_targets(
+        &self,
+        cx: &OpContext,
+        kind: Kind,
+        id: &str,
+        group: &str,
+        targets: &[String],
+    ) -> ProviderResult<()> {
+        self.api_of(kind)?.register_targets(cx, id, group, targets).await
+    }
+
+    /// Take `targets` out of the group `group` of the resource `id` of `kind`.
+    pub async fn deregister_targets(
+        &self,
+        cx: &OpContext,
+        kind: Kind,
+        id: &str,
+        group: &str,
+        targets: &[String],
+    ) -> ProviderResult<()> {
+        self.api_of(kind)?.deregister_targets(cx, id, group, targets).await
+    }
+
+    /// The health of the targets of the resource `id` of `kind`.
+    pub async fn target_health(&self, cx: &OpContext, kind: Kind, id: &str) -> ProviderResult<Vec<TargetHealth>> {
+        self.api_of(kind)?.target_health(cx, id).await
     }
 
     /// The kinds registered, sorted by id.

@@ -308,6 +308,7 @@ async fn the_simulated_api_enforces_references_zones_vpcs_and_immutable_fields()
                 env: Default::default(),
                 ssh_keys: Vec::new(),
                 assign_public_ip: false,
+                app: None,
                 tags: Default::default(),
             },
         )

@@ -83,6 +83,7 @@ fn vm_spec(subnet_id: &str, firewall_ids: &[&str], public: bool) -> VmSpec {
         env: BTreeMap::new(),
         ssh_keys: Vec::new(),
         assign_public_ip: public,
+        app: None,
         tags: tags(),
     }
 }

@@ -203,6 +203,7 @@ fn vm_spec() -> VmSpec {
         env: BTreeMap::from([("DATABASE_PASSWORD".to_string(), Secret::new("n0t-in-logs".to_string()))]),
         ssh_keys: vec![],
         assign_public_ip: true,
+        app: None,
         tags: tags("s", "app/web", "s-app-web"),
     }
 }

@@ -45,6 +45,7 @@ async fn compute_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         env: Default::default(),
         ssh_keys: Vec::new(),
         assign_public_ip: true,
+        app: None,
         tags: run.tags("vm"),
     };
     let check = run.check("create_vm");

@@ -74,6 +74,7 @@ async fn lb_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         env: Default::default(),
         ssh_keys: Vec::new(),
         assign_public_ip: false,
+        app: None,
         tags: run.tags("web"),
     };
     let vm = run.create(Vm::KIND, &setup, || vms.create(cx, &vm_spec)).await?;

@@ -19,6 +19,43 @@ pub type ProviderResult<T> = Result<T, ProviderError>;
 /// Observed attributes of one resource, by field name.
 pub type Attrs = BTreeMap<String, Value>;
 
+/// Whether a target of a load balancer (or of any kind that fronts others) takes traffic.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetHealthState {
+    /// Registered, not yet probed often enough to decide.
+    Initial,
+    /// Passing the health check: it receives traffic.
+    Healthy,
+    /// Failing the health check: it receives no traffic.
+    Unhealthy,
+    /// Leaving: it finishes the requests in flight and receives no new ones.
+    Draining,
+    /// Not reachable or not registered.
+    Unavailable,
+}
+
+/// The health of one target in one target group, as the fronting resource sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct TargetHealth {
+    /// The target group.
+    pub group: String,
+    /// Provider id of the target (a VM).
+    pub target_id: String,
+    /// Its state.
+    pub state: TargetHealthState,
+    /// Why, in the provider's words (`Health checks failed with these codes: [502]`).
+    pub reason: Option<String>,
+}
+
+fn no_targets(kind: Kind) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::InvalidSpec,
+        format!("this backend's `{kind}` does not register targets; releases need a kind that fronts VMs"),
+    )
+}
+
 /// Create, read, update and delete of one kind on one cloud. Backends translate only: resolved
 /// spec -> API calls -> observed state. They never walk the graph, retry on the engine's behalf
 /// or decide replace-vs-update.
@@ -38,6 +75,33 @@ pub trait Api<K: ResourceKind>: Send + Sync {
     fn sets_secret_on_update(&self, _field: &str) -> bool {
         true
     }
+    /// Add `targets` (provider ids) to the target group `group` of the resource `id`, keeping
+    /// the ones it has. Only kinds that front others (load balancers) implement it.
+    async fn register_targets(
+        &self,
+        _cx: &OpContext,
+        _id: &str,
+        _group: &str,
+        _targets: &[String],
+    ) -> ProviderResult<()> {
+        Err(no_targets(K::KIND))
+    }
+    /// Take `targets` out of the group `group` of the resource `id`: they get no new requests
+    /// and finish the ones in flight during the group's deregistration delay. Removing one that
+    /// is not registered is not an error.
+    async fn deregister_targets(
+        &self,
+        _cx: &OpContext,
+        _id: &str,
+        _group: &str,
+        _targets: &[String],
+    ) -> ProviderResult<()> {
+        Err(no_targets(K::KIND))
+    }
+    /// The health of every registered target of the resource `id`, as its own health checks see it.
+    async fn target_health(&self, _cx: &OpContext, _id: &str) -> ProviderResult<Vec<TargetHealth>> {
+        Err(no_targets(K::KIND))
+    }
 }
 
 /// [`Api<K>`] with the kind erased: JSON specs in, `(id, attributes)` out.
@@ -55,6 +119,13 @@ pub trait DynApi: Send + Sync {
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
     /// See [`Api::sets_secret_on_update`].
     fn sets_secret_on_update(&self, field: &str) -> bool;
+    /// See [`Api::register_targets`].
+    async fn register_targets(&self, cx: &OpContext, id: &str, group: &str, targets: &[String]) -> ProviderResult<()>;
+    /// See [`Api::deregister_targets`].
+    async fn deregister_targets(&self, cx: &OpContext, id: &str, group: &str, targets: &[String])
+        -> ProviderResult<()>;
+    /// See [`Api::target_health`].
+    async fn target_health(&self, cx: &OpContext, id: &str) -> ProviderResult<Vec<TargetHealth>>;
 }
 
 /// The erasing adapter.
@@ -115,6 +186,24 @@ impl<K: ResourceKind> DynApi for Erased<K> {
     fn sets_secret_on_update(&self, field: &str) -> bool {
         self.api.sets_secret_on_update(field)
     }
+
+    async fn register_targets(&self, cx: &OpContext, id: &str, group: &str, targets: &[String]) -> ProviderResult<()> {
+        self.api.register_targets(cx, id, group, targets).await
+    }
+
+    async fn deregister_targets(
+        &self,
+        cx: &OpContext,
+        id: &str,
+        group: &str,
+        targets: &[String],
+    ) -> ProviderResult<()> {
+        self.api.deregister_targets(cx, id, group, targets).await
+    }
+
+    async fn target_health(&self, cx: &OpContext, id: &str) -> ProviderResult<Vec<TargetHealth>> {
+        self.api.target_health(cx, id).await
+    }
 }
 
 /// A shared backend serves the kinds of the backend it points to.
@@ -134,6 +223,21 @@ impl<K: ResourceKind, T: Api<K> + ?Sized> Api<K> for Arc<T> {
     }
     fn sets_secret_on_update(&self, field: &str) -> bool {
         (**self).sets_secret_on_update(field)
+    }
+    async fn register_targets(&self, cx: &OpContext, id: &str, group: &str, targets: &[String]) -> ProviderResult<()> {
+        (**self).register_targets(cx, id, group, targets).await
+    }
+    async fn deregister_targets(
+        &self,
+        cx: &OpContext,
+        id: &str,
+        group: &str,
+        targets: &[String],
+    ) -> ProviderResult<()> {
+        (**self).deregister_targets(cx, id, group, targets).await
+    }
+    async fn target_health(&self, cx: &OpContext, id: &str) -> ProviderResult<Vec<TargetHealth>> {
+        (**self).target_health(cx, id).await
     }
 }
 

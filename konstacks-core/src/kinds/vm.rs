@@ -9,6 +9,7 @@ use crate::kind::{Field, Kind, KindDef, ResourceKind, Tags};
 use crate::kind::{LowerCx, StackCx};
 use crate::kinds::firewall::Firewall;
 use crate::kinds::subnet::Subnet;
+use crate::model::app::App;
 use crate::model::gate::HealthGate;
 use crate::model::refs::{Output, Ref};
 
@@ -123,6 +124,7 @@ pub struct Vm {
     pub(crate) ssh_keys: Vec<String>,
     pub(crate) public_ip: bool,
     pub(crate) health: Option<HealthGate>,
+    pub(crate) app: Option<App>,
 }
 
 impl Vm {
@@ -138,6 +140,7 @@ impl Vm {
             ssh_keys: Vec::new(),
             public_ip: false,
             health: None,
+            app: None,
         }
     }
 
@@ -169,6 +172,17 @@ impl Vm {
     /// Give the VM a public IPv4 address.
     pub fn public_ip(mut self, yes: bool) -> Self {
         self.public_ip = yes;
+        self
+    }
+
+    /// The app this VM runs (typed; see [`App`]). The VM gets `PORT` and `APP_VERSION` in its
+    /// environment. Changing the app replaces the VM; behind a load balancer that replacement
+    /// is a release (new VMs must pass the load balancer's health check before old ones leave).
+    /// The user data stays the template's: it renders the app for the cloud's machines.
+    pub fn app(mut self, app: App) -> Self {
+        self.env.insert("PORT".into(), EnvValue::Literal(app.port.to_string()));
+        self.env.insert("APP_VERSION".into(), EnvValue::Literal(app.version.clone()));
+        self.app = Some(app);
         self
     }
 
@@ -206,6 +220,8 @@ pub mod field {
     pub const ASSIGN_PUBLIC_IP: Field<Vm, bool> = Field::new("assign_public_ip");
     /// Tags.
     pub const TAGS: Field<Vm, Tags> = Field::new("tags");
+    /// The app it runs.
+    pub const APP: Field<Vm, Option<App>> = Field::new("app");
 }
 
 /// A resolved VM.
@@ -231,6 +247,9 @@ pub struct VmSpec {
     pub ssh_keys: Vec<String>,
     /// Whether it gets a public IPv4 address.
     pub assign_public_ip: bool,
+    /// The app it runs, when described as one (older state has none).
+    #[serde(default)]
+    pub app: Option<App>,
     /// Tags.
     pub tags: Tags,
 }
@@ -269,6 +288,7 @@ crate::kind::observed!(VmObserved);
 pub const VM: KindDef = KindDef {
     id: "vm",
     fields: &[
+        field::APP.name(),
         field::ASSIGN_PUBLIC_IP.name(),
         field::ENV.name(),
         field::FIREWALL_IDS.name(),
@@ -282,6 +302,7 @@ pub const VM: KindDef = KindDef {
         field::USER_DATA.name(),
     ],
     force_new: &[
+        field::APP.name(),
         field::IMAGE.name(),
         field::SUBNET_ID.name(),
         field::USER_DATA.name(),
@@ -335,6 +356,11 @@ impl ResourceKind for Vm {
                 "move the script to an image or fetch it at boot",
             );
         }
+        if let Some(app) = &self.app {
+            for (what, problem) in app.problems() {
+                cx.error("invalid-app", format!("app {what}: {problem}"), "fix the app's description");
+            }
+        }
         let mut env = BTreeMap::new();
         for (k, v) in &self.env {
             if k.is_empty()
@@ -366,6 +392,7 @@ impl ResourceKind for Vm {
         cx.set_expr(field::ENV, Expr::Map(env));
         cx.set(field::SSH_KEYS, self.ssh_keys.clone());
         cx.set(field::ASSIGN_PUBLIC_IP, self.public_ip);
+        cx.set(field::APP, self.app.clone());
     }
 
     fn health(&self) -> Option<HealthGate> {

@@ -2,6 +2,7 @@
 //! their outputs ([`refs`]) and health gates ([`gate`]). For stack authors it also gathers the
 //! builders of every kind and the stack itself, so `use konstacks_core::model::*` is enough.
 
+pub mod app;
 pub mod gate;
 pub mod placement;
 pub mod refs;
@@ -18,6 +19,7 @@ pub use crate::kinds::{
     ValidationRecord,
 };
 pub use crate::stack::{Scope, Stack};
+pub use app::{App, AppRun};
 pub use gate::{HealthCheck, HealthGate};
 pub use placement::{Budget, Jurisdiction, Placement, Stage, SIMULATED};
 pub use refs::{Output, Ref};

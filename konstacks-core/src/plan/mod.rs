@@ -572,7 +572,10 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
                 let provider_changed = p.provider != r.provider;
                 for (k, v) in &desired {
                     let before = p.inputs.get(*k);
-                    let same = matches!(v, Resolved::Known(v) if Some(v) == before);
+                    // A field added to a kind after this resource was applied is absent from its
+                    // recorded inputs: absent and null are the same (no churn on upgrade).
+                    let same =
+                        matches!(v, Resolved::Known(v) if Some(v) == before || (v.is_null() && before.is_none()));
                     if same {
                         continue;
                     }

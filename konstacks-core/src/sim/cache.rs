@@ -8,8 +8,8 @@ use crate::kind::catalog::Catalog;
 use crate::kinds::{Cache, CacheObserved, CacheSpec};
 use crate::sim::secret_fingerprint;
 use crate::sim::store::{
-    check_engine_version, check_no_downgrade, check_offer, immutable, invalid, provider_error, same_set, Inner,
-    SimKind, SimOps,
+    check_engine_version, check_no_downgrade, check_offer, immutable, invalid, live_error, provider_error, same_set,
+    Inner, SimKind, SimOps,
 };
 
 impl SimKind for Cache {
@@ -60,6 +60,15 @@ impl SimKind for Cache {
             status: "available".into(),
             tags: spec.tags.clone(),
         };
+        let mut obs = obs;
+        if let Some(rt) = &s.runtime {
+            let live =
+                rt.start_cache(&obs, spec).map_err(|e| live_error(&format!("start cache `{}`", spec.name), e))?;
+            if let Some(a) = live {
+                obs.host = a.host;
+                obs.port = a.port.to_string();
+            }
+        }
         remember_token(s, &obs.id, spec);
         Ok(s.create::<Cache>(obs, now))
     }
@@ -103,6 +112,9 @@ impl SimKind for Cache {
     fn delete(s: &mut Inner, id: &str) -> ProviderResult<()> {
         s.existing::<Cache>(id)?;
         s.remove(id);
+        if let Some(rt) = &s.runtime {
+            rt.stop_cache(id);
+        }
         Ok(())
     }
 }

@@ -8,8 +8,8 @@ use crate::kind::catalog::Catalog;
 use crate::kinds::{Database, DatabaseObserved, DatabaseSpec};
 use crate::sim::secret_fingerprint;
 use crate::sim::store::{
-    check_engine_version, check_no_downgrade, check_offer, conflict, immutable, invalid, provider_error, same_set,
-    Inner, SimKind, SimOps,
+    check_engine_version, check_no_downgrade, check_offer, conflict, immutable, invalid, live_error, provider_error,
+    same_set, Inner, SimKind, SimOps,
 };
 
 impl SimKind for Database {
@@ -66,6 +66,15 @@ impl SimKind for Database {
             status: "available".into(),
             tags: spec.tags.clone(),
         };
+        let mut obs = obs;
+        if let Some(rt) = &s.runtime {
+            let live =
+                rt.start_database(&obs, spec).map_err(|e| live_error(&format!("start database `{}`", spec.name), e))?;
+            if let Some(a) = live {
+                obs.host = a.host;
+                obs.port = a.port.to_string();
+            }
+        }
         remember_password(s, &obs.id, spec)?;
         Ok(s.create::<Database>(obs, now))
     }
@@ -122,6 +131,9 @@ impl SimKind for Database {
             )));
         }
         s.remove(id);
+        if let Some(rt) = &s.runtime {
+            rt.stop_database(id);
+        }
         Ok(())
     }
 }

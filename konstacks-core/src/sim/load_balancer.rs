@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::base::error::ErrorKind;
-use crate::kind::api::ProviderResult;
+use crate::kind::api::{ProviderResult, TargetHealth, TargetHealthState};
 use crate::kind::catalog::Catalog;
 use crate::kinds::load_balancer::url_of;
 use crate::kinds::Certificate;
@@ -16,7 +16,7 @@ use crate::kinds::{
     HealthProtocol, LbScheme, ListenerProtocol, LoadBalancer, LoadBalancerObserved, LoadBalancerSpec, Subnet,
     TargetGroupSpec, TargetState, Vm,
 };
-use crate::sim::store::{id_number, immutable, invalid, provider_error, zone_name, Inner, SimKind, SimOps};
+use crate::sim::store::{id_number, immutable, invalid, live_error, provider_error, zone_name, Inner, SimKind, SimOps};
 
 const NOUN: &str = "load balancer";
 
@@ -140,24 +140,66 @@ fn check_health(name: &str, g: &TargetGroupSpec) -> ProviderResult<()> {
     }
 }
 
-/// What the load balancer sees of each target: healthy while the VM runs.
-fn targets(s: &Inner, o: &LoadBalancerObserved) -> Vec<TargetState> {
-    let mut out: Vec<TargetState> = o
+/// What the load balancer sees of each target: in live mode what its probes see; otherwise
+/// healthy while the VM runs.
+fn health(s: &Inner, o: &LoadBalancerObserved) -> Vec<TargetHealth> {
+    if let Some(live) = s.runtime.as_ref().and_then(|rt| rt.target_health(&o.id)) {
+        return live;
+    }
+    let mut out: Vec<TargetHealth> = o
         .target_groups
         .iter()
         .flat_map(|g| {
             g.vm_ids.iter().map(|id| {
-                let state = match s.get::<Vm>(id) {
-                    Some(vm) if vm.status == "running" => "healthy",
-                    Some(_) => "unhealthy",
-                    None => "unavailable",
+                let (state, reason) = match s.get::<Vm>(id) {
+                    Some(vm) if vm.status == "running" => (TargetHealthState::Healthy, None),
+                    Some(vm) => (TargetHealthState::Unhealthy, Some(format!("the VM is `{}`", vm.status))),
+                    None => (TargetHealthState::Unavailable, Some("the VM does not exist".to_string())),
                 };
-                TargetState { vm_id: id.clone(), group: g.name.clone(), state: state.into() }
+                TargetHealth { group: g.name.clone(), target_id: id.clone(), state, reason }
             })
         })
         .collect();
     out.sort();
     out
+}
+
+/// The targets as the observed load balancer lists them.
+fn targets(s: &Inner, o: &LoadBalancerObserved) -> Vec<TargetState> {
+    let word = |st: TargetHealthState| match st {
+        TargetHealthState::Initial => "initial",
+        TargetHealthState::Healthy => "healthy",
+        TargetHealthState::Unhealthy => "unhealthy",
+        TargetHealthState::Draining => "draining",
+        _ => "unavailable",
+    };
+    let mut out: Vec<TargetState> = health(s, o)
+        .into_iter()
+        .map(|t| TargetState { vm_id: t.target_id, group: t.group, state: word(t.state).into() })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Serve the load balancer as it now is, in live mode: its address replaces the simulated one.
+fn go_live(s: &Inner, obs: &mut LoadBalancerObserved) -> ProviderResult<()> {
+    if let Some(rt) = &s.runtime {
+        let at =
+            rt.serve_load_balancer(obs).map_err(|e| live_error(&format!("serve load balancer `{}`", obs.name), e))?;
+        obs.dns_name = at.dns_name;
+        obs.url = at.url;
+    }
+    Ok(())
+}
+
+/// The stored load balancer `id` with its group `group`, for a change of targets.
+fn group_of(s: &Inner, id: &str, group: &str) -> ProviderResult<(LoadBalancerObserved, usize)> {
+    let lb = s.existing::<LoadBalancer>(id)?.clone();
+    let at =
+        lb.target_groups.iter().position(|g| g.name == group).ok_or_else(|| {
+            provider_error(ErrorKind::NotFound, format!("{NOUN} `{id}` has no target group `{group}`"))
+        })?;
+    Ok((lb, at))
 }
 
 fn sorted<T: Ord + Clone>(v: &[T]) -> Vec<T> {
@@ -234,8 +276,51 @@ impl SimKind for LoadBalancer {
             targets: Vec::new(),
             tags: spec.tags.clone(),
         };
+        go_live(s, &mut obs)?;
         obs.targets = targets(s, &obs);
         Ok(s.create::<LoadBalancer>(obs, now))
+    }
+
+    fn delete(s: &mut Inner, id: &str) -> ProviderResult<()> {
+        s.delete_unreferenced::<LoadBalancer>(id)?;
+        if let Some(rt) = &s.runtime {
+            rt.stop_load_balancer(id);
+        }
+        Ok(())
+    }
+
+    fn register(s: &mut Inner, id: &str, group: &str, vms: &[String], now: Duration) -> ProviderResult<()> {
+        let (mut lb, at) = group_of(s, id, group)?;
+        for vm_id in vms {
+            let vm = s.reference::<Vm>(vm_id, &lb.region, now)?;
+            let vm_vpc = s.get::<Subnet>(&vm.subnet_id).map(|n| n.vpc_id.clone()).unwrap_or_default();
+            let lb_vpc = lb.subnet_ids.first().and_then(|n| s.get::<Subnet>(n)).map(|n| n.vpc_id.clone());
+            if lb_vpc.as_deref() != Some(vm_vpc.as_str()) {
+                return Err(invalid(format!("{NOUN} `{id}`: VM `{vm_id}` is not in the load balancer's VPC")));
+            }
+            if !lb.target_groups[at].vm_ids.contains(vm_id) {
+                lb.target_groups[at].vm_ids.push(vm_id.clone());
+            }
+        }
+        lb.target_groups[at].vm_ids.sort();
+        go_live(s, &mut lb)?;
+        lb.targets = targets(s, &lb);
+        s.put::<LoadBalancer>(lb);
+        Ok(())
+    }
+
+    fn deregister(s: &mut Inner, id: &str, group: &str, vms: &[String]) -> ProviderResult<()> {
+        let (mut lb, at) = group_of(s, id, group)?;
+        lb.target_groups[at].vm_ids.retain(|v| !vms.contains(v));
+        go_live(s, &mut lb)?;
+        lb.targets = targets(s, &lb);
+        s.put::<LoadBalancer>(lb);
+        Ok(())
+    }
+
+    fn target_health(s: &Inner, id: &str, _now: Duration) -> ProviderResult<Vec<TargetHealth>> {
+        let lb = s.existing::<LoadBalancer>(id)?;
+        Ok(health(s, lb))
     }
 
     fn update(
@@ -270,6 +355,7 @@ impl SimKind for LoadBalancer {
         obs.assumed_gb_processed_per_month = spec.assumed_gb_processed_per_month;
         obs.url = url_of(&obs.dns_name, &obs.listeners);
         obs.tags = spec.tags.clone();
+        go_live(s, &mut obs)?;
         obs.targets = targets(s, &obs);
         s.put::<LoadBalancer>(obs.clone());
         Ok(obs)

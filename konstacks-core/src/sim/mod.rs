@@ -21,6 +21,7 @@ mod dns_zone;
 mod file;
 mod firewall;
 mod load_balancer;
+pub mod runtime;
 pub mod store;
 mod subnet;
 mod vm;
@@ -35,7 +36,7 @@ use serde_json::Value;
 
 use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError, StateError};
-use crate::kind::api::{Api, ProviderResult};
+use crate::kind::api::{Api, ProviderResult, TargetHealth};
 use crate::kind::catalog::BucketPricing;
 use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo, UnitPrice};
 use crate::kind::Selector;
@@ -190,6 +191,13 @@ impl SimCloud {
         sync_from_disk(&mut inner, &file.path, held.bytes.take())?;
         drop(held);
         Ok(Self { inner: Mutex::new(inner), catalog: Self::catalog(), file: Some(Arc::new(file)) })
+    }
+
+    /// This cloud in live mode: `runtime` runs its VMs' apps, load balancers, databases and
+    /// caches for real on this machine (see [`runtime`]).
+    pub fn with_runtime(self, runtime: Arc<dyn runtime::Runtime>) -> Self {
+        self.lock().runtime = Some(runtime);
+        self
     }
 
     /// The static catalogue of the simulated cloud (also returned by [`Region::catalog`]).
@@ -577,6 +585,24 @@ impl<K: SimKind> Api<K> for SimCloud {
 
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         self.call(cx, K::OPS.delete, true, |s, _| K::delete(s, id)).await
+    }
+
+    async fn register_targets(&self, cx: &OpContext, id: &str, group: &str, targets: &[String]) -> ProviderResult<()> {
+        self.call(cx, "register_targets", true, |s, now| K::register(s, id, group, targets, now)).await
+    }
+
+    async fn deregister_targets(
+        &self,
+        cx: &OpContext,
+        id: &str,
+        group: &str,
+        targets: &[String],
+    ) -> ProviderResult<()> {
+        self.call(cx, "deregister_targets", true, |s, _| K::deregister(s, id, group, targets)).await
+    }
+
+    async fn target_health(&self, cx: &OpContext, id: &str) -> ProviderResult<Vec<TargetHealth>> {
+        self.call(cx, "describe_target_health", false, |s, now| K::target_health(s, id, now)).await
     }
 }
 

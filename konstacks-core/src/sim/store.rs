@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::base::cidr::Cidr;
 use crate::base::error::{ErrorKind, ProviderError};
 use crate::base::util::SplitMix;
-use crate::kind::api::ProviderResult;
+use crate::kind::api::{ProviderResult, TargetHealth};
 use crate::kind::catalog::Catalog;
 use crate::kind::{Kind, Observed, ResourceKind, Selector, Tags, TAG_STACK};
 use crate::sim::config::SimConfig;
@@ -57,6 +57,18 @@ pub(crate) trait SimKind: ResourceKind {
     /// out here, at read time.
     fn observe(_s: &Inner, o: Self::Observed, _now: Duration) -> Self::Observed {
         o
+    }
+    /// Add targets to a group (kinds that front others).
+    fn register(_s: &mut Inner, _id: &str, _group: &str, _targets: &[String], _now: Duration) -> ProviderResult<()> {
+        Err(invalid(format!("a {} has no targets to register", Self::NOUN)))
+    }
+    /// Take targets out of a group (kinds that front others).
+    fn deregister(_s: &mut Inner, _id: &str, _group: &str, _targets: &[String]) -> ProviderResult<()> {
+        Err(invalid(format!("a {} has no targets to deregister", Self::NOUN)))
+    }
+    /// The health of the targets (kinds that front others).
+    fn target_health(_s: &Inner, _id: &str, _now: Duration) -> ProviderResult<Vec<TargetHealth>> {
+        Err(invalid(format!("a {} has no targets", Self::NOUN)))
     }
 }
 
@@ -243,6 +255,13 @@ pub(crate) struct Inner {
     /// Fingerprints of the secrets each resource was given (id -> what -> fingerprint), never
     /// the secrets: lets tests check that a VM got the password its database has.
     pub(crate) secret_prints: BTreeMap<String, BTreeMap<String, String>>,
+    /// What runs for real in live mode; `None` keeps every resource bookkeeping.
+    pub(crate) runtime: Option<std::sync::Arc<dyn crate::sim::runtime::Runtime>>,
+}
+
+/// A live runtime's error, as the cloud's answer to the call that met it.
+pub(crate) fn live_error(what: &str, e: String) -> ProviderError {
+    provider_error(ErrorKind::Other, format!("live mode could not {what}: {e}"))
 }
 
 pub(crate) fn provider_error(kind: ErrorKind, message: impl Into<String>) -> ProviderError {
@@ -310,6 +329,7 @@ impl Inner {
             on_disk: OnDisk::Unknown,
             boot_status: BTreeMap::new(),
             secret_prints: BTreeMap::new(),
+            runtime: None,
         }
     }
 

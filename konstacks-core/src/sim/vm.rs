@@ -10,7 +10,9 @@ use crate::kind::api::ProviderResult;
 use crate::kind::catalog::Catalog;
 use crate::kinds::{Subnet, SubnetObserved, Vm, VmObserved, VmSpec};
 use crate::sim::secret_fingerprint;
-use crate::sim::store::{check_offer, immutable, invalid, parse_cidr, provider_error, Inner, SimKind, SimOps};
+use crate::sim::store::{
+    check_offer, immutable, invalid, live_error, parse_cidr, provider_error, Inner, SimKind, SimOps,
+};
 
 fn private_ip(s: &Inner, subnet: &SubnetObserved) -> ProviderResult<String> {
     let cidr = parse_cidr("subnet CIDR", &subnet.cidr)?;
@@ -89,6 +91,9 @@ impl SimKind for Vm {
         };
         // The environment may carry secrets: only their fingerprints are kept, for tests.
         let prints = spec.env.iter().map(|(k, v)| (format!("env:{k}"), secret_fingerprint(v.expose()))).collect();
+        if let Some(rt) = &s.runtime {
+            rt.start_vm(&obs, spec).map_err(|e| live_error(&format!("start the app of VM `{}`", spec.name), e))?;
+        }
         s.secret_prints.insert(obs.id.clone(), prints);
         Ok(s.create::<Vm>(obs, now))
     }
@@ -114,6 +119,10 @@ impl SimKind for Vm {
 
     fn delete(s: &mut Inner, id: &str) -> ProviderResult<()> {
         // A VM that is a load balancer's target is in use, as on a real API.
-        s.delete_unreferenced::<Vm>(id)
+        s.delete_unreferenced::<Vm>(id)?;
+        if let Some(rt) = &s.runtime {
+            rt.stop_vm(id);
+        }
+        Ok(())
     }
 }

@@ -529,6 +529,7 @@ mod tests {
             env: BTreeMap::new(),
             ssh_keys: Vec::new(),
             assign_public_ip: true,
+            app: None,
             tags: Tags::from([(TAG_PATH.to_string(), "app/web-1".to_string())]),
         }
     }
