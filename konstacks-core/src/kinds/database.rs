@@ -289,6 +289,10 @@ pub struct DatabaseObserved {
     pub host: String,
     /// Port, as text.
     pub port: String,
+    /// The admin user clients log in as with the admin password (`konstacks` on AWS,
+    /// `doadmin` on DigitalOcean, the configured user on GCP).
+    #[serde(default)]
+    pub admin_user: String,
     /// Provider status (`available`, `creating`, ...).
     pub status: String,
     /// Tags.
@@ -499,6 +503,10 @@ impl Ref<Database> {
     /// The port clients connect to, as text.
     pub fn port(&self) -> Output<String> {
         self.output("port", false)
+    }
+    /// The admin user the password belongs to.
+    pub fn admin_user(&self) -> Output<String> {
+        self.output("admin_user", false)
     }
     /// The admin password (a secret: redacted in every output).
     pub fn password(&self) -> Output<String> {

@@ -63,6 +63,7 @@ impl SimKind for Database {
             deletion_protection: spec.deletion_protection,
             host: format!("{}.{}.db.sim.internal", spec.name, spec.region),
             port: spec.engine.default_port().to_string(),
+            admin_user: "konstacks".into(),
             status: "available".into(),
             tags: spec.tags.clone(),
         };

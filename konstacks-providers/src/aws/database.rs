@@ -165,6 +165,7 @@ impl AwsProvider {
             deletion_protection: db.deletion_protection().unwrap_or(false),
             host: endpoint.and_then(|e| e.address()).unwrap_or_default().to_string(),
             port: port.map_or_else(|| engine.default_port().to_string(), |p| p.to_string()),
+            admin_user: db.master_username().unwrap_or(&self.settings.master_username).to_string(),
             status: status_of(db).to_string(),
             tags: visible_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         })

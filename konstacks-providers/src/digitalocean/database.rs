@@ -85,6 +85,12 @@ impl DigitalOcean {
             deletion_protection: false,
             host,
             port,
+            admin_user: c
+                .connection
+                .as_ref()
+                .map(|k| k.user.clone())
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "doadmin".into()),
             status: c.status.clone(),
             tags: labels::decode(&c.tags, Some(&c.name)),
         })

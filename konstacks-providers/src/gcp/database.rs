@@ -168,6 +168,7 @@ impl Gcp {
             deletion_protection: settings.deletion_protection_enabled.unwrap_or(false),
             host,
             port: port_of(engine).to_string(),
+            admin_user: self.database_user.clone(),
             status: status_of(&d.state),
             tags: payload.tags,
         }
