@@ -40,6 +40,8 @@ pub use konstacks_templates as templates;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
+pub mod live;
 
 /// Everything a program that defines stacks needs.
 pub mod prelude {
