@@ -400,6 +400,19 @@ enum Command {
     Validate,
     /// Print the synthesized stack as JSON.
     Synth,
+    /// Run the stack for real on this machine until stopped: apps as processes, load balancers
+    /// as loopback reverse proxies, local PostgreSQL/Redis where installed (docs/live.md).
+    /// Prints `serving: URL`; a changed parameters file is applied as a release; Ctrl-C stops
+    /// every process and listener it started (exit 0).
+    Dev {
+        /// Apply, request the URL once through the live load balancer, print the status and
+        /// body, stop everything: exit 0 on a 2xx answer, 1 otherwise.
+        #[arg(long)]
+        probe: bool,
+        /// Seconds to wait for the load balancers' targets to become healthy after the first apply.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        ready_timeout: u64,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -26,6 +26,8 @@ use konstacks_core::validate::Synthesized;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+mod dev;
+
 use super::progress::Renderer;
 use super::{App, BuildError, BuildOutcome, Cli, Command, Exit, GlobalArgs, GraphFormat, SafetyArgs, StateCommand};
 
@@ -342,6 +344,26 @@ where
         }
         _ => {}
     }
+    if let Command::Dev { probe, ready_timeout } = command {
+        let rebuild = || -> Result<Stack, Failure> {
+            let params = match &global.params {
+                Some(p) => load_params(p)?,
+                None => Value::Object(Default::default()),
+            };
+            let mut app = App::new(global.stage, params, global.params.clone());
+            match build(&mut app, &extra).into_result() {
+                Ok(()) => {}
+                Err(BuildError::Invalid(m) | BuildError::Failed(m)) => return Err(Failure::invalid(m)),
+            }
+            let stack = select(&app.stacks, global.stack.as_deref())?;
+            if let Some(cap) = global.budget {
+                stack.budget(cap);
+            }
+            Ok(stack)
+        };
+        let args = dev::DevArgs { probe, ready_timeout: Duration::from_secs(ready_timeout) };
+        return dev::dev(ui, &global, providers, stack, policy, &args, &rebuild);
+    }
     if let Command::Plan { out: Some(out), .. } = &command {
         check_plan_out(&global.state_dir, out)?;
     }
@@ -370,7 +392,8 @@ where
         | Command::Graph { .. }
         | Command::Check { .. }
         | Command::Cost { .. }
-        | Command::Parity => Ok(Exit::Success),
+        | Command::Parity
+        | Command::Dev { .. } => Ok(Exit::Success),
     }
 }
 

@@ -395,3 +395,67 @@ pub fn all_groups_serving(health: &BTreeMap<String, Vec<TargetHealth>>) -> bool 
         groups.iter().all(|g| targets.iter().any(|t| t.group == *g && t.state == TargetHealthState::Healthy))
     })
 }
+
+impl LiveRuntime {
+    /// The URL of every running VM app, by VM provider id (`http://127.0.0.1:PORT`).
+    pub fn app_urls(&self) -> BTreeMap<String, String> {
+        self.lock().apps.iter().map(|(id, a)| (id.clone(), format!("http://127.0.0.1:{}", a.port))).collect()
+    }
+}
+
+/// `GET url` once (HTTP, or HTTPS trusting `root_ca`, a PEM file), following no redirect:
+/// the status and the body as text. Bounded to 30 s.
+pub async fn get(url: &str, root_ca: Option<&std::path::Path>) -> Result<(u16, String), String> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+
+    async fn send<T>(io: T, req: hyper::Request<Empty<Bytes>>) -> Result<(u16, String), String>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    let work = async {
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("invalid URL: {e}"))?;
+        let https = uri.scheme_str() == Some("https");
+        let host = uri.host().ok_or("the URL has no host")?.trim_matches(|c| c == '[' || c == ']').to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let authority = uri.authority().map(|a| a.as_str().to_string()).unwrap_or_else(|| host.clone());
+        let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| e.to_string())?;
+        if !https {
+            return send(tcp, req).await;
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(path) = root_ca {
+            use rustls::pki_types::pem::PemObject as _;
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                roots.add(cert).map_err(|e| format!("cannot trust {}: {e}", path.display()))?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        send(tls, req).await
+    };
+    tokio::time::timeout(Duration::from_secs(30), work).await.map_err(|_| "no answer within 30s".to_string())?
+}
