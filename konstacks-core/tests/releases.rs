@@ -18,7 +18,7 @@ use konstacks_core::state::MemoryBackend;
 const VMS: usize = 3;
 
 /// Two public subnets, a load balancer and three VMs running `version` of the app.
-fn stack(version: &str, surge: u32) -> Stack {
+fn stack(version: &str, surge: u32, unavailable: u32) -> Stack {
     let stack = Stack::new("shop", Placement::region("eu-central"), Stage::Prod);
     let net = stack.scope("network");
     let vpc = net.add("vpc", Vpc::new("10.0.0.0/16"));
@@ -36,7 +36,7 @@ fn stack(version: &str, surge: u32) -> Stack {
         .vms(vms)
         .health_check(TargetHealthCheck::http("/healthz").timing(5, 2).thresholds(2, 2))
         .deregistration_delay_s(10)
-        .rolling(surge, 0)
+        .rolling(surge, unavailable)
         .healthy_within_s(60);
     let lb = app.add("lb", LoadBalancer::public([a, b]).http(80).target_group(group));
     stack.export("url", lb.url());
@@ -67,7 +67,7 @@ fn registered(sim: &SimCloud) -> Vec<String> {
 async fn applied(version: &str) -> (Arc<SimCloud>, Engine) {
     let sim = Arc::new(SimCloud::new(SimConfig::default()));
     let engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(sim.provider()).with_sealer(None);
-    let s = engine.synth(&stack(version, 1)).unwrap();
+    let s = engine.synth(&stack(version, 1, 0)).unwrap();
     engine.apply(&s, &ApplyOptions::default()).await.unwrap();
     (sim, engine)
 }
@@ -78,7 +78,7 @@ async fn a_new_app_version_is_released_batch_by_batch_behind_the_load_balancer()
     let old = vm_ids(&sim);
     assert_eq!(registered(&sim), old);
 
-    let s = engine.synth(&stack("2", 1)).unwrap();
+    let s = engine.synth(&stack("2", 1, 0)).unwrap();
     let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
     assert_eq!(plan.releases.len(), 1, "{}", plan.render(false));
     let r = &plan.releases[0];
@@ -111,7 +111,7 @@ async fn a_release_whose_new_vms_never_become_healthy_is_rolled_back_as_a_whole(
     // Every VM booted from now on comes up impaired: the load balancer finds it unhealthy.
     sim.set_boot_status("sim-ubuntu-24.04", "impaired");
     sim.set_boot_status("ubuntu-lts", "impaired");
-    let s = engine.synth(&stack("2", 2)).unwrap();
+    let s = engine.synth(&stack("2", 2, 0)).unwrap();
     let Err(Error::Apply(report)) = engine.apply(&s, &ApplyOptions::default()).await else {
         panic!("the release must fail");
     };
@@ -147,7 +147,7 @@ async fn a_release_that_fails_halfway_switches_the_done_targets_back() {
             }
         })
     };
-    let s = engine.synth(&stack("2", 1)).unwrap();
+    let s = engine.synth(&stack("2", 1, 0)).unwrap();
     let Err(Error::Apply(report)) = engine.apply(&s, &ApplyOptions::default()).await else {
         panic!("the release must fail");
     };
@@ -161,4 +161,21 @@ async fn a_release_that_fails_halfway_switches_the_done_targets_back() {
     assert_eq!(state.resources.get("app/web-1").map(|r| r.id.clone()), old.first().cloned());
     let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
     assert_eq!(plan.releases.len(), 1, "{}", plan.render(false));
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_max_unavailable_the_old_instance_leaves_the_load_balancer_first() {
+    let (sim, engine) = applied("1").await;
+    let mut events = engine.subscribe();
+    let s = engine.synth(&stack("2", 0, 1)).unwrap();
+    engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    let mut early = 0;
+    while let Ok(e) = events.try_recv() {
+        if let konstacks_core::events::EventKind::Progress { message } = &e.kind {
+            early += usize::from(message.contains("out first (max unavailable)"));
+        }
+    }
+    assert_eq!(early, VMS, "each old VM left before its replacement was made");
+    assert_eq!(registered(&sim), vm_ids(&sim));
+    assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
 }

@@ -462,10 +462,11 @@ impl<'a> Exec<'a> {
         let released = self.release.get(node).and_then(Option::as_ref).filter(|_| action == Action::Replace);
         let gate =
             r.health.as_ref().filter(|_| action == Action::Replace && np.create_before_destroy && released.is_none());
-        let _release_slot = match released {
+        let release_slot = match released {
             Some(g) => Some(self.release_slot(g).await?),
             None => None,
         };
+        let early = release_slot.as_ref().is_some_and(|s| s.early);
         // Health-gated replacements roll in batches: at most `batch` at once in the stack.
         let _batch = match (gate, &self.rolling) {
             (Some(_), Some(sem)) => Some(permit(sem).await?),
@@ -483,6 +484,9 @@ impl<'a> Exec<'a> {
         let cx = self.engine.op_cx(self.stack, &r.path, opk);
         let t0 = cx.clock.now();
         self.emit(&r.path, EventKind::Started { op: opk });
+        if let (Some(g), true) = (released, early) {
+            self.leave_early(&cx, g, &r.path).await?;
+        }
 
         // Attributes of the dependencies, all final by now.
         let dep_attrs: BTreeMap<usize, Arc<Attrs>> = {
@@ -593,7 +597,7 @@ impl<'a> Exec<'a> {
             sealed,
         };
         if let Some(g) = released {
-            self.release_one(&cx, g, &r.path, resource).await?;
+            self.release_one(&cx, g, &r.path, resource, early).await?;
         } else {
             self.journal.write_behind(vec![Record::Put { path: r.path.clone(), resource }]);
         }

@@ -13,6 +13,7 @@
 //! switched is switched back (old re-registered and healthy first, then new deregistered and
 //! deleted), the old instances stay current, and the next plan shows the release again.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,15 @@ pub(super) struct ReleaseGate {
     pub(super) mark: ReleaseMark,
     /// Batches of the group.
     pub(super) batch: Arc<tokio::sync::Semaphore>,
+    /// Old targets of the group that may still leave before their replacement serves.
+    pub(super) unavailable: Arc<AtomicU32>,
+}
+
+/// A batch slot of a release, and whether the old instance leaves before its replacement
+/// serves (within the group's `max_unavailable`).
+pub(super) struct ReleaseSlot<'g> {
+    _permit: tokio::sync::SemaphorePermit<'g>,
+    pub(super) early: bool,
 }
 
 /// A target this run switched to its new instance (undone if the release fails).
@@ -61,6 +71,7 @@ pub(super) fn gates(s: &Synthesized, plan: &Plan, nodes: &[NodePlan]) -> Vec<Opt
         }
         for g in fronts(&front.fields) {
             let batch = Arc::new(tokio::sync::Semaphore::new(g.release.batch()));
+            let unavailable = Arc::new(AtomicU32::new(g.release.max_unavailable));
             for &t in &g.targets {
                 let replaced = nodes.get(t).is_some_and(|n| n.action == Action::Replace && n.create_before_destroy);
                 if !replaced || out[t].is_some() {
@@ -76,8 +87,12 @@ pub(super) fn gates(s: &Synthesized, plan: &Plan, nodes: &[NodePlan]) -> Vec<Opt
                     interval_s: g.interval_s,
                     policy: g.release,
                 };
-                out[t] =
-                    Some(Arc::new(ReleaseGate { front_path: front.path.clone(), mark, batch: Arc::clone(&batch) }));
+                out[t] = Some(Arc::new(ReleaseGate {
+                    front_path: front.path.clone(),
+                    mark,
+                    batch: Arc::clone(&batch),
+                    unavailable: Arc::clone(&unavailable),
+                }));
             }
         }
     }
@@ -168,10 +183,7 @@ pub(super) async fn switch_back(
 
 impl Exec<'_> {
     /// Take a batch slot of the release; refused once another target of the run failed.
-    pub(super) async fn release_slot<'g>(
-        &self,
-        gate: &'g ReleaseGate,
-    ) -> Result<tokio::sync::SemaphorePermit<'g>, OpFailure> {
+    pub(super) async fn release_slot<'g>(&self, gate: &'g ReleaseGate) -> Result<ReleaseSlot<'g>, OpFailure> {
         let p = permit(&gate.batch).await?;
         if !self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
             return Err(OpFailure {
@@ -179,7 +191,30 @@ impl Exec<'_> {
                 message: "not released: another target of this release failed its health check".into(),
             });
         }
-        Ok(p)
+        let early = gate.mark.old_id.is_some()
+            && gate.unavailable.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+        Ok(ReleaseSlot { _permit: p, early })
+    }
+
+    /// Take the old instance out before its replacement exists (the group allows it to be
+    /// unavailable): deregister it and let it drain.
+    pub(super) async fn leave_early(&self, cx: &OpContext, gate: &ReleaseGate, path: &str) -> Result<(), OpFailure> {
+        let mark = &gate.mark;
+        let Some(old_id) = mark.old_id.clone() else { return Ok(()) };
+        let slot = self.slot(&mark.front_provider)?;
+        let p = &slot.provider;
+        self.emit(
+            path,
+            EventKind::Progress { message: format!("release: taking {old_id} out first (max unavailable)") },
+        );
+        let old = std::slice::from_ref(&old_id);
+        self.call(slot, cx, path, OpKind::Update, || {
+            p.deregister_targets(cx, mark.front_kind, &mark.front_id, &mark.group, old)
+        })
+        .await?;
+        let drain = Duration::from_secs(u64::from(mark.drain_s));
+        wait_target(p, cx, mark, &old_id, Want::Gone, drain).await.ok();
+        Ok(())
     }
 
     /// Serve from the new instance `new` (created, not yet in state) instead of `old`: register,
@@ -191,6 +226,7 @@ impl Exec<'_> {
         gate: &ReleaseGate,
         path: &str,
         new: ResourceState,
+        early: bool,
     ) -> Result<(), OpFailure> {
         let mark = &gate.mark;
         let slot = self.slot(&mark.front_provider)?;
@@ -203,24 +239,28 @@ impl Exec<'_> {
         let registered =
             self.call(slot, cx, path, OpKind::Update, || p.register_targets(cx, kind, front, group, ids)).await;
         if let Err(e) = registered {
-            return Err(self
-                .abort_release(cx, gate, path, &new, &format!("registering it failed: {}", e.full_chain()))
-                .await);
+            let why = format!("registering it failed: {}", e.full_chain());
+            return Err(self.abort_release(cx, gate, path, &new, &why, early).await);
         }
         self.engine.crash_point(CrashPhase::Registered);
         let limit = Duration::from_secs(u64::from(mark.policy.healthy_within_s));
         if let Err(evidence) = wait_target(p, cx, mark, &new_id, Want::Healthy, limit).await {
-            return Err(self.abort_release(cx, gate, path, &new, &evidence).await);
+            return Err(self.abort_release(cx, gate, path, &new, &evidence, early).await);
         }
         let Some(old_id) = mark.old_id.clone() else {
             return self.commit_switch(path, None, new, mark).await;
         };
+        if early {
+            gate.unavailable.fetch_add(1, Ordering::SeqCst);
+            let old = self.plan_prior(path);
+            return self.commit_switch(path, old, new, mark).await;
+        }
         say(format!("release: {new_id} is healthy; draining {old_id} (up to {}s)", mark.drain_s));
         let old = std::slice::from_ref(&old_id);
         let out = self.call(slot, cx, path, OpKind::Update, || p.deregister_targets(cx, kind, front, group, old)).await;
         if let Err(e) = out {
             let why = format!("deregistering the old instance {old_id} failed: {}", e.full_chain());
-            return Err(self.abort_release(cx, gate, path, &new, &why).await);
+            return Err(self.abort_release(cx, gate, path, &new, &why, false).await);
         }
         self.engine.crash_point(CrashPhase::Deregistered);
         if let Err(e) =
@@ -267,8 +307,17 @@ impl Exec<'_> {
         path: &str,
         new: &ResourceState,
         why: &str,
+        early: bool,
     ) -> OpFailure {
         let mark = &gate.mark;
+        if early {
+            // The old instance left first: it serves again before the new one goes.
+            if let Ok(slot) = self.slot(&mark.front_provider) {
+                if let Err(e) = switch_back(&slot.provider, cx, mark, None).await {
+                    tracing::warn!(error = %e, "release: putting the old instance back");
+                }
+            }
+        }
         let removed = match self.slot(&new.provider) {
             Ok(slot) => {
                 let p = &slot.provider;
