@@ -51,6 +51,27 @@ pub struct ResourceState {
     pub sealed: BTreeMap<String, String>,
 }
 
+/// The fronting resource and group a new instance was being released into.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseMark {
+    /// Provider of the fronting resource.
+    pub front_provider: String,
+    /// Its kind.
+    pub front_kind: Kind,
+    /// Its provider id.
+    pub front_id: String,
+    /// The target group.
+    pub group: String,
+    /// The instance being replaced, which must serve again if the release is undone.
+    pub old_id: Option<String>,
+    /// Seconds a deregistered target may drain.
+    pub drain_s: u32,
+    /// Seconds between health probes.
+    pub interval_s: u32,
+    /// The group's release policy.
+    pub policy: crate::kind::fronts::ReleasePolicy,
+}
+
 /// An operation whose intent was recorded but whose result never was (the process died).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingOp {
@@ -83,6 +104,10 @@ pub struct PendingOp {
     /// keeps its password.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sealed: BTreeMap<String, String>,
+    /// For the create of a new instance in a release: where it was being switched in. Such a
+    /// create is undone after a crash, never adopted (it was not proven healthy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseMark>,
 }
 
 /// The kind of a recorded operation.

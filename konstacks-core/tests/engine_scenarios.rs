@@ -392,6 +392,7 @@ async fn interrupted_create_is_adopted_not_duplicated() {
                 inputs: BTreeMap::new(),
                 at: 0,
                 sealed: BTreeMap::new(),
+                release: None,
             })],
         )
         .await

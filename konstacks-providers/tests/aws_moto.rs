@@ -415,6 +415,7 @@ async fn an_interrupted_create_is_adopted_by_its_tags() {
                 .collect(),
                 at: 0,
                 sealed: BTreeMap::new(),
+                release: None,
             })],
         )
         .await

@@ -115,6 +115,7 @@ async fn checks(
         inputs: Default::default(),
         at: 0,
         sealed: Default::default(),
+        release: None,
     };
     lost.append(a, &[Record::Intent(intent)]).await.map_err(|e| failure(check, e.to_string()))?;
     let plan = ea2.plan(&sa, &PlanOptions::default()).await.map_err(fail(check))?;

@@ -38,7 +38,14 @@ fn health(path: &str) -> HealthCheckSpec {
 }
 
 fn group(name: &str, vm_ids: Vec<String>) -> TargetGroupSpec {
-    TargetGroupSpec { name: name.into(), port: 8080, vm_ids, health_check: health("/"), deregistration_delay_s: 30 }
+    TargetGroupSpec {
+        name: name.into(),
+        port: 8080,
+        vm_ids,
+        health_check: health("/"),
+        deregistration_delay_s: 30,
+        release: Default::default(),
+    }
 }
 
 async fn lb_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {

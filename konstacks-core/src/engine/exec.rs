@@ -25,6 +25,7 @@ use super::report::*;
 use super::{CrashPhase, Engine, ProviderSlot};
 
 use super::ops::permit;
+use super::release::{self, ReleaseGate, Switched};
 use super::secrets::{Recovery, RunSecrets};
 
 // ---------------------------------------------------------------------------------------------
@@ -66,6 +67,12 @@ pub(super) struct Exec<'a> {
     /// Rolling batches of health-gated replacements.
     pub(super) rolling: Option<tokio::sync::Semaphore>,
     pub(super) rolled_back: Mutex<Vec<String>>,
+    /// The release gate of each replaced node a load balancer targets.
+    pub(super) release: Vec<Option<Arc<ReleaseGate>>>,
+    /// Targets this run switched to new instances (undone when the release fails).
+    pub(super) switched: Mutex<Vec<Switched>>,
+    /// The recorded state of each released path before the run.
+    pub(super) prior_state: BTreeMap<String, ResourceState>,
 }
 
 #[derive(Debug)]
@@ -161,6 +168,17 @@ impl<'a> Exec<'a> {
             }
         }
         check_acyclic(&ops)?;
+        let release = s.map(|s| release::gates(s, plan, nodes)).unwrap_or_default();
+        let prior_state = s
+            .map(|s| {
+                s.resources
+                    .iter()
+                    .zip(&release)
+                    .filter(|(_, g)| g.is_some())
+                    .filter_map(|(r, _)| state.resources.get(&r.path).map(|p| (r.path.clone(), p.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
 
         Ok(Self {
             engine,
@@ -188,6 +206,9 @@ impl<'a> Exec<'a> {
                 .and_then(|s| s.resources.iter().filter_map(|r| r.health.as_ref().map(|g| g.batch.max(1))).min())
                 .map(tokio::sync::Semaphore::new),
             rolled_back: Mutex::new(Vec::new()),
+            release,
+            switched: Mutex::new(Vec::new()),
+            prior_state,
         })
     }
 
@@ -286,6 +307,11 @@ impl<'a> Exec<'a> {
         report.skipped.dedup();
         report.retries = self.retries.load(Ordering::Relaxed);
         report.adopted = self.adopted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            // A failed release switches back every target it already switched.
+            let undone = self.undo_switched().await;
+            self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).extend(undone);
+        }
         report.rolled_back = self.rolled_back.lock().unwrap_or_else(|p| p.into_inner()).clone();
         report.rolled_back.sort();
         for v in
@@ -431,7 +457,16 @@ impl<'a> Exec<'a> {
         let Some(s) = self.s else { return Ok(()) };
         let r = &s.resources[node];
         let np = &self.nodes[node];
-        let gate = r.health.as_ref().filter(|_| action == Action::Replace && np.create_before_destroy);
+        // Behind a load balancer, a replacement is a release, gated by the load balancer's own
+        // health check; otherwise by the resource's health gate, if it has one.
+        let released = self.release.get(node).and_then(Option::as_ref).filter(|_| action == Action::Replace);
+        let gate =
+            r.health.as_ref().filter(|_| action == Action::Replace && np.create_before_destroy && released.is_none());
+        let release_slot = match released {
+            Some(g) => Some(self.release_slot(g).await?),
+            None => None,
+        };
+        let early = release_slot.as_ref().is_some_and(|s| s.early);
         // Health-gated replacements roll in batches: at most `batch` at once in the stack.
         let _batch = match (gate, &self.rolling) {
             (Some(_), Some(sem)) => Some(permit(sem).await?),
@@ -449,6 +484,9 @@ impl<'a> Exec<'a> {
         let cx = self.engine.op_cx(self.stack, &r.path, opk);
         let t0 = cx.clock.now();
         self.emit(&r.path, EventKind::Started { op: opk });
+        if let (Some(g), true) = (released, early) {
+            self.leave_early(&cx, g, &r.path).await?;
+        }
 
         // Attributes of the dependencies, all final by now.
         let dep_attrs: BTreeMap<usize, Arc<Attrs>> = {
@@ -512,12 +550,15 @@ impl<'a> Exec<'a> {
             }
             _ => {
                 let mut recs = Vec::new();
-                if action == Action::Replace && np.create_before_destroy {
+                // A released instance is deposed only once its replacement serves.
+                if action == Action::Replace && np.create_before_destroy && released.is_none() {
                     if let Some(id) = &self.plan.changes[node].id {
                         recs.push(Record::Depose { path: r.path.clone(), id: id.clone() });
                     }
                 }
-                recs.push(Record::Intent(self.intent(OpKind::Create, r, None, np.generation, tags, inputs.clone())));
+                let mut intent = self.intent(OpKind::Create, r, None, np.generation, tags, inputs.clone());
+                intent.release = released.map(|g| g.mark.clone());
+                recs.push(Record::Intent(intent));
                 self.journal.write(recs).await?;
                 self.engine.crash_point(CrashPhase::BeforeCall);
                 match self.create_once(slot, &cx, r.kind, &r.path, &name, &spec).await {
@@ -555,7 +596,11 @@ impl<'a> Exec<'a> {
             deps: self.deps_paths[node].clone(),
             sealed,
         };
-        self.journal.write_behind(vec![Record::Put { path: r.path.clone(), resource }]);
+        if let Some(g) = released {
+            self.release_one(&cx, g, &r.path, resource, early).await?;
+        } else {
+            self.journal.write_behind(vec![Record::Put { path: r.path.clone(), resource }]);
+        }
         if let Some(gate) = gate {
             self.emit(&r.path, EventKind::Progress { message: format!("waiting for {id} to pass its health gate") });
             if let Err(why) = crate::health::wait_healthy(gate, &slot.provider, r.kind, &cx, &id, &attrs).await {

@@ -21,6 +21,7 @@ mod journal;
 mod ops;
 mod reconcile;
 pub mod refusal;
+mod release;
 pub mod report;
 mod secrets;
 
@@ -76,9 +77,14 @@ enum CrashPhase {
     BeforeCall,
     /// The cloud call returned, its result is not recorded.
     AfterCall,
+    /// A release registered a new instance with the load balancer, not yet healthy.
+    Registered,
+    /// A release deregistered an old instance, the switch is not recorded.
+    Deregistered,
 }
 
-/// Crash-test hook: with `KONSTACKS_CRASH_AT=before-call:N` (or `after-call:N`) the process
+/// Crash-test hook: with `KONSTACKS_CRASH_AT=before-call:N` (or `after-call:N`, `release-registered:N`,
+/// `release-deregistered:N`) the process
 /// aborts — like `kill -9` — at the N-th operation reaching that point. Used by the crash tests
 /// to stop an apply or destroy at exact places; unset, it costs nothing.
 #[derive(Debug)]
@@ -98,6 +104,8 @@ impl CrashHook {
         let phase = match phase {
             "before-call" => CrashPhase::BeforeCall,
             "after-call" => CrashPhase::AfterCall,
+            "release-registered" => CrashPhase::Registered,
+            "release-deregistered" => CrashPhase::Deregistered,
             _ => return None,
         };
         Some(Self { phase, at: n.parse().ok()?, seen: AtomicU64::new(0) })

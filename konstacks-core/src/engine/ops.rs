@@ -129,6 +129,7 @@ impl Exec<'_> {
             inputs,
             at: self.engine.clock.unix_secs(),
             sealed: if op == OpKind::Create { self.secrets.seal_all(r.kind, &r.path) } else { BTreeMap::new() },
+            release: None,
         }
     }
 
@@ -153,6 +154,7 @@ impl Exec<'_> {
             inputs: BTreeMap::new(),
             at: self.engine.clock.unix_secs(),
             sealed: BTreeMap::new(),
+            release: None,
         }
     }
 

@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use crate::base::clock::OpContext;
+use crate::base::error::{ErrorKind, ProviderError};
 use crate::error::Error;
 use crate::kind::api::Attrs;
 use crate::kind::Kind;
 use crate::kind::{Selector, TAG_NAME, TAG_PATH, TAG_STACK};
 use crate::plan::{self, Recovery};
-use crate::state::{OpKind, Record, ResourceState, StackState};
+use crate::state::{OpKind, PendingOp, Record, ResourceState, StackState};
 
 use super::journal::Journal;
 use super::Engine;
@@ -29,6 +31,48 @@ pub(super) fn has_identity(attrs: &Attrs, stack: &str, path: &str, name: Option<
 }
 
 impl Engine {
+    /// A new instance of an interrupted release was never proven healthy: put the old one back
+    /// in service and remove the new one (when `act`; a plan only says it will).
+    async fn undo_interrupted_release(
+        &self,
+        state: &StackState,
+        p: &PendingOp,
+        listing: &[(String, Attrs)],
+        cx: &OpContext,
+        act: bool,
+    ) -> Result<(Record, String), Error> {
+        let Some(mark) = &p.release else {
+            return Ok((Record::Abandon { path: p.path.clone(), op: OpKind::Create }, String::new()));
+        };
+        let name = p.tags.get(TAG_NAME).map(String::as_str);
+        let known: BTreeSet<&str> = state.resources.values().map(|r| r.id.as_str()).collect();
+        let hit = listing
+            .iter()
+            .find(|(id, a)| !known.contains(id.as_str()) && has_identity(a, &state.stack, &p.path, name))
+            .map(|(id, _)| id.clone());
+        let old = mark.old_id.as_deref().unwrap_or("(none)");
+        let abandon = Record::Abandon { path: p.path.clone(), op: OpKind::Create };
+        if !act {
+            let what = hit.as_deref().map_or("no new instance".to_string(), |h| format!("the new instance {h}"));
+            return Ok((abandon, format!("an interrupted release: the next apply puts {old} back and removes {what}")));
+        }
+        let fail = |context: String, e: ProviderError| Error::Provider { context, source: e };
+        let front = self.slot(&mark.front_provider)?;
+        super::release::switch_back(&front.provider, cx, mark, hit.as_deref()).await.map_err(|why| {
+            fail(format!("undoing the interrupted release of {}", p.path), ProviderError::new(ErrorKind::Other, why))
+        })?;
+        if let Some(h) = &hit {
+            let slot = self.slot(&p.provider)?;
+            match self.with_retries(slot, cx, || slot.provider.delete(cx, p.kind, h)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(fail(format!("removing {h}, the new instance of an interrupted release"), e)),
+            }
+        }
+        let what = hit.map_or("nothing had been created".to_string(), |h| format!("{h} was removed"));
+        Ok((abandon, format!("an interrupted release was undone: {old} serves again, {what}")))
+    }
+
     /// Reconcile interrupted operations: creates are looked up by tags and adopted, deletes are
     /// checked. With a journal the outcome is recorded; without (plan) it only updates `state`.
     pub(super) async fn reconcile(
@@ -64,6 +108,9 @@ impl Engine {
         for p in &pending {
             let listing = &listings[&(p.provider.clone(), p.kind)];
             let (rec, outcome) = match p.op {
+                OpKind::Create if p.release.is_some() => {
+                    self.undo_interrupted_release(state, p, listing, &cx, journal.is_some()).await?
+                }
                 OpKind::Create => {
                     let name = p.tags.get(TAG_NAME);
                     let known: BTreeSet<&str> = state

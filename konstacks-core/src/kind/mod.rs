@@ -11,6 +11,7 @@ pub mod api;
 pub mod catalog;
 pub mod expr;
 pub mod field;
+pub mod fronts;
 pub mod price;
 
 use std::any::Any;
@@ -63,6 +64,12 @@ pub struct KindDef {
     pub offered_by: fn(&Catalog) -> bool,
     /// Checks across every resource of this kind in a stack (overlaps, capacity).
     pub check_stack: fn(&mut StackCx<'_>),
+    /// For kinds that send traffic to other resources (load balancers): their target groups
+    /// from the lowered fields. A replacement of a target is then a release.
+    pub fronts: Option<fn(&BTreeMap<String, Expr>) -> Vec<fronts::Fronted>>,
+    /// For kinds that run a versioned workload (VMs running an app): the version in the
+    /// recorded inputs, shown in plans and release history.
+    pub version_of: Option<fn(&BTreeMap<String, Value>) -> Option<String>>,
 }
 
 /// A kind of resource: a `Copy` handle to its [`KindDef`]. Compares, orders, hashes and

@@ -356,6 +356,8 @@ pub const BUCKET: KindDef = KindDef {
     price: Some(price),
     offered_by: always_offered,
     check_stack: no_stack_check,
+    fronts: None,
+    version_of: None,
 };
 
 impl ResourceKind for Bucket {

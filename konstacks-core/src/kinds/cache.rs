@@ -290,6 +290,8 @@ pub const CACHE: KindDef = KindDef {
     price: Some(price),
     offered_by: |c| !c.cache_sizes.is_empty() && ["redis", "valkey"].iter().any(|e| !c.engine_versions(e).is_empty()),
     check_stack,
+    fronts: None,
+    version_of: None,
 };
 
 impl ResourceKind for Cache {

@@ -143,6 +143,8 @@ pub const CERTIFICATE: KindDef = KindDef {
     price: None,
     offered_by: always_offered,
     check_stack: no_stack_check,
+    fronts: None,
+    version_of: None,
 };
 
 impl ResourceKind for Certificate {

@@ -336,6 +336,8 @@ pub const DATABASE: KindDef = KindDef {
     price: Some(price),
     offered_by: |c| !c.db_sizes.is_empty() && ["postgres", "mysql"].iter().any(|e| !c.engine_versions(e).is_empty()),
     check_stack,
+    fronts: None,
+    version_of: None,
 };
 
 impl ResourceKind for Database {

@@ -259,6 +259,8 @@ pub const DNS_RECORD: KindDef = KindDef {
     price: None,
     offered_by: always_offered,
     check_stack,
+    fronts: None,
+    version_of: None,
 };
 
 /// Why a record name is refused: (code, message, help).

@@ -290,6 +290,8 @@ pub const DNS_ZONE: KindDef = KindDef {
     price: Some(price),
     offered_by: always_offered,
     check_stack,
+    fronts: None,
+    version_of: None,
 };
 
 impl ResourceKind for DnsZone {

@@ -269,6 +269,8 @@ pub const FIREWALL: KindDef = KindDef {
     price: None,
     offered_by: always_offered,
     check_stack,
+    fronts: None,
+    version_of: None,
 };
 
 impl ResourceKind for Firewall {

@@ -12,6 +12,7 @@ mod tests;
 use std::collections::BTreeMap;
 
 use crate::kind::expr::Expr;
+use crate::kind::fronts::{self, Fronted, ReleasePolicy};
 use crate::kind::price::{CostLine, PriceCx};
 use crate::kind::{always_offered, Field, Kind, KindDef, LowerCx, ResourceKind, StackCx, Tags};
 use crate::kinds::firewall::Firewall;
@@ -188,6 +189,7 @@ pub struct TargetGroup {
     pub(crate) vms: Vec<Ref<Vm>>,
     pub(crate) health: TargetHealthCheck,
     pub(crate) deregistration_delay_s: u32,
+    pub(crate) release: ReleasePolicy,
 }
 
 impl TargetGroup {
@@ -201,6 +203,7 @@ impl TargetGroup {
             vms: Vec::new(),
             health: TargetHealthCheck::default(),
             deregistration_delay_s: 30,
+            release: ReleasePolicy::default(),
         }
     }
 
@@ -225,6 +228,22 @@ impl TargetGroup {
     /// Seconds a target that leaves the group keeps serving requests in flight (0 to 3600).
     pub fn deregistration_delay_s(mut self, seconds: u32) -> Self {
         self.deregistration_delay_s = seconds;
+        self
+    }
+
+    /// How releases replace this group's targets: at most `max_surge` new targets at once
+    /// above the group's size, and at most `max_unavailable` old ones out before their
+    /// replacements are healthy (default 1 and 0).
+    pub fn rolling(mut self, max_surge: u32, max_unavailable: u32) -> Self {
+        self.release.max_surge = max_surge;
+        self.release.max_unavailable = max_unavailable;
+        self
+    }
+
+    /// Seconds a new target has to pass the health check in a release before the release is
+    /// rolled back (10 to 3600, default 300).
+    pub fn healthy_within_s(mut self, seconds: u32) -> Self {
+        self.release.healthy_within_s = seconds;
         self
     }
 }
@@ -463,6 +482,13 @@ pub struct TargetGroupSpec {
     pub health_check: HealthCheckSpec,
     /// Seconds a leaving target keeps serving requests in flight.
     pub deregistration_delay_s: u32,
+    /// How releases replace the targets (engine-side; absent when the default).
+    #[serde(default, skip_serializing_if = "is_default_release")]
+    pub release: ReleasePolicy,
+}
+
+fn is_default_release(r: &ReleasePolicy) -> bool {
+    *r == ReleasePolicy::default()
 }
 
 /// A resolved routing rule.
@@ -589,6 +615,8 @@ pub const LOAD_BALANCER: KindDef = KindDef {
     price: Some(price),
     offered_by: always_offered,
     check_stack,
+    fronts: Some(fronted),
+    version_of: None,
 };
 
 impl ResourceKind for LoadBalancer {
@@ -629,6 +657,32 @@ fn route_specs(routes: &[Route]) -> Vec<RouteSpec> {
             host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
             path_prefix: r.path_prefix.clone(),
             target_group: r.target.clone(),
+        })
+        .collect()
+}
+
+/// The target groups of a lowered load balancer, with the stack's VMs each one holds.
+fn fronted(fields: &BTreeMap<String, Expr>) -> Vec<Fronted> {
+    let Some(Expr::List(groups)) = fields.get(field::TARGET_GROUPS.name()) else { return Vec::new() };
+    groups
+        .iter()
+        .filter_map(|g| match g {
+            Expr::Map(m) => Some(m),
+            _ => None,
+        })
+        .map(|m| {
+            let lit = |k: &str| match m.get(k) {
+                Some(Expr::Lit(v)) => Some(v.clone()),
+                _ => None,
+            };
+            let health: Option<HealthCheckSpec> = lit("health_check").and_then(|v| serde_json::from_value(v).ok());
+            Fronted {
+                group: lit("name").and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                targets: fronts::target_nodes(m.get("vm_ids")),
+                drain_s: fronts::literal_u32(m, "deregistration_delay_s").unwrap_or(0),
+                interval_s: health.map_or(30, |h| h.interval_s),
+                release: lit("release").and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default(),
+            }
         })
         .collect()
 }

@@ -136,6 +136,8 @@ pub const SUBNET: KindDef = KindDef {
     price: None,
     offered_by: always_offered,
     check_stack,
+    fronts: None,
+    version_of: None,
 };
 
 impl ResourceKind for Subnet {

@@ -319,6 +319,8 @@ pub const VM: KindDef = KindDef {
     price: Some(price),
     offered_by: |c| !c.vm_sizes.is_empty() && !c.images.is_empty(),
     check_stack,
+    fronts: None,
+    version_of: Some(app_version),
 };
 
 impl ResourceKind for Vm {
@@ -398,6 +400,11 @@ impl ResourceKind for Vm {
     fn health(&self) -> Option<HealthGate> {
         self.health.clone()
     }
+}
+
+/// The version of the app in a VM's recorded inputs.
+fn app_version(inputs: &BTreeMap<String, serde_json::Value>) -> Option<String> {
+    inputs.get(field::APP.name())?.get("version")?.as_str().map(str::to_string)
 }
 
 /// Firewalls of another VPC than the VM's subnet, and subnets too small for their VMs.

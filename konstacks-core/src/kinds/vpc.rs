@@ -72,6 +72,8 @@ pub const VPC: KindDef = KindDef {
     price: None,
     offered_by: always_offered,
     check_stack: no_stack_check,
+    fronts: None,
+    version_of: None,
 };
 
 impl ResourceKind for Vpc {

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::base::secret::{Secret, SecretSource, REDACTED};
 pub mod action;
+pub mod release;
 pub mod safety;
 
 use crate::kind::Kind;
@@ -142,6 +143,9 @@ pub struct Plan {
     /// Resources tagged for the stack that state does not know (apply refuses to plan around them).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub untracked: Vec<safety::Untracked>,
+    /// Replacements behind a load balancer, run as releases.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub releases: Vec<release::PlannedRelease>,
 }
 
 /// The compliance result carried by a plan.
@@ -197,6 +201,9 @@ impl Plan {
             let (code, verb) = match c.action {
                 Action::Create => ("32", "will be created"),
                 Action::Update => ("33", "will be updated in place"),
+                Action::Replace if release::of(self, &c.path).is_some() => {
+                    ("35", "will be released (replaced behind its load balancer)")
+                }
                 Action::Replace => ("35", "must be replaced"),
                 Action::Delete => ("31", if c.deposed { "(deposed) will be deleted" } else { "will be deleted" }),
                 Action::NoOp => ("0", "unchanged"),
@@ -243,6 +250,7 @@ impl Plan {
             "\nPlan: {} to create, {} to update, {} to replace, {} to delete.",
             s.create, s.update, s.replace, s.delete
         );
+        release::render(self, &mut out);
         safety::render_footer(self, &mut out);
         self.render_footer(&mut out);
         out
@@ -660,6 +668,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
         outputs_preview(s, &known),
     );
     plan.placement_change = safety::placement_change(s, state);
+    plan.releases = release::planned(s, &plan.changes, state);
     (plan, nodes)
 }
 
@@ -734,6 +743,7 @@ fn finish(
         policy: None,
         placement_change: None,
         untracked: Vec::new(),
+        releases: Vec::new(),
     }
 }
 

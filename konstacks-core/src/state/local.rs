@@ -390,6 +390,7 @@ mod tests {
             inputs: BTreeMap::new(),
             at: 0,
             sealed: BTreeMap::new(),
+            release: None,
         }
     }
 

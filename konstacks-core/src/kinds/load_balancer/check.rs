@@ -8,6 +8,7 @@ use super::{
     TargetGroup, TargetHealthCheck,
 };
 use crate::kind::expr::Expr;
+use crate::kind::fronts::ReleasePolicy;
 use crate::kind::{LowerCx, StackCx};
 use crate::kinds::subnet::Subnet;
 use crate::kinds::vm::Vm;
@@ -239,13 +240,33 @@ fn group_expr(cx: &mut LowerCx<'_>, g: &TargetGroup, health: HealthCheckSpec) ->
     let what = format!("a target of group `{}`", g.name);
     let vms: Vec<Option<usize>> = g.vms.iter().map(|v| cx.target(*v, &what)).collect();
     let unique = distinct(&vms);
-    Expr::Map(BTreeMap::from([
+    let r = g.release;
+    if r.max_surge + r.max_unavailable == 0 {
+        cx.error(
+            "invalid-release-policy",
+            format!("target group `{}`: a release with no surge and no unavailability can never start", g.name),
+            "allow at least one new target at a time: `.rolling(1, 0)`",
+        );
+    }
+    if !(10..=3600).contains(&r.healthy_within_s) {
+        cx.error(
+            "invalid-release-policy",
+            format!("target group `{}`: new targets given {} s to become healthy", g.name, r.healthy_within_s),
+            "use 10 to 3600 seconds",
+        );
+    }
+    let mut m = BTreeMap::from([
         ("deregistration_delay_s".to_string(), Expr::lit(g.deregistration_delay_s.min(MAX_DEREGISTRATION_DELAY))),
         ("health_check".to_string(), Expr::lit(health)),
         ("name".to_string(), Expr::lit(&g.name)),
         ("port".to_string(), Expr::lit(port16(g.port))),
         ("vm_ids".to_string(), cx.ids_of(&unique)),
-    ]))
+    ]);
+    // Only a policy other than the default is recorded, so existing stacks do not change.
+    if r != ReleasePolicy::default() {
+        m.insert("release".to_string(), Expr::lit(r));
+    }
+    Expr::Map(m)
 }
 
 fn group_name_problem(name: &str) -> Option<&'static str> {
