@@ -14,6 +14,7 @@ use konstacks_core::engine::{ApplyOptions, ApplyReport, DataLossConsent, Engine,
 use konstacks_core::error::Error;
 use konstacks_core::kind::api::TargetHealthState;
 use konstacks_core::kind::expr::Expr;
+use konstacks_core::kind::fronts::ReleasePolicy;
 use konstacks_core::model::Stack;
 use konstacks_core::policy::PolicySet;
 use konstacks_core::provider::Provider;
@@ -27,6 +28,36 @@ use super::{interrupt, Ctx, Failure, Ui};
 use crate::cli::progress::Renderer;
 use crate::cli::{Exit, GlobalArgs};
 use crate::live::{all_groups_serving, LiveOptions, LiveRuntime};
+
+/// The shortest time a new target gets to become healthy in a live release.
+const MIN_HEALTHY_WITHIN_S: u32 = 30;
+
+/// Live load balancers probe once a second whatever a group's interval (`docs/live.md`): the
+/// time a release gives a new target to become healthy is compressed by the same ratio (never
+/// below [`MIN_HEALTHY_WITHIN_S`], never above the stack's own), so a broken release rolls back
+/// in seconds instead of minutes.
+fn compress_release_limits(s: &mut Synthesized) {
+    for r in &mut s.resources {
+        let Some(Expr::List(groups)) = r.fields.get_mut("target_groups") else { continue };
+        for g in groups {
+            let Expr::Map(m) = g else { continue };
+            let interval = match m.get("health_check") {
+                Some(Expr::Lit(v)) => v.get("interval_s").and_then(Value::as_u64).unwrap_or(30).max(1),
+                _ => continue,
+            };
+            let mut policy: ReleasePolicy = match m.get("release") {
+                Some(Expr::Lit(v)) => serde_json::from_value(v.clone()).unwrap_or_default(),
+                _ => ReleasePolicy::default(),
+            };
+            let own = policy.healthy_within_s;
+            let compressed = u32::try_from(u64::from(own).div_ceil(interval)).unwrap_or(own);
+            policy.healthy_within_s = own.min(compressed.max(MIN_HEALTHY_WITHIN_S));
+            if let Ok(v) = serde_json::to_value(policy) {
+                m.insert("release".into(), Expr::Lit(v));
+            }
+        }
+    }
+}
 
 /// How often the parameters file is read for changes.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -68,6 +99,11 @@ pub(in crate::cli) fn dev(
     let config = SimConfig { latency: Duration::from_millis(global.sim_latency_ms), ..Default::default() };
     let sim = Arc::new(SimCloud::new(config).with_runtime(live.clone()));
     let mut engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(sim.provider());
+    if std::env::var_os(konstacks_core::secret::SECRET_KEY_ENV).is_none_or(|k| k.is_empty()) {
+        // Without a key, generated secrets (a database password) would be lost and rotated by
+        // every release; the session's state lives in memory, so a key of its own does.
+        engine = engine.with_sealer(Some(session_sealer()?));
+    }
     if let Some(p) = policy {
         engine = engine.with_policy(p);
     }
@@ -87,6 +123,17 @@ pub(in crate::cli) fn dev(
         stopped.processes, stopped.load_balancers
     ));
     outcome
+}
+
+/// A state key for this session only, from the operating system's random source.
+fn session_sealer() -> Result<konstacks_core::secret::Sealer, Failure> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| Failure::error(format!("cannot read random bytes for the session's state key: {e}")))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(konstacks_core::secret::Sealer::from_passphrase(&konstacks_core::secret::Secret::new(hex)))
 }
 
 struct Session<'a, 'u> {
@@ -110,7 +157,8 @@ impl Session<'_, '_> {
 
     fn run(&self, args: &DevArgs, rebuild: &dyn Fn() -> Result<Stack, Failure>) -> Result<Exit, Failure> {
         let ui = self.cx.ui;
-        let s = self.cx.engine.synth(&self.cx.stack)?;
+        let mut s = self.cx.engine.synth(&self.cx.stack)?;
+        compress_release_limits(&mut s);
         self.show_live_notes(&s);
         let mut seen = self.params_bytes();
         let report = match self.release(&s)? {
@@ -188,13 +236,14 @@ impl Session<'_, '_> {
                 return Ok(false);
             }
         };
-        let s = match self.cx.engine.synth(&stack) {
+        let mut s = match self.cx.engine.synth(&stack) {
             Ok(s) => s,
             Err(e) => {
                 ui.err(&format!("release refused: {e}; still serving the previous release"));
                 return Ok(false);
             }
         };
+        compress_release_limits(&mut s);
         let mark = self.live.mark();
         let started = Instant::now();
         match self.release(&s)? {
