@@ -454,7 +454,8 @@ pub async fn get(url: &str, root_ca: Option<&std::path::Path>) -> Result<(u16, S
             .with_root_certificates(roots)
             .with_no_client_auth();
         let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let tls =
+            tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.map_err(|e| e.to_string())?;
         send(tls, req).await
     };
     tokio::time::timeout(Duration::from_secs(30), work).await.map_err(|_| "no answer within 30s".to_string())?

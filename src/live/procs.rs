@@ -90,6 +90,22 @@ impl Proc {
         if !done {
             let _ = tokio::time::timeout(Duration::from_secs(5), reaped.wait_for(|r| *r)).await;
         }
+        // Members the leader left behind were re-parented when it ended; they are gone only once
+        // their new parent reaped them. Wait for that (bounded), so "stopped" means gone.
+        let gone = async {
+            while self.group_alive() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), gone).await;
+    }
+
+    /// Whether any process of its group still exists.
+    fn group_alive(&self) -> bool {
+        i32::try_from(self.pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .is_some_and(|pgid| rustix::process::test_kill_process_group(pgid).is_ok())
     }
 
     fn signal_group(&self, sig: Signal) {

@@ -219,7 +219,8 @@ impl LbServer {
         // Redirects point at the live port of the HTTPS listener they name.
         let live_port: BTreeMap<u16, u16> = self.listeners.iter().map(|(s, b)| (*s, b.port)).collect();
         for (spec_port, b) in &mut self.listeners {
-            b.redirect_to = wanted.get(spec_port).and_then(|l| l.redirect_to_port).and_then(|p| live_port.get(&p).copied());
+            b.redirect_to =
+                wanted.get(spec_port).and_then(|l| l.redirect_to_port).and_then(|p| live_port.get(&p).copied());
         }
         if let Ok(mut table) = self.shared.listeners.lock() {
             *table = self.listeners.iter().map(|(s, b)| (*s, (b.protocol, b.redirect_to))).collect();
@@ -393,11 +394,7 @@ impl Shared {
 
     /// Protocol and live redirect port of the listener on the spec's `port`.
     fn listener(&self, port: u16) -> (ListenerProtocol, Option<u16>) {
-        self.listeners
-            .lock()
-            .ok()
-            .and_then(|t| t.get(&port).copied())
-            .unwrap_or((ListenerProtocol::Http, None))
+        self.listeners.lock().ok().and_then(|t| t.get(&port).copied()).unwrap_or((ListenerProtocol::Http, None))
     }
 }
 
@@ -459,7 +456,8 @@ async fn accept_loop(
             let served = async {
                 match tls {
                     Some(acceptor) => {
-                        let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                        let Ok(Ok(stream)) =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
                         else {
                             return;
                         };
@@ -487,8 +485,17 @@ fn local(status: StatusCode, text: String) -> Response<ProxyBody> {
 }
 
 /// Headers that belong to one hop and are never forwarded.
-const HOP_BY_HOP: &[&str] =
-    &["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
@@ -633,7 +640,11 @@ fn status_matches(expected: Option<&str>, code: u16) -> bool {
 }
 
 /// One probe of `addr`: `Ok` on success, `Err(reason)` otherwise.
-async fn probe(client: &Client<HttpConnector, Full<Bytes>>, addr: SocketAddr, h: &HealthCheckSpec) -> Result<(), String> {
+async fn probe(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    addr: SocketAddr,
+    h: &HealthCheckSpec,
+) -> Result<(), String> {
     let timeout = Duration::from_secs(u64::from(h.timeout_s)).min(PROBE_TIMEOUT_MAX);
     match h.protocol {
         HealthProtocol::Tcp => match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {

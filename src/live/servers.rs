@@ -46,16 +46,17 @@ impl Servers {
             versions.sort_by(|a, b| b.0.cmp(&a.0));
             pg_dirs.extend(versions.into_iter().map(|(_, p)| p.join("bin")));
         }
-        let postgres = pg_dirs.into_iter().find(|d| d.join("initdb").is_file() && d.join("postgres").is_file()).map(|d| {
-            let version = std::process::Command::new(d.join("postgres"))
-                .arg("--version")
-                .output()
-                .ok()
-                .and_then(|o| String::from_utf8(o.stdout).ok())
-                .and_then(|s| s.split_whitespace().last().map(|v| v.split('.').next().unwrap_or(v).to_string()))
-                .unwrap_or_default();
-            (d, version)
-        });
+        let postgres =
+            pg_dirs.into_iter().find(|d| d.join("initdb").is_file() && d.join("postgres").is_file()).map(|d| {
+                let version = std::process::Command::new(d.join("postgres"))
+                    .arg("--version")
+                    .output()
+                    .ok()
+                    .and_then(|o| String::from_utf8(o.stdout).ok())
+                    .and_then(|s| s.split_whitespace().last().map(|v| v.split('.').next().unwrap_or(v).to_string()))
+                    .unwrap_or_default();
+                (d, version)
+            });
         Self { postgres, redis: on_path("redis-server") }
     }
 
@@ -64,11 +65,11 @@ impl Servers {
     pub(crate) fn database_note(&self, engine: &str) -> Result<String, String> {
         match (engine, &self.postgres) {
             ("postgres", Some((dir, v))) => Ok(format!("a real local PostgreSQL {v} server ({})", dir.display())),
-            ("postgres", None) => Err(
-                "stays simulated: no PostgreSQL server binaries here (initdb and postgres on PATH or under \
+            ("postgres", None) => {
+                Err("stays simulated: no PostgreSQL server binaries here (initdb and postgres on PATH or under \
                  /usr/lib/postgresql/*/bin; on Debian: apt-get install postgresql)"
-                    .into(),
-            ),
+                    .into())
+            }
             (other, _) => Err(format!("stays simulated: live mode runs PostgreSQL only, not {other}")),
         }
     }
@@ -77,9 +78,9 @@ impl Servers {
     pub(crate) fn cache_note(&self, engine: &str) -> Result<String, String> {
         match (engine, &self.redis) {
             ("redis" | "valkey", Some(p)) => Ok(format!("a real local Redis server ({})", p.display())),
-            ("redis" | "valkey", None) => Err(
-                "stays simulated: no redis-server here (on PATH; on Debian: apt-get install redis-server)".into(),
-            ),
+            ("redis" | "valkey", None) => {
+                Err("stays simulated: no redis-server here (on PATH; on Debian: apt-get install redis-server)".into())
+            }
             (other, _) => Err(format!("stays simulated: live mode runs Redis only, not {other}")),
         }
     }
