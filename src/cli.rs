@@ -28,6 +28,7 @@
 
 mod commands;
 mod progress;
+mod releases;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -363,6 +364,18 @@ enum Command {
         /// Take the resource over even if its tags say it belongs to another stack.
         #[arg(long)]
         force: bool,
+    },
+    /// List the stack's releases: when, who, version from and to, result, duration.
+    Releases,
+    /// Roll back: apply, as a new release, the parameters recorded with an earlier succeeded
+    /// release (the one before the version serving now, or `--to VERSION`).
+    Rollback {
+        /// The version to go back to.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        /// Roll back without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Print the dependency graph.
     Graph {

@@ -156,6 +156,54 @@ pub struct StackState {
     /// destroy, and in states written by older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<StackPlacement>,
+    /// Release history, oldest first (the last [`RELEASES_KEPT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseRecord>,
+}
+
+/// How many releases a stack's state keeps.
+pub const RELEASES_KEPT: usize = 100;
+
+/// How a release ended.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseResult {
+    /// Every target serves the new version.
+    Succeeded,
+    /// A new instance never became healthy: every target serves the old version again.
+    RolledBack,
+    /// It stopped for another reason (a failed call, an interruption); the next apply goes on.
+    Failed,
+}
+
+/// One release in a stack's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    /// When it started (RFC 3339, UTC).
+    pub at: String,
+    /// Who ran it (`user@host pid N`).
+    pub by: String,
+    /// The fronting resource (load balancer) and group.
+    pub front: String,
+    /// Its target group.
+    pub group: String,
+    /// The targets released.
+    pub targets: Vec<String>,
+    /// The version before, when the kind has versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_version: Option<String>,
+    /// The version released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_version: Option<String>,
+    /// How it ended.
+    pub result: ReleaseResult,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// What produced the stack (the CLI records its template and parameters), so the release
+    /// can be applied again (a rollback is a new release of an older source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
 }
 
 /// The region a stack runs in and the jurisdiction it was bound to, as recorded in state: a
@@ -190,6 +238,7 @@ impl StackState {
             pending: Vec::new(),
             outputs: BTreeMap::new(),
             placement: None,
+            releases: Vec::new(),
         }
     }
 
@@ -248,6 +297,14 @@ impl StackState {
                 }
             }
             Record::Outputs { outputs } => self.outputs.clone_from(outputs),
+            Record::Released { release } => {
+                // Replaying a journal over a snapshot that already holds it changes nothing.
+                if !self.releases.contains(release) {
+                    self.releases.push(release.clone());
+                    let over = self.releases.len().saturating_sub(RELEASES_KEPT);
+                    self.releases.drain(..over);
+                }
+            }
         }
     }
 }
@@ -305,6 +362,11 @@ pub enum Record {
     Outputs {
         /// Outputs by name.
         outputs: BTreeMap<String, Value>,
+    },
+    /// A release ended.
+    Released {
+        /// What happened.
+        release: ReleaseRecord,
     },
 }
 

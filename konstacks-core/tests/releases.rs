@@ -13,7 +13,7 @@ use konstacks_core::model::*;
 use konstacks_core::plan::Action;
 use konstacks_core::sim::{SimCloud, SimConfig};
 use konstacks_core::spec::{LoadBalancerObserved, VmObserved};
-use konstacks_core::state::MemoryBackend;
+use konstacks_core::state::{MemoryBackend, ReleaseResult};
 
 const VMS: usize = 3;
 
@@ -102,6 +102,11 @@ async fn a_new_app_version_is_released_batch_by_batch_behind_the_load_balancer()
     let state = engine.state("shop").await.unwrap();
     assert!(state.deposed.is_empty() && state.pending.is_empty());
     assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
+    let history = engine.releases("shop").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].result, ReleaseResult::Succeeded);
+    assert_eq!((history[0].from_version.as_deref(), history[0].to_version.as_deref()), (Some("1"), Some("2")));
+    assert_eq!(history[0].targets.len(), VMS);
 }
 
 #[tokio::test(start_paused = true)]
@@ -126,6 +131,8 @@ async fn a_release_whose_new_vms_never_become_healthy_is_rolled_back_as_a_whole(
     assert!(state.deposed.is_empty() && state.pending.is_empty(), "{state:?}");
     let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
     assert_eq!(plan.releases.len(), 1, "the release is still pending:\n{}", plan.render(false));
+    let history = engine.releases("shop").await.unwrap();
+    assert_eq!(history.iter().map(|r| r.result).collect::<Vec<_>>(), [ReleaseResult::RolledBack]);
     assert!(plan.changes.iter().filter(|c| c.action == Action::Replace).count() == VMS);
 }
 

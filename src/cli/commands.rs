@@ -37,8 +37,8 @@ const SIM_FILE: &str = "sim-cloud.json";
 /// A command that did not succeed: the exit code and what to tell the user.
 #[derive(Debug)]
 pub(super) struct Failure {
-    exit: Exit,
-    message: String,
+    pub(super) exit: Exit,
+    pub(super) message: String,
     /// Structured details for `--json` (diagnostics, the apply report).
     details: Option<Value>,
 }
@@ -241,7 +241,7 @@ impl Ui {
     }
 
     /// One JSON document, pretty-printed, on stdout.
-    fn json_doc(&self, v: &impl Serialize) {
+    pub(super) fn json_doc(&self, v: &impl Serialize) {
         match serde_json::to_string_pretty(v) {
             Ok(s) => self.out(&s),
             Err(e) => self.err(&format!("error: cannot serialize the output: {e}")),
@@ -371,6 +371,24 @@ where
     if let Some(p) = policy {
         cx.engine = cx.engine.with_policy(p);
     }
+    cx.source = Some(json!({ "params": params, "stage": global.stage.as_str() }));
+    if let Command::Rollback { to, yes } = &command {
+        let history = cx.rt.block_on(cx.engine.releases(&cx.name()))?;
+        let target = super::releases::rollback_target(&history, to.as_deref()).map_err(Failure::error)?;
+        let source = target.source.clone().unwrap_or(Value::Null);
+        let mut app = App::new(global.stage, source.get("params").cloned().unwrap_or(Value::Null), None);
+        match build(&mut app, &extra).into_result() {
+            Ok(()) => {}
+            Err(BuildError::Invalid(m)) => {
+                return Err(Failure::invalid(format!("the parameters recorded with that release are invalid now: {m}")))
+            }
+            Err(BuildError::Failed(m)) => return Err(Failure::error(m)),
+        }
+        cx.stack = select(&app.stacks, global.stack.as_deref())?;
+        let version = target.to_version.clone().unwrap_or_default();
+        ui.err(&format!("Rolling back to version {version} (released {} by {}).", target.at, target.by));
+        return cx.apply_source(*yes, source);
+    }
     match command {
         Command::Plan { refresh, out } => cx.plan(refresh, out.as_deref()),
         Command::Apply { yes, refresh, continue_on_error, safety } => {
@@ -386,6 +404,7 @@ where
         Command::State(StateCommand::Rm { resource_path }) => cx.state_rm(&resource_path),
         Command::ForceUnlock { lock_id } => cx.force_unlock(&lock_id),
         Command::Import { resource_path, id, force } => cx.import(&resource_path, &id, force),
+        Command::Releases => cx.releases(),
         Command::Templates
         | Command::Validate
         | Command::Synth
@@ -393,7 +412,8 @@ where
         | Command::Check { .. }
         | Command::Cost { .. }
         | Command::Parity
-        | Command::Dev { .. } => Ok(Exit::Success),
+        | Command::Dev { .. }
+        | Command::Rollback { .. } => Ok(Exit::Success),
     }
 }
 
@@ -639,7 +659,7 @@ fn templates(ui: &Ui) -> Exit {
 }
 
 /// Ask on the terminal; refuse when there is none.
-fn confirm(ui: &Ui, question: &str, what: &str) -> Result<(), Failure> {
+pub(super) fn confirm(ui: &Ui, question: &str, what: &str) -> Result<(), Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::error(format!(
             "refusing to {what} without confirmation: stdin is not a terminal; pass --yes to {what} non-interactively"
@@ -668,12 +688,14 @@ fn render_value(v: &Value) -> String {
 }
 
 /// What every command needing state or the cloud works with.
-struct Ctx<'a> {
-    ui: &'a Ui,
+pub(super) struct Ctx<'a> {
+    pub(super) ui: &'a Ui,
     // Declared before the runtime so it is dropped first.
-    engine: Engine,
-    rt: tokio::runtime::Runtime,
-    stack: Stack,
+    pub(super) engine: Engine,
+    pub(super) rt: tokio::runtime::Runtime,
+    pub(super) stack: Stack,
+    /// What the stack was built from (parameters, stage), recorded with each release.
+    pub(super) source: Option<Value>,
 }
 
 impl<'a> Ctx<'a> {
@@ -688,16 +710,16 @@ impl<'a> Ctx<'a> {
         for p in providers {
             engine = engine.with_provider(p);
         }
-        Ok(Self { ui, engine, rt, stack })
+        Ok(Self { ui, engine, rt, stack, source: None })
     }
 
-    fn name(&self) -> String {
+    pub(super) fn name(&self) -> String {
         self.stack.name()
     }
 
     /// Fail early with the holder's details when another run holds the lock, so nobody
     /// confirms a plan that cannot be applied.
-    fn check_lock(&self, stack: &str) -> Result<(), Failure> {
+    pub(super) fn check_lock(&self, stack: &str) -> Result<(), Failure> {
         let lock = self.rt.block_on(self.engine.state_backend().current_lock(stack))?;
         match lock {
             Some(l) => {
@@ -708,7 +730,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Run `fut` while rendering the engine's events.
-    fn drive<T>(&self, fut: impl Future<Output = T>) -> T {
+    pub(super) fn drive<T>(&self, fut: impl Future<Output = T>) -> T {
         let mut rx = self.engine.subscribe();
         let mut renderer = Renderer::new(self.ui);
         let cancel = self.engine.canceller();
@@ -741,7 +763,7 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    fn show_plan(&self, plan: &Plan) {
+    pub(super) fn show_plan(&self, plan: &Plan) {
         if self.ui.json {
             self.ui.json_line(&json!({ "event": "plan", "plan": plan }));
         } else {
@@ -792,7 +814,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Turn the outcome of an apply or destroy into an exit code.
-    fn finish_run(&self, result: Result<ApplyReport, Error>, what: &str) -> Result<Exit, Failure> {
+    pub(super) fn finish_run(&self, result: Result<ApplyReport, Error>, what: &str) -> Result<Exit, Failure> {
         match result {
             Ok(report) => {
                 self.show_report(&report, what);
@@ -878,6 +900,7 @@ impl<'a> Ctx<'a> {
             disable_deletion_protection: safety.disable_deletion_protection,
             allow_placement_change: safety.allow_placement_change,
             ignore_untracked: safety.ignore_untracked,
+            source: self.source.clone(),
             ..Default::default()
         };
         // Refuse before asking: a question whose yes would be refused anyway helps no one.

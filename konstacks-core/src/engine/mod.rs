@@ -287,6 +287,11 @@ impl Engine {
         Ok(self.state.load(stack).await?)
     }
 
+    /// The release history of a stack, oldest first.
+    pub async fn releases(&self, stack: &str) -> Result<Vec<crate::state::ReleaseRecord>, Error> {
+        Ok(self.state(stack).await?.releases)
+    }
+
     /// Break the lock with this id.
     pub async fn force_unlock(&self, stack: &str, id: &str) -> Result<LockInfo, Error> {
         Ok(self.state.force_unlock(stack, id).await?)
@@ -432,7 +437,13 @@ impl Engine {
         );
 
         let exec = Exec::build(self, stack, s, &plan, &nodes, &state, &journal, opts.on_failure, started, recovery)?;
+        let release_started = crate::base::util::now_rfc3339();
         exec.run(&mut report).await;
+        if !plan.releases.is_empty() {
+            let elapsed = self.clock.now().saturating_sub(started).as_millis() as u64;
+            let recs = release::records(&plan, &report, release_started, elapsed, opts.source.as_ref());
+            journal.write(recs).await?;
+        }
         if let Err(e) = journal.flush().await {
             report.failures.push(Failure {
                 path: String::new(),

@@ -23,7 +23,7 @@ use crate::events::EventKind;
 use crate::kind::api::{TargetHealth, TargetHealthState};
 use crate::plan::{Action, NodePlan, Plan};
 use crate::provider::Provider;
-use crate::state::{OpKind, Record, ReleaseMark, ResourceState};
+use crate::state::{OpKind, Record, ReleaseMark, ReleaseRecord, ReleaseResult, ResourceState};
 use crate::synth::Synthesized;
 
 use super::exec::{Exec, OpFailure};
@@ -394,4 +394,44 @@ impl Exec<'_> {
         }
         undone
     }
+}
+
+/// The history records of the releases a run made.
+pub(super) fn records(
+    plan: &Plan,
+    report: &super::ApplyReport,
+    at: String,
+    duration_ms: u64,
+    source: Option<&serde_json::Value>,
+) -> Vec<Record> {
+    let by = crate::state::LockInfo::for_this_process("apply").holder;
+    plan.releases
+        .iter()
+        .map(|r| {
+            let targets: Vec<String> = r.targets().map(str::to_string).collect();
+            let hit = |paths: &[String]| paths.iter().any(|p| targets.contains(p));
+            let failed: Vec<String> = report.failures.iter().map(|f| f.path.clone()).collect();
+            let result = if hit(&report.rolled_back) {
+                ReleaseResult::RolledBack
+            } else if hit(&failed) || hit(&report.skipped) || report.cancelled {
+                ReleaseResult::Failed
+            } else {
+                ReleaseResult::Succeeded
+            };
+            Record::Released {
+                release: ReleaseRecord {
+                    at: at.clone(),
+                    by: by.clone(),
+                    front: r.front.clone(),
+                    group: r.group.clone(),
+                    targets,
+                    from_version: r.from_version.clone(),
+                    to_version: r.to_version.clone(),
+                    result,
+                    duration_ms,
+                    source: source.cloned(),
+                },
+            }
+        })
+        .collect()
 }

@@ -66,6 +66,9 @@ pub struct ApplyOptions {
     /// Let an apply go on although the cloud holds resources tagged for the stack that its
     /// state does not know (they are left alone; duplicates may be created next to them).
     pub ignore_untracked: bool,
+    /// What produced the stack (a template and its parameters), kept with each release in the
+    /// history so it can be applied again.
+    pub source: Option<serde_json::Value>,
 }
 
 /// Which deletions of data-holding resources (databases, caches) an apply may make.

@@ -11,6 +11,12 @@ use serde_json::Value;
 
 use crate::kind::expr::Expr;
 
+/// The target groups of a lowered fronting resource, from its fields.
+pub type FrontsFn = fn(&BTreeMap<String, Expr>) -> Vec<Fronted>;
+
+/// The version of a versioned workload in a resource's recorded inputs.
+pub type VersionFn = fn(&BTreeMap<String, Value>) -> Option<String>;
+
 /// How the targets of one group are replaced in a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(default)]

@@ -66,10 +66,10 @@ pub struct KindDef {
     pub check_stack: fn(&mut StackCx<'_>),
     /// For kinds that send traffic to other resources (load balancers): their target groups
     /// from the lowered fields. A replacement of a target is then a release.
-    pub fronts: Option<fn(&BTreeMap<String, Expr>) -> Vec<fronts::Fronted>>,
+    pub fronts: Option<fronts::FrontsFn>,
     /// For kinds that run a versioned workload (VMs running an app): the version in the
     /// recorded inputs, shown in plans and release history.
-    pub version_of: Option<fn(&BTreeMap<String, Value>) -> Option<String>>,
+    pub version_of: Option<fronts::VersionFn>,
 }
 
 /// A kind of resource: a `Copy` handle to its [`KindDef`]. Compares, orders, hashes and
