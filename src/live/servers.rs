@@ -43,7 +43,7 @@ impl Servers {
                 .filter_map(Result::ok)
                 .filter_map(|e| e.file_name().to_str().and_then(|v| v.parse::<u32>().ok()).map(|v| (v, e.path())))
                 .collect();
-            versions.sort_by(|a, b| b.0.cmp(&a.0));
+            versions.sort_by_key(|v| std::cmp::Reverse(v.0));
             pg_dirs.extend(versions.into_iter().map(|(_, p)| p.join("bin")));
         }
         let postgres =

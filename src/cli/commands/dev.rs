@@ -106,7 +106,7 @@ pub(in crate::cli) fn dev(
     if let Some(p) = policy {
         engine = engine.with_policy(p);
     }
-    let cx = Ctx { ui, engine, rt, stack };
+    let cx = Ctx { ui, engine, rt, stack, source: None };
     // One watcher for the whole session: the first SIGINT or SIGTERM stops it.
     let (stop_tx, stop) = watch::channel(false);
     cx.rt.spawn(async move {
@@ -144,7 +144,7 @@ struct Session<'a, 'u> {
 
 /// How a release ended.
 enum Released {
-    Done(ApplyReport),
+    Done(Box<ApplyReport>),
     Failed(Failure),
     Interrupted(Failure),
 }
@@ -161,7 +161,7 @@ impl Session<'_, '_> {
         self.show_live_notes(&s);
         let mut seen = self.params_bytes();
         let report = match self.release(&s)? {
-            Released::Done(r) => r,
+            Released::Done(r) => *r,
             Released::Failed(f) | Released::Interrupted(f) => return Err(f),
         };
         let url = self.url(&report);
@@ -307,7 +307,7 @@ impl Session<'_, '_> {
             Err(e) => return Ok(Released::Failed(e.into())),
         };
         if plan.is_empty() {
-            return Ok(Released::Done(ApplyReport::default()));
+            return Ok(Released::Done(Box::default()));
         }
         self.cx.show_plan(&plan);
         let opts = ApplyOptions {
@@ -344,7 +344,7 @@ impl Session<'_, '_> {
         });
         renderer.finish();
         Ok(match result {
-            Ok(r) => Released::Done(r),
+            Ok(r) => Released::Done(Box::new(r)),
             Err(e @ Error::Interrupted(_)) => Released::Interrupted(e.into()),
             Err(e) => {
                 let f = match self.cx.finish_run(Err(e), "Release") {
