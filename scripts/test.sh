@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 export INSTA_UPDATE=no
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# PostgreSQL and Redis server binaries for `konstacks dev`'s real local databases and caches
+# (tests/live_dev.rs); nothing is started here.
+bash scripts/install-live-deps.sh
+
 cargo test --workspace --locked
 bash scripts/check-cloud-init.sh  # every template's user data through cloud-init's own schema validator
 
