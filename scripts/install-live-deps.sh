@@ -14,5 +14,5 @@ sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# policy-rc.d exit 101: the packages' services are installed but not started.
+# Where no init system runs (containers, CI) the packages do not start their own services.
 $sudo apt-get install -y -qq postgresql redis-server redis-tools >/dev/null

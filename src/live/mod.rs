@@ -158,7 +158,12 @@ impl LiveRuntime {
 
     /// The live URL of every load balancer served, by provider id.
     pub fn load_balancer_urls(&self) -> BTreeMap<String, String> {
-        self.lock().lbs.iter().map(|(id, lb)| (id.clone(), endpoint(lb).url)).collect()
+        self.lock().lbs.iter().map(|(id, lb)| (id.clone(), endpoint(lb, "").url)).collect()
+    }
+
+    /// One line per live listener, saying where it listens and where it redirects.
+    pub fn listeners(&self) -> Vec<String> {
+        self.lock().lbs.values().flat_map(proxy::LbServer::describe).collect()
     }
 
     /// The health of every target of every live load balancer, by load balancer id.
@@ -270,7 +275,8 @@ impl LiveRuntime {
 }
 
 /// How a live load balancer is reached: its HTTPS listener when it has one, else its first.
-fn endpoint(lb: &proxy::LbServer) -> LiveEndpoint {
+/// The DNS name stays the simulated one (DNS records alias it); the URL is the live listener.
+fn endpoint(lb: &proxy::LbServer, dns_name: &str) -> LiveEndpoint {
     let ports = lb.ports();
     let https = ports.iter().find(|(_, _, p)| *p == ListenerProtocol::Https);
     let (scheme, port) = match (https, ports.first()) {
@@ -278,8 +284,7 @@ fn endpoint(lb: &proxy::LbServer) -> LiveEndpoint {
         (None, Some((_, live, _))) => ("http", *live),
         (None, None) => ("http", 0),
     };
-    let dns_name = format!("127.0.0.1:{port}");
-    LiveEndpoint { url: format!("{scheme}://{dns_name}"), dns_name }
+    LiveEndpoint { url: format!("{scheme}://127.0.0.1:{port}"), dns_name: dns_name.to_string() }
 }
 
 fn slug(s: &str) -> String {
@@ -371,7 +376,7 @@ impl Runtime for LiveRuntime {
         let addr_of = |vm: &str| ports.get(vm).map(|p| SocketAddr::from(([127, 0, 0, 1], *p)));
         let server = g.lbs.entry(lb.id.clone()).or_insert_with(|| proxy::LbServer::new(&lb.name));
         server.update(lb, &addr_of, tls.as_ref())?;
-        Ok(endpoint(server))
+        Ok(endpoint(server, &lb.dns_name))
     }
 
     fn stop_load_balancer(&self, id: &str) {

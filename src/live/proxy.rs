@@ -293,6 +293,22 @@ impl LbServer {
         self.listeners.iter().map(|(s, b)| (*s, b.port, b.protocol)).collect()
     }
 
+    /// One line per listener: `port 80 -> http://127.0.0.1:41234 (redirects to port 41235)`.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        self.listeners
+            .iter()
+            .map(|(spec, b)| {
+                let scheme = if b.protocol == ListenerProtocol::Https { "https" } else { "http" };
+                let redirect =
+                    b.redirect_to.map(|p| format!(" (redirects to https://127.0.0.1:{p})")).unwrap_or_default();
+                format!(
+                    "load balancer `{}`: port {spec} -> {scheme}://127.0.0.1:{}{redirect}",
+                    self.shared.name, b.port
+                )
+            })
+            .collect()
+    }
+
     /// The health of every target, draining ones included, sorted.
     pub(crate) fn health(&self) -> Vec<TargetHealth> {
         let Ok(cfg) = self.shared.config.read() else { return Vec::new() };

@@ -26,7 +26,8 @@ pub struct LiveAddress {
 /// How a live load balancer is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LiveEndpoint {
-    /// What the load balancer reports as its DNS name (`127.0.0.1:41234`).
+    /// What the load balancer reports as its DNS name (a live runtime keeps the simulated one,
+    /// which DNS records alias; the live port is in the URL).
     pub dns_name: String,
     /// Its URL (`https://127.0.0.1:41235` when it has an HTTPS listener).
     pub url: String,

@@ -160,7 +160,7 @@ impl Session<'_, '_> {
         compress_release_limits(&mut s);
         self.show_live_notes(&s);
         let mut seen = self.params_bytes();
-        let report = match self.release(&s)? {
+        let report = match self.release(&s, "Apply")? {
             Released::Done(r) => *r,
             Released::Failed(f) | Released::Interrupted(f) => return Err(f),
         };
@@ -182,6 +182,9 @@ impl Session<'_, '_> {
         match &url {
             Some(u) => ui.out(&format!("serving: {u}")),
             None => ui.out("serving: nothing (the stack has no load balancer and no VM app)"),
+        }
+        for l in self.live.listeners() {
+            ui.out(&format!("  {l}"));
         }
         if let Some(ca) = self.live.root_ca() {
             ui.out(&format!("local CA root (trust it for HTTPS): {}", ca.display()));
@@ -245,7 +248,7 @@ impl Session<'_, '_> {
         compress_release_limits(&mut s);
         let mark = self.live.mark();
         let started = Instant::now();
-        match self.release(&s)? {
+        match self.release(&s, "Release")? {
             Released::Done(r) => {
                 let changed = r.created.len() + r.updated.len() + r.replaced.len() + r.deleted.len();
                 if changed == 0 {
@@ -300,7 +303,7 @@ impl Session<'_, '_> {
 
     /// Plan and apply `s` without asking (a dev session is throwaway: data loss is allowed),
     /// rendering progress; SIGINT cancels what has not started.
-    fn release(&self, s: &Synthesized) -> Result<Released, Failure> {
+    fn release(&self, s: &Synthesized, what: &str) -> Result<Released, Failure> {
         let engine = &self.cx.engine;
         let plan = match self.cx.rt.block_on(engine.plan(s, &PlanOptions::default())) {
             Ok(p) => p,
@@ -347,7 +350,7 @@ impl Session<'_, '_> {
             Ok(r) => Released::Done(Box::new(r)),
             Err(e @ Error::Interrupted(_)) => Released::Interrupted(e.into()),
             Err(e) => {
-                let f = match self.cx.finish_run(Err(e), "Release") {
+                let f = match self.cx.finish_run(Err(e), what) {
                     Err(f) => f,
                     Ok(_) => Failure::error("the release failed"),
                 };
