@@ -447,3 +447,46 @@ impl Session<'_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use konstacks_core::model::Stage;
+    use konstacks_templates::TemplateContext;
+    use serde_json::json;
+
+    use super::*;
+
+    fn release_of(s: &Synthesized) -> Vec<ReleasePolicy> {
+        let mut out = Vec::new();
+        for r in &s.resources {
+            if let Some(Expr::List(groups)) = r.fields.get("target_groups") {
+                for g in groups {
+                    if let Expr::Map(m) = g {
+                        out.push(match m.get("release") {
+                            Some(Expr::Lit(v)) => serde_json::from_value(v.clone()).unwrap(),
+                            _ => ReleasePolicy::default(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn release_limits_are_compressed_like_the_probes_within_bounds() {
+        let template = konstacks_templates::find("web-app").unwrap();
+        let cx = TemplateContext::new("live-test", Stage::Dev);
+        let stack = template.build_json(&cx, json!({ "load_balancer": true })).unwrap();
+        let mut s = stack.synth(&[&SimCloud::catalog()]).unwrap();
+        assert_eq!(release_of(&s), [ReleasePolicy::default()]);
+        compress_release_limits(&mut s);
+        // 300 s at one probe per 30 s is 10 live probes: below the floor of 30 s.
+        let expected = ReleasePolicy { healthy_within_s: MIN_HEALTHY_WITHIN_S, ..ReleasePolicy::default() };
+        assert_eq!(release_of(&s), [expected]);
+        // Compressing again changes nothing: every release of a session plans the same fields.
+        compress_release_limits(&mut s);
+        assert_eq!(release_of(&s), [expected]);
+    }
+}
