@@ -134,6 +134,7 @@ const COMMANDS: &[&[&str]] = &[
     &["parity"],
     &["validate"],
     &["synth"],
+    &["dev", "--probe"],
 ];
 
 /// Names that must never name a stack. A NUL byte cannot travel through argv; the library test
