@@ -474,3 +474,40 @@ fn the_app_reads_and_writes_the_real_local_database_and_cache() {
         processes().into_iter().filter(|(_, ppid, g)| *ppid == pid || groups.contains(g)).collect();
     assert!(left.is_empty(), "servers left after SIGINT: {left:?}\n{transcript}");
 }
+
+/// Whether a container engine answers here (then the image form runs for real).
+fn container_engine_answers() -> bool {
+    ["docker", "podman"].iter().any(|e| {
+        Command::new(e)
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+#[test]
+fn an_image_app_without_a_container_engine_is_refused_naming_the_command_form() {
+    if container_engine_answers() {
+        eprintln!("SKIPPED: a container engine answers here, so the image form would run for real");
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("params.toml"),
+        "load_balancer = true\nvm_count = 1\napp_image = \"ghcr.io/acme/shop:1.4.2\"\nhealth_path = \"/healthz\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
+        .current_dir(dir.path())
+        .args(["--sim-latency-ms", "0", "dev", "--probe", "--template", "web-app", "--params", "params.toml"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no container engine answers here") && err.contains("command form"), "{err}");
+    assert!(err.contains("stopped:"), "everything started is stopped: {err}");
+}
