@@ -756,6 +756,39 @@ async fn probe_loop(shared: Arc<Shared>, group: String, t: Arc<Target>) {
 mod tests {
     use super::*;
 
+    fn route(priority: u32, host: Option<&str>, path: Option<&str>, group: &str) -> RouteSpec {
+        RouteSpec {
+            priority,
+            host: host.map(str::to_string),
+            path_prefix: path.map(str::to_string),
+            target_group: group.to_string(),
+        }
+    }
+
+    #[test]
+    fn requests_follow_the_first_matching_rule_by_priority_else_the_default_group() {
+        let lb = LbServer::new("lb");
+        {
+            let mut cfg = lb.shared.config.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            cfg.default_group = "web".into();
+            // Given out of order: priority decides, as on the clouds.
+            cfg.routes = vec![
+                route(2, Some("*.example.com"), None, "tenants"),
+                route(1, Some("api.example.com"), Some("/v1"), "api"),
+                route(3, None, Some("/static"), "assets"),
+            ];
+            cfg.routes.sort_by_key(|r| r.priority);
+        }
+        let to = |host: &str, path: &str| lb.shared.route(host, path).unwrap_or_default();
+        assert_eq!(to("api.example.com", "/v1/users"), "api");
+        assert_eq!(to("api.example.com", "/v2"), "tenants");
+        assert_eq!(to("shop.example.com", "/static/a.css"), "tenants");
+        assert_eq!(to("127.0.0.1", "/static/a.css"), "assets");
+        assert_eq!(to("127.0.0.1", "/"), "web");
+        // No target registered: nothing to pick.
+        assert!(lb.shared.pick("web", &[]).is_none());
+    }
+
     #[test]
     fn hosts_statuses_and_time_compression() {
         assert!(host_matches("*.example.com", "a.example.com"));
