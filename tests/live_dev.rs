@@ -354,6 +354,12 @@ fn a_release_of_three_vms_under_load_fails_no_request_and_sigint_leaves_nothing(
 
     let load = Load::start(&host);
     std::thread::sleep(Duration::from_secs(2));
+    // A slow request in flight when the release starts finishes on the old version.
+    let slow = {
+        let host = host.clone();
+        std::thread::spawn(move || Conn::open(&host).and_then(|mut c| c.get("/slow?ms=8000")))
+    };
+    std::thread::sleep(Duration::from_millis(200));
     let release_start = Instant::now();
     dev.write_params(&params(3, "v2", false));
     let done = dev
@@ -383,6 +389,8 @@ fn a_release_of_three_vms_under_load_fails_no_request_and_sigint_leaves_nothing(
     assert_eq!(failed, 0, "failed requests: {:?}\n{}", failures(&samples), dev.transcript());
     assert!(samples.len() >= 5_000, "only {} requests", samples.len());
     assert!(versions.contains("v1") && versions.contains("v2"), "versions seen: {versions:?}");
+    let (code, body) = slow.join().unwrap().unwrap();
+    assert_eq!((code, body.trim()), (200, "version=v1 slept=8000ms"));
 
     // SIGINT: exit 0, nothing of the session left running, the port closed.
     let pid = dev.pid();

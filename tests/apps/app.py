@@ -6,6 +6,7 @@ Serves on 127.0.0.1:$PORT:
   /healthz  200, or 500 when APP_VERSION starts with "broken" (a release that must roll back)
   /db       writes a row to, and counts the rows of, PostgreSQL at DATABASE_HOST/PORT as
             DATABASE_USER with DATABASE_PASSWORD (through psql)
+  /slow     answers after ?ms=N milliseconds (at most 30000): a request in flight across a release
   /cache    increments and reads a key of Redis at REDIS_HOST/PORT with REDIS_PASSWORD
             (through redis-cli)
 Secrets from the environment go to the clients through their environment, never argv or output.
@@ -16,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "unknown")
@@ -78,6 +80,11 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(500, f"unhealthy: version {VERSION} is broken\n")
             else:
                 self.reply(200, "ok\n")
+        elif path == "/slow":
+            query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
+            ms = min(int(query.get("ms", "1000") or 0), 30000)
+            time.sleep(ms / 1000)
+            self.reply(200, f"version={VERSION} slept={ms}ms\n")
         elif path in ("/db", "/cache"):
             try:
                 result = db() if path == "/db" else cache()
