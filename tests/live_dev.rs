@@ -519,3 +519,44 @@ fn an_image_app_without_a_container_engine_is_refused_naming_the_command_form() 
     assert!(err.contains("no container engine answers here") && err.contains("command form"), "{err}");
     assert!(err.contains("stopped:"), "everything started is stopped: {err}");
 }
+
+#[test]
+fn https_listeners_serve_with_the_local_ca_and_http_redirects_to_them() {
+    let _one = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let text = format!("{}domain = \"shop.example.com\"\nzone = \"example.com\"\n", params(1, "v1", false));
+    let dev = Dev::start(&text);
+    let line = dev.wait_line(Duration::from_secs(240), |l| l.starts_with("serving: "));
+    let url = line.trim_start_matches("serving: ").trim().to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let root = dev.wait_line(Duration::from_secs(10), |l| l.starts_with("local CA root"));
+    let root = PathBuf::from(root.rsplit(": ").next().unwrap().trim());
+    assert!(
+        root.canonicalize().unwrap().starts_with(dev.dir.path().canonicalize().unwrap()),
+        "the CA lives in the state directory: {}",
+        root.display()
+    );
+    let transcript = dev.transcript();
+    let redirecting = transcript
+        .lines()
+        .find_map(|l| l.split("port 80 -> http://").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no HTTP listener listed:\n{transcript}"))
+        .to_string();
+
+    // HTTP answers 301 to the HTTPS listener, path and query kept.
+    let mut c = TcpStream::connect(&redirecting).unwrap();
+    c.write_all(format!("GET /a?b=1 HTTP/1.1\r\nHost: {redirecting}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 301"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains(&format!("location: {url}/a?b=1")), "{answer}");
+
+    // HTTPS, verified against the printed root only.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (status, body) = rt.block_on(konstacks::live::get(&format!("{url}/"), Some(&root))).unwrap();
+    assert_eq!((status, body.split_whitespace().next()), (200, Some("version=v1")));
+    let untrusted = rt.block_on(konstacks::live::get(&format!("{url}/"), None));
+    assert!(untrusted.is_err(), "a client that does not trust the local CA must refuse: {untrusted:?}");
+    let (code, transcript) = dev.interrupt();
+    assert_eq!(code, 0, "{transcript}");
+}

@@ -92,9 +92,15 @@ pub(in crate::cli) fn dev(
         .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))?;
     let work_dir =
         std::env::current_dir().map_err(|e| Failure::error(format!("cannot read the current directory: {e}")))?;
-    let live =
-        LiveRuntime::new(rt.handle().clone(), LiveOptions { work_dir, ca_dir: global.state_dir.join("live-ca") })
-            .map_err(|e| Failure::error(e.to_string()))?;
+    let live = LiveRuntime::new(
+        rt.handle().clone(),
+        LiveOptions {
+            // Absolute, so the root's path printed can be used from anywhere.
+            ca_dir: work_dir.join(global.state_dir.join("live-ca")),
+            work_dir,
+        },
+    )
+    .map_err(|e| Failure::error(e.to_string()))?;
     let config = SimConfig { latency: Duration::from_millis(global.sim_latency_ms), ..Default::default() };
     let sim = Arc::new(SimCloud::new(config).with_runtime(live.clone()));
     let mut engine = Engine::new(Arc::new(MemoryBackend::new())).with_provider(sim.provider());
