@@ -314,7 +314,9 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
             .env("DATABASE_PORT", db.port())
             .env("DATABASE_PASSWORD", db.password());
         if let Some(r) = redis {
-            vm = vm.env("REDIS_HOST", r.host());
+            // The port and the auth token too: a cache on a non-default port (live mode's local
+            // Redis) or with AUTH (the default generated token) is unreachable without them.
+            vm = vm.env("REDIS_HOST", r.host()).env("REDIS_PORT", r.port()).env("REDIS_PASSWORD", r.auth_token());
         }
         if let Some(b) = uploads {
             vm = vm.env("UPLOADS_BUCKET", b.name());
