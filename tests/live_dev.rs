@@ -29,6 +29,12 @@ use std::time::{Duration, Instant};
 /// One suite at a time: they start servers and load the machine.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// The binary under test: `KONSTACKS_BIN` when set (a copy, a release build), else the one
+/// cargo built for this test.
+fn bin() -> PathBuf {
+    std::env::var_os("KONSTACKS_BIN").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_BIN_EXE_konstacks").into())
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -62,7 +68,7 @@ impl Dev {
     fn start(params_text: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("params.toml"), params_text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_konstacks"))
+        let mut child = Command::new(bin())
             .current_dir(dir.path())
             .env_remove("KONSTACKS_SECRET_KEY")
             .args(["--sim-latency-ms", "0", "dev", "--template", "web-app", "--params", "params.toml"])
@@ -508,7 +514,7 @@ fn an_image_app_without_a_container_engine_is_refused_naming_the_command_form() 
         "load_balancer = true\nvm_count = 1\napp_image = \"ghcr.io/acme/shop:1.4.2\"\nhealth_path = \"/healthz\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
+    let out = Command::new(bin())
         .current_dir(dir.path())
         .args(["--sim-latency-ms", "0", "dev", "--probe", "--template", "web-app", "--params", "params.toml"])
         .stdin(Stdio::null())
