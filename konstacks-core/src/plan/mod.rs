@@ -690,14 +690,7 @@ fn deposed_changes(state: &StackState) -> Vec<ResourceChange> {
 fn outputs_preview(s: &Synthesized, known: &[Option<&BTreeMap<String, Value>>]) -> BTreeMap<String, Value> {
     s.exports
         .iter()
-        .map(|e| {
-            let v = if e.secret {
-                Value::String(REDACTED.into())
-            } else {
-                known.get(e.node).copied().flatten().and_then(|a| a.get(&e.attr)).cloned().unwrap_or(Value::Null)
-            };
-            (e.name.clone(), v)
-        })
+        .map(|e| (e.name.clone(), e.value_with(|node, _, attr| known.get(node).copied().flatten().and_then(|a| a.get(attr)))))
         .collect()
 }
 
