@@ -365,3 +365,96 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
     stack.export("database-host", db.host());
     stack
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use konstacks_core::model::Stage;
+    use konstacks_core::sim::SimCloud;
+    use serde_json::{json, Value};
+
+    use crate::{Template, TemplateContext, TemplateError};
+
+    fn synth(params: Value) -> Value {
+        let stack = super::WebApp.build_json(&TemplateContext::new("shop", Stage::Prod), params).unwrap();
+        serde_json::to_value(stack.synth(&[&SimCloud::catalog()]).unwrap_or_else(|e| panic!("{e}"))).unwrap()
+    }
+
+    fn vms(s: &Value) -> Vec<&Value> {
+        s["resources"].as_array().unwrap().iter().filter(|r| r["path"].as_str().unwrap().starts_with("app/web-")).collect()
+    }
+
+    fn export<'a>(s: &'a Value, name: &str) -> &'a Value {
+        s["exports"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn problem_paths(params: Value) -> Vec<String> {
+        match super::WebApp.build_json(&TemplateContext::new("shop", Stage::Dev), params) {
+            Err(TemplateError::InvalidParams { problems, .. }) => problems.into_iter().map(|p| p.path).collect(),
+            Err(other) => panic!("{other}"),
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_app_vm_runs_the_typed_app_with_its_version_and_the_database_user() {
+        let s = synth(json!({
+            "app_image": "ghcr.io/acme/shop:1.4.2", "app_version": "1.4.2-build.7", "app_port": 3000,
+            "health_path": "/healthz", "domain": "shop.example.com"
+        }));
+        let vms = vms(&s);
+        assert_eq!(vms.len(), 2, "prod runs two");
+        for vm in vms {
+            let f = &vm["fields"];
+            assert_eq!(
+                f["app"],
+                json!({ "run": { "image": "ghcr.io/acme/shop:1.4.2" }, "port": 3000, "health_path": "/healthz",
+                        "version": "1.4.2-build.7" })
+            );
+            assert_eq!(f["env"]["APP_VERSION"], "1.4.2-build.7");
+            assert_eq!(f["env"]["PORT"], "3000");
+            assert_eq!(f["env"]["DATABASE_USER"], "(known after apply: data/postgres.admin_user)");
+            let ud = f["user_data"].as_str().unwrap();
+            assert!(ud.contains("docker.io") && !ud.contains("get.docker.com"), "{ud}");
+            assert!(ud.contains("reverse_proxy 127.0.0.1:3000"), "{ud}");
+        }
+        // With a domain the url is the domain over HTTPS; the load balancer keeps its own name.
+        assert_eq!(export(&s, "url"), &json!({ "name": "url", "value": "https://shop.example.com", "secret": false }));
+        assert_eq!(export(&s, "lb-dns-name")["from"], "app/lb");
+    }
+
+    #[test]
+    fn a_command_app_defaults_its_version_and_no_app_means_no_app_field() {
+        let s = synth(json!({ "start_command": "exec ./server", "pgvector": true }));
+        let f = &vms(&s)[0]["fields"];
+        assert_eq!(f["app"]["run"], json!({ "command": "exec ./server" }));
+        assert_eq!(f["env"]["APP_VERSION"], "1");
+        let ud = f["user_data"].as_str().unwrap();
+        assert!(ud.contains("-U \\\"$DATABASE_USER\\\"") && !ud.contains("-U admin"), "{ud}");
+        assert!(ud.contains("postgresql-client"), "{ud}");
+        // The pgvector step runs before the app starts, so its first start finds the extension.
+        let pgvector = ud.find("\"systemd-run\"").unwrap();
+        assert!(pgvector < ud.find("\"enable\", \"--now\"").unwrap(), "{ud}");
+
+        let bare = synth(json!({}));
+        let f = &vms(&bare)[0]["fields"];
+        assert_eq!(f["app"], Value::Null);
+        assert!(f["env"].get("APP_VERSION").is_none());
+        assert_eq!(f["env"]["DATABASE_USER"], "(known after apply: data/postgres.admin_user)");
+        // Without a load balancer there is no url (each VM's address is an output); with one
+        // but no domain, the url is the load balancer's own.
+        assert!(bare["exports"].as_array().unwrap().iter().all(|e| e["name"] != "url"));
+        let lb = synth(json!({ "load_balancer": true }));
+        assert_eq!(export(&lb, "url")["from"], "app/lb");
+    }
+
+    #[test]
+    fn the_version_and_port_are_checked() {
+        assert_eq!(
+            problem_paths(json!({ "app_image": "acme/shop:1", "app_version": "1 2", "app_port": 0 })),
+            ["params.app_version", "params.app_port"]
+        );
+        assert_eq!(problem_paths(json!({ "app_version": "1.0" })), ["params.app_version"]);
+        assert!(problem_paths(json!({ "start_command": "./run", "app_version": "2026.12.05-rc1" })).is_empty());
+    }
+}
