@@ -84,7 +84,8 @@ fn apply_prints_the_https_url_and_the_app_gets_its_database_user_and_version() {
     let url_line = r.stdout.lines().find(|l| l.trim_start().starts_with("url ")).unwrap_or_default();
     assert!(url_line.contains("https://shop.example.com"), "{r:?}");
 
-    let sim: Value = serde_json::from_slice(&std::fs::read(d.path().join(".konstacks/sim-cloud.json")).unwrap()).unwrap();
+    let sim: Value =
+        serde_json::from_slice(&std::fs::read(d.path().join(".konstacks/sim-cloud.json")).unwrap()).unwrap();
     let vms = of_kind(sim["resources"].as_array().unwrap(), "vm-");
     assert!(!vms.is_empty());
     for vm in vms {

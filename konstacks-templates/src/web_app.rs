@@ -381,7 +381,12 @@ mod tests {
     }
 
     fn vms(s: &Value) -> Vec<&Value> {
-        s["resources"].as_array().unwrap().iter().filter(|r| r["path"].as_str().unwrap().starts_with("app/web-")).collect()
+        s["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["path"].as_str().unwrap().starts_with("app/web-"))
+            .collect()
     }
 
     fn export<'a>(s: &'a Value, name: &str) -> &'a Value {

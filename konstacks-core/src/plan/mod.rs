@@ -690,7 +690,9 @@ fn deposed_changes(state: &StackState) -> Vec<ResourceChange> {
 fn outputs_preview(s: &Synthesized, known: &[Option<&BTreeMap<String, Value>>]) -> BTreeMap<String, Value> {
     s.exports
         .iter()
-        .map(|e| (e.name.clone(), e.value_with(|node, _, attr| known.get(node).copied().flatten().and_then(|a| a.get(attr)))))
+        .map(|e| {
+            (e.name.clone(), e.value_with(|node, _, attr| known.get(node).copied().flatten().and_then(|a| a.get(attr))))
+        })
         .collect()
 }
 
