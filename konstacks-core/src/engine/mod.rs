@@ -36,7 +36,7 @@ use serde_json::Value;
 use crate::base::clock::{Cancel, Clock, OpContext, TokioClock};
 use crate::base::error::{ErrorKind, ProviderError};
 use crate::base::retry::{Pacer, RetryPolicy};
-use crate::base::secret::{Sealer, SecretError, REDACTED};
+use crate::base::secret::{Sealer, SecretError};
 use crate::base::util::SplitMix;
 use crate::error::Error;
 use crate::events::{Event, EventBus, EventKind};
@@ -582,11 +582,7 @@ fn compute_outputs(s: &Synthesized, state: &StackState) -> BTreeMap<String, Valu
     s.exports
         .iter()
         .map(|e| {
-            let v = if e.secret {
-                Value::String(REDACTED.into())
-            } else {
-                state.resources.get(&e.from).and_then(|r| r.attrs.get(&e.attr)).cloned().unwrap_or(Value::Null)
-            };
+            let v = e.value_with(|_, from, attr| state.resources.get(from).and_then(|r| r.attrs.get(attr)));
             (e.name.clone(), v)
         })
         .collect()

@@ -700,12 +700,7 @@ fn outputs_preview(s: &Synthesized, known: &[Option<&BTreeMap<String, Value>>]) 
     s.exports
         .iter()
         .map(|e| {
-            let v = if e.secret {
-                Value::String(REDACTED.into())
-            } else {
-                known.get(e.node).copied().flatten().and_then(|a| a.get(&e.attr)).cloned().unwrap_or(Value::Null)
-            };
-            (e.name.clone(), v)
+            (e.name.clone(), e.value_with(|node, _, attr| known.get(node).copied().flatten().and_then(|a| a.get(attr))))
         })
         .collect()
 }
