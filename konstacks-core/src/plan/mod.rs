@@ -89,6 +89,9 @@ pub struct Recovery {
     pub interrupted: crate::state::OpKind,
     /// What was found and done.
     pub outcome: String,
+    /// A resource the next apply removes (the new instance of an interrupted release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removes: Option<String>,
 }
 
 /// Counts by action.
