@@ -184,3 +184,60 @@ fn sigkill_at_random_moments_of_a_slow_apply() {
         d.assert_converged(&rt, 9, &format!("sigkill round {round} after {delay:?}"));
     }
 }
+
+/// The load balancer's targets and the VMs of the stack, by id.
+fn targets_and_vms(d: &Dir) -> (Vec<String>, Vec<String>) {
+    let cloud = SimCloud::open(d.sim_file(), SimConfig::default()).unwrap();
+    let live = cloud.resources_of_stack(STACK);
+    let mut targets: Vec<String> = live
+        .iter()
+        .filter_map(|r| r.get::<konstacks::core::model::LoadBalancer>().cloned())
+        .flat_map(|lb| lb.target_groups.into_iter().flat_map(|g| g.vm_ids))
+        .collect();
+    let mut vms: Vec<String> =
+        live.iter().filter_map(|r| r.get::<konstacks::core::model::Vm>().map(|v| v.id.clone())).collect();
+    targets.sort();
+    vms.sort();
+    (targets, vms)
+}
+
+#[test]
+fn killed_releases_converge_with_every_target_serving() {
+    let rt = rt();
+    let params = |v: &str| {
+        format!(
+            "load_balancer = true\nvm_count = 3\nstart_command = \"/usr/bin/app\"\nhealth_path = \"/healthz\"\napp_version = \"{v}\"\n"
+        )
+    };
+    for at in [
+        "release-registered:1",
+        "release-registered:2",
+        "release-deregistered:1",
+        "release-deregistered:3",
+        "before-call:1",
+        "after-call:2",
+    ] {
+        let d = Dir::new();
+        std::fs::write(d.0.path().join("p.toml"), params("1")).unwrap();
+        d.recover(&["apply", "--yes", "--params", "p.toml"]);
+        let resources = SimCloud::open(d.sim_file(), SimConfig::default()).unwrap().resources_of_stack(STACK).len();
+        std::fs::write(d.0.path().join("p.toml"), params("2")).unwrap();
+        let (code, text) = d.run(&["apply", "--yes", "--params", "p.toml"], Some(at));
+        assert_crashed(code, &text, at);
+        // Whatever the crash left, the load balancer sends traffic only to VMs that exist.
+        let (targets, vms) = targets_and_vms(&d);
+        assert!(!targets.is_empty() && targets.iter().all(|t| vms.contains(t)), "{at}: {targets:?} / {vms:?}");
+        d.recover(&["apply", "--yes", "--params", "p.toml"]);
+        let (targets, vms) = targets_and_vms(&d);
+        assert_eq!(targets, vms, "{at}: every VM serves, no orphan");
+        assert_eq!(vms.len(), 3, "{at}");
+        let cloud = SimCloud::open(d.sim_file(), SimConfig::default()).unwrap();
+        assert_eq!(cloud.resources_of_stack(STACK).len(), resources, "{at}: no orphans");
+        let state = rt.block_on(LocalBackend::new(d.state_dir()).load(STACK)).unwrap();
+        assert!(state.pending.is_empty() && state.deposed.is_empty(), "{at}");
+        let (code, text) = d.run(&["plan", "--params", "p.toml"], None);
+        assert_eq!(code, Some(0), "{at}: the release is done:\n{text}");
+        let last = state.releases.last().unwrap();
+        assert_eq!(last.to_version.as_deref(), Some("2"), "{at}");
+    }
+}

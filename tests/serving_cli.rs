@@ -9,6 +9,7 @@
 mod binary;
 
 use binary::{cloud, run};
+use konstacks::core::sim::secret_fingerprint;
 use serde_json::Value;
 
 fn of_kind<'a>(all: &'a [Value], prefix: &str) -> Vec<&'a Value> {
@@ -27,7 +28,8 @@ fn web_app_serves_https_on_its_domain_behind_a_load_balancer() {
         assert!(r.stdout.contains(created) || r.stderr.contains(created), "{created}\n{r:?}");
     }
     let out: Value = serde_json::from_str(&run(d.path(), &[&p[..], &["--json", "output"]].concat(), 0).stdout).unwrap();
-    assert!(out["url"].as_str().unwrap().starts_with("https://"), "{out}");
+    assert_eq!(out["url"], "https://shop.example.com", "{out}");
+    assert!(out["lb-dns-name"].as_str().unwrap().contains('.'), "the load balancer's own name: {out}");
     assert_eq!(out["domain"], "shop.example.com");
     assert_eq!(out["certificate-status"], "issued");
     assert!(out.get("web-1-ip").is_none(), "VMs behind the load balancer have no public address: {out}");
@@ -67,6 +69,33 @@ fn web_app_serves_https_on_its_domain_behind_a_load_balancer() {
     // Destroy leaves nothing behind.
     run(d.path(), &[&p[..], &["destroy", "--yes"]].concat(), 0);
     assert!(cloud(d.path()).is_empty(), "{:?}", cloud(d.path()));
+}
+
+/// The issue's "done": `apply --template web-app --params <file with a domain> --yes` prints the
+/// HTTPS URL, and the app VMs get the database's real admin user and the app's version.
+#[test]
+fn apply_prints_the_https_url_and_the_app_gets_its_database_user_and_version() {
+    let d = tempfile::tempdir().unwrap();
+    let params = r#"{"domain": "shop.example.com", "zone": "example.com", "app_image": "ghcr.io/acme/shop:1.4.2",
+        "app_version": "1.4.2-build.7", "pgvector": true}"#;
+    std::fs::write(d.path().join("p.json"), params).unwrap();
+    let p = ["--template", "web-app", "--params", "p.json"];
+    let r = run(d.path(), &[&p[..], &["apply", "--yes"]].concat(), 0);
+    let url_line = r.stdout.lines().find(|l| l.trim_start().starts_with("url ")).unwrap_or_default();
+    assert!(url_line.contains("https://shop.example.com"), "{r:?}");
+
+    let sim: Value =
+        serde_json::from_slice(&std::fs::read(d.path().join(".konstacks/sim-cloud.json")).unwrap()).unwrap();
+    let vms = of_kind(sim["resources"].as_array().unwrap(), "vm-");
+    assert!(!vms.is_empty());
+    for vm in vms {
+        // Compared by fingerprint: the simulated cloud keeps no environment value itself.
+        let prints = &sim["secret_prints"][vm["id"].as_str().unwrap()];
+        assert_eq!(prints["env:DATABASE_USER"], secret_fingerprint("konstacks"), "the sim's admin user: {prints}");
+        assert_eq!(prints["env:APP_VERSION"], secret_fingerprint("1.4.2-build.7"), "{prints}");
+        assert_eq!(prints["env:PORT"], secret_fingerprint("8080"), "{prints}");
+    }
+    run(d.path(), &[&p[..], &["plan"]].concat(), 0);
 }
 
 #[test]

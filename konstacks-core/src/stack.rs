@@ -23,6 +23,15 @@ pub(crate) struct NodeDef {
     pub(crate) tags: BTreeMap<String, String>,
 }
 
+/// Where a declared stack output comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum ExportDef {
+    /// An attribute of one of the stack's resources, known once it exists.
+    Output(Output<String>),
+    /// A value fixed when the stack is built.
+    Value(String),
+}
+
 #[derive(Debug)]
 pub(crate) struct StackDef {
     pub(crate) serial: u32,
@@ -31,7 +40,7 @@ pub(crate) struct StackDef {
     pub(crate) stage: Stage,
     pub(crate) provider: String,
     pub(crate) nodes: Vec<NodeDef>,
-    pub(crate) exports: Vec<(String, Output<String>)>,
+    pub(crate) exports: Vec<(String, ExportDef)>,
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) moved: Vec<(String, String)>,
     pub(crate) scope_errors: Vec<(String, String)>,
@@ -118,7 +127,14 @@ impl Stack {
     /// Export a value as a stack output: text, or any other value an output holds (a list of
     /// name servers, a certificate's validation records).
     pub fn export<T>(&self, name: impl Into<String>, value: Output<T>) {
-        self.lock().exports.push((name.into(), value.retype()));
+        self.lock().exports.push((name.into(), ExportDef::Output(value.retype())));
+    }
+
+    /// Export a value known when the stack is built (`https://shop.example.com`) as a stack
+    /// output, next to the ones that point at resources. It is never secret: do not export a
+    /// secret this way.
+    pub fn export_value(&self, name: impl Into<String>, value: impl Into<String>) {
+        self.lock().exports.push((name.into(), ExportDef::Value(value.into())));
     }
 
     /// Declare that the resource once at logical path `from` now lives at `to`: state is moved,

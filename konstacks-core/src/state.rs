@@ -159,6 +159,9 @@ pub struct StackState {
     /// Release history, oldest first (the last [`RELEASES_KEPT`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<ReleaseRecord>,
+    /// What the last fully successful apply built the stack from (see `ApplyOptions::source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Value>,
 }
 
 /// How many releases a stack's state keeps.
@@ -204,6 +207,9 @@ pub struct ReleaseRecord {
     /// can be applied again (a rollback is a new release of an older source).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Value>,
+    /// What the version before was built from, when the apply that made it recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_source: Option<Value>,
 }
 
 /// The region a stack runs in and the jurisdiction it was bound to, as recorded in state: a
@@ -239,6 +245,7 @@ impl StackState {
             outputs: BTreeMap::new(),
             placement: None,
             releases: Vec::new(),
+            source: None,
         }
     }
 

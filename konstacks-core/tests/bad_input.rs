@@ -946,6 +946,14 @@ fn stack_cases() -> Vec<Case> {
             s.export("ip", web.private_ip());
             s
         }),
+        Case::new("duplicate literal export", "duplicate-export", NAME, "output `ip` is exported twice", || {
+            let s = stack();
+            let n = net(&s);
+            let web = s.add("web", vm(&n));
+            s.export("ip", web.public_ip());
+            s.export_value("ip", "203.0.113.9");
+            s
+        }),
         Case::new(
             "moved to nowhere",
             "dangling-move",
@@ -1454,10 +1462,10 @@ fn the_corpus_has_at_least_fifty_cases() {
     // +4: the torn last line (tolerated), the append after it, the unreadable lock broken by its
     // id, and the non-canonical CIDR.
     let total = stacks + states + 4;
-    assert_eq!(stacks, 98, "stack cases");
+    assert_eq!(stacks, 99, "stack cases");
     assert_eq!(wiring_and_capacity_cases().len(), 5, "of which wiring and capacity");
     assert_eq!(states, 11, "state cases");
-    assert_eq!(total, 113);
+    assert_eq!(total, 114);
     assert!(total >= 50, "{total}");
 }
 

@@ -127,6 +127,31 @@ impl World {
     }
 }
 
+/// A literal export (`Stack::export_value`) is known from synth on: in the synthesized stack, in
+/// the plan's outputs before anything exists, and in the apply report and state after it.
+#[tokio::test(start_paused = true)]
+async fn literal_exports_are_known_before_apply_and_kept_in_state() {
+    let w = world();
+    let stack = web_stack("lit", &Knobs::default());
+    stack.export_value("site", "https://shop.example.com");
+    let s = w.engine.synth(&stack).unwrap();
+    let synth = serde_json::to_value(&s).unwrap();
+    let site = synth["exports"].as_array().unwrap().iter().find(|e| e["name"] == "site").unwrap().clone();
+    assert_eq!(site, serde_json::json!({ "name": "site", "value": "https://shop.example.com", "secret": false }));
+    let url = synth["exports"].as_array().unwrap().iter().find(|e| e["name"] == "url").unwrap().clone();
+    assert_eq!(url, serde_json::json!({ "name": "url", "from": "web", "attr": "public_ip", "secret": false }));
+
+    let plan = w.engine.plan(&s, &PlanOptions::default()).await.unwrap();
+    assert_eq!(plan.outputs["site"], "https://shop.example.com");
+    assert_eq!(plan.outputs["url"], serde_json::Value::Null, "known after apply");
+
+    let report = w.engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert_eq!(report.outputs["site"], "https://shop.example.com");
+    let state = w.state.load("lit").await.unwrap();
+    assert_eq!(state.outputs["site"], "https://shop.example.com");
+    assert!(w.plan(&stack).await.is_empty());
+}
+
 #[tokio::test(start_paused = true)]
 async fn full_lifecycle_apply_noop_update_replace_destroy() {
     let w = world();

@@ -111,13 +111,18 @@ pub(crate) fn start(stack: &Stack, s: &Serving<'_>, vpc: Ref<Vpc>, public: [Ref<
 }
 
 /// Finish the edge: the target group `group` of `vms` on [`BACKEND_PORT`] with the health
-/// check, the load balancer at `at/lb`, the domain's record in the zone, and the `url`,
-/// `lb-dns-name` and `domain` outputs.
+/// check, the load balancer at `at/lb`, the domain's record in the zone, and the outputs: `url`
+/// (`https://<domain>` with a domain, else the load balancer's URL), `lb-dns-name` and `domain`.
 pub(crate) fn finish(stack: &Stack, at: &Scope, group: &str, s: &Serving<'_>, e: Edge, vms: Vec<Ref<Vm>>) {
     let group =
         TargetGroup::new(group, BACKEND_PORT).vms(vms).health_check(TargetHealthCheck::http(s.health_path.to_string()));
     let lb = at.add("lb", e.lb.target_group(group));
-    stack.export("url", lb.url());
+    // With a domain the site's address is the domain over HTTPS, known before anything exists;
+    // the load balancer's own name stays in `lb-dns-name`.
+    match s.domain {
+        Some(domain) => stack.export_value("url", format!("https://{domain}")),
+        None => stack.export("url", lb.url()),
+    }
     stack.export("lb-dns-name", lb.dns_name());
     if let (Some(zone), Some(domain)) = (e.zone, s.domain) {
         let record = stack.scope("edge").add("record", DnsRecord::alias(zone, domain.clone(), lb.dns_name()));

@@ -25,6 +25,8 @@ pub const MAX_TAG_VALUE_LEN: usize = 256;
 pub const MAX_UNIT_LEN: usize = 255;
 /// Longest domain name.
 pub const MAX_DOMAIN_LEN: usize = 253;
+/// Longest app version (as the core's `App` accepts).
+pub const MAX_APP_VERSION_LEN: usize = 128;
 
 /// Why a parameter value is not well formed.
 #[non_exhaustive]
@@ -410,6 +412,22 @@ pub fn command_line(s: &str) -> Result<(), GrammarError> {
     Ok(())
 }
 
+/// An app version (`1.4.2`, `2026.12.05-rc1`, a commit hash): 1 to 128 ASCII letters, digits,
+/// `.`, `_`, `-` and `+`, not starting with `-`. It reaches the app as `APP_VERSION`.
+pub fn app_version(s: &str) -> Result<(), GrammarError> {
+    plain_text(s, MAX_APP_VERSION_LEN)?;
+    if s.starts_with('-') {
+        return Err(malformed("starts with '-'; a version starts with a letter or a digit"));
+    }
+    match s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))) {
+        Some(c) => Err(malformed(format!(
+            "contains `{}`; use ASCII letters, digits, '.', '_', '-' and '+' (for example `1.4.2` or `2026.12.05-rc1`)",
+            shown(&c.to_string())
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// An OpenSSH public key line: `type base64 [comment]`, with no options before the type.
 pub fn ssh_public_key(s: &str) -> Result<(), GrammarError> {
     const TYPES: &[&str] = &[
@@ -587,7 +605,7 @@ mod tests {
 
     #[test]
     fn unit_names() {
-        assert_eq!(unit_name(crate::web_app::APP_UNIT), Ok(()));
+        assert_eq!(unit_name(crate::app_boot::APP_UNIT), Ok(()));
         for ok in ["konstacks-app.service", "getty@tty1.service", "a:b_c.timer", "x\\x2d.mount"] {
             assert_eq!(unit_name(ok), Ok(()), "{ok}");
         }
@@ -604,6 +622,18 @@ mod tests {
         for bad in ["", "   ", "a\nb", "a\rb", "a\0b", "a\u{1b}b", "a\u{202e}b", &"a".repeat(4097)] {
             assert!(command_line(bad).is_err(), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn app_versions() {
+        for ok in ["1", "1.4.2", "2026.12.05-rc1", "v2+build.7", "0123abcdef", &"a".repeat(128)] {
+            assert_eq!(app_version(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-1", "1 2", "1/2", "1:2", "$(id)", "1\n2", "é", &"a".repeat(129)] {
+            assert!(app_version(bad).is_err(), "accepted {bad:?}");
+        }
+        let msg = app_version("1\u{202e}").unwrap_err().to_string();
+        assert!(!msg.contains('\u{202e}'), "{msg}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! staging and prod. Templates depend on core only, never on a provider.
 
 pub mod agency_sites;
+pub mod app_boot;
 pub mod cloud_config;
 mod edge;
 pub mod gdpr_saas;

@@ -3,12 +3,14 @@
 //! database is reachable only from the app's firewall.
 
 use konstacks_core::model::{
-    Bucket, BucketEncryption, Cache, CacheSize, Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm,
-    VmSize, Vpc,
+    App, Bucket, BucketEncryption, Cache, CacheSize, Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet,
+    Vm, VmSize, Vpc,
 };
 
+pub use crate::app_boot::APP_UNIT;
+use crate::app_boot::{self, ENV_FILE};
 use crate::cloud_config::{sh_quote, CloudConfig, WriteFile};
-use crate::edge::{self, Serving};
+use crate::edge::{self, Serving, BACKEND_PORT};
 use crate::{grammar, Problems, TemplateContext, TemplateError, TypedTemplate};
 
 /// The `web-app` template.
@@ -21,12 +23,18 @@ pub struct WebApp;
 pub struct WebAppParams {
     /// VPC block.
     pub vpc_cidr: String,
-    /// Container image of the app, run with Docker by cloud-init: a reference such as
+    /// Container image of the app, run by Docker (the OS package) as the systemd unit
+    /// `konstacks-app.service` with the app's environment file: a reference such as
     /// `ghcr.io/acme/shop:1.4.2` (`[registry/]name[:tag][@digest]`).
     pub app_image: Option<String>,
-    /// Or a command line, run by `/bin/sh` from a systemd unit: one line, no control characters.
+    /// Or a command line, run by `/bin/sh` from the same systemd unit: one line, no control
+    /// characters. `app_image` wins when both are given.
     pub start_command: Option<String>,
-    /// Port the app listens on behind the reverse proxy.
+    /// The version of the app (`1.4.2`; default: the image's tag, or `1` for a command): 1 to
+    /// 128 ASCII letters, digits, `.`, `_`, `-` and `+`. The app gets it as `APP_VERSION`;
+    /// changing it replaces the app VMs (behind a load balancer, one release).
+    pub app_version: Option<String>,
+    /// Port the app listens on behind the reverse proxy (the app gets it as `PORT`).
     pub app_port: u16,
     /// VM size slug (default: dev `micro`, staging `small`, prod `medium`).
     pub vm_size: Option<String>,
@@ -71,6 +79,7 @@ impl Default for WebAppParams {
             vpc_cidr: "10.0.0.0/16".into(),
             app_image: None,
             start_command: None,
+            app_version: None,
             app_port: 8080,
             vm_size: None,
             vm_count: None,
@@ -101,58 +110,62 @@ impl WebAppParams {
             health_path: &self.health_path,
         }
     }
+
+    /// The app the VMs run, from `app_image` (which wins) or `start_command`, with the port,
+    /// health path and version; `None` when neither is given (the VMs then only proxy).
+    pub fn app(&self) -> Option<App> {
+        let app = match (&self.app_image, &self.start_command) {
+            (Some(image), _) => App::image(image.clone(), self.app_port),
+            (None, Some(command)) => App::command(command.clone(), self.app_port),
+            (None, None) => return None,
+        };
+        let app = app.health_path(self.health_path.clone());
+        Some(match &self.app_version {
+            Some(v) => app.version(v.clone()),
+            None => app,
+        })
+    }
 }
 
-/// Where the environment file written by the providers lives (see the VM kind's `env`).
-const ENV_FILE: &str = "/etc/konstacks/app.env";
-/// The systemd unit that runs `start_command`.
-pub const APP_UNIT: &str = "konstacks-app.service";
-/// The script holding `start_command`, run by [`APP_UNIT`].
-const START_SCRIPT: &str = "/usr/local/lib/konstacks/start-app";
 /// The script enabling pgvector, run once with the app's environment.
 const PGVECTOR_SCRIPT: &str = "/usr/local/lib/konstacks/enable-pgvector";
+/// Attempts of the pgvector script to reach the database, [`PGVECTOR_PAUSE_S`] apart.
+const PGVECTOR_ATTEMPTS: u32 = 60;
+/// Seconds between two attempts of the pgvector script.
+const PGVECTOR_PAUSE_S: u32 = 10;
 
-/// The app's user data. Parameters appear only as whole argv elements (`app_image`) or as the
-/// content of a file (`start_command`), never inside YAML syntax or another command's text.
+/// The app VMs' user data: Caddy on the load balancer's backend port in front of the app, the
+/// pgvector step, then the app itself (see [`app_boot`]). Parameters appear only as whole argv
+/// elements, quoted unit words or the content of a file, never inside YAML syntax or another
+/// command's text.
 fn cloud_init(p: &WebAppParams) -> String {
     let mut c = CloudConfig::new();
     c.package_update = true;
-    c.package("caddy");
-    c.file(WriteFile::deferred(
-        "/etc/caddy/Caddyfile",
-        "0644",
-        format!(":80 {{\n  reverse_proxy 127.0.0.1:{}\n}}\n", p.app_port),
-    ));
-    c.run(&["systemctl", "restart", "caddy"]);
-    if let Some(img) = &p.app_image {
-        // A constant pipeline: the only shell command line here, holding no parameter.
-        c.run(&["sh", "-c", "curl -fsSL https://get.docker.com | sh"]);
-        let publish = format!("127.0.0.1:{port}:{port}", port = p.app_port);
-        c.run(&["docker", "run", "-d", "--restart=always", "--env-file", ENV_FILE, "-p", &publish, img]);
-    } else if let Some(cmd) = &p.start_command {
-        // The command is shell code by design: it gets a script of its own, which systemd runs
-        // with the environment file loaded by systemd's own parser (no shell sources it).
-        c.file(WriteFile::deferred(START_SCRIPT, "0755", format!("#!/bin/sh\n{cmd}\n")));
-        c.file(WriteFile::deferred(
-            format!("/etc/systemd/system/{APP_UNIT}"),
-            "0644",
-            format!(
-                "[Unit]\nDescription=App started by Konstacks (start_command)\nWants=network-online.target\nAfter=network-online.target\n\n[Service]\nEnvironmentFile={ENV_FILE}\nExecStart={START_SCRIPT}\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n"
-            ),
-        ));
-        c.run(&["systemctl", "daemon-reload"]);
-        c.run(&["systemctl", "enable", "--now", APP_UNIT]);
-    }
+    app_boot::reverse_proxy(&mut c, BACKEND_PORT, p.app_port);
     if p.pgvector {
+        // Before the app starts, so its first start finds the extension. The database may still
+        // be coming up (or its name not yet resolvable): the script retries, for a bounded time.
         c.package("postgresql-client");
         let sql = sh_quote("CREATE EXTENSION IF NOT EXISTS vector");
-        c.file(WriteFile::deferred(
-            PGVECTOR_SCRIPT,
-            "0755",
+        let script = [
+            "#!/bin/sh".to_string(),
+            "# Enable pgvector as the database's admin user, with the app's environment.".into(),
+            "set -u".into(),
+            "export PGPASSWORD=\"$DATABASE_PASSWORD\" PGCONNECT_TIMEOUT=10".into(),
+            "n=1".into(),
             format!(
-                "#!/bin/sh\nset -eu\nPGPASSWORD=\"$DATABASE_PASSWORD\" exec psql -h \"$DATABASE_HOST\" -p \"$DATABASE_PORT\" -U admin -d postgres -c {sql}\n"
+                "until psql -v ON_ERROR_STOP=1 -h \"$DATABASE_HOST\" -p \"$DATABASE_PORT\" -U \"$DATABASE_USER\" -d postgres -c {sql}; do"
             ),
-        ));
+            format!("  if [ \"$n\" -ge {PGVECTOR_ATTEMPTS} ]; then"),
+            "    echo \"enable-pgvector: no success after $n attempts; giving up\" >&2".into(),
+            "    exit 1".into(),
+            "  fi".into(),
+            "  n=$((n + 1))".into(),
+            format!("  sleep {PGVECTOR_PAUSE_S}"),
+            "done".into(),
+            String::new(),
+        ];
+        c.file(WriteFile::deferred(PGVECTOR_SCRIPT, "0755", script.join("\n")));
         c.run(&[
             "systemd-run",
             "--wait",
@@ -160,6 +173,9 @@ fn cloud_init(p: &WebAppParams) -> String {
             &format!("--property=EnvironmentFile={ENV_FILE}"),
             PGVECTOR_SCRIPT,
         ]);
+    }
+    if let Some(app) = p.app() {
+        app_boot::start(&mut c, &app);
     }
     c.render()
 }
@@ -169,6 +185,16 @@ pub(crate) fn check_params(pr: &mut Problems, prefix: &str, p: &WebAppParams) {
     pr.check(format!("{prefix}vpc_cidr"), grammar::token(&p.vpc_cidr));
     pr.check_opt(format!("{prefix}app_image"), p.app_image.as_ref(), grammar::image_reference);
     pr.check_opt(format!("{prefix}start_command"), p.start_command.as_ref(), grammar::command_line);
+    pr.check_opt(format!("{prefix}app_version"), p.app_version.as_ref(), grammar::app_version);
+    if p.app_version.is_some() && p.app_image.is_none() && p.start_command.is_none() {
+        pr.push(
+            format!("{prefix}app_version"),
+            "app_version names the version of the app, but there is none; give app_image or start_command too",
+        );
+    }
+    if p.app_port == 0 {
+        pr.push(format!("{prefix}app_port"), "app_port = 0 is not a port the app can listen on; use 1 to 65535");
+    }
     pr.check_opt(format!("{prefix}vm_size"), p.vm_size.as_ref(), grammar::token);
     match p.vm_count {
         Some(0) => pr.push(format!("{prefix}vm_count"), "vm_count = 0 would serve nothing; use at least 1"),
@@ -293,6 +319,7 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
     });
     let count = p.vm_count.unwrap_or(if prod { 2 } else { 1 });
     let user_data = cloud_init(p);
+    let workload = p.app();
     let uploads = p.uploads_bucket.then(|| {
         let bucket = Bucket::new();
         let bucket = if g.protected_uploads {
@@ -312,7 +339,11 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
             .env("PORT", p.app_port.to_string())
             .env("DATABASE_HOST", db.host())
             .env("DATABASE_PORT", db.port())
+            .env("DATABASE_USER", db.admin_user())
             .env("DATABASE_PASSWORD", db.password());
+        if let Some(a) = &workload {
+            vm = vm.app(a.clone());
+        }
         if let Some(r) = redis {
             // The port and the auth token too: a cache on a non-default port (live mode's local
             // Redis) or with AUTH (the default generated token) is unreachable without them.
@@ -335,4 +366,102 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
     }
     stack.export("database-host", db.host());
     stack
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use konstacks_core::model::Stage;
+    use konstacks_core::sim::SimCloud;
+    use serde_json::{json, Value};
+
+    use crate::{Template, TemplateContext, TemplateError};
+
+    fn synth(params: Value) -> Value {
+        let stack = super::WebApp.build_json(&TemplateContext::new("shop", Stage::Prod), params).unwrap();
+        serde_json::to_value(stack.synth(&[&SimCloud::catalog()]).unwrap_or_else(|e| panic!("{e}"))).unwrap()
+    }
+
+    fn vms(s: &Value) -> Vec<&Value> {
+        s["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["path"].as_str().unwrap().starts_with("app/web-"))
+            .collect()
+    }
+
+    fn export<'a>(s: &'a Value, name: &str) -> &'a Value {
+        s["exports"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn problem_paths(params: Value) -> Vec<String> {
+        match super::WebApp.build_json(&TemplateContext::new("shop", Stage::Dev), params) {
+            Err(TemplateError::InvalidParams { problems, .. }) => problems.into_iter().map(|p| p.path).collect(),
+            Err(other) => panic!("{other}"),
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_app_vm_runs_the_typed_app_with_its_version_and_the_database_user() {
+        let s = synth(json!({
+            "app_image": "ghcr.io/acme/shop:1.4.2", "app_version": "1.4.2-build.7", "app_port": 3000,
+            "health_path": "/healthz", "domain": "shop.example.com"
+        }));
+        let vms = vms(&s);
+        assert_eq!(vms.len(), 2, "prod runs two");
+        for vm in vms {
+            let f = &vm["fields"];
+            assert_eq!(
+                f["app"],
+                json!({ "run": { "image": "ghcr.io/acme/shop:1.4.2" }, "port": 3000, "health_path": "/healthz",
+                        "version": "1.4.2-build.7" })
+            );
+            assert_eq!(f["env"]["APP_VERSION"], "1.4.2-build.7");
+            assert_eq!(f["env"]["PORT"], "3000");
+            assert_eq!(f["env"]["DATABASE_USER"], "(known after apply: data/postgres.admin_user)");
+            let ud = f["user_data"].as_str().unwrap();
+            assert!(ud.contains("docker.io") && !ud.contains("get.docker.com"), "{ud}");
+            assert!(ud.contains("reverse_proxy 127.0.0.1:3000"), "{ud}");
+        }
+        // With a domain the url is the domain over HTTPS; the load balancer keeps its own name.
+        assert_eq!(export(&s, "url"), &json!({ "name": "url", "value": "https://shop.example.com", "secret": false }));
+        assert_eq!(export(&s, "lb-dns-name")["from"], "app/lb");
+    }
+
+    #[test]
+    fn a_command_app_defaults_its_version_and_no_app_means_no_app_field() {
+        let s = synth(json!({ "start_command": "exec ./server", "pgvector": true }));
+        let f = &vms(&s)[0]["fields"];
+        assert_eq!(f["app"]["run"], json!({ "command": "exec ./server" }));
+        assert_eq!(f["env"]["APP_VERSION"], "1");
+        let ud = f["user_data"].as_str().unwrap();
+        assert!(ud.contains("-U \\\"$DATABASE_USER\\\"") && !ud.contains("-U admin"), "{ud}");
+        assert!(ud.contains("postgresql-client"), "{ud}");
+        // The pgvector step runs before the app starts, so its first start finds the extension.
+        let pgvector = ud.find("\"systemd-run\"").unwrap();
+        assert!(pgvector < ud.find("\"enable\", \"--now\"").unwrap(), "{ud}");
+
+        let bare = synth(json!({}));
+        let f = &vms(&bare)[0]["fields"];
+        assert_eq!(f["app"], Value::Null);
+        assert!(f["env"].get("APP_VERSION").is_none());
+        assert_eq!(f["env"]["DATABASE_USER"], "(known after apply: data/postgres.admin_user)");
+        // Without a load balancer there is no url (each VM's address is an output); with one
+        // but no domain, the url is the load balancer's own.
+        assert!(bare["exports"].as_array().unwrap().iter().all(|e| e["name"] != "url"));
+        let lb = synth(json!({ "load_balancer": true }));
+        assert_eq!(export(&lb, "url")["from"], "app/lb");
+    }
+
+    #[test]
+    fn the_version_and_port_are_checked() {
+        assert_eq!(
+            problem_paths(json!({ "app_image": "acme/shop:1", "app_version": "1 2", "app_port": 0 })),
+            ["params.app_version", "params.app_port"]
+        );
+        assert_eq!(problem_paths(json!({ "app_version": "1.0" })), ["params.app_version"]);
+        assert!(problem_paths(json!({ "start_command": "./run", "app_version": "2026.12.05-rc1" })).is_empty());
+    }
 }

@@ -375,7 +375,7 @@ where
     if let Command::Rollback { to, yes } = &command {
         let history = cx.rt.block_on(cx.engine.releases(&cx.name()))?;
         let target = super::releases::rollback_target(&history, to.as_deref()).map_err(Failure::error)?;
-        let source = target.source.clone().unwrap_or(Value::Null);
+        let source = target.source.clone();
         let mut app = App::new(global.stage, source.get("params").cloned().unwrap_or(Value::Null), None);
         match build(&mut app, &extra).into_result() {
             Ok(()) => {}
@@ -385,8 +385,7 @@ where
             Err(BuildError::Failed(m)) => return Err(Failure::error(m)),
         }
         cx.stack = select(&app.stacks, global.stack.as_deref())?;
-        let version = target.to_version.clone().unwrap_or_default();
-        ui.err(&format!("Rolling back to version {version} (released {} by {}).", target.at, target.by));
+        ui.err(&format!("Rolling back to version {} (serving as of {}).", target.version, target.at));
         return cx.apply_source(*yes, source);
     }
     match command {

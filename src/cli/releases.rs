@@ -8,26 +8,39 @@ use serde_json::{json, Value};
 use super::commands::{Ctx, Failure};
 use super::Exit;
 
-/// The history entry a rollback goes back to: the newest succeeded release of `to` (or, without
-/// it, of the version before the one serving now) that recorded where it came from.
-pub(super) fn rollback_target<'r>(history: &'r [ReleaseRecord], to: Option<&str>) -> Result<&'r ReleaseRecord, String> {
+/// A version a rollback can go back to, and the source (parameters) it was built from.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Target {
+    pub(super) version: String,
+    pub(super) source: Value,
+    /// When that version was released (or first applied).
+    pub(super) at: String,
+}
+
+/// Where a rollback goes: the newest version with recorded parameters that served well — a
+/// succeeded release's new version, or the version a release started from — other than the one
+/// serving now, or the version `to`.
+pub(super) fn rollback_target(history: &[ReleaseRecord], to: Option<&str>) -> Result<Target, String> {
     let serving =
         history.iter().rev().find(|r| r.result == ReleaseResult::Succeeded).and_then(|r| r.to_version.as_deref());
-    let wanted = |r: &&ReleaseRecord| {
-        r.result == ReleaseResult::Succeeded
-            && r.source.is_some()
-            && match to {
-                Some(v) => r.to_version.as_deref() == Some(v),
-                None => r.to_version.as_deref() != serving,
-            }
+    let mut known: Vec<Target> = Vec::new();
+    for r in history {
+        if let (Some(v), Some(s)) = (&r.from_version, &r.from_source) {
+            known.push(Target { version: v.clone(), source: s.clone(), at: r.at.clone() });
+        }
+        if let (ReleaseResult::Succeeded, Some(v), Some(s)) = (r.result, &r.to_version, &r.source) {
+            known.push(Target { version: v.clone(), source: s.clone(), at: r.at.clone() });
+        }
+    }
+    let wanted = |t: &&Target| match to {
+        Some(v) => t.version == v,
+        None => Some(t.version.as_str()) != serving,
     };
-    // A release's own source has the version it released; the version before the first one
-    // is in that release's `from_version` but its parameters were never recorded.
-    history.iter().rev().find(wanted).ok_or_else(|| match to {
+    known.iter().rev().find(wanted).cloned().ok_or_else(|| match to {
         Some(v) => format!(
-            "no succeeded release of version `{v}` with recorded parameters in this stack's history; `releases` lists them"
+            "no version `{v}` that served with recorded parameters in this stack's history; `releases` lists them"
         ),
-        None => "no earlier succeeded release with recorded parameters to roll back to; `releases` lists the history".into(),
+        None => "no earlier version with recorded parameters to roll back to; `releases` lists the history".into(),
     })
 }
 
@@ -104,31 +117,35 @@ impl Ctx<'_> {
 mod tests {
     use super::*;
 
-    fn rec(to: &str, result: ReleaseResult, params: bool) -> ReleaseRecord {
+    fn rec(from: &str, to: &str, result: ReleaseResult, params: bool) -> ReleaseRecord {
         ReleaseRecord {
             at: "2026-12-05T12:00:00Z".into(),
             by: "me".into(),
             front: "app/lb".into(),
             group: "app".into(),
             targets: vec!["app/web-1".into()],
-            from_version: None,
+            from_version: Some(from.into()),
             to_version: Some(to.into()),
             result,
             duration_ms: 1,
             source: params.then(|| json!({"params": {"app_version": to}})),
+            from_source: params.then(|| json!({"params": {"app_version": from}})),
         }
     }
 
     #[test]
     fn rollback_goes_to_the_last_good_other_version_or_the_one_named() {
         let h = vec![
-            rec("1", ReleaseResult::Succeeded, true),
-            rec("2", ReleaseResult::Succeeded, true),
-            rec("3", ReleaseResult::RolledBack, true),
+            rec("0", "1", ReleaseResult::Succeeded, true),
+            rec("1", "2", ReleaseResult::Succeeded, true),
+            rec("2", "3", ReleaseResult::RolledBack, true),
         ];
-        assert_eq!(rollback_target(&h, None).map(|r| r.to_version.clone()), Ok(Some("1".into())));
-        assert_eq!(rollback_target(&h, Some("2")).map(|r| r.to_version.clone()), Ok(Some("2".into())));
+        let version = |r: Result<Target, String>| r.map(|t| t.version);
+        assert_eq!(version(rollback_target(&h, None)), Ok("1".into()), "2 serves; 1 served before it");
+        assert_eq!(version(rollback_target(&h, Some("0"))), Ok("0".into()), "the version before the first release");
         assert!(rollback_target(&h, Some("3")).is_err(), "a rolled-back version is no target");
-        assert!(rollback_target(&h[1..2], None).is_err(), "nothing before the only release");
+        assert_eq!(version(rollback_target(&h[..1], None)), Ok("0".into()));
+        let unrecorded = vec![rec("0", "1", ReleaseResult::Succeeded, false)];
+        assert!(rollback_target(&unrecorded, None).is_err(), "nothing recorded, nothing to go back to");
     }
 }

@@ -104,6 +104,7 @@ impl Engine {
             .chain(state.deposed.iter().map(|d| &d.resource))
             .map(|r| r.id.as_str())
             .chain(state.pending.iter().filter_map(|p| p.id.as_deref()))
+            .chain(plan.recovered.iter().filter_map(|r| r.removes.as_deref()))
             .collect();
         let cx = self.cx(&plan.stack);
         let sel = Selector::Stack(plan.stack.clone());

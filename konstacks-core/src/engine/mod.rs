@@ -36,7 +36,7 @@ use serde_json::Value;
 use crate::base::clock::{Cancel, Clock, OpContext, TokioClock};
 use crate::base::error::{ErrorKind, ProviderError};
 use crate::base::retry::{Pacer, RetryPolicy};
-use crate::base::secret::{Sealer, SecretError, REDACTED};
+use crate::base::secret::{Sealer, SecretError};
 use crate::base::util::SplitMix;
 use crate::error::Error;
 use crate::events::{Event, EventBus, EventKind};
@@ -441,7 +441,8 @@ impl Engine {
         exec.run(&mut report).await;
         if !plan.releases.is_empty() {
             let elapsed = self.clock.now().saturating_sub(started).as_millis() as u64;
-            let recs = release::records(&plan, &report, release_started, elapsed, opts.source.as_ref());
+            let sources = (opts.source.as_ref(), loaded.source.as_ref());
+            let recs = release::records(&plan, &report, release_started, elapsed, sources);
             journal.write(recs).await?;
         }
         if let Err(e) = journal.flush().await {
@@ -465,6 +466,9 @@ impl Engine {
         let appends_ms = journal.busy_ms();
         let journal_written = journal.appended() > 0;
         let mut final_state = journal.close().await;
+        if s.is_some() && report.failures.is_empty() && !report.cancelled && opts.source.is_some() {
+            final_state.source.clone_from(&opts.source);
+        }
         final_state.placement = match s {
             Some(s) if !final_state.resources.is_empty() => Some(plan::safety::placement_of(s)),
             _ if final_state.resources.is_empty() => None,
@@ -582,11 +586,7 @@ fn compute_outputs(s: &Synthesized, state: &StackState) -> BTreeMap<String, Valu
     s.exports
         .iter()
         .map(|e| {
-            let v = if e.secret {
-                Value::String(REDACTED.into())
-            } else {
-                state.resources.get(&e.from).and_then(|r| r.attrs.get(&e.attr)).cloned().unwrap_or(Value::Null)
-            };
+            let v = e.value_with(|_, from, attr| state.resources.get(from).and_then(|r| r.attrs.get(attr)));
             (e.name.clone(), v)
         })
         .collect()

@@ -40,9 +40,9 @@ impl Engine {
         listing: &[(String, Attrs)],
         cx: &OpContext,
         act: bool,
-    ) -> Result<(Record, String), Error> {
+    ) -> Result<(Record, String, Option<String>), Error> {
         let Some(mark) = &p.release else {
-            return Ok((Record::Abandon { path: p.path.clone(), op: OpKind::Create }, String::new()));
+            return Ok((Record::Abandon { path: p.path.clone(), op: OpKind::Create }, String::new(), None));
         };
         let name = p.tags.get(TAG_NAME).map(String::as_str);
         let known: BTreeSet<&str> = state.resources.values().map(|r| r.id.as_str()).collect();
@@ -54,7 +54,8 @@ impl Engine {
         let abandon = Record::Abandon { path: p.path.clone(), op: OpKind::Create };
         if !act {
             let what = hit.as_deref().map_or("no new instance".to_string(), |h| format!("the new instance {h}"));
-            return Ok((abandon, format!("an interrupted release: the next apply puts {old} back and removes {what}")));
+            let outcome = format!("an interrupted release: the next apply puts {old} back and removes {what}");
+            return Ok((abandon, outcome, hit));
         }
         let fail = |context: String, e: ProviderError| Error::Provider { context, source: e };
         let front = self.slot(&mark.front_provider)?;
@@ -70,7 +71,7 @@ impl Engine {
             }
         }
         let what = hit.map_or("nothing had been created".to_string(), |h| format!("{h} was removed"));
-        Ok((abandon, format!("an interrupted release was undone: {old} serves again, {what}")))
+        Ok((abandon, format!("an interrupted release was undone: {old} serves again, {what}"), None))
     }
 
     /// Reconcile interrupted operations: creates are looked up by tags and adopted, deletes are
@@ -107,9 +108,13 @@ impl Engine {
         }
         for p in &pending {
             let listing = &listings[&(p.provider.clone(), p.kind)];
+            let mut removes = None;
             let (rec, outcome) = match p.op {
                 OpKind::Create if p.release.is_some() => {
-                    self.undo_interrupted_release(state, p, listing, &cx, journal.is_some()).await?
+                    let (rec, outcome, hit) =
+                        self.undo_interrupted_release(state, p, listing, &cx, journal.is_some()).await?;
+                    removes = hit;
+                    (rec, outcome)
                 }
                 OpKind::Create => {
                     let name = p.tags.get(TAG_NAME);
@@ -181,7 +186,7 @@ impl Engine {
                     }
                 }
             };
-            out.push(Recovery { path: p.path.clone(), interrupted: p.op, outcome });
+            out.push(Recovery { path: p.path.clone(), interrupted: p.op, outcome, removes });
             recs.push(rec);
         }
         for r in &recs {

@@ -402,7 +402,7 @@ pub(super) fn records(
     report: &super::ApplyReport,
     at: String,
     duration_ms: u64,
-    source: Option<&serde_json::Value>,
+    (source, from_source): (Option<&serde_json::Value>, Option<&serde_json::Value>),
 ) -> Vec<Record> {
     let by = crate::state::LockInfo::for_this_process("apply").holder;
     plan.releases
@@ -430,6 +430,7 @@ pub(super) fn records(
                     result,
                     duration_ms,
                     source: source.cloned(),
+                    from_source: from_source.cloned(),
                 },
             }
         })

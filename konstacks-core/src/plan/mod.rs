@@ -89,6 +89,9 @@ pub struct Recovery {
     pub interrupted: crate::state::OpKind,
     /// What was found and done.
     pub outcome: String,
+    /// A resource the next apply removes (the new instance of an interrupted release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removes: Option<String>,
 }
 
 /// Counts by action.
@@ -700,12 +703,7 @@ fn outputs_preview(s: &Synthesized, known: &[Option<&BTreeMap<String, Value>>]) 
     s.exports
         .iter()
         .map(|e| {
-            let v = if e.secret {
-                Value::String(REDACTED.into())
-            } else {
-                known.get(e.node).copied().flatten().and_then(|a| a.get(&e.attr)).cloned().unwrap_or(Value::Null)
-            };
-            (e.name.clone(), v)
+            (e.name.clone(), e.value_with(|node, _, attr| known.get(node).copied().flatten().and_then(|a| a.get(attr))))
         })
         .collect()
 }

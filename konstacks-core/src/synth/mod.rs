@@ -19,7 +19,7 @@ use crate::kind::{LowerCx, NodeEntry, StackCx};
 use crate::model::gate::HealthGate;
 use crate::model::placement::{Budget, Placement, Stage};
 use crate::model::refs::NodeRef;
-use crate::stack::{NodeDef, StackDef};
+use crate::stack::{ExportDef, NodeDef, StackDef};
 
 /// One validated resource.
 #[derive(Debug, Clone, Serialize)]
@@ -47,15 +47,48 @@ pub struct SynthResource {
 pub struct SynthExport {
     /// Export name.
     pub name: String,
-    /// Index of the resource it comes from.
-    #[serde(skip)]
-    pub node: usize,
-    /// Path of the resource it comes from.
-    pub from: String,
-    /// Attribute.
-    pub attr: String,
+    /// Where its value comes from (`from` and `attr`, or `value`, in the serialized form).
+    #[serde(flatten)]
+    pub source: ExportSource,
     /// Whether it is secret.
     pub secret: bool,
+}
+
+/// Where a stack output's value comes from.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ExportSource {
+    /// An attribute of one of the stack's resources, known once the resource exists.
+    Attr {
+        /// Index of the resource it comes from.
+        #[serde(skip)]
+        node: usize,
+        /// Path of the resource it comes from.
+        from: String,
+        /// Attribute.
+        attr: String,
+    },
+    /// A value fixed when the stack was built (`Stack::export_value`).
+    Value {
+        /// The value.
+        value: String,
+    },
+}
+
+impl SynthExport {
+    /// The output's value, given `attr(node, from, attr)`: the attribute `attr` of the resource
+    /// at index `node` and path `from`, `None` while it is known only after apply. It is the
+    /// literal, the attribute, or `null`; secret outputs are redacted.
+    pub fn value_with<'a>(&self, attr: impl FnOnce(usize, &str, &str) -> Option<&'a Value>) -> Value {
+        if self.secret {
+            return Value::String(crate::base::secret::REDACTED.into());
+        }
+        match &self.source {
+            ExportSource::Attr { node, from, attr: a } => attr(*node, from, a).cloned().unwrap_or(Value::Null),
+            ExportSource::Value { value } => Value::String(value.clone()),
+        }
+    }
 }
 
 /// A validated stack: what the planner works from. Deterministic: snapshot it.
@@ -464,12 +497,21 @@ fn synth_exports(ctx: &mut Ctx<'_>) -> Vec<SynthExport> {
                 "give each export a unique name",
             );
         }
+        let out = match out {
+            ExportDef::Output(out) => out,
+            ExportDef::Value(value) => {
+                exports.push(SynthExport {
+                    name: name.clone(),
+                    source: ExportSource::Value { value: value.clone() },
+                    secret: false,
+                });
+                continue;
+            }
+        };
         match export_target(def, out.source) {
             Ok(t) => exports.push(SynthExport {
                 name: name.clone(),
-                node: t,
-                from: def.nodes[t].path.clone(),
-                attr: out.attr.to_string(),
+                source: ExportSource::Attr { node: t, from: def.nodes[t].path.clone(), attr: out.attr.to_string() },
                 secret: out.secret,
             }),
             Err((code, message, help)) => {
