@@ -135,6 +135,8 @@ const COMMANDS: &[&[&str]] = &[
     &["validate"],
     &["synth"],
     &["dev", "--probe"],
+    &["releases"],
+    &["rollback", "--yes"],
 ];
 
 /// Names that must never name a stack. A NUL byte cannot travel through argv; the library test
