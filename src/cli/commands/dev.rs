@@ -356,10 +356,13 @@ impl Session<'_, '_> {
             Ok(r) => Released::Done(Box::new(r)),
             Err(e @ Error::Interrupted(_)) => Released::Interrupted(e.into()),
             Err(e) => {
-                let f = match self.cx.finish_run(Err(e), what) {
+                let mut f = match self.cx.finish_run(Err(e), what) {
                     Err(f) => f,
                     Ok(_) => Failure::error("the release failed"),
                 };
+                // The session's state lives in memory: the pointer to `plan` helps no one here.
+                f.message =
+                    f.message.replace("\nState records everything that was done; run `plan` to see what is left.", "");
                 if self.stopped() {
                     Released::Interrupted(f)
                 } else {
