@@ -13,7 +13,8 @@
 //! ```
 //!
 //! The program then understands every command (`plan`, `apply`, `destroy`, `refresh`, `drift`,
-//! `output`, `state list|show`, `force-unlock`, `graph`, `templates`, `validate`, `synth`) and the
+//! `output`, `state list|show`, `force-unlock`, `graph`, `templates`, `validate`, `synth`, and
+//! `dev`, which runs the stack for real on this machine through [`crate::live`]) and the
 //! global options (`--state-dir`, `--json`, `--stage`, `--params`, `--stack`, `--sim-latency-ms`,
 //! `--no-color`). Extra, program-specific options are a `clap::Args` type given to
 //! [`run_with`]. `docs/cli.md` describes the whole surface.
