@@ -152,11 +152,23 @@ impl Dev {
 
 impl Drop for Dev {
     fn drop(&mut self) {
-        // A failed test must not leave the session running.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        // A failed test must not leave the session running, nor what it started: SIGINT lets
+        // it stop its process groups; SIGKILL (which would orphan them) only as a last resort.
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
         }
+        if let Some(pid) = i32::try_from(self.child.id()).ok().and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
