@@ -26,7 +26,7 @@ use std::time::Duration;
 use konstacks_core::kind::api::{TargetHealth, TargetHealthState};
 use konstacks_core::kinds::{
     CacheObserved, CacheSpec, DatabaseObserved, DatabaseSpec, DbEngine, ListenerProtocol, LoadBalancerObserved,
-    VmObserved, VmSpec,
+    TlsPolicy, VmObserved, VmSpec,
 };
 use konstacks_core::sim::runtime::{LiveAddress, LiveEndpoint, Runtime};
 use tokio::task::JoinHandle;
@@ -367,7 +367,7 @@ impl Runtime for LiveRuntime {
     fn serve_load_balancer(&self, lb: &LoadBalancerObserved) -> Result<LiveEndpoint, String> {
         let _rt = self.handle.enter();
         let tls = if lb.listeners.iter().any(|l| l.protocol == ListenerProtocol::Https) {
-            Some(self.ca()?.acceptor)
+            Some(self.ca()?.acceptor(lb.tls_policy == TlsPolicy::Tls13))
         } else {
             None
         };

@@ -30,7 +30,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use konstacks_core::kind::api::{TargetHealth, TargetHealthState};
-use konstacks_core::kinds::{HealthCheckSpec, HealthProtocol, ListenerProtocol, LoadBalancerObserved, RouteSpec};
+use konstacks_core::kinds::{
+    HealthCheckSpec, HealthProtocol, ListenerProtocol, LoadBalancerObserved, RouteSpec, TlsPolicy,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
@@ -128,6 +130,8 @@ struct Shared {
 struct Bound {
     port: u16,
     protocol: ListenerProtocol,
+    /// The TLS policy it was bound with (a change rebinds it).
+    tls13_only: bool,
     redirect_to: Option<u16>,
     accept: AbortHandle,
 }
@@ -188,7 +192,10 @@ impl LbServer {
             }
         }
         for (spec_port, l) in &wanted {
-            let same = self.listeners.get(spec_port).is_some_and(|b| b.protocol == l.protocol);
+            let tls13_only = lb.tls_policy == TlsPolicy::Tls13;
+            let same = self.listeners.get(spec_port).is_some_and(|b| {
+                b.protocol == l.protocol && (b.protocol != ListenerProtocol::Https || b.tls13_only == tls13_only)
+            });
             if !same {
                 if let Some(b) = self.listeners.remove(spec_port) {
                     b.accept.abort();
@@ -213,7 +220,8 @@ impl LbServer {
                     self.closing.subscribe(),
                 ))
                 .abort_handle();
-                self.listeners.insert(*spec_port, Bound { port, protocol: l.protocol, redirect_to: None, accept });
+                self.listeners
+                    .insert(*spec_port, Bound { port, protocol: l.protocol, tls13_only, redirect_to: None, accept });
             }
         }
         // Redirects point at the live port of the HTTPS listener they name.

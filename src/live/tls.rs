@@ -18,12 +18,15 @@ use tokio_rustls::TlsAcceptor;
 const ROOT_CERT: &str = "root.pem";
 const ROOT_KEY: &str = "root-key.pem";
 
-/// The local CA and the acceptor its server certificate makes.
+/// The local CA and the acceptors its server certificate makes.
 #[derive(Clone)]
 pub(crate) struct LocalCa {
     /// Where the root certificate (PEM) is: what a client trusts.
     pub(crate) root_pem: PathBuf,
-    pub(crate) acceptor: TlsAcceptor,
+    /// TLS 1.2 and 1.3.
+    default: TlsAcceptor,
+    /// TLS 1.3 only (a load balancer's `tls13` policy).
+    modern: TlsAcceptor,
 }
 
 impl std::fmt::Debug for LocalCa {
@@ -102,14 +105,30 @@ impl LocalCa {
             .map_err(|e| format!("cannot read the root certificate {}: {e}", cert_path.display()))?;
         let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone(), root_der];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration: {e}"))?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .map_err(|e| format!("TLS configuration: {e}"))?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Self { root_pem: cert_path, acceptor: TlsAcceptor::from(Arc::new(config)) })
+        let acceptor = |versions: &[&'static rustls::SupportedProtocolVersion]| -> Result<TlsAcceptor, String> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .map_err(|e| format!("TLS configuration: {e}"))?
+                .with_no_client_auth()
+                .with_single_cert(chain.clone(), key.clone_key())
+                .map_err(|e| format!("TLS configuration: {e}"))?;
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(TlsAcceptor::from(Arc::new(config)))
+        };
+        Ok(Self {
+            root_pem: cert_path,
+            default: acceptor(&[&rustls::version::TLS13, &rustls::version::TLS12])?,
+            modern: acceptor(&[&rustls::version::TLS13])?,
+        })
+    }
+
+    /// The acceptor of a listener: TLS 1.3 only when `tls13_only`, else TLS 1.2 and 1.3.
+    pub(crate) fn acceptor(&self, tls13_only: bool) -> TlsAcceptor {
+        if tls13_only {
+            self.modern.clone()
+        } else {
+            self.default.clone()
+        }
     }
 }
