@@ -1,5 +1,5 @@
 //! The simulated cloud's live mode: what it runs for real on this machine when a [`Runtime`] is
-//! attached ([`crate::sim::SimCloud::with_runtime`]). Without one, nothing runs and every
+//! attached (`SimCloud::with_runtime`). Without one, nothing runs and every
 //! resource is bookkeeping.
 //!
 //! The kind handlers call the runtime inside their create, update and delete, so a runtime's
