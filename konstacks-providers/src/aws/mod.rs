@@ -1,4 +1,5 @@
-//! The AWS backend, on the official `aws-sdk-ec2` and `aws-sdk-rds` crates.
+//! The AWS backend, on the official `aws-sdk-*` crates (EC2, RDS, Elastic Load Balancing v2,
+//! ACM, Route 53, S3 and ElastiCache).
 //!
 //! [`AwsProvider`] implements the four provider traits for one AWS account and one region:
 //! VPCs (DNS support and hostnames on, an internet gateway and a public route table owned by the
@@ -199,6 +200,21 @@ impl Default for Settings {
     }
 }
 
+/// A client of the SDK crate `$sdk` for `region`, with the SDK's own retries off (waits run on
+/// the engine's clock), per-attempt timeouts and the provider's interceptors.
+macro_rules! sdk_client {
+    ($sdk:ident, $config:expr, $region:expr, $interceptors:expr) => {{
+        let mut b = $sdk::config::Builder::from($config)
+            .region($sdk::config::Region::new($region.to_string()))
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts());
+        for i in $interceptors {
+            b.push_interceptor(i.clone());
+        }
+        $sdk::Client::from_conf(b.build())
+    }};
+}
+
 /// Builds an [`AwsProvider`] from an `aws-config` [`SdkConfig`].
 #[derive(Debug)]
 pub struct AwsProviderBuilder {
@@ -269,7 +285,8 @@ impl AwsProviderBuilder {
         let mut interceptors = self.interceptors;
         interceptors.push(SharedInterceptor::new(CountCalls(stats.clone())));
         let ec2 = ec2_client(&self.sdk, &region, &interceptors);
-        let rds = rds_client(&self.sdk, &region, &interceptors);
+        let rds = sdk_client!(aws_sdk_rds, &self.sdk, &region, &interceptors);
+        let serving = ServingClients::new(&self.sdk, &region, &interceptors);
         let mut catalog = catalog::catalog(&region);
         // A pinned image under a new slug becomes an offer, so stacks using it validate.
         for (slug, ami) in &self.settings.images {
@@ -283,6 +300,7 @@ impl AwsProviderBuilder {
             sdk: self.sdk,
             ec2,
             rds,
+            serving,
             other_ec2: Mutex::new(BTreeMap::new()),
             zones: Mutex::new(BTreeMap::new()),
             amis: Mutex::new(BTreeMap::new()),
@@ -303,25 +321,41 @@ fn timeouts() -> TimeoutConfig {
 }
 
 fn ec2_client(sdk: &SdkConfig, region: &str, interceptors: &[SharedInterceptor]) -> aws_sdk_ec2::Client {
-    let mut b = aws_sdk_ec2::config::Builder::from(sdk)
-        .region(aws_sdk_ec2::config::Region::new(region.to_string()))
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(timeouts());
-    for i in interceptors {
-        b.push_interceptor(i.clone());
-    }
-    aws_sdk_ec2::Client::from_conf(b.build())
+    sdk_client!(aws_sdk_ec2, sdk, region, interceptors)
 }
 
-fn rds_client(sdk: &SdkConfig, region: &str, interceptors: &[SharedInterceptor]) -> aws_sdk_rds::Client {
-    let mut b = aws_sdk_rds::config::Builder::from(sdk)
-        .region(aws_sdk_rds::config::Region::new(region.to_string()))
-        .retry_config(RetryConfig::disabled())
-        .timeout_config(timeouts());
-    for i in interceptors {
-        b.push_interceptor(i.clone());
+/// The SDK clients of the serving kinds, all in the provider's region except Route 53, which is
+/// global (the SDK signs it for `us-east-1` whatever the region).
+#[derive(Debug, Clone)]
+struct ServingClients {
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    acm: aws_sdk_acm::Client,
+    route53: aws_sdk_route53::Client,
+    s3: aws_sdk_s3::Client,
+    elasticache: aws_sdk_elasticache::Client,
+}
+
+impl ServingClients {
+    fn new(sdk: &SdkConfig, region: &str, interceptors: &[SharedInterceptor]) -> Self {
+        Self {
+            elb: sdk_client!(aws_sdk_elasticloadbalancingv2, sdk, region, interceptors),
+            acm: sdk_client!(aws_sdk_acm, sdk, region, interceptors),
+            route53: sdk_client!(aws_sdk_route53, sdk, region, interceptors),
+            s3: {
+                let mut b = aws_sdk_s3::config::Builder::from(sdk)
+                    .region(aws_sdk_s3::config::Region::new(region.to_string()))
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(timeouts())
+                    // Emulators and custom endpoints serve buckets by path, not by host name.
+                    .force_path_style(sdk.endpoint_url().is_some());
+                for i in interceptors {
+                    b.push_interceptor(i.clone());
+                }
+                aws_sdk_s3::Client::from_conf(b.build())
+            },
+            elasticache: sdk_client!(aws_sdk_elasticache, sdk, region, interceptors),
+        }
     }
-    aws_sdk_rds::Client::from_conf(b.build())
 }
 
 /// The AWS backend for one account and one region. Share it behind an `Arc` and hand
@@ -331,6 +365,8 @@ pub struct AwsProvider {
     sdk: SdkConfig,
     ec2: aws_sdk_ec2::Client,
     rds: aws_sdk_rds::Client,
+    /// Clients of the serving kinds (load balancers, certificates, DNS, buckets, caches).
+    serving: ServingClients,
     /// EC2 clients of other regions (only `zones` of another region uses them).
     other_ec2: Mutex<BTreeMap<String, aws_sdk_ec2::Client>>,
     zones: Mutex<BTreeMap<String, Vec<String>>>,
