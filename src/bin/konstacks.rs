@@ -36,14 +36,24 @@ struct TemplateArgs {
     /// --features gcp).
     #[arg(long, value_name = "NAME", default_value = "sim")]
     provider: String,
+    /// Pin an image slug to an AMI of the account (`ubuntu-lts=ami-0abc...`), for accounts that
+    /// only allow their own images or regions where the default lookup finds none; repeatable,
+    /// and added to the pins of KONSTACKS_AWS_IMAGES. Only with `--provider aws`.
+    #[arg(long = "image", value_name = "SLUG=AMI")]
+    images: Vec<String>,
 }
 
 /// Register the provider the stack goes to (the simulated cloud is always there).
-fn register_provider(app: &mut App, name: &str) -> Result<(), BuildError> {
+fn register_provider(app: &mut App, name: &str, images: &[String]) -> Result<(), BuildError> {
+    if !images.is_empty() && name != "aws" {
+        return Err(BuildError::Invalid(format!(
+            "--image pins AMIs of the aws provider; this stack goes to `{name}`, whose images come from its catalogue"
+        )));
+    }
     match name {
         "sim" => Ok(()),
         "digitalocean" => register_digitalocean(app),
-        "aws" => register_aws(app),
+        "aws" => register_aws(app, images),
         "gcp" => register_gcp(app),
         other => Err(BuildError::Invalid(format!("unknown provider `{other}`; use sim, digitalocean, aws or gcp"))),
     }
@@ -70,22 +80,29 @@ fn register_digitalocean(_app: &mut App) -> Result<(), BuildError> {
 }
 
 #[cfg(feature = "aws")]
-fn register_aws(app: &mut App) -> Result<(), BuildError> {
+fn register_aws(app: &mut App, images: &[String]) -> Result<(), BuildError> {
+    // Bad pins are refused before anything else is configured (and before any call).
+    let pins = konstacks::providers::aws::parse_image_pins(&images.join(","))
+        .map_err(|e| BuildError::Invalid(format!("--image: {}", e.message())))?;
     // Credentials, region and endpoint come from the standard AWS chain (environment,
     // profiles, SSO, instance metadata; AWS_ENDPOINT_URL for moto or another endpoint).
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| BuildError::Failed(format!("cannot start a runtime to configure AWS: {e}")))?;
-    let aws = rt
-        .block_on(konstacks::providers::aws::AwsProvider::from_env())
-        .map_err(|e| BuildError::Failed(format!("cannot configure AWS: {e}")))?;
+    let mut builder = rt
+        .block_on(konstacks::providers::aws::AwsProvider::builder_from_env())
+        .map_err(|e| BuildError::Invalid(format!("cannot configure AWS: {}", e.message())))?;
+    for (slug, ami) in pins {
+        builder = builder.image(slug, ami);
+    }
+    let aws = builder.build().map_err(|e| BuildError::Failed(format!("cannot configure AWS: {e}")))?;
     app.provider(std::sync::Arc::new(aws).provider());
     Ok(())
 }
 
 #[cfg(not(feature = "aws"))]
-fn register_aws(_app: &mut App) -> Result<(), BuildError> {
+fn register_aws(_app: &mut App, _images: &[String]) -> Result<(), BuildError> {
     Err(not_built_in("aws"))
 }
 
@@ -136,7 +153,7 @@ fn build(app: &mut App, args: &TemplateArgs) -> Result<(), BuildError> {
         (None, Some(j)) => Placement::within(j),
         (None, None) => Placement::within(Jurisdiction::Eu),
     };
-    register_provider(app, &args.provider)?;
+    register_provider(app, &args.provider, &args.images)?;
     let cx = TemplateContext::new(name, app.stage()).placement(placement).provider(args.provider.clone());
     let stack = template.build_json(&cx, app.params().clone())?;
     app.add(stack);

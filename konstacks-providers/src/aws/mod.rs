@@ -87,6 +87,46 @@ impl ImageLookup {
     }
 }
 
+/// The environment variable holding image pins for every AWS provider built by
+/// [`AwsProvider::from_env`]: `ubuntu-lts=ami-0abc...,debian-12=ami-0def...`.
+pub const IMAGES_ENV: &str = "KONSTACKS_AWS_IMAGES";
+
+/// Whether `id` has the form of an AMI id (`ami-` and 8 or 17 hexadecimal digits).
+fn is_ami_id(id: &str) -> bool {
+    id.strip_prefix("ami-")
+        .is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Parse `slug=ami-id` pairs separated by commas or whitespace; every bad pair is listed in one
+/// error (a slug given twice with different AMIs is one of them).
+pub fn parse_image_pins(text: &str) -> ProviderResult<Vec<(String, String)>> {
+    let mut pins: BTreeMap<String, String> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for pair in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|p| !p.is_empty()) {
+        let Some((slug, ami)) = pair.split_once('=') else {
+            problems.push(format!("`{pair}` is not `slug=ami-id`"));
+            continue;
+        };
+        let (slug, ami) = (slug.trim(), ami.trim());
+        if slug.is_empty() || !slug.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_') {
+            problems.push(format!("`{slug}` in `{pair}` is not an image slug (letters, digits, `-`, `.`, `_`)"));
+        }
+        if !is_ami_id(ami) {
+            problems.push(format!("`{ami}` in `{pair}` is not an AMI id (`ami-` and 8 or 17 hex digits)"));
+        }
+        if let Some(before) = pins.insert(slug.to_string(), ami.to_string()) {
+            if before != ami {
+                problems.push(format!("image `{slug}` is pinned twice, to `{before}` and `{ami}`"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(pins.into_iter().collect())
+    } else {
+        Err(invalid(format!("bad image pins: {}", problems.join("; "))))
+    }
+}
+
 /// Whether a database gets a final snapshot when it is deleted.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -238,6 +278,16 @@ impl AwsProviderBuilder {
         self
     }
 
+    /// Pin images from text: `slug=ami-id` pairs separated by commas or whitespace (the form of
+    /// `KONSTACKS_AWS_IMAGES` and of the CLI's `--image`). Every malformed pair is named in one
+    /// error, and nothing is pinned unless all of them are good.
+    pub fn images_from_text(mut self, text: &str) -> ProviderResult<Self> {
+        for (slug, ami) in parse_image_pins(text)? {
+            self = self.image(slug, ami);
+        }
+        Ok(self)
+    }
+
     /// Look an image slug up with `lookup` (replaces the default lookup of that slug).
     pub fn image_lookup(mut self, slug: impl Into<String>, lookup: ImageLookup) -> Self {
         self.settings.lookups.insert(slug.into(), lookup);
@@ -327,6 +377,7 @@ fn ec2_client(sdk: &SdkConfig, region: &str, interceptors: &[SharedInterceptor])
 /// The SDK clients of the serving kinds, all in the provider's region except Route 53, which is
 /// global (the SDK signs it for `us-east-1` whatever the region).
 #[derive(Debug, Clone)]
+#[allow(dead_code)] // until every serving kind's file reads its client
 struct ServingClients {
     elb: aws_sdk_elasticloadbalancingv2::Client,
     acm: aws_sdk_acm::Client,
@@ -366,6 +417,7 @@ pub struct AwsProvider {
     ec2: aws_sdk_ec2::Client,
     rds: aws_sdk_rds::Client,
     /// Clients of the serving kinds (load balancers, certificates, DNS, buckets, caches).
+    #[allow(dead_code)] // until every serving kind's file reads its client
     serving: ServingClients,
     /// EC2 clients of other regions (only `zones` of another region uses them).
     other_ec2: Mutex<BTreeMap<String, aws_sdk_ec2::Client>>,
@@ -396,9 +448,19 @@ impl AwsProvider {
     /// A provider configured from the standard chain: `AWS_ACCESS_KEY_ID` / profiles / SSO /
     /// instance metadata for credentials, `AWS_REGION` or the profile for the region, and
     /// `AWS_ENDPOINT_URL` for a custom endpoint.
+    /// Images are pinned from `KONSTACKS_AWS_IMAGES` when it is set (see [`IMAGES_ENV`]).
     pub async fn from_env() -> ProviderResult<AwsProvider> {
+        Self::builder_from_env().await?.build()
+    }
+
+    /// [`AwsProvider::from_env`] before `build`, to add pins or settings of its own.
+    pub async fn builder_from_env() -> ProviderResult<AwsProviderBuilder> {
         let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Self::builder(&sdk).build()
+        let builder = Self::builder(&sdk);
+        match std::env::var(IMAGES_ENV) {
+            Ok(pins) => builder.images_from_text(&pins).map_err(|e| invalid(format!("{IMAGES_ENV}: {}", e.message()))),
+            Err(_) => Ok(builder),
+        }
     }
 
     /// The region this provider works in.
@@ -785,6 +847,24 @@ mod tests {
         assert!(check_tags("VPC `v`", &tags, 0).is_err());
         let seen = visible_tags([("Name", "n"), ("aws:x", "y"), (TAG_SIZE, "small")]);
         assert_eq!(seen, Tags::from([("Name".to_string(), "n".to_string())]));
+    }
+
+    #[test]
+    fn image_pins_are_parsed_and_every_bad_one_is_named() {
+        let pins = parse_image_pins("ubuntu-lts=ami-0123456789abcdef0, golden=ami-12345678\n").unwrap();
+        assert_eq!(
+            pins,
+            vec![
+                ("golden".to_string(), "ami-12345678".to_string()),
+                ("ubuntu-lts".to_string(), "ami-0123456789abcdef0".to_string())
+            ]
+        );
+        let err = parse_image_pins("ubuntu-lts, x=ami-zz, a=ami-12345678 a=ami-87654321").unwrap_err();
+        let msg = err.message();
+        assert!(msg.contains("`ubuntu-lts` is not `slug=ami-id`"), "{msg}");
+        assert!(msg.contains("`ami-zz` in `x=ami-zz` is not an AMI id"), "{msg}");
+        assert!(msg.contains("image `a` is pinned twice"), "{msg}");
+        assert!(parse_image_pins("").unwrap().is_empty());
     }
 
     #[test]
