@@ -2,8 +2,8 @@
 # The AWS backend's tests against a real protocol peer: installs the pinned moto into
 # .venv-moto/ (once), starts `moto_server` on a free loopback port, waits until it answers, runs
 # the unit tests of the `aws` feature, the moto-backed integration tests (contract suite, web-app
-# end to end, adoption, drift, crash recovery, IAM policy coverage) and the SDK-level scripted tests,
-# then stops moto, whatever happened.
+# end to end, the serving kinds and releases in aws_serving, adoption, drift, crash recovery, IAM
+# policy coverage) and the SDK-level scripted tests, then stops moto, whatever happened.
 #
 # Run with: bash scripts/test-aws.sh            (extra arguments go to the test binaries)
 #           KONSTACKS_AWS_BENCH=1 bash scripts/test-aws.sh   (also runs the refresh benchmark)
@@ -37,7 +37,8 @@ fi
 
 PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 LOG="$(mktemp "${TMPDIR:-/tmp}/konstacks-moto-XXXXXX.log")"
-MOTO_EC2_LOAD_DEFAULT_AMIS=false "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+# ACM issues a DNS-validated certificate after MOTO_ACM_VALIDATION_WAIT seconds (60 by default).
+MOTO_EC2_LOAD_DEFAULT_AMIS=false MOTO_ACM_VALIDATION_WAIT=2 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
 MOTO_PID=$!
 
 stop_moto() {
@@ -71,7 +72,9 @@ fi
 echo "test-aws: $pinned answers on $ENDPOINT (log: $LOG)"
 
 export KONSTACKS_MOTO_ENDPOINT="$ENDPOINT"
-cargo test -p konstacks-providers --features aws,s3-state --locked --lib --test aws_moto --test aws_scripted --test s3_state --test aws_drift --test aws_crash --test templates_aws -- "$@"
+# The binary on AWS: images pinned from the command line (tests/aws_cli.rs).
+cargo test --features aws --locked --test aws_cli -- "$@"
+cargo test -p konstacks-providers --features aws,s3-state --locked --lib --test aws_moto --test aws_serving --test aws_scripted --test s3_state --test aws_drift --test aws_crash --test templates_aws -- "$@"
 
 if [ "${KONSTACKS_AWS_BENCH:-0}" = "1" ]; then
     cargo run -p konstacks-providers --features aws --locked --example aws_refresh_bench

@@ -177,7 +177,8 @@ impl AwsProvider {
         }
         let lookup = self.settings.lookups.get(image).ok_or_else(|| {
             invalid(format!(
-                "{what}: image `{image}` has no AMI lookup; use an `ami-` id or configure it with `.image(..)`"
+                "{what}: image `{image}` has no AMI lookup; use an `ami-` id or pin one (`--image {image}=ami-...`, \
+                 KONSTACKS_AWS_IMAGES or `.image(..)`)"
             ))
         })?;
         let out = self
@@ -198,7 +199,8 @@ impl AwsProvider {
             .map(|(_, id)| id.to_string())
             .ok_or_else(|| {
                 invalid(format!(
-                    "{what}: no AMI of owner {} matches `{}` in `{}`; pin one with `.image(\"{image}\", \"ami-...\")`",
+                    "{what}: no AMI of owner {} matches `{}` in `{}`; pin one of your account's AMIs with \
+                     `--image {image}=ami-...` (or KONSTACKS_AWS_IMAGES, or `.image(\"{image}\", \"ami-...\")` in code)",
                     lookup.owner, lookup.name_pattern, self.region
                 ))
             })?;
