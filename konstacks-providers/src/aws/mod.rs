@@ -93,8 +93,9 @@ pub const IMAGES_ENV: &str = "KONSTACKS_AWS_IMAGES";
 
 /// Whether `id` has the form of an AMI id (`ami-` and 8 or 17 hexadecimal digits).
 fn is_ami_id(id: &str) -> bool {
-    id.strip_prefix("ami-")
-        .is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    id.strip_prefix("ami-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Parse `slug=ami-id` pairs separated by commas or whitespace; every bad pair is listed in one
