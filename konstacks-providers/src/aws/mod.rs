@@ -26,6 +26,7 @@ mod compute;
 mod database;
 mod error;
 pub mod iam;
+mod load_balancer;
 mod network;
 
 use std::collections::BTreeMap;
@@ -45,7 +46,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
-use konstacks_core::model::{Database, Firewall, Subnet, Vm, Vpc};
+use konstacks_core::model::{Database, Firewall, LoadBalancer, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::spec::{Tags, TAG_NAME, TAG_STACK};
 
@@ -93,8 +94,9 @@ pub const IMAGES_ENV: &str = "KONSTACKS_AWS_IMAGES";
 
 /// Whether `id` has the form of an AMI id (`ami-` and 8 or 17 hexadecimal digits).
 fn is_ami_id(id: &str) -> bool {
-    id.strip_prefix("ami-")
-        .is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    id.strip_prefix("ami-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Parse `slug=ami-id` pairs separated by commas or whitespace; every bad pair is listed in one
@@ -476,6 +478,7 @@ impl AwsProvider {
         Provider::builder(PROVIDER_NAME, Arc::clone(&self) as Arc<dyn Region>)
             .kind::<Database>(Arc::clone(&self) as _)
             .kind::<Firewall>(Arc::clone(&self) as _)
+            .kind::<LoadBalancer>(Arc::clone(&self) as _)
             .kind::<Subnet>(Arc::clone(&self) as _)
             .kind::<Vm>(Arc::clone(&self) as _)
             .kind::<Vpc>(self as _)
