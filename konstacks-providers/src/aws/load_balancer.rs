@@ -34,6 +34,13 @@ use self::read::{health_of, observed, Raw};
 use super::error::{invalid, sdk_error};
 use super::{check_tags, follow_up, follow_up_create, retry_on, wait_for, AwsProvider, Polled, INTERNAL_TAG_PREFIX};
 
+/// The physical name the AWS backend gives the target group `group` (on `port`) of the load
+/// balancer named `lb_name`: at most 32 characters, stable across runs, shared prefix per load
+/// balancer. Useful to find a group in the console or to import one.
+pub fn target_group_name(lb_name: &str, group: &str, port: u16) -> String {
+    group_name(lb_name, group, port)
+}
+
 fn not_found(id: &str) -> ProviderError {
     ProviderError::not_found(format!("load balancer `{id}` does not exist"))
 }

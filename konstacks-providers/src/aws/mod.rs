@@ -52,6 +52,7 @@ use konstacks_core::spec::{Tags, TAG_NAME, TAG_STACK};
 
 pub use catalog::{catalog, MAX_NAME_LEN, MIN_ZONES, PRICED_ON, PRICES_NOTE, PROVIDER_NAME};
 pub use error::AwsApiError;
+pub use load_balancer::target_group_name;
 
 use error::{invalid, sdk_error};
 

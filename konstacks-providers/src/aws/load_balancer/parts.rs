@@ -37,7 +37,7 @@ pub(super) fn group_prefix(lb_name: &str) -> String {
 /// The physical name of a target group: the load balancer's prefix, the group name shortened,
 /// and a digest of (load balancer, group, port), so a new port gets a new group. At most 32
 /// characters, letters, digits and `-`, never ending in `-`.
-pub(super) fn group_name(lb_name: &str, group: &str, port: u16) -> String {
+pub fn group_name(lb_name: &str, group: &str, port: u16) -> String {
     let mut middle: String =
         group.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).take(14).collect();
     while middle.ends_with('-') {
