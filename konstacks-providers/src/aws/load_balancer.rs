@@ -335,7 +335,7 @@ impl AwsProvider {
         let routes = if redirecting { &[][..] } else { &spec.routes[..] };
         let elb = &self.serving.elb;
         let patience = self.settings.timeouts.follow_up;
-        let mut current: BTreeMap<u32, (&str, Option<(u32, Option<String>, Option<String>, String)>)> = BTreeMap::new();
+        let mut current: BTreeMap<u32, (&str, Option<parts::RuleKey>)> = BTreeMap::new();
         for r in have.iter().filter(|r| r.is_default() != Some(true)) {
             if let Some(p) = r.priority().and_then(|p| p.parse::<u32>().ok()) {
                 current.insert(p, (r.rule_arn().unwrap_or_default(), parts::route_of(r)));

@@ -30,8 +30,9 @@ pub(super) const MAX_ELB_NAME: usize = 32;
 /// The name prefix shared by every target group of the load balancer `lb_name`: it lets a read
 /// find them with one listing, whether or not a listener uses them yet.
 pub(super) fn group_prefix(lb_name: &str) -> String {
+    // The low digits of the digest: a change in the last byte of the input reaches them.
     let d = digest(&["lb", lb_name]);
-    format!("ks{}-", &d[..8])
+    format!("ks{}-", &d[d.len() - 8..])
 }
 
 /// The physical name of a target group: the load balancer's prefix, the group name shortened,
@@ -44,10 +45,11 @@ pub fn group_name(lb_name: &str, group: &str, port: u16) -> String {
         middle.pop();
     }
     let d = digest(&[lb_name, group, &port.to_string()]);
+    let d = &d[d.len() - 6..];
     let name = if middle.is_empty() {
-        format!("{}{}", group_prefix(lb_name), &d[..6])
+        format!("{}{d}", group_prefix(lb_name))
     } else {
-        format!("{}{middle}-{}", group_prefix(lb_name), &d[..6])
+        format!("{}{middle}-{d}", group_prefix(lb_name))
     };
     name.chars().take(MAX_ELB_NAME).collect()
 }
@@ -205,9 +207,11 @@ fn condition_values(c: &RuleCondition) -> Vec<String> {
     }
 }
 
-/// A rule read back as (priority, host, path prefix, target group ARN); `None` for the default
-/// rule and for rules Konstacks does not write.
-pub(super) fn route_of(r: &Rule) -> Option<(u32, Option<String>, Option<String>, String)> {
+/// A rule as Konstacks writes it: (priority, host, path prefix, target group ARN).
+pub(super) type RuleKey = (u32, Option<String>, Option<String>, String);
+
+/// A rule read back; `None` for the default rule and for rules Konstacks does not write.
+pub(super) fn route_of(r: &Rule) -> Option<RuleKey> {
     if r.is_default() == Some(true) {
         return None;
     }
@@ -241,6 +245,7 @@ mod tests {
         assert!(a.len() <= MAX_ELB_NAME && a.starts_with(&group_prefix("shop-prod-web-lb")));
         assert_ne!(a, group_name("shop-prod-web-lb", "app", 8081));
         assert_ne!(a, group_name("shop-prod-web-lb-1", "app", 8080));
+        assert_ne!(group_prefix("shop-lb-1"), group_prefix("shop-lb-2"));
         let long = group_name("x", "a-very-long-group-name-indeed-much-too-long", 80);
         assert!(long.len() <= MAX_ELB_NAME && !long.ends_with('-'));
     }
