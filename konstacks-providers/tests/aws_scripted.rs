@@ -479,6 +479,8 @@ async fn aws_errors_keep_their_code_and_map_to_portable_kinds() {
         "DescribeSecurityGroups" => ec2("DescribeSecurityGroups", "<securityGroupInfo/>"),
         "DescribeRouteTables" => ec2(action, "<routeTableSet/>"),
         "DescribeInternetGateways" => ec2(action, "<internetGatewaySet/>"),
+        // A VM delete first looks for load balancer target groups holding it (none: no instance).
+        "DescribeInstances" => ec2(action, "<reservationSet/>"),
         "TerminateInstances" => ec2_error(400, "InvalidInstanceID.Malformed", "Invalid id: \"i-x\""),
         other => panic!("unexpected {other}"),
     });
