@@ -23,8 +23,8 @@ use konstacks_core::error::{ErrorKind, ProviderError};
 use konstacks_core::model::LoadBalancer;
 use konstacks_core::provider::{Api, ProviderResult, TargetHealth};
 use konstacks_core::spec::{
-    LbScheme, ListenerProtocol, ListenerSpec, LoadBalancerObserved, LoadBalancerSpec, Selector, TargetGroupSpec,
-    TAG_STACK,
+    HealthCheckSpec, LbScheme, ListenerProtocol, ListenerSpec, LoadBalancerObserved, LoadBalancerSpec, Selector,
+    TargetGroupSpec, TAG_STACK,
 };
 
 use self::parts::{
@@ -127,11 +127,12 @@ impl AwsProvider {
         tags.push(elb_tag(TAG_LB, &spec.name));
         tags.push(elb_tag(TAG_RELEASE, &release_word(&g.release)));
         let patience = self.settings.timeouts.follow_up;
-        let out = follow_up_create(cx, patience, || async {
+        let name = group_name(&spec.name, &g.name, g.port);
+        let created = follow_up_create(cx, patience, || async {
             self.serving
                 .elb
                 .create_target_group()
-                .name(group_name(&spec.name, &g.name, g.port))
+                .name(&name)
                 .protocol(ProtocolEnum::Http)
                 .port(i32::from(g.port))
                 .vpc_id(vpc_id)
@@ -149,16 +150,66 @@ impl AwsProvider {
                 .await
                 .map_err(|e| sdk_error("CreateTargetGroup", &format!("creating {what}"), e))
         })
-        .await?;
-        let arn = out
-            .target_groups()
-            .first()
-            .and_then(|t| t.target_group_arn())
-            .ok_or_else(|| missing("a target group ARN"))?
-            .to_string();
+        .await;
+        let arn = match created {
+            Ok(out) => out
+                .target_groups()
+                .first()
+                .and_then(|t| t.target_group_arn())
+                .ok_or_else(|| missing("a target group ARN"))?
+                .to_string(),
+            // Left by an interrupted create of this load balancer: adopt it.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => match self.own_group(spec, &name).await? {
+                Some(arn) => {
+                    self.set_health(cx, &what, &arn, h).await?;
+                    arn
+                }
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
         self.set_drain(cx, &what, &arn, g.deregistration_delay_s).await?;
         self.register(cx, &what, &arn, &g.vm_ids).await?;
         Ok(arn)
+    }
+
+    /// The ARN of the target group `name` when it carries this load balancer's tag.
+    async fn own_group(&self, spec: &LoadBalancerSpec, name: &str) -> ProviderResult<Option<String>> {
+        let out = self
+            .serving
+            .elb
+            .describe_target_groups()
+            .names(name)
+            .send()
+            .await
+            .map_err(|e| sdk_error("DescribeTargetGroups", &format!("reading target group `{name}`"), e))?;
+        let Some(arn) = out.target_groups().first().and_then(|t| t.target_group_arn()) else { return Ok(None) };
+        let tags = self.elb_tags(&[arn.to_string()]).await?;
+        let ours = tags.get(arn).and_then(|t| t.get(TAG_LB)) == Some(&spec.name);
+        Ok(ours.then(|| arn.to_string()))
+    }
+
+    /// Set the health check of the target group `arn` to `h`.
+    async fn set_health(&self, cx: &OpContext, what: &str, arn: &str, h: &HealthCheckSpec) -> ProviderResult<()> {
+        follow_up(cx, self.settings.timeouts.follow_up, || async {
+            self.serving
+                .elb
+                .modify_target_group()
+                .target_group_arn(arn)
+                .set_health_check_protocol(health_protocol(h.protocol))
+                .health_check_port(h.port.map_or_else(|| "traffic-port".to_string(), |p| p.to_string()))
+                .set_health_check_path(h.path.clone())
+                .health_check_interval_seconds(i32::try_from(h.interval_s).unwrap_or(i32::MAX))
+                .health_check_timeout_seconds(i32::try_from(h.timeout_s).unwrap_or(i32::MAX))
+                .healthy_threshold_count(i32::try_from(h.healthy_threshold).unwrap_or(i32::MAX))
+                .unhealthy_threshold_count(i32::try_from(h.unhealthy_threshold).unwrap_or(i32::MAX))
+                .matcher(matcher(h.expected_status.as_deref()))
+                .send()
+                .await
+                .map_err(|e| sdk_error("ModifyTargetGroup", &format!("{what}: changing its health check"), e))
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn set_drain(&self, cx: &OpContext, what: &str, arn: &str, seconds: u32) -> ProviderResult<()> {

@@ -247,8 +247,10 @@ impl AwsProvider {
         let mut out = Vec::new();
         for l in ls {
             let arn = l.listener_arn().unwrap_or_default().to_string();
+            // DescribeListeners names the default certificate (moto lists the SNI ones too);
+            // DescribeListenerCertificates lists them all.
             let mut certs: Vec<String> =
-                l.certificates().iter().filter_map(|c| c.certificate_arn().map(str::to_string)).collect();
+                l.certificates().iter().filter_map(|c| c.certificate_arn().map(str::to_string)).take(1).collect();
             if l.protocol() == Some(&ProtocolEnum::Https) {
                 let o = elb
                     .describe_listener_certificates()
@@ -256,6 +258,15 @@ impl AwsProvider {
                     .send()
                     .await
                     .map_err(|e| sdk_error("DescribeListenerCertificates", "reading listener certificates", e))?;
+                if certs.is_empty() {
+                    certs.extend(
+                        o.certificates()
+                            .iter()
+                            .filter(|c| c.is_default() == Some(true))
+                            .filter_map(|c| c.certificate_arn().map(str::to_string))
+                            .take(1),
+                    );
+                }
                 let mut extra: Vec<String> = o
                     .certificates()
                     .iter()
@@ -265,7 +276,6 @@ impl AwsProvider {
                     .collect();
                 extra.sort();
                 extra.dedup();
-                certs.truncate(1);
                 certs.extend(extra);
             }
             let mut rules = Vec::new();

@@ -10,9 +10,7 @@ use konstacks_core::spec::{ListenerProtocol, LoadBalancerSpec};
 
 use aws_sdk_elasticloadbalancingv2::types::{Certificate, ProtocolEnum};
 
-use super::parts::{
-    elb_tag, health_protocol, matcher, release_word, ssl_policy, tls_word, TAG_GB, TAG_RELEASE, TAG_TLS,
-};
+use super::parts::{elb_tag, release_word, ssl_policy, tls_word, TAG_GB, TAG_RELEASE, TAG_TLS};
 use super::read::observed;
 use super::{listener_protocol, not_found};
 use crate::aws::error::sdk_error;
@@ -69,23 +67,7 @@ impl AwsProvider {
             let gwhat = format!("{what}: target group `{}`", g.name);
             let seen_g = seen.target_groups.iter().find(|x| x.name == g.name);
             if seen_g.map(|x| &x.health_check) != Some(&g.health_check) {
-                let h = &g.health_check;
-                follow_up(cx, patience, || async {
-                    elb.modify_target_group()
-                        .target_group_arn(&arn)
-                        .set_health_check_protocol(health_protocol(h.protocol))
-                        .health_check_port(h.port.map_or_else(|| "traffic-port".to_string(), |p| p.to_string()))
-                        .set_health_check_path(h.path.clone())
-                        .health_check_interval_seconds(i32::try_from(h.interval_s).unwrap_or(i32::MAX))
-                        .health_check_timeout_seconds(i32::try_from(h.timeout_s).unwrap_or(i32::MAX))
-                        .healthy_threshold_count(i32::try_from(h.healthy_threshold).unwrap_or(i32::MAX))
-                        .unhealthy_threshold_count(i32::try_from(h.unhealthy_threshold).unwrap_or(i32::MAX))
-                        .matcher(matcher(h.expected_status.as_deref()))
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("ModifyTargetGroup", &format!("{gwhat}: changing its health check"), e))
-                })
-                .await?;
+                self.set_health(cx, &gwhat, &arn, &g.health_check).await?;
             }
             if have.drain_s != g.deregistration_delay_s {
                 self.set_drain(cx, &gwhat, &arn, g.deregistration_delay_s).await?;
