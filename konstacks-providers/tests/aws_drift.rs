@@ -29,11 +29,29 @@ fn policy_actions(policy: &serde_json::Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// The policy's action for an SDK operation name (`DescribeDBInstances` is RDS, the rest EC2).
+/// The policy's action for an SDK operation name (`DescribeDBInstances` is RDS,
+/// `DescribeTargetGroups` Elastic Load Balancing, the rest EC2).
 fn action_of(op: &str) -> String {
     const RDS: &[&str] = &["DBInstance", "DBSubnetGroup", "TagsToResource", "TagsFromResource"];
+    const ELB: &[&str] = &[
+        "TargetGroup",
+        "TargetHealth",
+        "LoadBalancer",
+        "Listener",
+        "RegisterTargets",
+        "CreateRule",
+        "ModifyRule",
+        "DeleteRule",
+        "DescribeRules",
+        "SetSubnets",
+        "SetSecurityGroups",
+        "AddTags",
+        "RemoveTags",
+    ];
     if RDS.iter().any(|r| op.contains(r)) {
         format!("rds:{op}")
+    } else if ELB.iter().any(|e| op.contains(e)) {
+        format!("elasticloadbalancing:{op}")
     } else {
         format!("ec2:{op}")
     }

@@ -1,5 +1,6 @@
 //! The AWS backend against a real moto server, over real HTTP: the core contract suite, the
-//! web-app template end to end through the engine, adoption after a crash, and batched reads.
+//! web-app template end to end through the engine, adoption after a crash, batched reads, and an
+//! HTTPS load balancer (redirect, SNI, TLS policy, in-place updates) beyond the contract suite.
 //!
 //! Run with: bash scripts/test-aws.sh (it starts moto and sets KONSTACKS_MOTO_ENDPOINT). Every
 //! test works in its own moto account (`x-moto-account-id`), so they run in parallel.
@@ -499,4 +500,185 @@ async fn reads_are_batched_and_unknown_ids_are_simply_absent() {
     }
     aws.api::<Vpc>().delete(&cx, &vpc.id).await.unwrap();
     assert!(nothing_left(&leftovers(ACCOUNT, "batch").await));
+}
+
+/// An application load balancer with what the contract suite leaves out: an HTTP listener that
+/// redirects to HTTPS, an HTTPS listener with a default and an SNI certificate and TLS 1.3 only,
+/// then an update that drops the SNI certificate, moves the group to another port (a new target
+/// group) and lowers the TLS policy; targets taken out and put back; nothing left after delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_load_balancer_redirects_serves_sni_and_updates_in_place() {
+    use konstacks_core::model::LoadBalancer;
+    use konstacks_core::spec::{
+        HealthCheckSpec, HealthProtocol, LbScheme, ListenerProtocol, ListenerSpec, LoadBalancerSpec, RouteSpec,
+        SubnetSpec, TargetGroupSpec, TlsPolicy, VmSpec,
+    };
+    const ACCOUNT: &str = "100000000005";
+    const STACK: &str = "alb";
+    let aws = provider(ACCOUNT).await;
+    let cx = OpContext::new(TokioClock::shared(), STACK);
+    let tags = |leaf: &str| -> Tags {
+        [("konstacks:stack", STACK), ("konstacks:path", leaf), ("Name", leaf)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let vpc_spec =
+        VpcSpec { name: "alb-vpc".into(), region: REGION.into(), cidr: "10.7.0.0/16".into(), tags: tags("vpc") };
+    let vpc = aws.api::<Vpc>().create(&cx, &vpc_spec).await.unwrap();
+    let mut subnets = Vec::new();
+    for zone in 0..2u8 {
+        let spec = SubnetSpec {
+            name: format!("alb-{zone}"),
+            region: REGION.into(),
+            vpc_id: vpc.id.clone(),
+            cidr: format!("10.7.{zone}.0/24"),
+            zone,
+            public: true,
+            tags: tags(&format!("subnet-{zone}")),
+        };
+        subnets.push(aws.api::<Subnet>().create(&cx, &spec).await.unwrap().id);
+    }
+    let fw_spec = FirewallSpec {
+        name: "alb-fw".into(),
+        region: REGION.into(),
+        vpc_id: vpc.id.clone(),
+        ingress: vec![],
+        egress: vec![],
+        tags: tags("fw"),
+    };
+    let fw = aws.api::<Firewall>().create(&cx, &fw_spec).await.unwrap();
+    let vm_spec = VmSpec {
+        name: "alb-web".into(),
+        region: REGION.into(),
+        image: "ubuntu-lts".into(),
+        size: "small".into(),
+        subnet_id: subnets[0].clone(),
+        firewall_ids: vec![],
+        user_data: None,
+        env: BTreeMap::new(),
+        ssh_keys: vec![],
+        assign_public_ip: false,
+        app: None,
+        tags: tags("web"),
+    };
+    let vm = aws.api::<Vm>().create(&cx, &vm_spec).await.unwrap();
+
+    let sdk = sdk().await;
+    let acm = aws_sdk_acm::Client::from_conf(
+        aws_sdk_acm::config::Builder::from(&sdk).interceptor(MotoAccount(ACCOUNT)).build(),
+    );
+    let mut certs = Vec::new();
+    for domain in ["shop.example.com", "api.example.com"] {
+        let out = acm.request_certificate().domain_name(domain).send().await.unwrap();
+        certs.push(out.certificate_arn().unwrap().to_string());
+    }
+    let health = HealthCheckSpec {
+        protocol: HealthProtocol::Http,
+        port: None,
+        path: Some("/health".into()),
+        interval_s: 15,
+        timeout_s: 5,
+        healthy_threshold: 2,
+        unhealthy_threshold: 3,
+        expected_status: Some("200".into()),
+    };
+    let group = TargetGroupSpec {
+        name: "app".into(),
+        port: 8080,
+        vm_ids: vec![vm.id.clone()],
+        health_check: health,
+        deregistration_delay_s: 20,
+        release: Default::default(),
+    };
+    let spec = LoadBalancerSpec {
+        name: "alb-shop".into(),
+        region: REGION.into(),
+        scheme: LbScheme::Public,
+        subnet_ids: subnets.clone(),
+        firewall_ids: vec![fw.id.clone()],
+        listeners: vec![
+            ListenerSpec {
+                port: 80,
+                protocol: ListenerProtocol::Http,
+                certificate_ids: vec![],
+                redirect_to_port: Some(443),
+            },
+            ListenerSpec {
+                port: 443,
+                protocol: ListenerProtocol::Https,
+                certificate_ids: certs.clone(),
+                redirect_to_port: None,
+            },
+        ],
+        target_groups: vec![group.clone()],
+        routes: vec![RouteSpec {
+            priority: 1,
+            host: None,
+            path_prefix: Some("/api".into()),
+            target_group: "app".into(),
+        }],
+        default_target_group: "app".into(),
+        tls_policy: TlsPolicy::Tls13,
+        assumed_gb_processed_per_month: 50.0,
+        tags: tags("lb"),
+    };
+    let lbs = aws.api::<LoadBalancer>();
+    let created = lbs.create(&cx, &spec).await.unwrap();
+    let mut want_listeners = spec.listeners.clone();
+    want_listeners.sort();
+    assert_eq!(created.listeners, want_listeners);
+    assert_eq!(created.tls_policy, TlsPolicy::Tls13);
+    assert_eq!(created.target_groups, vec![group.clone()]);
+    assert_eq!(created.routes, spec.routes);
+    assert_eq!(created.url, format!("https://{}", created.dns_name));
+    assert_eq!(created.assumed_gb_processed_per_month, 50.0);
+    assert_eq!(created.tags, spec.tags, "internal tags are hidden");
+    let by_stack = lbs.read_many(&cx, &Selector::Stack(STACK.into())).await.unwrap();
+    assert_eq!(by_stack, vec![created.clone()]);
+    assert!(lbs.read_many(&cx, &Selector::Stack("other".into())).await.unwrap().is_empty());
+
+    // Targets out and back in.
+    lbs.deregister_targets(&cx, &created.id, "app", &[vm.id.clone()]).await.unwrap();
+    lbs.deregister_targets(&cx, &created.id, "app", &[vm.id.clone()]).await.unwrap();
+    let read = lbs.read_many(&cx, &Selector::Ids(vec![created.id.clone()])).await.unwrap();
+    assert!(read[0].target_groups[0].vm_ids.is_empty(), "{:?}", read[0].target_groups);
+    lbs.register_targets(&cx, &created.id, "app", &[vm.id.clone()]).await.unwrap();
+    let health = lbs.target_health(&cx, &created.id).await.unwrap();
+    assert_eq!(health.len(), 1);
+    assert_eq!((health[0].group.as_str(), health[0].target_id.as_str()), ("app", vm.id.as_str()));
+
+    // Update: one certificate, TLS 1.2, the group on another port, no more route.
+    let mut upd = spec.clone();
+    upd.listeners[1].certificate_ids.truncate(1);
+    upd.tls_policy = TlsPolicy::Tls12;
+    upd.target_groups[0].port = 9090;
+    upd.target_groups[0].deregistration_delay_s = 5;
+    upd.routes.clear();
+    let updated = lbs.update(&cx, &created.id, &upd).await.unwrap();
+    assert_eq!(updated.id, created.id);
+    assert_eq!(updated.tls_policy, TlsPolicy::Tls12);
+    assert_eq!(updated.listeners.iter().find(|l| l.port == 443).unwrap().certificate_ids, vec![certs[0].clone()]);
+    assert_eq!(updated.target_groups, upd.target_groups);
+    assert!(updated.routes.is_empty());
+
+    // A VM that is a target is not terminated.
+    let e = aws.api::<Vm>().delete(&cx, &vm.id).await.unwrap_err();
+    assert_eq!(e.kind(), konstacks_core::error::ErrorKind::Conflict, "{}", e.full_chain());
+
+    lbs.delete(&cx, &created.id).await.unwrap();
+    lbs.delete(&cx, &created.id).await.unwrap();
+    assert!(lbs.read_many(&cx, &Selector::Ids(vec![created.id.clone()])).await.unwrap().is_empty());
+    let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+        aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk).interceptor(MotoAccount(ACCOUNT)).build(),
+    );
+    let groups = elb.describe_target_groups().send().await.unwrap();
+    assert!(groups.target_groups().is_empty(), "target groups left: {:?}", groups.target_groups());
+    aws.api::<Vm>().delete(&cx, &vm.id).await.unwrap();
+    aws.api::<Firewall>().delete(&cx, &fw.id).await.unwrap();
+    for s in &subnets {
+        aws.api::<Subnet>().delete(&cx, s).await.unwrap();
+    }
+    aws.api::<Vpc>().delete(&cx, &vpc.id).await.unwrap();
+    assert!(nothing_left(&leftovers(ACCOUNT, STACK).await));
 }

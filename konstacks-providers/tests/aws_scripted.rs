@@ -9,7 +9,8 @@
 //! - the same `ClientToken` on a retried `RunInstances`, and a fresh one when AWS remembers the
 //!   token of a terminated instance;
 //! - bad input refused before any HTTP request, by `synth` against the AWS catalogue and by the
-//!   backend itself; AWS error codes mapped to portable kinds with code and message kept.
+//!   backend itself; AWS error codes mapped to portable kinds with code and message kept;
+//! - a load balancer target going `initial` -> `unhealthy` (with ELBv2's reason) -> `healthy`.
 //!
 //! Run with: cargo test -p konstacks-providers --features aws --test aws_scripted
 #![cfg(feature = "aws")]
@@ -478,6 +479,8 @@ async fn aws_errors_keep_their_code_and_map_to_portable_kinds() {
         "DescribeSecurityGroups" => ec2("DescribeSecurityGroups", "<securityGroupInfo/>"),
         "DescribeRouteTables" => ec2(action, "<routeTableSet/>"),
         "DescribeInternetGateways" => ec2(action, "<internetGatewaySet/>"),
+        // A VM delete first looks for load balancer target groups holding it (none: no instance).
+        "DescribeInstances" => ec2(action, "<reservationSet/>"),
         "TerminateInstances" => ec2_error(400, "InvalidInstanceID.Malformed", "Invalid id: \"i-x\""),
         other => panic!("unexpected {other}"),
     });
@@ -574,4 +577,107 @@ async fn follow_up_steps_that_keep_failing_take_the_new_vpc_down_again() {
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
     assert_eq!(client.of("DeleteVpc").len(), 1, "a failed create creates nothing");
     let _ = Timeouts::default();
+}
+
+// ---- load balancer target health ----
+
+const ELB_NS: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
+const LB_ARN: &str = "arn:aws:elasticloadbalancing:eu-central-1:123456789012:loadbalancer/app/web-lb/50dc6c495c0c9188";
+const TG_ARN: &str = "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/app/73e2d6bc24d8a067";
+
+fn elb(action: &str, inner: &str) -> (u16, String) {
+    (
+        200,
+        format!(
+            "<{action}Response xmlns=\"{ELB_NS}\"><{action}Result>{inner}</{action}Result><ResponseMetadata><RequestId>req-1</RequestId></ResponseMetadata></{action}Response>"
+        ),
+    )
+}
+
+fn tag_xml(k: &str, v: &str) -> String {
+    format!("<member><Key>{k}</Key><Value>{v}</Value></member>")
+}
+
+fn health_xml(state: &str, reason: &str, description: &str) -> String {
+    format!(
+        "<TargetHealthDescriptions><member><Target><Id>i-0123456789abcdef0</Id><Port>8080</Port></Target>\
+         <TargetHealth><State>{state}</State>{reason}{description}</TargetHealth></member></TargetHealthDescriptions>",
+        reason = if reason.is_empty() { String::new() } else { format!("<Reason>{reason}</Reason>") },
+        description =
+            if description.is_empty() { String::new() } else { format!("<Description>{description}</Description>") },
+    )
+}
+
+/// An application load balancer with one target group `app` whose one target is first
+/// `initial`, then `unhealthy` (a 502), then `healthy`: what moto, which answers `healthy` at
+/// once, cannot show.
+fn scripted_lb() -> Scripted {
+    Scripted::new(|action, params, n| {
+        match action {
+        "DescribeLoadBalancers" => elb(
+            action,
+            &format!(
+                "<LoadBalancers><member><LoadBalancerArn>{LB_ARN}</LoadBalancerArn><LoadBalancerName>web-lb</LoadBalancerName>\
+                 <DNSName>web-lb-1.eu-central-1.elb.amazonaws.com</DNSName><Type>application</Type>\
+                 <Scheme>internet-facing</Scheme><State><Code>active</Code></State></member></LoadBalancers>"
+            ),
+        ),
+        "DescribeTags" => {
+            let arn = params.get("ResourceArns.member.1").cloned().unwrap_or_default();
+            let tags = if arn == TG_ARN {
+                tag_xml("konstacks:aws:group", "app") + &tag_xml("konstacks:aws:lb", "web-lb")
+            } else {
+                tag_xml("Name", "web-lb")
+            };
+            elb(action, &format!("<TagDescriptions><member><ResourceArn>{arn}</ResourceArn><Tags>{tags}</Tags></member></TagDescriptions>"))
+        }
+        "DescribeTargetGroups" => elb(
+            action,
+            &format!(
+                "<TargetGroups><member><TargetGroupArn>{TG_ARN}</TargetGroupArn><TargetGroupName>{}</TargetGroupName>\
+                 <Protocol>HTTP</Protocol><Port>8080</Port><VpcId>vpc-1</VpcId><TargetType>instance</TargetType>\
+                 <HealthCheckProtocol>HTTP</HealthCheckProtocol><HealthCheckPath>/</HealthCheckPath></member></TargetGroups>",
+                konstacks_providers::aws::target_group_name("web-lb", "app", 8080)
+            ),
+        ),
+        "DescribeTargetGroupAttributes" => elb(
+            action,
+            "<Attributes><member><Key>deregistration_delay.timeout_seconds</Key><Value>30</Value></member></Attributes>",
+        ),
+        "DescribeListeners" => elb(action, "<Listeners/>"),
+        "DescribeTargetHealth" => match n {
+            0 => elb(action, &health_xml("initial", "Elb.RegistrationInProgress", "Target registration is in progress")),
+            1 => elb(
+                action,
+                &health_xml("unhealthy", "Target.ResponseCodeMismatch", "Health checks failed with these codes: [502]"),
+            ),
+            _ => elb(action, &health_xml("healthy", "", "")),
+        },
+        other => panic!("unexpected call {other}"),
+    }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn target_health_maps_initial_unhealthy_and_healthy_with_their_reasons() {
+    use konstacks_core::model::LoadBalancer;
+    use konstacks_core::provider::TargetHealthState;
+    let client = scripted_lb();
+    let aws = provider(&client).await;
+    let api = aws.api::<LoadBalancer>();
+    let first = api.target_health(&cx(), LB_ARN).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].group.as_str(), first[0].target_id.as_str()), ("app", "i-0123456789abcdef0"));
+    assert_eq!(first[0].state, TargetHealthState::Initial);
+    assert!(first[0].reason.as_deref().unwrap().contains("Elb.RegistrationInProgress"), "{first:?}");
+    let second = api.target_health(&cx(), LB_ARN).await.unwrap();
+    assert_eq!(second[0].state, TargetHealthState::Unhealthy);
+    let reason = second[0].reason.as_deref().unwrap();
+    assert!(reason.contains("Target.ResponseCodeMismatch") && reason.contains("[502]"), "{reason}");
+    let third = api.target_health(&cx(), LB_ARN).await.unwrap();
+    assert_eq!(third[0].state, TargetHealthState::Healthy);
+    assert_eq!(third[0].reason, None);
+    // The health goes to the group found by its tag, read with one describe per call.
+    assert_eq!(client.of("DescribeTargetHealth").len(), 3);
+    assert_eq!(client.of("DescribeTargetHealth")[0].params.get("TargetGroupArn").map(String::as_str), Some(TG_ARN));
 }

@@ -501,6 +501,15 @@ impl Api<Vm> for AwsProvider {
     }
 
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+        // AWS terminates a load balancer target without asking; the contract is to refuse.
+        if let Some(vpc) = self.instance(id).await?.as_ref().and_then(|i| i.vpc_id()) {
+            if let Some(group) = self.target_group_holding(vpc, id).await? {
+                return Err(ProviderError::new(
+                    ErrorKind::Conflict,
+                    format!("VM `{id}` is a target of load balancer target group `{group}`; remove it from the load balancer first"),
+                ));
+            }
+        }
         self.ec2
             .terminate_instances()
             .instance_ids(id)

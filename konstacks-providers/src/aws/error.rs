@@ -112,6 +112,8 @@ const CONFLICT: &[&str] = &[
     "IdempotentParameterMismatch",
     "InvalidVpcState",
     "OperationNotPermitted",
+    "ResourceInUse",
+    "PriorityInUse",
 ];
 
 const TRANSIENT: &[&str] = &[
@@ -128,6 +130,7 @@ const TRANSIENT: &[&str] = &[
     "InsufficientCapacity",
     "InsufficientAddressCapacity",
     "InsufficientHostCapacity",
+    "HealthUnavailable",
 ];
 
 /// The portable kind of an AWS error code and HTTP status.
@@ -156,10 +159,10 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     if code.ends_with(".NotFound") || code.ends_with("NotFound") || code.ends_with("NotFoundFault") {
         return ErrorKind::NotFound;
     }
-    if code.ends_with(".Duplicate") || code.contains("AlreadyExists") {
+    if code.ends_with(".Duplicate") || code.contains("AlreadyExists") || code.starts_with("Duplicate") {
         return ErrorKind::AlreadyExists;
     }
-    if code.contains("LimitExceeded") || code.contains("QuotaExceeded") {
+    if code.contains("LimitExceeded") || code.contains("QuotaExceeded") || code.starts_with("TooMany") {
         return ErrorKind::QuotaExceeded;
     }
     if code.starts_with("InvalidParameter")
@@ -258,6 +261,18 @@ mod tests {
         assert_eq!(k("InvalidGroup.Duplicate"), ErrorKind::AlreadyExists);
         assert_eq!(k("DBInstanceAlreadyExists"), ErrorKind::AlreadyExists);
         assert_eq!(k("InsufficientInstanceCapacity"), ErrorKind::Transient);
+        // Elastic Load Balancing v2.
+        assert_eq!(k("LoadBalancerNotFound"), ErrorKind::NotFound);
+        assert_eq!(k("TargetGroupNotFound"), ErrorKind::NotFound);
+        assert_eq!(k("CertificateNotFound"), ErrorKind::NotFound);
+        assert_eq!(k("DuplicateLoadBalancerName"), ErrorKind::AlreadyExists);
+        assert_eq!(k("DuplicateTargetGroupName"), ErrorKind::AlreadyExists);
+        assert_eq!(k("TooManyTargetGroups"), ErrorKind::QuotaExceeded);
+        assert_eq!(k("TooManyRequestsException"), ErrorKind::Throttled);
+        assert_eq!(k("ResourceInUse"), ErrorKind::Conflict);
+        assert_eq!(k("PriorityInUse"), ErrorKind::Conflict);
+        assert_eq!(k("InvalidConfigurationRequest"), ErrorKind::InvalidSpec);
+        assert_eq!(k("Throttling"), ErrorKind::Throttled);
         assert_eq!(classify(Some("Weird"), Some(503)), ErrorKind::Transient);
         assert_eq!(classify(None, Some(500)), ErrorKind::Transient);
         assert_eq!(classify(None, Some(429)), ErrorKind::Throttled);

@@ -1,4 +1,4 @@
-//! The least-privilege IAM policy of a plan: the exact EC2 and RDS API actions this backend calls
+//! The least-privilege IAM policy of a plan: the exact EC2, RDS and ELBv2 API actions this backend calls
 //! to carry the plan out (including the clean-up calls of a create that fails half way, and the
 //! reads that refresh, drift detection and adoption after a crash always make).
 //!
@@ -23,9 +23,38 @@ fn reads(kind: Kind) -> &'static [&'static str] {
         "firewall" => &["ec2:DescribeSecurityGroups"],
         "vm" => &["ec2:DescribeInstances", "ec2:DescribeImages"],
         "database" => &["rds:DescribeDBInstances"],
+        "load_balancer" => LB_READS,
         _ => &[],
     }
 }
+
+/// Everything a read of a load balancer asks (the load balancer, its listeners, rules,
+/// certificates, target groups with their attributes, tags and target health).
+const LB_READS: &[&str] = &[
+    "elasticloadbalancing:DescribeLoadBalancers",
+    "elasticloadbalancing:DescribeTags",
+    "elasticloadbalancing:DescribeListeners",
+    "elasticloadbalancing:DescribeListenerCertificates",
+    "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetGroupAttributes",
+    "elasticloadbalancing:DescribeTargetHealth",
+];
+
+/// Taking a load balancer down: it, then its target groups (also the clean-up of a failed create).
+const LB_TEARDOWN: &[&str] = &["elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:DeleteTargetGroup"];
+
+/// Target groups, listeners and rules as create and update write them.
+const LB_PARTS: &[&str] = &[
+    "ec2:DescribeSubnets",
+    "elasticloadbalancing:CreateTargetGroup",
+    "elasticloadbalancing:ModifyTargetGroupAttributes",
+    "elasticloadbalancing:RegisterTargets",
+    "elasticloadbalancing:CreateListener",
+    "elasticloadbalancing:AddListenerCertificates",
+    "elasticloadbalancing:CreateRule",
+    "elasticloadbalancing:AddTags",
+];
 
 /// The public route table and internet gateway a VPC owns (made on VPC create, and again on
 /// demand when a subnet turns public).
@@ -95,6 +124,7 @@ fn creates(kind: Kind) -> Vec<&'static str> {
             "rds:DescribeDBInstances",
             "rds:DeleteDBSubnetGroup",
         ],
+        "load_balancer" => [&["elasticloadbalancing:CreateLoadBalancer"][..], LB_PARTS, LB_READS, LB_TEARDOWN].concat(),
         _ => Vec::new(),
     }
 }
@@ -115,6 +145,24 @@ fn updates(kind: Kind) -> Vec<&'static str> {
             "rds:AddTagsToResource",
             "rds:RemoveTagsFromResource",
         ],
+        "load_balancer" => [
+            &[
+                "elasticloadbalancing:SetSecurityGroups",
+                "elasticloadbalancing:SetSubnets",
+                "elasticloadbalancing:RemoveTags",
+                "elasticloadbalancing:ModifyTargetGroup",
+                "elasticloadbalancing:DeregisterTargets",
+                "elasticloadbalancing:ModifyListener",
+                "elasticloadbalancing:DeleteListener",
+                "elasticloadbalancing:RemoveListenerCertificates",
+                "elasticloadbalancing:ModifyRule",
+                "elasticloadbalancing:DeleteRule",
+                "elasticloadbalancing:DeleteTargetGroup",
+            ][..],
+            LB_PARTS,
+            LB_READS,
+        ]
+        .concat(),
         _ => Vec::new(),
     }
 }
@@ -124,8 +172,15 @@ fn deletes(kind: Kind) -> Vec<&'static str> {
         "vpc" => [&["ec2:DescribeVpcs", "ec2:DescribeSubnets"][..], VPC_TEARDOWN].concat(),
         "subnet" => vec!["ec2:DeleteSubnet"],
         "firewall" => vec!["ec2:DeleteSecurityGroup"],
-        "vm" => vec!["ec2:TerminateInstances", "ec2:DescribeInstances"],
+        // A VM that is a load balancer target is refused: its target groups are checked first.
+        "vm" => vec![
+            "ec2:TerminateInstances",
+            "ec2:DescribeInstances",
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
+        ],
         "database" => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
+        "load_balancer" => [LB_READS, LB_TEARDOWN].concat(),
         _ => Vec::new(),
     }
 }
@@ -175,6 +230,7 @@ pub fn iam_policy(plan: &Plan) -> Value {
         .map(|(service, actions)| {
             let sid = match service {
                 "rds" => "KonstacksRds",
+                "elasticloadbalancing" => "KonstacksElb",
                 _ => "KonstacksEc2",
             };
             json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*" })
@@ -202,6 +258,12 @@ mod tests {
         let vm = konstacks_core::kinds::lookup("vm").unwrap();
         assert!(actions_for(vm, Action::Update).contains("ec2:ModifyInstanceAttribute"));
         assert!(!actions_for(vm, Action::Update).contains("ec2:RunInstances"));
+        let lb = konstacks_core::kinds::lookup("load_balancer").unwrap();
+        assert!(covers(lb));
+        assert!(actions_for(lb, Action::Create).contains("elasticloadbalancing:CreateLoadBalancer"));
+        assert!(actions_for(lb, Action::Update).contains("elasticloadbalancing:ModifyListener"));
+        assert!(actions_for(lb, Action::Delete).contains("elasticloadbalancing:DeleteTargetGroup"));
+        assert!(!actions_for(lb, Action::Delete).contains("elasticloadbalancing:CreateLoadBalancer"));
     }
 
     #[test]

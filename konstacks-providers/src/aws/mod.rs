@@ -26,6 +26,7 @@ mod compute;
 mod database;
 mod error;
 pub mod iam;
+mod load_balancer;
 mod network;
 
 use std::collections::BTreeMap;
@@ -45,12 +46,13 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
-use konstacks_core::model::{Database, Firewall, Subnet, Vm, Vpc};
+use konstacks_core::model::{Database, Firewall, LoadBalancer, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::spec::{Tags, TAG_NAME, TAG_STACK};
 
 pub use catalog::{catalog, MAX_NAME_LEN, MIN_ZONES, PRICED_ON, PRICES_NOTE, PROVIDER_NAME};
 pub use error::AwsApiError;
+pub use load_balancer::target_group_name;
 
 use error::{invalid, sdk_error};
 
@@ -477,6 +479,7 @@ impl AwsProvider {
         Provider::builder(PROVIDER_NAME, Arc::clone(&self) as Arc<dyn Region>)
             .kind::<Database>(Arc::clone(&self) as _)
             .kind::<Firewall>(Arc::clone(&self) as _)
+            .kind::<LoadBalancer>(Arc::clone(&self) as _)
             .kind::<Subnet>(Arc::clone(&self) as _)
             .kind::<Vm>(Arc::clone(&self) as _)
             .kind::<Vpc>(self as _)
