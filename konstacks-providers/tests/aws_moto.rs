@@ -639,11 +639,11 @@ async fn an_https_load_balancer_redirects_serves_sni_and_updates_in_place() {
     assert!(lbs.read_many(&cx, &Selector::Stack("other".into())).await.unwrap().is_empty());
 
     // Targets out and back in.
-    lbs.deregister_targets(&cx, &created.id, "app", &[vm.id.clone()]).await.unwrap();
-    lbs.deregister_targets(&cx, &created.id, "app", &[vm.id.clone()]).await.unwrap();
+    lbs.deregister_targets(&cx, &created.id, "app", std::slice::from_ref(&vm.id)).await.unwrap();
+    lbs.deregister_targets(&cx, &created.id, "app", std::slice::from_ref(&vm.id)).await.unwrap();
     let read = lbs.read_many(&cx, &Selector::Ids(vec![created.id.clone()])).await.unwrap();
     assert!(read[0].target_groups[0].vm_ids.is_empty(), "{:?}", read[0].target_groups);
-    lbs.register_targets(&cx, &created.id, "app", &[vm.id.clone()]).await.unwrap();
+    lbs.register_targets(&cx, &created.id, "app", std::slice::from_ref(&vm.id)).await.unwrap();
     let health = lbs.target_health(&cx, &created.id).await.unwrap();
     assert_eq!(health.len(), 1);
     assert_eq!((health[0].group.as_str(), health[0].target_id.as_str()), ("app", vm.id.as_str()));

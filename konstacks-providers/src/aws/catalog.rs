@@ -20,16 +20,32 @@
 //! ($0.095/GB-month), public IPv4 ($0.005/h = $3.65/month). Corrected: c7i.large $0.08925/h
 //! (65.19 -> 65.15) and c7i.xlarge $0.1785/h (130.38 -> 130.31).
 //!
+//! Serving kinds, read on 2026-12-05 (us-east-1 list prices; facts only):
+//! - Application Load Balancer: $0.0225 per hour ($16.43 a month) and $0.008 per LCU-hour,
+//!   where one LCU covers 1 GB of processed bytes an hour for instance targets, so about $0.008
+//!   per GB processed (a FinOps article of 2026-05-08 quoting AWS's ELB price page).
+//! - Route 53: $0.50 per hosted zone a month (first 25 zones) and $0.40 per million standard
+//!   queries (AWS's Route 53 price page); queries of alias records to a load balancer are free.
+//! - ACM public certificates: no charge (AWS's ACM price page).
+//! - S3 Standard: $0.023 per GB-month (first 50 TB), $0.005 per 1,000 PUT/COPY/POST/LIST and
+//!   $0.0004 per 1,000 GET requests (AWS's S3 price page).
+//! - ElastiCache on-demand nodes (Redis OSS / Valkey node-based, per node): cache.t4g.micro
+//!   $0.016/h, cache.t4g.small $0.032/h, cache.t4g.medium $0.065/h, cache.m7g.large $0.158/h;
+//!   cache.t3.micro $0.017/h confirmed by an instance-price page of 2026. Valkey nodes list about
+//!   20% lower; the Redis figure is kept for both, so estimates err high.
+//!
 //! Unconfirmed (one source only, kept as they were): t3.2xlarge, m6i.xlarge, db.m6g.large,
 //! db.m6i.large. The region multipliers are approximations and were not re-derived: only
 //! eu-central-1 (t3.small at $0.024/h, from a 2021 blog) was seen, the rest are unconfirmed.
 
 use konstacks_core::kind::{Kind, ResourceKind};
-use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Jurisdiction, Subnet, Vm, Vpc};
+use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Jurisdiction, LoadBalancer, Subnet, Vm, Vpc};
 
 /// The kinds this backend registers (see its `provider()`).
-pub const KINDS: &[Kind] = &[Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
-use konstacks_core::provider::{Catalog, Pricing};
+pub const KINDS: &[Kind] = &[Database::KIND, Firewall::KIND, LoadBalancer::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+use konstacks_core::kind::catalog::{BucketPricing, UnitPrice};
+use konstacks_core::kinds::dns_zone::{PRICE_MILLION_QUERIES, PRICE_ZONE_MONTH};
+use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing};
 
 /// Name stacks use to select this provider.
 pub const PROVIDER_NAME: &str = "aws";
@@ -137,6 +153,18 @@ const DB_SIZES: &[(&str, &str, f64)] = &[
     ("db.r6g.large", "db.r6g.large", 164.25),
 ];
 
+/// Cache node types behind the portable cache sizes (one node; replicas cost the same each).
+const CACHE_SIZES: &[(&str, &str, f64)] = &[
+    ("cache-micro", "cache.t4g.micro", 11.68),
+    ("cache-small", "cache.t4g.small", 23.36),
+    ("cache-medium", "cache.t4g.medium", 47.45),
+    ("cache-large", "cache.m7g.large", 115.34),
+    ("cache.t3.micro", "cache.t3.micro", 12.41),
+];
+
+/// ElastiCache engine versions (major versions; ElastiCache picks the newest minor).
+const CACHE_ENGINES: &[(&str, &[&str])] = &[("redis", &["6", "7"]), ("valkey", &["7", "8"])];
+
 /// Images: the native column names the default lookup (see `ImageLookup`); AMI ids differ per
 /// region and change with every release, so they are resolved at create time.
 const IMAGES: &[(&str, &str)] = &[("ubuntu-lts", "ubuntu-24.04-amd64"), ("debian-12", "debian-12-amd64")];
@@ -155,7 +183,7 @@ pub fn catalog(home: &str) -> Catalog {
         max_name_len: MAX_NAME_LEN,
         min_zones: MIN_ZONES,
     };
-    tables.catalog(
+    let mut cat = tables.catalog(
         home,
         Pricing {
             priced_on: PRICED_ON.to_string(),
@@ -164,13 +192,21 @@ pub fn catalog(home: &str) -> Catalog {
             backup_gb_month: Some(0.095),
             public_ipv4_month: Some(3.65),
             region_multipliers: REGION_MULTIPLIERS.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
-            // No DNS kind is offered by this backend yet.
-            unit_prices: Vec::new(),
-            // The load balancer kind is not offered by this backend yet.
-            load_balancer_hour: None,
-            load_balancer_gb_processed: None,
+            // Route 53 hosted zones and standard queries.
+            unit_prices: vec![UnitPrice::new(PRICE_ZONE_MONTH, 0.50), UnitPrice::new(PRICE_MILLION_QUERIES, 0.40)],
+            // An Application Load Balancer hour, and one LCU-hour per GB processed.
+            load_balancer_hour: Some(0.0225),
+            load_balancer_gb_processed: Some(0.008),
         },
-    )
+    );
+    cat.cache_sizes = CACHE_SIZES.iter().map(|(s, n, p)| Offer::new(s, n, Some(*p))).collect();
+    cat.engines.extend(CACHE_ENGINES.iter().map(|(engine, versions)| EngineOffer::new(engine, versions)));
+    cat.bucket_pricing = Some(BucketPricing {
+        storage_gb_month: Some(0.023),
+        write_requests_per_1000: Some(0.005),
+        read_requests_per_1000: Some(0.0004),
+    });
+    cat
 }
 
 /// The RDS engine name.
@@ -227,6 +263,13 @@ mod tests {
         assert_eq!(catalog_version(&c, Engine::Mysql, "8.0.39"), "8.0");
         assert_eq!(catalog_version(&c, Engine::Mysql, "8.4"), "8.4");
         assert_eq!(catalog_version(&c, Engine::Postgres, "9.6.1"), "9.6.1");
-        assert!(c.engine_versions("redis").is_empty());
+        assert_eq!(c.engine_versions("redis"), ["6", "7"]);
+        assert_eq!(c.engine_versions("valkey"), ["7", "8"]);
+        assert_eq!(
+            c.cache_sizes.iter().find(|o| o.slug == "cache-micro").map(|o| o.native.as_str()),
+            Some("cache.t4g.micro")
+        );
+        assert_eq!(c.pricing.load_balancer_hour, Some(0.0225));
+        assert!(c.bucket_pricing.as_ref().is_some_and(|b| b.storage_gb_month == Some(0.023)));
     }
 }
