@@ -25,6 +25,10 @@ use super::dns::{remove_validation_records, write_validation_records};
 use super::error::{aws_code, invalid, sdk_error};
 use super::{check_tags, digest, follow_up, name_of, retry_on, visible_tags, wait_for, AwsProvider, Polled};
 
+/// ACM idempotency tokens have at most 32 characters.
+const IDEMPOTENCY_TOKEN_LEN: usize = 32;
+/// How many derived idempotency tokens a create tries (see `request_certificate`).
+const TOKEN_GENERATIONS: u32 = 8;
 /// Internal tag holding the validation zone id.
 const TAG_ZONE: &str = "konstacks:aws:validation-zone";
 /// How long ACM may take to show the validation records of a new certificate.
@@ -179,6 +183,64 @@ impl AwsProvider {
         }
     }
 
+    /// RequestCertificate with the idempotency token `token`. ACM remembers a token for an hour,
+    /// also after the certificate it made was deleted (a stack destroyed and created again): when
+    /// the token leads to a certificate that is gone, tokens derived from it are tried in turn,
+    /// so a retried create still finds the certificate it made.
+    async fn request_certificate(
+        &self,
+        cx: &OpContext,
+        what: &str,
+        spec: &CertificateSpec,
+        token: &str,
+        tags: Vec<Tag>,
+    ) -> ProviderResult<String> {
+        let first = spec.domains.first().cloned().unwrap_or_default();
+        let rest: Vec<String> = spec.domains.iter().skip(1).cloned().collect();
+        let mut last = None;
+        for generation in 0..TOKEN_GENERATIONS {
+            let derived = if generation == 0 { token.to_string() } else { digest(&[token, &generation.to_string()]) };
+            let attempt = &derived[..IDEMPOTENCY_TOKEN_LEN.min(derived.len())];
+            let sent = retry_on(cx, Duration::from_secs(10), &[ErrorKind::Throttled, ErrorKind::Transient], || async {
+                self.serving
+                    .acm
+                    .request_certificate()
+                    .domain_name(&first)
+                    .set_subject_alternative_names((!rest.is_empty()).then(|| rest.clone()))
+                    .validation_method(ValidationMethod::Dns)
+                    .idempotency_token(attempt)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("RequestCertificate", &format!("requesting {what}"), e))
+            })
+            .await;
+            let arn = match sent {
+                Ok(out) => out.certificate_arn().map(str::to_string),
+                // The service failed on this token twice: an emulator's answer to a token of a
+                // deleted certificate. Try the next one.
+                Err(e) if e.kind() == ErrorKind::Transient => {
+                    last = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let Some(arn) = arn else { return Err(invalid("internal: RequestCertificate answered no ARN")) };
+            let seen = follow_up(cx, Duration::from_secs(10), || async {
+                self.describe_certificate(&arn)
+                    .await?
+                    .ok_or_else(|| ProviderError::not_found(format!("certificate `{arn}` is not visible yet")))
+            })
+            .await;
+            match seen {
+                Ok(_) => return Ok(arn),
+                Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| invalid(format!("{what}: no certificate could be requested"))))
+    }
+
     /// After the request: records, their writing, the wait for issue.
     async fn finish_certificate(
         &self,
@@ -231,23 +293,7 @@ impl Api<Certificate> for AwsProvider {
         for (k, v) in &all_tags {
             tags.push(Tag::builder().key(k).value(v).build().map_err(|e| invalid(format!("internal: a tag: {e}")))?);
         }
-        let first = spec.domains.first().cloned().unwrap_or_default();
-        let rest: Vec<String> = spec.domains.iter().skip(1).cloned().collect();
-        let arn = self
-            .serving
-            .acm
-            .request_certificate()
-            .domain_name(first)
-            .set_subject_alternative_names((!rest.is_empty()).then_some(rest))
-            .validation_method(ValidationMethod::Dns)
-            .idempotency_token(&token[..32.min(token.len())])
-            .set_tags(Some(tags))
-            .send()
-            .await
-            .map_err(|e| sdk_error("RequestCertificate", &format!("requesting {what}"), e))?
-            .certificate_arn()
-            .map(str::to_string)
-            .ok_or_else(|| invalid("internal: RequestCertificate answered no ARN"))?;
+        let arn = self.request_certificate(cx, &what, spec, &token, tags).await?;
         let detail = match self.finish_certificate(cx, &what, &arn, spec).await {
             Ok(d) => d,
             Err(e) if e.kind() != ErrorKind::Transient && e.kind() != ErrorKind::Cancelled => {

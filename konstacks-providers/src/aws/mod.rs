@@ -26,6 +26,8 @@ mod certificate;
 mod compute;
 mod database;
 mod dns;
+mod dns_record;
+mod dns_zone;
 mod error;
 pub mod iam;
 mod network;
