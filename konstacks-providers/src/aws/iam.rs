@@ -23,9 +23,33 @@ fn reads(kind: Kind) -> &'static [&'static str] {
         "firewall" => &["ec2:DescribeSecurityGroups"],
         "vm" => &["ec2:DescribeInstances", "ec2:DescribeImages"],
         "database" => &["rds:DescribeDBInstances"],
+        "dns_zone" => ROUTE53_READ,
+        "dns_record" => ROUTE53_READ,
+        "certificate" => {
+            &["acm:DescribeCertificate", "acm:ListCertificates", "acm:ListTagsForCertificate", "route53:GetHostedZone"]
+        }
         _ => &[],
     }
 }
+
+/// Reading zones and the record sets in them (records are found through their zone).
+const ROUTE53_READ: &[&str] = &[
+    "route53:GetHostedZone",
+    "route53:ListHostedZones",
+    "route53:ListResourceRecordSets",
+    "route53:ListTagsForResources",
+];
+
+/// Writing record sets and waiting for the change to be in sync.
+const ROUTE53_WRITE: &[&str] = &["route53:ChangeResourceRecordSets", "route53:GetChange"];
+
+/// Writing and removing a certificate's validation records.
+const VALIDATION_RECORDS: &[&str] = &[
+    "route53:GetHostedZone",
+    "route53:ListResourceRecordSets",
+    "route53:ChangeResourceRecordSets",
+    "route53:GetChange",
+];
 
 /// The public route table and internet gateway a VPC owns (made on VPC create, and again on
 /// demand when a subnet turns public).
@@ -95,6 +119,19 @@ fn creates(kind: Kind) -> Vec<&'static str> {
             "rds:DescribeDBInstances",
             "rds:DeleteDBSubnetGroup",
         ],
+        "dns_zone" => vec![
+            "route53:CreateHostedZone",
+            "route53:ChangeTagsForResource",
+            "route53:GetChange",
+            "route53:ListHostedZones",
+            "route53:DeleteHostedZone",
+        ],
+        // An alias finds its load balancer's canonical hosted zone.
+        "dns_record" => [ROUTE53_WRITE, &["elasticloadbalancing:DescribeLoadBalancers"][..]].concat(),
+        "certificate" => {
+            [&["acm:RequestCertificate", "acm:AddTagsToCertificate", "acm:DeleteCertificate"][..], VALIDATION_RECORDS]
+                .concat()
+        }
         _ => Vec::new(),
     }
 }
@@ -115,6 +152,9 @@ fn updates(kind: Kind) -> Vec<&'static str> {
             "rds:AddTagsToResource",
             "rds:RemoveTagsFromResource",
         ],
+        "dns_zone" => vec!["route53:ChangeTagsForResource"],
+        "dns_record" => [ROUTE53_WRITE, &["elasticloadbalancing:DescribeLoadBalancers"][..]].concat(),
+        "certificate" => vec!["acm:AddTagsToCertificate", "acm:RemoveTagsFromCertificate"],
         _ => Vec::new(),
     }
 }
@@ -126,6 +166,10 @@ fn deletes(kind: Kind) -> Vec<&'static str> {
         "firewall" => vec!["ec2:DeleteSecurityGroup"],
         "vm" => vec!["ec2:TerminateInstances", "ec2:DescribeInstances"],
         "database" => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
+        // The certificate validation records kept in the zone go with it.
+        "dns_zone" => [&["route53:DeleteHostedZone"][..], ROUTE53_WRITE].concat(),
+        "dns_record" => ROUTE53_WRITE.to_vec(),
+        "certificate" => [&["acm:DeleteCertificate"][..], VALIDATION_RECORDS].concat(),
         _ => Vec::new(),
     }
 }
@@ -175,6 +219,9 @@ pub fn iam_policy(plan: &Plan) -> Value {
         .map(|(service, actions)| {
             let sid = match service {
                 "rds" => "KonstacksRds",
+                "acm" => "KonstacksAcm",
+                "route53" => "KonstacksRoute53",
+                "elasticloadbalancing" => "KonstacksElb",
                 _ => "KonstacksEc2",
             };
             json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*" })
@@ -196,7 +243,8 @@ mod tests {
             assert!(actions_for(kind, Action::Create).is_subset(&replace));
             assert!(actions_for(kind, Action::Delete).is_subset(&replace));
             let no_op = actions_for(kind, Action::NoOp);
-            assert!(no_op.iter().all(|a| a.contains(":Describe")), "{kind:?}: {no_op:?}");
+            let read = |a: &&str| [":Describe", ":List", ":Get"].iter().any(|v| a.contains(v));
+            assert!(no_op.iter().all(|a| read(a)), "{kind:?}: {no_op:?}");
             assert!(!no_op.is_empty());
         }
         let vm = konstacks_core::kinds::lookup("vm").unwrap();
@@ -208,6 +256,22 @@ mod tests {
     fn every_registered_kind_has_its_actions() {
         for kind in crate::aws::catalog::KINDS {
             assert!(covers(*kind), "the IAM mapping has no actions for the registered kind `{kind}`");
+        }
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-central-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let aws = std::sync::Arc::new(crate::aws::AwsProvider::builder(&sdk).build().unwrap());
+        let provider = aws.provider();
+        let registered: Vec<_> = provider.kinds().collect();
+        for kind in ["certificate", "dns_zone", "dns_record"] {
+            assert!(registered.iter().any(|k| k.as_str() == kind), "`{kind}` is registered");
+        }
+        for kind in registered {
+            assert!(covers(kind), "the IAM mapping has no actions for the registered kind `{kind}`");
+            let replace = actions_for(kind, Action::Replace);
+            assert!(actions_for(kind, Action::Create).is_subset(&replace));
         }
         let cache = konstacks_core::kinds::lookup("cache").unwrap();
         assert!(!covers(cache), "the AWS backend registers no cache yet, so it has no actions for it");
