@@ -307,7 +307,9 @@ pub(super) fn values_of(r: &ResourceRecordSet, t: RecordType) -> Vec<String> {
             }
         })
         .collect();
-    out.sort();
+    // Route 53 keeps the values in the order they were written: no sorting, so a spec's order
+    // reads back unchanged.
+    out.dedup();
     out
 }
 

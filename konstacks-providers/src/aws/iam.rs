@@ -244,7 +244,7 @@ mod tests {
             assert!(actions_for(kind, Action::Delete).is_subset(&replace));
             let no_op = actions_for(kind, Action::NoOp);
             let read = |a: &&str| [":Describe", ":List", ":Get"].iter().any(|v| a.contains(v));
-            assert!(no_op.iter().all(|a| read(a)), "{kind:?}: {no_op:?}");
+            assert!(no_op.iter().all(read), "{kind:?}: {no_op:?}");
             assert!(!no_op.is_empty());
         }
         let vm = konstacks_core::kinds::lookup("vm").unwrap();
