@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_route53::operation::get_hosted_zone::GetHostedZoneOutput;
 use aws_sdk_route53::types::{ChangeAction, Tag, TagResourceType};
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
@@ -23,8 +24,20 @@ impl AwsProvider {
         id: &str,
         tags: &BTreeMap<String, String>,
     ) -> ProviderResult<Option<DnsZoneObserved>> {
-        let Some(out) = self.hosted_zone(id).await? else { return Ok(None) };
+        match self.hosted_zone(id).await? {
+            Some(out) => self.zone_observed_from(&out, tags).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The observed zone from its GetHostedZone answer, its tags and its record sets.
+    async fn zone_observed_from(
+        &self,
+        out: &GetHostedZoneOutput,
+        tags: &BTreeMap<String, String>,
+    ) -> ProviderResult<Option<DnsZoneObserved>> {
         let Some(z) = out.hosted_zone() else { return Ok(None) };
+        let id = bare_zone_id(z.id());
         let domain = plain_name(z.name());
         let mut name_servers: Vec<String> =
             out.delegation_set().map(|d| d.name_servers().iter().map(|n| plain_name(n)).collect()).unwrap_or_default();
@@ -209,27 +222,31 @@ impl Api<DnsZone> for AwsProvider {
     }
 
     async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DnsZoneObserved>> {
-        let zones: Vec<(String, BTreeMap<String, String>)> = match sel {
+        let mut out = Vec::new();
+        match sel {
             Selector::Ids(ids) => {
                 let mut ids: Vec<String> = ids.iter().map(|i| bare_zone_id(i).to_string()).collect();
                 ids.sort();
                 ids.dedup();
                 let mut found = Vec::new();
                 for id in ids {
-                    if self.hosted_zone(&id).await?.is_some() {
-                        found.push(id);
+                    if let Some(z) = self.hosted_zone(&id).await? {
+                        found.push((id, z));
                     }
                 }
-                self.zone_tags(&found).await?.into_iter().collect()
+                let ids: Vec<String> = found.iter().map(|(id, _)| id.clone()).collect();
+                let tags = self.zone_tags(&ids).await?;
+                for (id, z) in &found {
+                    let tags = tags.get(id).cloned().unwrap_or_default();
+                    out.extend(self.zone_observed_from(z, &tags).await?);
+                }
             }
-            Selector::Stack(stack) => self.stack_zones(stack).await?,
+            Selector::Stack(stack) => {
+                for (id, tags) in self.stack_zones(stack).await? {
+                    out.extend(self.zone_observed(&id, &tags).await?);
+                }
+            }
             _ => return Err(invalid("this selector is not supported by the AWS backend")),
-        };
-        let mut out = Vec::new();
-        for (id, tags) in zones {
-            if let Some(z) = self.zone_observed(&id, &tags).await? {
-                out.push(z);
-            }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
