@@ -5,7 +5,8 @@
 //! VPCs (DNS support and hostnames on, an internet gateway and a public route table owned by the
 //! VPC), subnets (public ones associated with that route table, private ones left on the main
 //! route table, which has no route out), security groups with rule-level updates, EC2 instances
-//! and RDS Postgres/MySQL instances. Every resource carries the tags `konstacks:stack`,
+//! and RDS Postgres/MySQL instances, ACM certificates validated through DNS, Route 53 hosted
+//! zones and record sets (whose tags live in ownership TXT records, see `dns.rs` and ADR 0004). Every resource carries the tags `konstacks:stack`,
 //! `konstacks:path` and `Name` plus the stack's own, which is how a resource whose create was
 //! interrupted is found again and adopted.
 //!
