@@ -682,3 +682,81 @@ async fn an_https_load_balancer_redirects_serves_sni_and_updates_in_place() {
     aws.api::<Vpc>().delete(&cx, &vpc.id).await.unwrap();
     assert!(nothing_left(&leftovers(ACCOUNT, STACK).await));
 }
+
+/// A zone holding a record Konstacks did not write is not deleted (the error names the
+/// record); once it is gone, the zone goes with the validation records Konstacks keeps in it.
+/// A TXT value with quotes and backslashes reads back as written, with its tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_with_foreign_records_is_refused_on_moto() {
+    use konstacks_core::error::ErrorKind;
+    use konstacks_core::kinds::{DnsRecord, DnsRecordSpec, DnsZone, DnsZoneSpec, RecordType};
+    const ACCOUNT: &str = "100000000031";
+    let aws = provider(ACCOUNT).await;
+    let cx = OpContext::new(TokioClock::shared(), "dnsguard");
+    let tags = |leaf: &str| -> Tags {
+        [("konstacks:stack", "dnsguard"), ("konstacks:path", leaf), ("Name", leaf)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let zspec = DnsZoneSpec {
+        name: "zone".into(),
+        region: REGION.into(),
+        domain: "guard.konstacks.test".into(),
+        assumed_million_queries: 1.0,
+        tags: tags("zone"),
+    };
+    let zone = aws.api::<DnsZone>().create(&cx, &zspec).await.unwrap();
+    let txt = DnsRecordSpec {
+        name: "txt".into(),
+        region: REGION.into(),
+        zone_id: zone.id.clone(),
+        fqdn: "guard.konstacks.test".into(),
+        record_type: RecordType::Txt,
+        values: vec!["say \"hi\" \\ bye".into(), "k".repeat(300)],
+        ttl: Some(300),
+        tags: tags("txt"),
+    };
+    let rec = aws.api::<DnsRecord>().create(&cx, &txt).await.unwrap();
+    assert_eq!(rec.values, txt.values);
+    assert_eq!(rec.tags, txt.tags);
+    let by_stack = aws.api::<DnsRecord>().read_many(&cx, &Selector::Stack("dnsguard".into())).await.unwrap();
+    assert_eq!(by_stack.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), vec![rec.id.as_str()]);
+
+    // A record written behind Konstacks' back.
+    let sdk = sdk().await;
+    let r53 = aws_sdk_route53::Client::from_conf(
+        aws_sdk_route53::config::Builder::from(&sdk).interceptor(MotoAccount(ACCOUNT)).build(),
+    );
+    let foreign = aws_sdk_route53::types::ResourceRecordSet::builder()
+        .name("mail.guard.konstacks.test")
+        .r#type(aws_sdk_route53::types::RrType::A)
+        .ttl(300)
+        .resource_records(aws_sdk_route53::types::ResourceRecord::builder().value("203.0.113.9").build().unwrap())
+        .build()
+        .unwrap();
+    let batch = |action| {
+        aws_sdk_route53::types::ChangeBatch::builder()
+            .changes(
+                aws_sdk_route53::types::Change::builder()
+                    .action(action)
+                    .resource_record_set(foreign.clone())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let create = aws_sdk_route53::types::ChangeAction::Create;
+    r53.change_resource_record_sets().hosted_zone_id(&zone.id).change_batch(batch(create)).send().await.unwrap();
+
+    aws.api::<DnsRecord>().delete(&cx, &rec.id).await.unwrap();
+    let e = aws.api::<DnsZone>().delete(&cx, &zone.id).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.message().contains("mail.guard.konstacks.test"), "{e}");
+    let delete = aws_sdk_route53::types::ChangeAction::Delete;
+    r53.change_resource_record_sets().hosted_zone_id(&zone.id).change_batch(batch(delete)).send().await.unwrap();
+    aws.api::<DnsZone>().delete(&cx, &zone.id).await.unwrap();
+    let left = aws.api::<DnsZone>().read_many(&cx, &Selector::Ids(vec![zone.id.clone()])).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}

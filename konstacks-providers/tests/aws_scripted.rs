@@ -8,6 +8,9 @@
 //!   paused clock (minutes of virtual time in milliseconds);
 //! - the same `ClientToken` on a retried `RunInstances`, and a fresh one when AWS remembers the
 //!   token of a terminated instance;
+//! - an ACM certificate whose DescribeCertificate shows no validation record at first and then
+//!   answers PENDING_VALIDATION for a while, waited out on the injected clock until ISSUED,
+//!   with a throttled RequestCertificate retried under the same idempotency token;
 //! - bad input refused before any HTTP request, by `synth` against the AWS catalogue and by the
 //!   backend itself; AWS error codes mapped to portable kinds with code and message kept;
 //! - a load balancer target going `initial` -> `unhealthy` (with ELBv2's reason) -> `healthy`.
@@ -111,7 +114,19 @@ impl HttpConnector for Scripted {
                 (percent_decode(k), percent_decode(v))
             })
             .collect();
-        let action = params.get("Action").cloned().unwrap_or_default();
+        let mut action = params.get("Action").cloned().unwrap_or_default();
+        let mut params = params;
+        if action.is_empty() {
+            // JSON protocols (ACM) name the operation in a header; REST ones (Route 53) by
+            // method and path.
+            action = match request.headers().get("x-amz-target") {
+                Some(t) => t.rsplit('.').next().unwrap_or(t).to_string(),
+                None => {
+                    format!("{} {}", request.method(), request.uri().split("amazonaws.com").last().unwrap_or_default())
+                }
+            };
+            params = BTreeMap::from([("body".to_string(), body.clone())]);
+        }
         let n = {
             let mut seen = self.seen.lock().unwrap();
             let n = seen.iter().filter(|s| s.action == action).count();
@@ -680,4 +695,166 @@ async fn target_health_maps_initial_unhealthy_and_healthy_with_their_reasons() {
     // The health goes to the group found by its tag, read with one describe per call.
     assert_eq!(client.of("DescribeTargetHealth").len(), 3);
     assert_eq!(client.of("DescribeTargetHealth")[0].params.get("TargetGroupArn").map(String::as_str), Some(TG_ARN));
+}
+
+// ---- certificates and DNS (ACM JSON, Route 53 REST-XML) ----
+
+const R53_NS: &str = "https://route53.amazonaws.com/doc/2013-04-01/";
+const CERT_ARN: &str = "arn:aws:acm:eu-central-1:123456789012:certificate/c-1";
+
+fn r53(root: &str, inner: &str) -> (u16, String) {
+    (200, format!("<?xml version=\"1.0\"?><{root} xmlns=\"{R53_NS}\">{inner}</{root}>"))
+}
+
+fn change_info(status: &str) -> String {
+    format!("<ChangeInfo><Id>/change/C1</Id><Status>{status}</Status><SubmittedAt>2026-12-05T00:00:00Z</SubmittedAt></ChangeInfo>")
+}
+
+/// A DescribeCertificate answer; `records` says whether ACM shows the validation records yet.
+fn certificate_json(status: &str, records: bool) -> (u16, String) {
+    let option = |d: &str| {
+        let rr = if records {
+            r#","ResourceRecord":{"Name":"_a1b2.example.com.","Type":"CNAME","Value":"_c3d4.acm-validations.aws."}"#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"DomainName":"{d}","ValidationDomain":"{d}","ValidationMethod":"DNS","ValidationStatus":"{status}"{rr}}}"#
+        )
+    };
+    let not_after = if status == "ISSUED" { r#","NotAfter":1830000000"# } else { "" };
+    (
+        200,
+        format!(
+            r#"{{"Certificate":{{"CertificateArn":"{CERT_ARN}","DomainName":"example.com","SubjectAlternativeNames":["example.com","*.example.com"],"Status":"{status}","Type":"AMAZON_ISSUED","DomainValidationOptions":[{},{}]{not_after}}}}}"#,
+            option("example.com"),
+            option("*.example.com")
+        ),
+    )
+}
+
+fn cert_spec() -> konstacks_core::kinds::CertificateSpec {
+    konstacks_core::kinds::CertificateSpec {
+        name: "s-site-cert".into(),
+        region: REGION.into(),
+        domains: vec!["example.com".into(), "*.example.com".into()],
+        validation_zone_id: Some("Z1".into()),
+        tags: tags("s", "site/cert", "s-site-cert"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_certificate_pending_validation_is_waited_out_until_issued() {
+    let client = Scripted::new(|action, _, n| {
+        match action {
+        "RequestCertificate" if n == 0 => {
+            (400, r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_string())
+        }
+        "RequestCertificate" => (200, format!(r#"{{"CertificateArn":"{CERT_ARN}"}}"#)),
+        // No validation record yet for the first reads, then pending for a while.
+        "DescribeCertificate" if n < 2 => certificate_json("PENDING_VALIDATION", false),
+        "DescribeCertificate" if n < 7 => certificate_json("PENDING_VALIDATION", true),
+        "DescribeCertificate" => certificate_json("ISSUED", true),
+        a if a.starts_with("GET /2013-04-01/hostedzone/Z1/rrset") => r53(
+            "ListResourceRecordSetsResponse",
+            "<ResourceRecordSets></ResourceRecordSets><IsTruncated>false</IsTruncated><MaxItems>300</MaxItems>",
+        ),
+        a if a.starts_with("GET /2013-04-01/hostedzone/Z1") => r53(
+            "GetHostedZoneResponse",
+            "<HostedZone><Id>/hostedzone/Z1</Id><Name>example.com.</Name><CallerReference>ks</CallerReference></HostedZone>\
+             <DelegationSet><NameServers><NameServer>ns-1.awsdns-01.com</NameServer></NameServers></DelegationSet>",
+        ),
+        a if a.starts_with("POST /2013-04-01/hostedzone/Z1/rrset") => {
+            r53("ChangeResourceRecordSetsResponse", &change_info("PENDING"))
+        }
+        a if a.starts_with("GET /2013-04-01/change/C1") && n < 2 => r53("GetChangeResponse", &change_info("PENDING")),
+        a if a.starts_with("GET /2013-04-01/change/C1") => r53("GetChangeResponse", &change_info("INSYNC")),
+        other => panic!("unexpected request {other}"),
+    }
+    });
+    let aws = provider(&client).await;
+    let started = tokio::time::Instant::now();
+    let cert = aws.api::<konstacks_core::kinds::Certificate>().create(&cx(), &cert_spec()).await.unwrap();
+    assert_eq!(cert.status, "issued");
+    assert_eq!(cert.id, CERT_ARN);
+    assert_eq!(cert.not_after.as_deref(), Some("2027-12-28T13:20:00Z"));
+    assert_eq!(cert.validation_zone_id.as_deref(), Some("Z1"));
+    assert_eq!(
+        cert.validation_records.len(),
+        1,
+        "the wildcard shares its base's record: {:?}",
+        cert.validation_records
+    );
+    assert_eq!(cert.validation_records[0].name, "_a1b2.example.com");
+    assert_eq!(cert.validation_records[0].value, "_c3d4.acm-validations.aws");
+    assert_eq!(cert.tags, cert_spec().tags, "internal tags are hidden");
+
+    // The throttled request was sent again with the same idempotency token.
+    let requests = client.of("RequestCertificate");
+    assert_eq!(requests.len(), 2);
+    let token = |s: &Seen| {
+        let v: serde_json::Value = serde_json::from_str(&s.params["body"]).unwrap();
+        v["IdempotencyToken"].as_str().unwrap().to_string()
+    };
+    assert_eq!(token(&requests[0]), token(&requests[1]));
+    assert!(requests[1].at > requests[0].at, "the retry waited on the clock");
+    // The validation record went into the zone with its ownership record, in one batch.
+    let changes = client.of("POST /2013-04-01/hostedzone/Z1/rrset");
+    assert_eq!(changes.len(), 1, "{:?}", client.seen().iter().map(|s| &s.action).collect::<Vec<_>>());
+    let body = &changes[0].params["body"];
+    assert!(body.contains("_a1b2.example.com") && body.contains("_c3d4.acm-validations.aws"), "{body}");
+    assert!(body.contains("konstacks-record=") && body.contains(CERT_ARN), "{body}");
+    // Every wait ran on the paused clock: minutes of polling took no real time.
+    assert!(started.elapsed() >= Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(client.of("DescribeCertificate").len() >= 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_dns_input_is_refused_before_any_aws_call() {
+    use konstacks_core::kinds::{Certificate, DnsRecord, DnsRecordSpec, DnsZone, DnsZoneSpec, RecordType};
+    let client = Scripted::new(|action, _, _| panic!("no request may be sent, got {action}"));
+    let aws = provider(&client).await;
+    let cx = cx();
+    let record = |t: RecordType, fqdn: &str, values: &[&str], ttl: Option<u32>| DnsRecordSpec {
+        name: "s-www".into(),
+        region: REGION.into(),
+        zone_id: "Z1".into(),
+        fqdn: fqdn.into(),
+        record_type: t,
+        values: values.iter().map(|v| v.to_string()).collect(),
+        ttl,
+        tags: tags("s", "dns/www", "s-www"),
+    };
+    let bad = [
+        record(RecordType::A, "www.example.com", &["203.0.113.300"], Some(300)),
+        record(RecordType::A, "www.example.com", &[], Some(300)),
+        record(RecordType::Cname, "www.example.com", &["a.example.net", "b.example.net"], Some(300)),
+        record(RecordType::Txt, "www.example.com", &["tab\there"], Some(300)),
+        record(RecordType::Caa, "example.com", &["0 issue letsencrypt.org"], Some(300)),
+        record(RecordType::Mx, "example.com", &["ten mx.example.com"], Some(300)),
+        record(RecordType::A, "www.example.com", &["203.0.113.10"], Some(5)),
+        record(RecordType::Alias, "example.com", &["lb-1.eu-central-1.elb.amazonaws.com"], Some(300)),
+        record(RecordType::Ns, "sub.example.com", &["ns1.example.net"], Some(300)),
+        record(RecordType::A, "bad name.example.com", &["203.0.113.10"], Some(300)),
+    ];
+    for spec in &bad {
+        let e = aws.api::<DnsRecord>().create(&cx, spec).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidSpec, "{spec:?}: {e}");
+    }
+    let zone = DnsZoneSpec {
+        name: "s-zone".into(),
+        region: REGION.into(),
+        domain: "-bad-.example".into(),
+        assumed_million_queries: 1.0,
+        tags: tags("s", "dns/zone", "s-zone"),
+    };
+    assert_eq!(aws.api::<DnsZone>().create(&cx, &zone).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    let mut cert = cert_spec();
+    cert.domains = vec!["example.com".into(), "example.com".into()];
+    assert_eq!(aws.api::<Certificate>().create(&cx, &cert).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    let mut cert = cert_spec();
+    cert.domains = vec!["not a domain".into()];
+    assert_eq!(aws.api::<Certificate>().create(&cx, &cert).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    assert!(client.seen().is_empty());
+    assert_eq!(aws.api_calls().total, 0);
 }

@@ -42,9 +42,20 @@ use konstacks_core::kind::{Kind, ResourceKind};
 use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Jurisdiction, LoadBalancer, Subnet, Vm, Vpc};
 
 /// The kinds this backend registers (see its `provider()`).
-pub const KINDS: &[Kind] = &[Database::KIND, Firewall::KIND, LoadBalancer::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+pub const KINDS: &[Kind] = &[
+    Certificate::KIND,
+    Database::KIND,
+    DnsRecord::KIND,
+    DnsZone::KIND,
+    Firewall::KIND,
+    LoadBalancer::KIND,
+    Subnet::KIND,
+    Vm::KIND,
+    Vpc::KIND,
+];
 use konstacks_core::kind::catalog::{BucketPricing, UnitPrice};
 use konstacks_core::kinds::dns_zone::{PRICE_MILLION_QUERIES, PRICE_ZONE_MONTH};
+use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
 use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing};
 
 /// Name stacks use to select this provider.

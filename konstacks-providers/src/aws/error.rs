@@ -112,6 +112,12 @@ const CONFLICT: &[&str] = &[
     "IdempotentParameterMismatch",
     "InvalidVpcState",
     "OperationNotPermitted",
+    // Route 53 and ACM.
+    "HostedZoneNotEmpty",
+    "ResourceInUseException",
+    "RequestInProgressException",
+    "ConcurrentModification",
+    "InvalidStateException",
     "ResourceInUse",
     "PriorityInUse",
 ];
@@ -155,6 +161,15 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     }
     if TRANSIENT.contains(&code) {
         return ErrorKind::Transient;
+    }
+    if matches!(code, "NoSuchHostedZone" | "NoSuchChange" | "ResourceNotFoundException" | "NoSuchDelegationSet") {
+        return ErrorKind::NotFound;
+    }
+    if matches!(code, "HostedZoneAlreadyExists" | "ConflictingDomainExists" | "InvalidChangeBatch.AlreadyExists") {
+        return ErrorKind::AlreadyExists;
+    }
+    if matches!(code, "TooManyHostedZones" | "TooManyTagsException" | "LimitExceededException") {
+        return ErrorKind::QuotaExceeded;
     }
     if code.ends_with(".NotFound") || code.ends_with("NotFound") || code.ends_with("NotFoundFault") {
         return ErrorKind::NotFound;
@@ -261,6 +276,15 @@ mod tests {
         assert_eq!(k("InvalidGroup.Duplicate"), ErrorKind::AlreadyExists);
         assert_eq!(k("DBInstanceAlreadyExists"), ErrorKind::AlreadyExists);
         assert_eq!(k("InsufficientInstanceCapacity"), ErrorKind::Transient);
+        assert_eq!(k("NoSuchHostedZone"), ErrorKind::NotFound);
+        assert_eq!(k("ResourceNotFoundException"), ErrorKind::NotFound);
+        assert_eq!(k("HostedZoneNotEmpty"), ErrorKind::Conflict);
+        assert_eq!(k("ResourceInUseException"), ErrorKind::Conflict);
+        assert_eq!(k("InvalidChangeBatch"), ErrorKind::InvalidSpec);
+        assert_eq!(k("PriorRequestNotComplete"), ErrorKind::Throttled);
+        assert_eq!(k("HostedZoneAlreadyExists"), ErrorKind::AlreadyExists);
+        assert_eq!(k("LimitExceededException"), ErrorKind::QuotaExceeded);
+        assert_eq!(k("TooManyHostedZones"), ErrorKind::QuotaExceeded);
         // Elastic Load Balancing v2.
         assert_eq!(k("LoadBalancerNotFound"), ErrorKind::NotFound);
         assert_eq!(k("TargetGroupNotFound"), ErrorKind::NotFound);

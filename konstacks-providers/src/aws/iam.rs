@@ -24,9 +24,33 @@ fn reads(kind: Kind) -> &'static [&'static str] {
         "vm" => &["ec2:DescribeInstances", "ec2:DescribeImages"],
         "database" => &["rds:DescribeDBInstances"],
         "load_balancer" => LB_READS,
+        "dns_zone" => ROUTE53_READ,
+        "dns_record" => ROUTE53_READ,
+        "certificate" => {
+            &["acm:DescribeCertificate", "acm:ListCertificates", "acm:ListTagsForCertificate", "route53:GetHostedZone"]
+        }
         _ => &[],
     }
 }
+
+/// Reading zones and the record sets in them (records are found through their zone).
+const ROUTE53_READ: &[&str] = &[
+    "route53:GetHostedZone",
+    "route53:ListHostedZones",
+    "route53:ListResourceRecordSets",
+    "route53:ListTagsForResources",
+];
+
+/// Writing record sets and waiting for the change to be in sync.
+const ROUTE53_WRITE: &[&str] = &["route53:ChangeResourceRecordSets", "route53:GetChange"];
+
+/// Writing and removing a certificate's validation records.
+const VALIDATION_RECORDS: &[&str] = &[
+    "route53:GetHostedZone",
+    "route53:ListResourceRecordSets",
+    "route53:ChangeResourceRecordSets",
+    "route53:GetChange",
+];
 
 /// Everything a read of a load balancer asks (the load balancer, its listeners, rules,
 /// certificates, target groups with their attributes, tags and target health).
@@ -125,6 +149,19 @@ fn creates(kind: Kind) -> Vec<&'static str> {
             "rds:DeleteDBSubnetGroup",
         ],
         "load_balancer" => [&["elasticloadbalancing:CreateLoadBalancer"][..], LB_PARTS, LB_READS, LB_TEARDOWN].concat(),
+        "dns_zone" => vec![
+            "route53:CreateHostedZone",
+            "route53:ChangeTagsForResource",
+            "route53:GetChange",
+            "route53:ListHostedZones",
+            "route53:DeleteHostedZone",
+        ],
+        // An alias finds its load balancer's canonical hosted zone.
+        "dns_record" => [ROUTE53_WRITE, &["elasticloadbalancing:DescribeLoadBalancers"][..]].concat(),
+        "certificate" => {
+            [&["acm:RequestCertificate", "acm:AddTagsToCertificate", "acm:DeleteCertificate"][..], VALIDATION_RECORDS]
+                .concat()
+        }
         _ => Vec::new(),
     }
 }
@@ -163,6 +200,9 @@ fn updates(kind: Kind) -> Vec<&'static str> {
             LB_READS,
         ]
         .concat(),
+        "dns_zone" => vec!["route53:ChangeTagsForResource"],
+        "dns_record" => [ROUTE53_WRITE, &["elasticloadbalancing:DescribeLoadBalancers"][..]].concat(),
+        "certificate" => vec!["acm:AddTagsToCertificate", "acm:RemoveTagsFromCertificate"],
         _ => Vec::new(),
     }
 }
@@ -181,6 +221,10 @@ fn deletes(kind: Kind) -> Vec<&'static str> {
         ],
         "database" => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
         "load_balancer" => [LB_READS, LB_TEARDOWN].concat(),
+        // The certificate validation records kept in the zone go with it.
+        "dns_zone" => [&["route53:DeleteHostedZone"][..], ROUTE53_WRITE].concat(),
+        "dns_record" => ROUTE53_WRITE.to_vec(),
+        "certificate" => [&["acm:DeleteCertificate"][..], VALIDATION_RECORDS].concat(),
         _ => Vec::new(),
     }
 }
@@ -231,6 +275,8 @@ pub fn iam_policy(plan: &Plan) -> Value {
             let sid = match service {
                 "rds" => "KonstacksRds",
                 "elasticloadbalancing" => "KonstacksElb",
+                "acm" => "KonstacksAcm",
+                "route53" => "KonstacksRoute53",
                 _ => "KonstacksEc2",
             };
             json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": "*" })
@@ -252,7 +298,8 @@ mod tests {
             assert!(actions_for(kind, Action::Create).is_subset(&replace));
             assert!(actions_for(kind, Action::Delete).is_subset(&replace));
             let no_op = actions_for(kind, Action::NoOp);
-            assert!(no_op.iter().all(|a| a.contains(":Describe")), "{kind:?}: {no_op:?}");
+            let read = |a: &&str| [":Describe", ":List", ":Get"].iter().any(|v| a.contains(v));
+            assert!(no_op.iter().all(read), "{kind:?}: {no_op:?}");
             assert!(!no_op.is_empty());
         }
         let vm = konstacks_core::kinds::lookup("vm").unwrap();
@@ -270,6 +317,22 @@ mod tests {
     fn every_registered_kind_has_its_actions() {
         for kind in crate::aws::catalog::KINDS {
             assert!(covers(*kind), "the IAM mapping has no actions for the registered kind `{kind}`");
+        }
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-central-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let aws = std::sync::Arc::new(crate::aws::AwsProvider::builder(&sdk).build().unwrap());
+        let provider = aws.provider();
+        let registered: Vec<_> = provider.kinds().collect();
+        for kind in ["certificate", "dns_zone", "dns_record", "load_balancer"] {
+            assert!(registered.iter().any(|k| k.as_str() == kind), "`{kind}` is registered");
+        }
+        for kind in registered {
+            assert!(covers(kind), "the IAM mapping has no actions for the registered kind `{kind}`");
+            let replace = actions_for(kind, Action::Replace);
+            assert!(actions_for(kind, Action::Create).is_subset(&replace));
         }
         let cache = konstacks_core::kinds::lookup("cache").unwrap();
         assert!(!covers(cache), "the AWS backend registers no cache yet, so it has no actions for it");

@@ -5,7 +5,8 @@
 //! VPCs (DNS support and hostnames on, an internet gateway and a public route table owned by the
 //! VPC), subnets (public ones associated with that route table, private ones left on the main
 //! route table, which has no route out), security groups with rule-level updates, EC2 instances
-//! and RDS Postgres/MySQL instances. Every resource carries the tags `konstacks:stack`,
+//! and RDS Postgres/MySQL instances, ACM certificates validated through DNS, Route 53 hosted
+//! zones and record sets (whose tags live in ownership TXT records, see `dns.rs` and ADR 0004). Every resource carries the tags `konstacks:stack`,
 //! `konstacks:path` and `Name` plus the stack's own, which is how a resource whose create was
 //! interrupted is found again and adopted.
 //!
@@ -22,8 +23,12 @@
 //! error message. Secret VM environment values travel only inside the instance's user data.
 
 mod catalog;
+mod certificate;
 mod compute;
 mod database;
+mod dns;
+mod dns_record;
+mod dns_zone;
 mod error;
 pub mod iam;
 mod load_balancer;
@@ -46,6 +51,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
 use konstacks_core::model::{Database, Firewall, LoadBalancer, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::spec::{Tags, TAG_NAME, TAG_STACK};
@@ -477,7 +483,10 @@ impl AwsProvider {
     pub fn provider(self: Arc<Self>) -> Provider {
         let limits = ProviderLimits { max_concurrency: 16, calls_per_second: Some(10.0), burst: 20 };
         Provider::builder(PROVIDER_NAME, Arc::clone(&self) as Arc<dyn Region>)
+            .kind::<Certificate>(Arc::clone(&self) as _)
             .kind::<Database>(Arc::clone(&self) as _)
+            .kind::<DnsRecord>(Arc::clone(&self) as _)
+            .kind::<DnsZone>(Arc::clone(&self) as _)
             .kind::<Firewall>(Arc::clone(&self) as _)
             .kind::<LoadBalancer>(Arc::clone(&self) as _)
             .kind::<Subnet>(Arc::clone(&self) as _)
