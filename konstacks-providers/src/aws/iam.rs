@@ -23,6 +23,8 @@ fn reads(kind: Kind) -> &'static [&'static str] {
         "firewall" => &["ec2:DescribeSecurityGroups"],
         "vm" => &["ec2:DescribeInstances", "ec2:DescribeImages"],
         "database" => &["rds:DescribeDBInstances"],
+        "bucket" => BUCKET_READS,
+        "cache" => CACHE_READS,
         _ => &[],
     }
 }
@@ -69,6 +71,40 @@ const RULES: &[&str] = &[
 /// Tags changed in place (`sync_ec2_tags`).
 const EC2_RETAG: &[&str] = &["ec2:CreateTags", "ec2:DeleteTags"];
 
+/// Reads of a bucket (by name, and by stack through the account's bucket list).
+const BUCKET_READS: &[&str] = &[
+    "s3:ListAllMyBuckets",
+    "s3:GetBucketLocation",
+    "s3:GetBucketVersioning",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetBucketCORS",
+    "s3:GetBucketTagging",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketPublicAccessBlock",
+];
+
+/// Everything a bucket's settings are written with (lifecycle and CORS deletes are `Put*` in IAM).
+const BUCKET_SETTINGS: &[&str] = &[
+    "s3:PutBucketTagging",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketCORS",
+];
+
+/// Reads of a cache: the replication group, its member clusters (version, subnet group, security
+/// groups), its subnet group and its tags.
+const CACHE_READS: &[&str] = &[
+    "elasticache:DescribeReplicationGroups",
+    "elasticache:DescribeCacheClusters",
+    "elasticache:DescribeCacheSubnetGroups",
+    "elasticache:ListTagsForResource",
+];
+
 fn creates(kind: Kind) -> Vec<&'static str> {
     match kind.as_str() {
         "vpc" => {
@@ -95,6 +131,19 @@ fn creates(kind: Kind) -> Vec<&'static str> {
             "rds:DescribeDBInstances",
             "rds:DeleteDBSubnetGroup",
         ],
+        // A create that fails half way deletes the new, empty bucket again.
+        "bucket" => [&["s3:CreateBucket", "s3:ListBucket", "s3:DeleteBucket"][..], BUCKET_SETTINGS].concat(),
+        "cache" => vec![
+            "elasticache:CreateCacheSubnetGroup",
+            "elasticache:ModifyCacheSubnetGroup",
+            "elasticache:CreateReplicationGroup",
+            "elasticache:AddTagsToResource",
+            "elasticache:DeleteReplicationGroup",
+            "elasticache:DeleteCacheSubnetGroup",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeVpcs",
+        ],
         _ => Vec::new(),
     }
 }
@@ -115,6 +164,15 @@ fn updates(kind: Kind) -> Vec<&'static str> {
             "rds:AddTagsToResource",
             "rds:RemoveTagsFromResource",
         ],
+        "bucket" => BUCKET_SETTINGS.to_vec(),
+        "cache" => vec![
+            "elasticache:ModifyReplicationGroup",
+            "elasticache:IncreaseReplicaCount",
+            "elasticache:DecreaseReplicaCount",
+            "elasticache:AddTagsToResource",
+            "elasticache:RemoveTagsFromResource",
+            "ec2:DescribeSecurityGroups",
+        ],
         _ => Vec::new(),
     }
 }
@@ -126,6 +184,8 @@ fn deletes(kind: Kind) -> Vec<&'static str> {
         "firewall" => vec!["ec2:DeleteSecurityGroup"],
         "vm" => vec!["ec2:TerminateInstances", "ec2:DescribeInstances"],
         "database" => vec!["rds:DescribeDBInstances", "rds:DeleteDBInstance", "rds:DeleteDBSubnetGroup"],
+        "bucket" => vec!["s3:DeleteBucket"],
+        "cache" => vec!["elasticache:DeleteReplicationGroup", "elasticache:DeleteCacheSubnetGroup"],
         _ => Vec::new(),
     }
 }
@@ -189,28 +249,43 @@ mod tests {
 
     use super::*;
 
+    /// The kinds `AwsProvider::provider()` registers (building one makes no AWS call).
+    fn registered() -> Vec<Kind> {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-central-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let aws = std::sync::Arc::new(crate::aws::AwsProvider::builder(&sdk).build().unwrap());
+        aws.provider().kinds().collect()
+    }
+
     #[test]
     fn replace_is_create_and_delete_and_no_op_reads_only() {
-        for kind in crate::aws::catalog::KINDS.iter().copied() {
+        let kinds = registered();
+        assert!(kinds.iter().any(|k| k.as_str() == "bucket"));
+        for kind in kinds {
             let replace = actions_for(kind, Action::Replace);
             assert!(actions_for(kind, Action::Create).is_subset(&replace));
             assert!(actions_for(kind, Action::Delete).is_subset(&replace));
             let no_op = actions_for(kind, Action::NoOp);
-            assert!(no_op.iter().all(|a| a.contains(":Describe")), "{kind:?}: {no_op:?}");
+            let read_only = |a: &&str| [":Describe", ":Get", ":List"].iter().any(|r| a.contains(r));
+            assert!(no_op.iter().all(read_only), "{kind:?}: {no_op:?}");
             assert!(!no_op.is_empty());
         }
         let vm = konstacks_core::kinds::lookup("vm").unwrap();
         assert!(actions_for(vm, Action::Update).contains("ec2:ModifyInstanceAttribute"));
         assert!(!actions_for(vm, Action::Update).contains("ec2:RunInstances"));
+        let bucket = konstacks_core::kinds::lookup("bucket").unwrap();
+        assert!(actions_for(bucket, Action::Update).contains("s3:PutBucketVersioning"));
+        assert!(!actions_for(bucket, Action::Update).contains("s3:DeleteBucket"));
     }
 
     #[test]
     fn every_registered_kind_has_its_actions() {
-        for kind in crate::aws::catalog::KINDS {
-            assert!(covers(*kind), "the IAM mapping has no actions for the registered kind `{kind}`");
+        for kind in registered() {
+            assert!(covers(kind), "the IAM mapping has no actions for the registered kind `{kind}`");
         }
-        let cache = konstacks_core::kinds::lookup("cache").unwrap();
-        assert!(!covers(cache), "the AWS backend registers no cache yet, so it has no actions for it");
     }
 }
 

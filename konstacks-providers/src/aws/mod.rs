@@ -21,6 +21,8 @@
 //! credential, no database password and no secret environment value is ever logged or put in an
 //! error message. Secret VM environment values travel only inside the instance's user data.
 
+mod bucket;
+
 mod catalog;
 mod compute;
 mod database;
@@ -47,6 +49,7 @@ use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
 use konstacks_core::model::{Database, Firewall, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
+use konstacks_core::spec::Bucket;
 use konstacks_core::spec::{Tags, TAG_NAME, TAG_STACK};
 
 pub use catalog::{catalog, MAX_NAME_LEN, MIN_ZONES, PRICED_ON, PRICES_NOTE, PROVIDER_NAME};
@@ -93,8 +96,9 @@ pub const IMAGES_ENV: &str = "KONSTACKS_AWS_IMAGES";
 
 /// Whether `id` has the form of an AMI id (`ami-` and 8 or 17 hexadecimal digits).
 fn is_ami_id(id: &str) -> bool {
-    id.strip_prefix("ami-")
-        .is_some_and(|h| (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    id.strip_prefix("ami-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Parse `slug=ami-id` pairs separated by commas or whitespace; every bad pair is listed in one
@@ -474,6 +478,7 @@ impl AwsProvider {
     pub fn provider(self: Arc<Self>) -> Provider {
         let limits = ProviderLimits { max_concurrency: 16, calls_per_second: Some(10.0), burst: 20 };
         Provider::builder(PROVIDER_NAME, Arc::clone(&self) as Arc<dyn Region>)
+            .kind::<Bucket>(Arc::clone(&self) as _)
             .kind::<Database>(Arc::clone(&self) as _)
             .kind::<Firewall>(Arc::clone(&self) as _)
             .kind::<Subnet>(Arc::clone(&self) as _)
