@@ -22,7 +22,7 @@
 //! error message. Secret VM environment values travel only inside the instance's user data.
 
 mod bucket;
-
+mod cache;
 mod catalog;
 mod compute;
 mod database;
