@@ -566,3 +566,82 @@ async fn reads_are_batched_and_unknown_ids_are_simply_absent() {
     aws.api::<Vpc>().delete(&cx, &vpc.id).await.unwrap();
     assert!(nothing_left(&leftovers(ACCOUNT, "batch").await));
 }
+
+/// What moto 5.2.5 can show of a cache: create, the primary endpoint, replicas, failover, the
+/// subnet group, tags, and reads by id and by stack. It cannot show deletes (a deleted
+/// replication group stays `deleting` for ever), replica changes (no `IncreaseReplicaCount`) or
+/// the primary cluster's version and security groups, so the cache suite is not run here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_is_created_and_read_on_moto() {
+    use konstacks_core::spec::{Cache, CacheEngine, CacheSpec, SubnetSpec};
+    const ACCOUNT: &str = "100000000010";
+    let aws = provider(ACCOUNT).await;
+    let cx = OpContext::new(TokioClock::shared(), "cachy");
+    let tags = |leaf: &str| -> Tags {
+        [("konstacks:stack", "cachy"), ("konstacks:path", leaf), ("Name", leaf)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let vpc = aws
+        .api::<Vpc>()
+        .create(
+            &cx,
+            &VpcSpec { name: "cachy-vpc".into(), region: REGION.into(), cidr: "10.8.0.0/16".into(), tags: tags("vpc") },
+        )
+        .await
+        .unwrap();
+    let mut subnets = Vec::new();
+    for (i, cidr) in ["10.8.1.0/24", "10.8.2.0/24"].into_iter().enumerate() {
+        let spec = SubnetSpec {
+            name: format!("cachy-net-{i}"),
+            region: REGION.into(),
+            vpc_id: vpc.id.clone(),
+            cidr: cidr.into(),
+            zone: u8::try_from(i).unwrap(),
+            public: false,
+            tags: tags(&format!("net-{i}")),
+        };
+        subnets.push(aws.api::<Subnet>().create(&cx, &spec).await.unwrap().id);
+    }
+    let spec = CacheSpec {
+        name: "cachy-sessions".into(),
+        region: REGION.into(),
+        engine: CacheEngine::Valkey,
+        version: "8.0".into(),
+        size: "cache-small".into(),
+        subnet_ids: subnets.clone(),
+        firewall_ids: vec![],
+        replicas: 1,
+        high_availability: true,
+        transit_encryption: true,
+        auth_token: Some(Secret::new("Moto-Auth-Token-0123456789".into())),
+        tags: tags("sessions"),
+    };
+    let created = aws.api::<Cache>().create(&cx, &spec).await.unwrap();
+    assert_eq!(created.id, "cachy-sessions");
+    assert_eq!(created.engine, CacheEngine::Valkey);
+    assert_eq!(created.size, "cache-small");
+    assert_eq!((created.replicas, created.high_availability, created.transit_encryption), (1, true, true));
+    assert!(!created.host.is_empty());
+    assert_eq!(created.port, "6379");
+    assert_eq!(created.status, "available");
+    let mut want = subnets.clone();
+    want.sort();
+    assert_eq!(created.subnet_ids, want);
+    assert_eq!(created.tags, spec.tags, "internal tags are hidden");
+    let by_id = aws
+        .api::<Cache>()
+        .read_many(&cx, &Selector::Ids(vec![created.id.clone(), "cachy-unknown".into()]))
+        .await
+        .unwrap();
+    assert_eq!(by_id, vec![created.clone()]);
+    let by_stack = aws.api::<Cache>().read_many(&cx, &Selector::Stack("cachy".into())).await.unwrap();
+    assert_eq!(by_stack, vec![created.clone()]);
+    assert!(aws.api::<Cache>().read_many(&cx, &Selector::Stack("other".into())).await.unwrap().is_empty());
+    // The same name again is refused, and the subnet group it shares is left alone.
+    let again = aws.api::<Cache>().create(&cx, &spec).await.unwrap_err();
+    assert_eq!(again.kind(), konstacks_core::error::ErrorKind::AlreadyExists, "{again}");
+    let text = format!("{again} {:?}", again);
+    assert!(!text.contains("Moto-Auth-Token"), "the auth token leaked into an error");
+}

@@ -483,6 +483,13 @@ impl Api<Cache> for AwsProvider {
         let what = format!("cache `{}`", spec.name);
         let node_type = self.check_cache_spec(&what, spec)?;
         let id = spec.name.as_str();
+        // Never touch the subnet group of a live cache of the same name.
+        if self.cache_by_id(id).await?.is_some() {
+            return Err(ProviderError::new(
+                ErrorKind::AlreadyExists,
+                format!("{what} already exists in `{}`; pick another name or adopt it", self.region),
+            ));
+        }
         let made_group = self.create_cache_subnet_group(id, spec).await?;
         let mut tags: Vec<Tag> = spec.tags.iter().map(|(k, v)| tag(k, v)).collect();
         tags.push(tag(TAG_SIZE, &spec.size));
