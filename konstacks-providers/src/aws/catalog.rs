@@ -43,6 +43,7 @@ use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Jurisdiction
 
 /// The kinds this backend registers (see its `provider()`).
 pub const KINDS: &[Kind] = &[
+    Bucket::KIND,
     Certificate::KIND,
     Database::KIND,
     DnsRecord::KIND,
@@ -55,7 +56,7 @@ pub const KINDS: &[Kind] = &[
 ];
 use konstacks_core::kind::catalog::{BucketPricing, UnitPrice};
 use konstacks_core::kinds::dns_zone::{PRICE_MILLION_QUERIES, PRICE_ZONE_MONTH};
-use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
+use konstacks_core::kinds::{Bucket, Certificate, DnsRecord, DnsZone};
 use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing};
 
 /// Name stacks use to select this provider.

@@ -307,7 +307,7 @@ impl AwsProvider {
         let engine = rds_engine(spec.engine).ok_or_else(|| {
             invalid(format!(
                 "{what}: engine `{}` is not supported by the AWS backend (RDS offers Postgres and MySQL here; \
-                 ElastiCache is not wired yet)",
+                 Redis and Valkey are the `cache` kind)",
                 spec.engine.as_str()
             ))
         })?;

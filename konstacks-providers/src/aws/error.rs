@@ -112,6 +112,15 @@ const CONFLICT: &[&str] = &[
     "IdempotentParameterMismatch",
     "InvalidVpcState",
     "OperationNotPermitted",
+    // S3: a bucket that holds objects; a conflicting operation on the bucket still running.
+    "BucketNotEmpty",
+    "OperationAborted",
+    // ElastiCache: a replication group busy being created, modified or deleted.
+    "InvalidReplicationGroupState",
+    "InvalidReplicationGroupStateFault",
+    "InvalidCacheClusterState",
+    "InvalidCacheClusterStateFault",
+    "CacheSubnetGroupInUse",
     // Route 53 and ACM.
     "HostedZoneNotEmpty",
     "ResourceInUseException",
@@ -121,6 +130,10 @@ const CONFLICT: &[&str] = &[
     "ResourceInUse",
     "PriorityInUse",
 ];
+
+/// S3 and ElastiCache codes that do not follow the `...NotFound` / `...AlreadyExists` patterns.
+const NOT_FOUND: &[&str] = &["NoSuchBucket", "ServerSideEncryptionConfigurationNotFoundError"];
+const ALREADY_EXISTS: &[&str] = &["BucketAlreadyExists", "BucketAlreadyOwnedByYou"];
 
 const TRANSIENT: &[&str] = &[
     "InternalError",
@@ -137,6 +150,8 @@ const TRANSIENT: &[&str] = &[
     "InsufficientAddressCapacity",
     "InsufficientHostCapacity",
     "HealthUnavailable",
+    "InsufficientCacheClusterCapacity",
+    "InsufficientCacheClusterCapacityFault",
 ];
 
 /// The portable kind of an AWS error code and HTTP status.
@@ -158,6 +173,12 @@ pub(crate) fn classify(code: Option<&str>, status: Option<u16>) -> ErrorKind {
     }
     if CONFLICT.contains(&code) {
         return ErrorKind::Conflict;
+    }
+    if NOT_FOUND.contains(&code) || code.starts_with("NoSuch") {
+        return ErrorKind::NotFound;
+    }
+    if ALREADY_EXISTS.contains(&code) {
+        return ErrorKind::AlreadyExists;
     }
     if TRANSIENT.contains(&code) {
         return ErrorKind::Transient;
@@ -276,6 +297,19 @@ mod tests {
         assert_eq!(k("InvalidGroup.Duplicate"), ErrorKind::AlreadyExists);
         assert_eq!(k("DBInstanceAlreadyExists"), ErrorKind::AlreadyExists);
         assert_eq!(k("InsufficientInstanceCapacity"), ErrorKind::Transient);
+        assert_eq!(k("BucketAlreadyExists"), ErrorKind::AlreadyExists);
+        assert_eq!(k("BucketAlreadyOwnedByYou"), ErrorKind::AlreadyExists);
+        assert_eq!(k("NoSuchBucket"), ErrorKind::NotFound);
+        assert_eq!(k("NoSuchLifecycleConfiguration"), ErrorKind::NotFound);
+        assert_eq!(k("BucketNotEmpty"), ErrorKind::Conflict);
+        assert_eq!(k("InvalidBucketName"), ErrorKind::InvalidSpec);
+        assert_eq!(k("OperationAborted"), ErrorKind::Conflict);
+        assert_eq!(k("ReplicationGroupNotFoundFault"), ErrorKind::NotFound);
+        assert_eq!(k("ReplicationGroupAlreadyExists"), ErrorKind::AlreadyExists);
+        assert_eq!(k("CacheSubnetGroupNotFoundFault"), ErrorKind::NotFound);
+        assert_eq!(k("CacheSubnetGroupAlreadyExists"), ErrorKind::AlreadyExists);
+        assert_eq!(k("InvalidReplicationGroupState"), ErrorKind::Conflict);
+        assert_eq!(k("InsufficientCacheClusterCapacity"), ErrorKind::Transient);
         assert_eq!(k("NoSuchHostedZone"), ErrorKind::NotFound);
         assert_eq!(k("ResourceNotFoundException"), ErrorKind::NotFound);
         assert_eq!(k("HostedZoneNotEmpty"), ErrorKind::Conflict);

@@ -23,6 +23,8 @@ fn reads(kind: Kind) -> &'static [&'static str] {
         "firewall" => &["ec2:DescribeSecurityGroups"],
         "vm" => &["ec2:DescribeInstances", "ec2:DescribeImages"],
         "database" => &["rds:DescribeDBInstances"],
+        "bucket" => BUCKET_READS,
+        "cache" => CACHE_READS,
         "load_balancer" => LB_READS,
         "dns_zone" => ROUTE53_READ,
         "dns_record" => ROUTE53_READ,
@@ -122,6 +124,40 @@ const RULES: &[&str] = &[
 /// Tags changed in place (`sync_ec2_tags`).
 const EC2_RETAG: &[&str] = &["ec2:CreateTags", "ec2:DeleteTags"];
 
+/// Reads of a bucket (by name, and by stack through the account's bucket list).
+const BUCKET_READS: &[&str] = &[
+    "s3:ListAllMyBuckets",
+    "s3:GetBucketLocation",
+    "s3:GetBucketVersioning",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetBucketCORS",
+    "s3:GetBucketTagging",
+    "s3:GetBucketPolicy",
+    "s3:GetBucketPublicAccessBlock",
+];
+
+/// Everything a bucket's settings are written with (lifecycle and CORS deletes are `Put*` in IAM).
+const BUCKET_SETTINGS: &[&str] = &[
+    "s3:PutBucketTagging",
+    "s3:PutBucketPublicAccessBlock",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutEncryptionConfiguration",
+    "s3:PutBucketVersioning",
+    "s3:PutLifecycleConfiguration",
+    "s3:PutBucketCORS",
+];
+
+/// Reads of a cache: the replication group, its member clusters (version, subnet group, security
+/// groups), its subnet group and its tags.
+const CACHE_READS: &[&str] = &[
+    "elasticache:DescribeReplicationGroups",
+    "elasticache:DescribeCacheClusters",
+    "elasticache:DescribeCacheSubnetGroups",
+    "elasticache:ListTagsForResource",
+];
+
 fn creates(kind: Kind) -> Vec<&'static str> {
     match kind.as_str() {
         "vpc" => {
@@ -149,6 +185,19 @@ fn creates(kind: Kind) -> Vec<&'static str> {
             "rds:DeleteDBSubnetGroup",
         ],
         "load_balancer" => [&["elasticloadbalancing:CreateLoadBalancer"][..], LB_PARTS, LB_READS, LB_TEARDOWN].concat(),
+        // A create that fails half way deletes the new, empty bucket again.
+        "bucket" => [&["s3:CreateBucket", "s3:ListBucket", "s3:DeleteBucket"][..], BUCKET_SETTINGS].concat(),
+        "cache" => vec![
+            "elasticache:CreateCacheSubnetGroup",
+            "elasticache:ModifyCacheSubnetGroup",
+            "elasticache:CreateReplicationGroup",
+            "elasticache:AddTagsToResource",
+            "elasticache:DeleteReplicationGroup",
+            "elasticache:DeleteCacheSubnetGroup",
+            "ec2:DescribeSubnets",
+            "ec2:DescribeSecurityGroups",
+            "ec2:DescribeVpcs",
+        ],
         "dns_zone" => vec![
             "route53:CreateHostedZone",
             "route53:ChangeTagsForResource",
@@ -201,6 +250,15 @@ fn updates(kind: Kind) -> Vec<&'static str> {
         ]
         .concat(),
         "dns_zone" => vec!["route53:ChangeTagsForResource"],
+        "bucket" => BUCKET_SETTINGS.to_vec(),
+        "cache" => vec![
+            "elasticache:ModifyReplicationGroup",
+            "elasticache:IncreaseReplicaCount",
+            "elasticache:DecreaseReplicaCount",
+            "elasticache:AddTagsToResource",
+            "elasticache:RemoveTagsFromResource",
+            "ec2:DescribeSecurityGroups",
+        ],
         "dns_record" => [ROUTE53_WRITE, &["elasticloadbalancing:DescribeLoadBalancers"][..]].concat(),
         "certificate" => vec!["acm:AddTagsToCertificate", "acm:RemoveTagsFromCertificate"],
         _ => Vec::new(),
@@ -223,6 +281,8 @@ fn deletes(kind: Kind) -> Vec<&'static str> {
         "load_balancer" => [LB_READS, LB_TEARDOWN].concat(),
         // The certificate validation records kept in the zone go with it.
         "dns_zone" => [&["route53:DeleteHostedZone"][..], ROUTE53_WRITE].concat(),
+        "bucket" => vec!["s3:DeleteBucket"],
+        "cache" => vec!["elasticache:DeleteReplicationGroup", "elasticache:DeleteCacheSubnetGroup"],
         "dns_record" => ROUTE53_WRITE.to_vec(),
         "certificate" => [&["acm:DeleteCertificate"][..], VALIDATION_RECORDS].concat(),
         _ => Vec::new(),
@@ -274,6 +334,8 @@ pub fn iam_policy(plan: &Plan) -> Value {
         .map(|(service, actions)| {
             let sid = match service {
                 "rds" => "KonstacksRds",
+                "s3" => "KonstacksS3",
+                "elasticache" => "KonstacksElastiCache",
                 "elasticloadbalancing" => "KonstacksElb",
                 "acm" => "KonstacksAcm",
                 "route53" => "KonstacksRoute53",
@@ -326,7 +388,7 @@ mod tests {
         let aws = std::sync::Arc::new(crate::aws::AwsProvider::builder(&sdk).build().unwrap());
         let provider = aws.provider();
         let registered: Vec<_> = provider.kinds().collect();
-        for kind in ["certificate", "dns_zone", "dns_record", "load_balancer"] {
+        for kind in ["bucket", "certificate", "dns_zone", "dns_record", "load_balancer"] {
             assert!(registered.iter().any(|k| k.as_str() == kind), "`{kind}` is registered");
         }
         for kind in registered {
@@ -334,8 +396,6 @@ mod tests {
             let replace = actions_for(kind, Action::Replace);
             assert!(actions_for(kind, Action::Create).is_subset(&replace));
         }
-        let cache = konstacks_core::kinds::lookup("cache").unwrap();
-        assert!(!covers(cache), "the AWS backend registers no cache yet, so it has no actions for it");
     }
 }
 

@@ -22,6 +22,8 @@
 //! credential, no database password and no secret environment value is ever logged or put in an
 //! error message. Secret VM environment values travel only inside the instance's user data.
 
+mod bucket;
+mod cache;
 mod catalog;
 mod certificate;
 mod compute;
@@ -54,6 +56,7 @@ use konstacks_core::error::{ErrorKind, ProviderError};
 use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
 use konstacks_core::model::{Database, Firewall, LoadBalancer, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
+use konstacks_core::spec::Bucket;
 use konstacks_core::spec::{Tags, TAG_NAME, TAG_STACK};
 
 pub use catalog::{catalog, MAX_NAME_LEN, MIN_ZONES, PRICED_ON, PRICES_NOTE, PROVIDER_NAME};
@@ -484,6 +487,7 @@ impl AwsProvider {
         let limits = ProviderLimits { max_concurrency: 16, calls_per_second: Some(10.0), burst: 20 };
         Provider::builder(PROVIDER_NAME, Arc::clone(&self) as Arc<dyn Region>)
             .kind::<Certificate>(Arc::clone(&self) as _)
+            .kind::<Bucket>(Arc::clone(&self) as _)
             .kind::<Database>(Arc::clone(&self) as _)
             .kind::<DnsRecord>(Arc::clone(&self) as _)
             .kind::<DnsZone>(Arc::clone(&self) as _)
