@@ -7,6 +7,8 @@
 #![cfg(feature = "aws")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common_aws;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -64,57 +66,9 @@ impl Intercept for MotoAccount {
     }
 }
 
-/// moto 5.2.5 names the root element of its `GetBucketVersioning` answer after the operation
-/// (`GetBucketVersioningResponse`) where S3 says `VersioningConfiguration`; boto ignores the
-/// root, the Rust SDK refuses the answer. This proxy in front of moto renames that root and
-/// forwards everything else unchanged. It runs on a thread of its own, shared by every test.
+/// The proxy in front of moto that fixes the one answer the Rust SDK refuses (see `common_aws`).
 fn moto_proxy() -> &'static str {
-    static PROXY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PROXY.get_or_init(|| {
-        let target = endpoint();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let client = reqwest::Client::new();
-                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
-                    let (client, target) = (client.clone(), target.clone());
-                    async move { forward(&client, &target, req).await }
-                });
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(format!("http://{}", listener.local_addr().unwrap())).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
-        rx.recv().unwrap()
-    })
-}
-
-async fn forward(client: &reqwest::Client, target: &str, req: axum::extract::Request) -> axum::response::Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut out = client.request(parts.method.clone(), format!("{target}{path}")).body(body);
-    for (k, v) in &parts.headers {
-        if k != "host" && k != "content-length" {
-            out = out.header(k, v);
-        }
-    }
-    let resp = out.send().await.unwrap();
-    let mut builder = axum::response::Response::builder().status(resp.status());
-    for (k, v) in resp.headers() {
-        if k != "content-length" && k != "transfer-encoding" {
-            builder = builder.header(k, v);
-        }
-    }
-    let bytes = resp.bytes().await.unwrap();
-    let body = match std::str::from_utf8(&bytes) {
-        Ok(text) if text.contains("<GetBucketVersioningResponse") => {
-            axum::body::Body::from(text.replace("GetBucketVersioningResponse", "VersioningConfiguration"))
-        }
-        _ => axum::body::Body::from(bytes),
-    };
-    builder.body(body).unwrap()
+    common_aws::moto_proxy()
 }
 
 async fn sdk() -> SdkConfig {
