@@ -589,3 +589,33 @@ async fn a_release_whose_new_instances_stay_unhealthy_is_rolled_back_on_moto() {
     engine.destroy("broken", &ApplyOptions::default()).await.unwrap();
     assert!(nothing_left(&leftovers(&r, "broken").await));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_serving_input_is_refused_before_any_aws_request() {
+    use konstacks_core::kinds::{Bucket, Certificate, DnsZone};
+    use konstacks_core::model::Stack;
+    // No moto needed: an endpoint nothing listens on, and the provider counts every attempt.
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url("http://127.0.0.1:9")
+        .build();
+    let log = CallLog::default();
+    let aws = provider_on(&sdk, "200000000005", &log);
+    let engine = engine_on(&aws);
+    // S3 refuses bucket names that start with `xn--` (the bucket's name starts with the stack's).
+    let stack = Stack::new("xn--shop", Placement::region(REGION), Stage::Prod);
+    stack.provider("aws");
+    let edge = stack.scope("edge");
+    edge.add("zone", DnsZone::new("example.com"));
+    // Neither validated in a zone of the stack (none covers it) nor by hand.
+    edge.add("certificate", Certificate::new(["shop.example.org"]));
+    edge.add("uploads", Bucket::new());
+    let err = engine.synth(&stack).expect_err("two problems");
+    let msg = format!("{err:?}");
+    for needle in ["certificate-unvalidated", "shop.example.org", "invalid-bucket-name", "xn--"] {
+        assert!(msg.contains(needle), "every problem at once, `{needle}` missing: {msg}");
+    }
+    assert_eq!(aws.api_calls().total, 0, "{:?}", aws.api_calls());
+    assert!(log.calls().is_empty());
+}
