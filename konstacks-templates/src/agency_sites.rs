@@ -67,8 +67,8 @@ pub struct AgencySitesParams {
     pub db_size: Option<String>,
     /// Put every client's VM behind one shared public load balancer, in private subnets without
     /// public IPs, even when no client has a domain yet (implied by any client's `domain`).
-    /// Load balancers run on the simulated cloud today; the AWS, DigitalOcean and GCP backends
-    /// for them are coming.
+    /// Load balancers run on the simulated cloud and on AWS (an Application Load Balancer); the
+    /// DigitalOcean and GCP backends for them are coming.
     pub load_balancer: bool,
 }
 

@@ -38,7 +38,7 @@ pub struct LampSiteParams {
     /// records to create where the domain's DNS is hosted.
     pub zone: Option<String>,
     /// Put the VM behind a public load balancer, in a private subnet without a public IP,
-    /// Apache reachable only from the load balancer (on the simulated cloud today; the AWS,
+    /// Apache reachable only from the load balancer (on the simulated cloud and AWS; the
     /// DigitalOcean and GCP backends for load balancers are coming).
     pub load_balancer: bool,
     /// The path the load balancer's health check requests from the VM.

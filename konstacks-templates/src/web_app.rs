@@ -64,7 +64,7 @@ pub struct WebAppParams {
     /// records to create where the domain's DNS is hosted.
     pub zone: Option<String>,
     /// Put the app VMs behind a public load balancer in private subnets without public IPs,
-    /// reachable only from the load balancer (on the simulated cloud today; the AWS,
+    /// reachable only from the load balancer (on the simulated cloud and AWS; the
     /// DigitalOcean and GCP backends for load balancers are coming).
     pub load_balancer: bool,
     /// The path the load balancer's health check requests from each VM.
