@@ -51,6 +51,7 @@ struct Droplet {
     status: String,
     polls_left: u32,
     disk: u64,
+    user_data: String,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +78,8 @@ struct Db {
     status: String,
     polls_left: u32,
     rules: Vec<Value>,
+    /// The admin password the "cloud" generated (never the one a client might send).
+    password: String,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +221,21 @@ impl Fake {
             .unwrap_or_default()
     }
 
+    /// The password the fake generated for the cluster named `name`.
+    pub fn database_password(&self, name: &str) -> Option<String> {
+        self.lock().dbs.values().find(|d| d.name == name).map(|d| d.password.clone())
+    }
+
+    /// The environment Konstacks wrote into the user data of the droplet named `name` (the
+    /// base64 env file of its cloud-config part), as `KEY=value` pairs.
+    pub fn droplet_env(&self, name: &str) -> BTreeMap<String, String> {
+        let ud = self.lock().droplets.values().find(|d| d.name == name).map(|d| d.user_data.clone());
+        let Some(ud) = ud else { return BTreeMap::new() };
+        let Some(b64) = ud.lines().find_map(|l| l.trim().strip_prefix("content: ")) else { return BTreeMap::new() };
+        let text = String::from_utf8(b64_decode(b64)).unwrap_or_default();
+        text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
     /// The tags of the droplet named `name`.
     pub fn droplet_tags(&self, name: &str) -> Vec<String> {
         self.lock().droplets.values().find(|d| d.name == name).map(|d| d.tags.clone()).unwrap_or_default()
@@ -232,6 +250,19 @@ impl Fake {
             .map(|f| f.atoms.iter().filter(|a| a.0).map(|a| format!("{}/{}/{}:{}", a.1, a.2, a.3, a.4)).collect())
             .unwrap_or_default()
     }
+}
+
+fn b64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let vals: Vec<u32> = text.bytes().filter_map(|b| ALPHABET.iter().position(|a| *a == b)).map(|p| p as u32).collect();
+    let mut out = Vec::new();
+    for chunk in vals.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, v)| n | (v << (18 - 6 * i)));
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
 }
 
 fn err(status: StatusCode, id: &str, message: impl Into<String>) -> (StatusCode, Value) {
@@ -384,17 +415,18 @@ impl St {
     fn db_json(&self, d: &Db) -> Value {
         let port = if d.engine == "redis" || d.engine == "valkey" { 25061 } else { 25060 };
         let host = format!("{}-do-user-1-0.f.db.ondigitalocean.com", d.name);
+        let pw = &d.password;
         let conn = |h: &str| {
-            json!({"uri": format!("postgresql://doadmin:fake-password@{h}:{port}/defaultdb?sslmode=require"),
+            json!({"uri": format!("postgresql://doadmin:{pw}@{h}:{port}/defaultdb?sslmode=require"),
                    "database": "defaultdb", "host": h, "port": port, "user": "doadmin",
-                   "password": "fake-password", "ssl": true})
+                   "password": pw, "ssl": true})
         };
         let mut v = json!({
             "id": d.id, "name": d.name, "engine": d.engine, "version": d.version, "num_nodes": d.num_nodes,
             "size": d.size, "region": d.region, "status": d.status, "created_at": T0,
             "private_network_uuid": d.vpc, "tags": d.tags, "db_names": ["defaultdb"],
             "connection": conn(&host), "private_connection": conn(&format!("private-{host}")),
-            "users": [{"name": "doadmin", "role": "primary", "password": "fake-password"}],
+            "users": [{"name": "doadmin", "role": "primary", "password": pw}],
             "maintenance_window": {"day": "tuesday", "hour": "01:00:00", "pending": false, "description": []},
         });
         if let Some(m) = d.storage_mib {
@@ -1008,6 +1040,7 @@ fn create_droplet(st: &mut St, body: &Value) -> (StatusCode, Value) {
         status: "new".into(),
         polls_left: DROPLET_POLLS,
         disk: sz.3,
+        user_data: s(body, "user_data"),
     };
     let v = st.droplet_json(&d);
     st.droplets.insert(id, d);
@@ -1157,6 +1190,7 @@ fn create_db(st: &mut St, body: &Value) -> (StatusCode, Value) {
         status: "creating".into(),
         polls_left: DB_POLLS,
         rules,
+        password: format!("AVNS_{:x}{}", 0x5eed_0000_u64 + st.counter, id.replace('-', "").get(..12).unwrap_or("x")),
     };
     let v = st.db_json(&d);
     st.dbs.insert(id.clone(), d);
