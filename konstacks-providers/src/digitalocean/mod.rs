@@ -16,6 +16,7 @@ pub mod client;
 mod cluster;
 mod compute;
 mod database;
+mod dns;
 pub(crate) mod labels;
 mod network;
 mod projects;

@@ -102,6 +102,8 @@ struct St {
     actions: BTreeMap<u64, (Value, u32)>,
     dbs: BTreeMap<String, Db>,
     projects: BTreeMap<String, Project>,
+    /// Domains and their records by id.
+    domains: BTreeMap<String, BTreeMap<u64, Value>>,
     keys: Vec<Value>,
     throttle: u32,
     remaining: u64,
@@ -234,6 +236,23 @@ impl Fake {
         let Some(b64) = ud.lines().find_map(|l| l.trim().strip_prefix("content: ")) else { return BTreeMap::new() };
         let text = String::from_utf8(b64_decode(b64)).unwrap_or_default();
         text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The domains the fake holds.
+    pub fn domains(&self) -> Vec<String> {
+        self.lock().domains.keys().cloned().collect()
+    }
+
+    /// The records of `domain` as `TYPE name data`, sorted.
+    pub fn domain_records(&self, domain: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .lock()
+            .domains
+            .get(domain)
+            .map(|r| r.values().map(|r| format!("{} {} {}", s(r, "type"), s(r, "name"), s(r, "data"))).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
     }
 
     /// The tags of the droplet named `name`.
@@ -927,6 +946,7 @@ fn route(st: &mut St, m: &Method, path: &str, q: &BTreeMap<String, String>, body
                 let known = match u.split(':').collect::<Vec<_>>().as_slice() {
                     ["do", "droplet", n] => n.parse::<u64>().ok().is_some_and(|n| st.droplets.contains_key(&n)),
                     ["do", "dbaas", n] => st.dbs.contains_key(*n),
+                    ["do", "domain", n] => st.domains.contains_key(*n),
                     _ => false,
                 };
                 if !known {
@@ -944,6 +964,141 @@ fn route(st: &mut St, m: &Method, path: &str, q: &BTreeMap<String, String>, body
             let out: Vec<Value> =
                 urns.iter().map(|u| json!({"urn": u, "assigned_at": T0, "status": "assigned"})).collect();
             ok(json!({"resources": out}))
+        }
+        _ => route_dns(st, m, &seg, q, body),
+    }
+}
+
+/// The name of a record as DigitalOcean answers it (`@` at the apex, else relative).
+fn record_fqdn(name: &str, domain: &str) -> String {
+    if name == "@" || name.is_empty() {
+        domain.to_string()
+    } else if name == domain || name.ends_with(&format!(".{domain}")) {
+        name.to_string()
+    } else {
+        format!("{name}.{domain}")
+    }
+}
+
+/// `/v2/domains` and `/v2/domains/{name}/records`, as DigitalOcean's API reference describes
+/// them: one value per record, `@` for the apex, CNAMEs alone on their name and never at the apex.
+fn route_dns(st: &mut St, m: &Method, seg: &[&str], q: &BTreeMap<String, String>, body: &Value) -> (StatusCode, Value) {
+    let ok = |v: Value| (StatusCode::OK, v);
+    let domain_json = |name: &str| json!({"name": name, "ttl": 1800, "zone_file": format!("$ORIGIN {name}.\n")});
+    match (m.as_str(), seg) {
+        ("GET", ["v2", "domains"]) => {
+            let items: Vec<Value> = st.domains.keys().map(|d| domain_json(d)).collect();
+            let path = "/v2/domains".to_string();
+            ok(st.page(q, &path, "domains", items))
+        }
+        ("POST", ["v2", "domains"]) => {
+            let name = s(body, "name").to_ascii_lowercase();
+            if name.is_empty() || !name.contains('.') || !valid_name(&name) {
+                return invalid("name is not a valid domain name");
+            }
+            if st.domains.contains_key(&name) {
+                return invalid(format!("{name} already exists"));
+            }
+            let mut recs = BTreeMap::new();
+            for (i, ns) in ["ns1.digitalocean.com", "ns2.digitalocean.com", "ns3.digitalocean.com"].iter().enumerate() {
+                st.counter += 1;
+                let id = 9_000_000 + st.counter;
+                recs.insert(
+                    id,
+                    json!({"id": id, "type": "NS", "name": "@", "data": ns, "priority": null, "port": null,
+                                       "ttl": 1800, "weight": null, "flags": null, "tag": null}),
+                );
+                if i == 0 {
+                    st.counter += 1;
+                    let id = 9_000_000 + st.counter;
+                    recs.insert(
+                        id,
+                        json!({"id": id, "type": "SOA", "name": "@", "data": "1800", "priority": null,
+                                           "port": null, "ttl": 1800, "weight": null, "flags": null, "tag": null}),
+                    );
+                }
+            }
+            st.domains.insert(name.clone(), recs);
+            (StatusCode::CREATED, json!({"domain": domain_json(&name)}))
+        }
+        ("GET", ["v2", "domains", d]) => match st.domains.contains_key(*d) {
+            true => ok(json!({"domain": domain_json(d)})),
+            false => not_found(),
+        },
+        ("DELETE", ["v2", "domains", d]) => {
+            if st.domains.remove(*d).is_none() {
+                return not_found();
+            }
+            st.forget_urn(&format!("do:domain:{d}"));
+            (StatusCode::NO_CONTENT, Value::Null)
+        }
+        ("GET", ["v2", "domains", d, "records"]) => {
+            let Some(recs) = st.domains.get(*d) else { return not_found() };
+            let items: Vec<Value> = recs
+                .values()
+                .filter(|r| q.get("type").is_none_or(|t| s(r, "type") == *t))
+                .filter(|r| q.get("name").is_none_or(|n| record_fqdn(&s(r, "name"), d) == *n))
+                .cloned()
+                .collect();
+            let path = format!("/v2/domains/{d}/records");
+            ok(st.page(q, &path, "domain_records", items))
+        }
+        ("POST", ["v2", "domains", d, "records"]) => {
+            let Some(recs) = st.domains.get(*d) else { return not_found() };
+            let (t, name) = (s(body, "type"), s(body, "name"));
+            if !["A", "AAAA", "CAA", "CNAME", "MX", "NS", "SOA", "SRV", "TXT"].contains(&t.as_str()) {
+                return invalid(format!("type {t} is not supported"));
+            }
+            let fqdn = record_fqdn(&name, d);
+            if t == "CNAME" && fqdn == *d {
+                return invalid("CNAME records cannot be created at the apex");
+            }
+            let at: Vec<&Value> = recs.values().filter(|r| record_fqdn(&s(r, "name"), d) == fqdn).collect();
+            if at.iter().any(|r| s(r, "type") == "CNAME") || (t == "CNAME" && !at.is_empty()) {
+                return invalid("a CNAME record cannot share its name with another record");
+            }
+            if s(body, "data").is_empty() {
+                return invalid("data is required");
+            }
+            let ttl = body.get("ttl").and_then(Value::as_u64).unwrap_or(1800);
+            if ttl < 30 {
+                return invalid("ttl must be at least 30");
+            }
+            st.counter += 1;
+            let id = 9_000_000 + st.counter;
+            let rel = if fqdn == *d { "@".to_string() } else { fqdn.trim_end_matches(&format!(".{d}")).to_string() };
+            let r = json!({"id": id, "type": t, "name": rel, "data": s(body, "data"),
+                           "priority": body.get("priority").cloned().unwrap_or(Value::Null), "port": null,
+                           "ttl": ttl, "weight": null, "flags": body.get("flags").cloned().unwrap_or(Value::Null),
+                           "tag": body.get("tag").cloned().unwrap_or(Value::Null)});
+            if let Some(recs) = st.domains.get_mut(*d) {
+                recs.insert(id, r.clone());
+            }
+            (StatusCode::CREATED, json!({"domain_record": r}))
+        }
+        ("GET", ["v2", "domains", d, "records", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            match st.domains.get(*d).and_then(|r| r.get(&id)) {
+                Some(r) => ok(json!({"domain_record": r})),
+                None => not_found(),
+            }
+        }
+        ("PUT" | "PATCH", ["v2", "domains", d, "records", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            let Some(r) = st.domains.get_mut(*d).and_then(|r| r.get_mut(&id)) else { return not_found() };
+            for k in ["data", "ttl", "priority", "flags", "tag"] {
+                if let Some(v) = body.get(k) {
+                    r[k] = v.clone();
+                }
+            }
+            ok(json!({"domain_record": r.clone()}))
+        }
+        ("DELETE", ["v2", "domains", d, "records", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            match st.domains.get_mut(*d).and_then(|r| r.remove(&id)) {
+                Some(_) => (StatusCode::NO_CONTENT, Value::Null),
+                None => not_found(),
+            }
         }
         _ => not_found(),
     }
