@@ -11,7 +11,8 @@ use common_do::{assert_no_violations, backend, cx, harness, VirtualClock};
 use konstacks_core::error::ErrorKind;
 use konstacks_core::provider::Api;
 use konstacks_core::spec::{
-    DnsRecord, DnsRecordSpec, DnsZone, DnsZoneSpec, RecordType, Selector, Tags, TAG_NAME, TAG_PATH, TAG_STACK,
+    Certificate, CertificateSpec, DnsRecord, DnsRecordSpec, DnsZone, DnsZoneSpec, RecordType, Selector, Tags, TAG_NAME,
+    TAG_PATH, TAG_STACK,
 };
 
 fn tags(stack: &str, leaf: &str) -> Tags {
@@ -122,5 +123,69 @@ async fn zones_and_records_round_trip() {
     zones.delete(&cx, domain).await.unwrap();
     assert!(h.fake.domains().is_empty());
     assert!(!h.fake.snapshot().projects.contains(&"dnsstack".to_string()));
+    assert_no_violations(&b);
+}
+
+/// Let's Encrypt certificates for a domain DigitalOcean hosts: `pending` then `issued`; one
+/// validated by hand, or for a name outside the zone, is refused before any request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lets_encrypt_certificates_for_hosted_domains_only() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    let b = backend();
+    let clock = VirtualClock::shared();
+    let cx = cx(&clock, "certstack");
+    let zones: &dyn Api<DnsZone> = &*b;
+    let certs: &dyn Api<Certificate> = &*b;
+    let domain = "certstack.konstacks.test";
+    let zspec = DnsZoneSpec {
+        name: "certstack-dns-zone".into(),
+        region: "fra1".into(),
+        domain: domain.into(),
+        assumed_million_queries: 1.0,
+        tags: tags("certstack", "zone"),
+    };
+    zones.create(&cx, &zspec).await.unwrap();
+    let spec = CertificateSpec {
+        name: "certstack-edge-cert".into(),
+        region: "fra1".into(),
+        domains: vec![domain.to_string(), format!("*.{domain}")],
+        validation_zone_id: Some(domain.to_string()),
+        tags: tags("certstack", "cert"),
+    };
+    let before = h.fake.log().len();
+    let mut manual = spec.clone();
+    manual.name = "certstack-manual".into();
+    manual.validation_zone_id = None;
+    let e = certs.create(&cx, &manual).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidSpec);
+    assert!(e.to_string().contains("only for domains whose DNS it hosts"), "{e}");
+    let mut outside = spec.clone();
+    outside.domains = vec!["www.example.org".into()];
+    assert_eq!(certs.create(&cx, &outside).await.unwrap_err().kind(), ErrorKind::InvalidSpec);
+    assert_eq!(h.fake.log().len(), before, "refused without a request");
+
+    let c = certs.create(&cx, &spec).await.unwrap();
+    assert_eq!(c.status, "pending_validation");
+    assert!(c.validation_records.is_empty());
+    // An interrupted create finds its certificate again by its unique name.
+    assert_eq!(certs.create(&cx, &spec).await.unwrap().id, c.id);
+    let mut status = String::new();
+    for _ in 0..5 {
+        let got = certs.read_many(&cx, &Selector::Ids(vec![c.id.clone()])).await.unwrap();
+        status = got[0].status.clone();
+        if status == "issued" {
+            assert!(got[0].not_after.is_some());
+            break;
+        }
+    }
+    assert_eq!(status, "issued");
+    let by_stack = certs.read_many(&cx, &Selector::Stack("certstack".into())).await.unwrap();
+    assert_eq!(by_stack.len(), 1);
+    assert_eq!(certs.update(&cx, &c.id, &spec).await.unwrap().id, c.id);
+    certs.delete(&cx, &c.id).await.unwrap();
+    certs.delete(&cx, &c.id).await.unwrap();
+    assert!(h.fake.certificates().is_empty());
+    zones.delete(&cx, domain).await.unwrap();
     assert_no_violations(&b);
 }

@@ -12,6 +12,7 @@
 
 mod cache;
 pub mod catalog;
+mod certificate;
 pub mod client;
 mod cluster;
 mod compute;

@@ -104,6 +104,8 @@ struct St {
     projects: BTreeMap<String, Project>,
     /// Domains and their records by id.
     domains: BTreeMap<String, BTreeMap<u64, Value>>,
+    /// Certificates by id, with the reads left before Let's Encrypt "verifies" them.
+    certs: BTreeMap<String, (Value, u32)>,
     keys: Vec<Value>,
     throttle: u32,
     remaining: u64,
@@ -236,6 +238,11 @@ impl Fake {
         let Some(b64) = ud.lines().find_map(|l| l.trim().strip_prefix("content: ")) else { return BTreeMap::new() };
         let text = String::from_utf8(b64_decode(b64)).unwrap_or_default();
         text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The names of the certificates the fake holds.
+    pub fn certificates(&self) -> Vec<String> {
+        self.lock().certs.values().map(|c| s(&c.0, "name")).collect()
     }
 
     /// The domains the fake holds.
@@ -1100,9 +1107,85 @@ fn route_dns(st: &mut St, m: &Method, seg: &[&str], q: &BTreeMap<String, String>
                 None => not_found(),
             }
         }
+        _ => route_certificates(st, m, seg, q, body),
+    }
+}
+
+/// `/v2/certificates`: Let's Encrypt certificates for names of domains the fake hosts, `pending`
+/// for a few reads and then `verified`.
+fn route_certificates(
+    st: &mut St,
+    m: &Method,
+    seg: &[&str],
+    q: &BTreeMap<String, String>,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let poll = |c: &mut (Value, u32)| {
+        if c.0["state"] == "pending" {
+            if c.1 == 0 {
+                c.0["state"] = json!("verified");
+                c.0["not_after"] = json!("2027-03-05T16:00:00Z");
+                c.0["sha1_fingerprint"] = json!("dfcc9f57d86bf58e321c2c6c31c7a971be244ac7");
+            } else {
+                c.1 -= 1;
+            }
+        }
+    };
+    match (m.as_str(), seg) {
+        ("GET", ["v2", "certificates"]) => {
+            for c in st.certs.values_mut() {
+                poll(c);
+            }
+            let items: Vec<Value> = st
+                .certs
+                .values()
+                .map(|c| c.0.clone())
+                .filter(|c| q.get("name").is_none_or(|n| s(c, "name") == *n))
+                .collect();
+            (StatusCode::OK, st.page(q, "/v2/certificates", "certificates", items))
+        }
+        ("POST", ["v2", "certificates"]) => {
+            let (name, t) = (s(body, "name"), s(body, "type"));
+            let names = strings(body, "dns_names");
+            if t != "lets_encrypt" {
+                return invalid("only lets_encrypt certificates are served by this fake");
+            }
+            if names.is_empty() {
+                return invalid("dns_names is required");
+            }
+            if st.certs.values().any(|c| s(&c.0, "name") == name) {
+                return invalid(format!("a certificate named {name} already exists"));
+            }
+            let hosted = |n: &str| {
+                let bare = n.strip_prefix("*.").unwrap_or(n);
+                st.domains.keys().any(|d| bare == d || bare.ends_with(&format!(".{d}")))
+            };
+            if let Some(n) = names.iter().find(|n| !hosted(n)) {
+                return invalid(format!("{n} is not managed by DigitalOcean DNS"));
+            }
+            let id = st.uuid();
+            let v = json!({"id": id, "name": name, "dns_names": names, "state": "pending", "type": "lets_encrypt",
+                           "created_at": T0});
+            st.certs.insert(id, (v.clone(), CERT_POLLS));
+            (StatusCode::CREATED, json!({"certificate": v}))
+        }
+        ("GET", ["v2", "certificates", id]) => match st.certs.get_mut(*id) {
+            Some(c) => {
+                poll(c);
+                (StatusCode::OK, json!({"certificate": c.0}))
+            }
+            None => not_found(),
+        },
+        ("DELETE", ["v2", "certificates", id]) => match st.certs.remove(*id) {
+            Some(_) => (StatusCode::NO_CONTENT, Value::Null),
+            None => not_found(),
+        },
         _ => not_found(),
     }
 }
+
+/// Reads of a new certificate before it is verified.
+const CERT_POLLS: u32 = 2;
 
 type Atom = (bool, String, String, String, String);
 
