@@ -22,7 +22,7 @@ if [ "$("$PRISM" --version 2>/dev/null || true)" != "$PRISM_VERSION" ]; then
   npm install --prefix "$PRISM_DIR" --no-audit --no-fund --loglevel=error "@stoplight/prism-cli@$PRISM_VERSION"
 fi
 
-TESTS=(--lib --test digitalocean_client --test digitalocean_contract --test digitalocean_web_app --test digitalocean_docs --test templates_digitalocean)
+TESTS=(--lib --test digitalocean_client --test digitalocean_contract --test digitalocean_dns --test digitalocean_web_app --test digitalocean_docs --test templates_digitalocean)
 # Build first, so that Prism is not kept waiting behind the compiler.
 cargo test -p konstacks-providers --features digitalocean --locked "${TESTS[@]}" --no-run
 

@@ -162,6 +162,18 @@ impl Provider {
         self.api_of(kind)?.delete(cx, id).await
     }
 
+    /// The value the cloud holds for the secret `field` of the resource `id` of `kind`, when
+    /// the cloud chose it (see [`crate::kind::api::Api::read_secret`]).
+    pub async fn read_secret(
+        &self,
+        cx: &OpContext,
+        kind: Kind,
+        id: &str,
+        field: &str,
+    ) -> ProviderResult<Option<crate::base::secret::Secret<String>>> {
+        self.api_of(kind)?.read_secret(cx, id, field).await
+    }
+
     /// Add `targets` to the group `group` of the resource `id` of `kind` (a load balancer).
     pub async fn register_targets(
         &self,

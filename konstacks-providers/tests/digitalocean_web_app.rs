@@ -61,6 +61,12 @@ async fn web_app_lifecycle() {
     assert_eq!(h.fake.database_rules("shop-data-postgres"), [format!("tag:{}", fw_tags[0])]);
     let db_host = report.outputs.get("database-host").and_then(|v| v.as_str()).unwrap_or_default().to_string();
     assert!(db_host.contains("shop-data-postgres"), "{:?}", report.outputs);
+    // DigitalOcean generates the admin password: the app gets the one the cluster reports, not
+    // the one the engine generated and DigitalOcean ignored.
+    let env = h.fake.droplet_env("shop-app-web-1");
+    let real = h.fake.database_password("shop-data-postgres").expect("the cluster has a password");
+    assert_eq!(env.get("DATABASE_USER").map(String::as_str), Some("doadmin"));
+    assert!(env.get("DATABASE_PASSWORD") == Some(&real), "the app did not receive the cluster's password");
 
     // Nothing to do the second time.
     let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
@@ -101,6 +107,34 @@ async fn web_app_lifecycle() {
     let ours: Vec<&String> =
         snap.tags.iter().filter(|t| ["konstacks:", "kx", "kn:", "kt:"].iter().any(|p| t.starts_with(p))).collect();
     assert!(ours.is_empty(), "tags left: {ours:?}");
+    assert_no_violations(&b);
+}
+
+/// With Redis, the app also receives the caching cluster's generated password as its auth token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_app_with_redis_gets_the_clusters_real_passwords() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    h.fake.set_max_per_page(200);
+    let b = backend();
+    let engine =
+        Engine::new(Arc::new(MemoryBackend::new())).with_provider(provider(&b)).with_clock(VirtualClock::shared());
+    let template = konstacks_templates::find("web-app").unwrap();
+    let stack = template.build_json(&context("cart"), json!({"admin_cidr": "203.0.113.0/24", "redis": true})).unwrap();
+    let s = engine.synth(&stack).unwrap();
+    let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let env = h.fake.droplet_env("cart-app-web-1");
+    let db = h.fake.database_password("cart-data-postgres").expect("the database has a password");
+    let redis = h.fake.database_password("cart-data-redis").expect("the cache has a password");
+    assert!(db != redis, "the fake gives every cluster its own password");
+    assert!(env.get("DATABASE_PASSWORD") == Some(&db), "the app did not receive the database's password");
+    assert!(env.get("REDIS_PASSWORD") == Some(&redis), "the app did not receive the cache's password");
+    // An empty re-plan: the real passwords sealed in state are what the app's inputs hold.
+    assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
+    let report = engine.destroy("cart", &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert!(h.fake.snapshot().databases.is_empty());
     assert_no_violations(&b);
 }
 

@@ -576,6 +576,15 @@ impl<'a> Exec<'a> {
             }
         };
         self.engine.crash_point(CrashPhase::AfterCall);
+        // A cloud that chose a secret itself reports it: dependents get the real value and
+        // state seals it, never the generated one the cloud ignored.
+        for attr in r.kind.secrets() {
+            // Not paced or retried by the engine: most backends answer `None` without a call,
+            // and those that call the cloud retry at the HTTP level.
+            if let Some(v) = slot.provider.read_secret(&cx, r.kind, &id, attr).await? {
+                self.secrets.put(&r.path, attr, v);
+            }
+        }
         let mut sealed = BTreeMap::new();
         for attr in r.kind.secrets() {
             if let Some(v) = self.secrets.seal(&r.path, attr) {

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError};
+use crate::base::secret::Secret;
 use crate::kind::field::{common, Selector};
 use crate::kind::{Kind, ResourceKind};
 
@@ -75,6 +76,14 @@ pub trait Api<K: ResourceKind>: Send + Sync {
     fn sets_secret_on_update(&self, _field: &str) -> bool {
         true
     }
+    /// The value the cloud holds for the secret field `field` of the resource `id`, for clouds
+    /// that choose a secret themselves and ignore the spec's (DigitalOcean's database password).
+    /// The engine asks after every create and update and, when it gets `Some`, hands that value
+    /// to dependents and seals it in state instead of the one it generated. `None` (the
+    /// default): the cloud uses the value the spec sent.
+    async fn read_secret(&self, _cx: &OpContext, _id: &str, _field: &str) -> ProviderResult<Option<Secret<String>>> {
+        Ok(None)
+    }
     /// Add `targets` (provider ids) to the target group `group` of the resource `id`, keeping
     /// the ones it has. Only kinds that front others (load balancers) implement it.
     async fn register_targets(
@@ -119,6 +128,8 @@ pub trait DynApi: Send + Sync {
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()>;
     /// See [`Api::sets_secret_on_update`].
     fn sets_secret_on_update(&self, field: &str) -> bool;
+    /// See [`Api::read_secret`].
+    async fn read_secret(&self, cx: &OpContext, id: &str, field: &str) -> ProviderResult<Option<Secret<String>>>;
     /// See [`Api::register_targets`].
     async fn register_targets(&self, cx: &OpContext, id: &str, group: &str, targets: &[String]) -> ProviderResult<()>;
     /// See [`Api::deregister_targets`].
@@ -187,6 +198,10 @@ impl<K: ResourceKind> DynApi for Erased<K> {
         self.api.sets_secret_on_update(field)
     }
 
+    async fn read_secret(&self, cx: &OpContext, id: &str, field: &str) -> ProviderResult<Option<Secret<String>>> {
+        self.api.read_secret(cx, id, field).await
+    }
+
     async fn register_targets(&self, cx: &OpContext, id: &str, group: &str, targets: &[String]) -> ProviderResult<()> {
         self.api.register_targets(cx, id, group, targets).await
     }
@@ -223,6 +238,9 @@ impl<K: ResourceKind, T: Api<K> + ?Sized> Api<K> for Arc<T> {
     }
     fn sets_secret_on_update(&self, field: &str) -> bool {
         (**self).sets_secret_on_update(field)
+    }
+    async fn read_secret(&self, cx: &OpContext, id: &str, field: &str) -> ProviderResult<Option<Secret<String>>> {
+        (**self).read_secret(cx, id, field).await
     }
     async fn register_targets(&self, cx: &OpContext, id: &str, group: &str, targets: &[String]) -> ProviderResult<()> {
         (**self).register_targets(cx, id, group, targets).await

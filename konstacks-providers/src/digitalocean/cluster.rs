@@ -8,12 +8,15 @@ use std::collections::BTreeSet;
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::ProviderError;
 use konstacks_core::provider::ProviderResult;
+use konstacks_core::secret::Secret;
 use konstacks_core::spec::{Selector, Tags, TAG_STACK};
 use reqwest::Method;
 
 use super::labels;
 use super::network::trusted_sources;
-use super::types::{DatabaseCluster, DatabaseEnvelope, DatabaseFirewall, DatabaseList, DatabaseResize, DbFirewallRule};
+use super::types::{
+    DatabaseCluster, DatabaseEnvelope, DatabaseFirewall, DatabaseList, DatabaseResize, DbConnection, DbFirewallRule,
+};
 use super::{invalid, stack_of, ApiError, DigitalOcean};
 
 /// Where a new cluster goes: its VPC and its tags (the resource's labels plus one per subnet).
@@ -51,6 +54,24 @@ impl DigitalOcean {
     pub(crate) async fn get_cluster(&self, cx: &OpContext, id: &str) -> Result<DatabaseCluster, ApiError> {
         let d: DatabaseEnvelope = self.client.get(cx, &format!("/v2/databases/{id}"), &[]).await?;
         Ok(d.database)
+    }
+
+    /// The admin password DigitalOcean generated for the cluster `id`, from its connection
+    /// details (the public ones, else the private ones). `None` when the answer has none: the
+    /// engine then keeps the value it has, so a missing field never blanks a sealed secret.
+    pub(crate) async fn cluster_password(
+        &self,
+        cx: &OpContext,
+        what: &str,
+        id: &str,
+    ) -> ProviderResult<Option<Secret<String>>> {
+        let c = self
+            .get_cluster(cx, id)
+            .await
+            .map_err(|e| e.into_provider(format!("reading the password of {what} `{id}`")))?;
+        let pick =
+            |k: &Option<DbConnection>| k.as_ref().and_then(|k| k.password.clone()).filter(|p| !p.expose().is_empty());
+        Ok(pick(&c.connection).or_else(|| pick(&c.private_connection)))
     }
 
     pub(crate) async fn cluster_rules(

@@ -12,10 +12,12 @@
 
 mod cache;
 pub mod catalog;
+mod certificate;
 pub mod client;
 mod cluster;
 mod compute;
 mod database;
+mod dns;
 pub(crate) mod labels;
 mod network;
 mod projects;

@@ -55,7 +55,7 @@ impl DigitalOcean {
         Ok(id)
     }
 
-    async fn find_project(&self, cx: &OpContext, name: &str) -> ProviderResult<Option<Project>> {
+    pub(crate) async fn find_project(&self, cx: &OpContext, name: &str) -> ProviderResult<Option<Project>> {
         let all = self
             .client
             .list::<ProjectList>(cx, "/v2/projects", &[])

@@ -532,6 +532,9 @@ pub struct DbConnection {
     /// User.
     #[serde(default)]
     pub user: String,
+    /// The user's password, which DigitalOcean generates (answers only; redacted in `Debug`).
+    #[serde(default, skip_serializing)]
+    pub password: Option<konstacks_core::secret::Secret<String>>,
     /// Whether TLS is required.
     #[serde(default)]
     pub ssl: bool,

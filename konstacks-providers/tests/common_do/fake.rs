@@ -51,6 +51,7 @@ struct Droplet {
     status: String,
     polls_left: u32,
     disk: u64,
+    user_data: String,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +78,8 @@ struct Db {
     status: String,
     polls_left: u32,
     rules: Vec<Value>,
+    /// The admin password the "cloud" generated (never the one a client might send).
+    password: String,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +102,10 @@ struct St {
     actions: BTreeMap<u64, (Value, u32)>,
     dbs: BTreeMap<String, Db>,
     projects: BTreeMap<String, Project>,
+    /// Domains and their records by id.
+    domains: BTreeMap<String, BTreeMap<u64, Value>>,
+    /// Certificates by id, with the reads left before Let's Encrypt "verifies" them.
+    certs: BTreeMap<String, (Value, u32)>,
     keys: Vec<Value>,
     throttle: u32,
     remaining: u64,
@@ -218,6 +225,43 @@ impl Fake {
             .unwrap_or_default()
     }
 
+    /// The password the fake generated for the cluster named `name`.
+    pub fn database_password(&self, name: &str) -> Option<String> {
+        self.lock().dbs.values().find(|d| d.name == name).map(|d| d.password.clone())
+    }
+
+    /// The environment Konstacks wrote into the user data of the droplet named `name` (the
+    /// base64 env file of its cloud-config part), as `KEY=value` pairs.
+    pub fn droplet_env(&self, name: &str) -> BTreeMap<String, String> {
+        let ud = self.lock().droplets.values().find(|d| d.name == name).map(|d| d.user_data.clone());
+        let Some(ud) = ud else { return BTreeMap::new() };
+        let Some(b64) = ud.lines().find_map(|l| l.trim().strip_prefix("content: ")) else { return BTreeMap::new() };
+        let text = String::from_utf8(b64_decode(b64)).unwrap_or_default();
+        text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// The names of the certificates the fake holds.
+    pub fn certificates(&self) -> Vec<String> {
+        self.lock().certs.values().map(|c| s(&c.0, "name")).collect()
+    }
+
+    /// The domains the fake holds.
+    pub fn domains(&self) -> Vec<String> {
+        self.lock().domains.keys().cloned().collect()
+    }
+
+    /// The records of `domain` as `TYPE name data`, sorted.
+    pub fn domain_records(&self, domain: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .lock()
+            .domains
+            .get(domain)
+            .map(|r| r.values().map(|r| format!("{} {} {}", s(r, "type"), s(r, "name"), s(r, "data"))).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
     /// The tags of the droplet named `name`.
     pub fn droplet_tags(&self, name: &str) -> Vec<String> {
         self.lock().droplets.values().find(|d| d.name == name).map(|d| d.tags.clone()).unwrap_or_default()
@@ -232,6 +276,19 @@ impl Fake {
             .map(|f| f.atoms.iter().filter(|a| a.0).map(|a| format!("{}/{}/{}:{}", a.1, a.2, a.3, a.4)).collect())
             .unwrap_or_default()
     }
+}
+
+fn b64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let vals: Vec<u32> = text.bytes().filter_map(|b| ALPHABET.iter().position(|a| *a == b)).map(|p| p as u32).collect();
+    let mut out = Vec::new();
+    for chunk in vals.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, v)| n | (v << (18 - 6 * i)));
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
 }
 
 fn err(status: StatusCode, id: &str, message: impl Into<String>) -> (StatusCode, Value) {
@@ -384,17 +441,18 @@ impl St {
     fn db_json(&self, d: &Db) -> Value {
         let port = if d.engine == "redis" || d.engine == "valkey" { 25061 } else { 25060 };
         let host = format!("{}-do-user-1-0.f.db.ondigitalocean.com", d.name);
+        let pw = &d.password;
         let conn = |h: &str| {
-            json!({"uri": format!("postgresql://doadmin:fake-password@{h}:{port}/defaultdb?sslmode=require"),
+            json!({"uri": format!("postgresql://doadmin:{pw}@{h}:{port}/defaultdb?sslmode=require"),
                    "database": "defaultdb", "host": h, "port": port, "user": "doadmin",
-                   "password": "fake-password", "ssl": true})
+                   "password": pw, "ssl": true})
         };
         let mut v = json!({
             "id": d.id, "name": d.name, "engine": d.engine, "version": d.version, "num_nodes": d.num_nodes,
             "size": d.size, "region": d.region, "status": d.status, "created_at": T0,
             "private_network_uuid": d.vpc, "tags": d.tags, "db_names": ["defaultdb"],
             "connection": conn(&host), "private_connection": conn(&format!("private-{host}")),
-            "users": [{"name": "doadmin", "role": "primary", "password": "fake-password"}],
+            "users": [{"name": "doadmin", "role": "primary", "password": pw}],
             "maintenance_window": {"day": "tuesday", "hour": "01:00:00", "pending": false, "description": []},
         });
         if let Some(m) = d.storage_mib {
@@ -895,6 +953,7 @@ fn route(st: &mut St, m: &Method, path: &str, q: &BTreeMap<String, String>, body
                 let known = match u.split(':').collect::<Vec<_>>().as_slice() {
                     ["do", "droplet", n] => n.parse::<u64>().ok().is_some_and(|n| st.droplets.contains_key(&n)),
                     ["do", "dbaas", n] => st.dbs.contains_key(*n),
+                    ["do", "domain", n] => st.domains.contains_key(*n),
                     _ => false,
                 };
                 if !known {
@@ -913,9 +972,220 @@ fn route(st: &mut St, m: &Method, path: &str, q: &BTreeMap<String, String>, body
                 urns.iter().map(|u| json!({"urn": u, "assigned_at": T0, "status": "assigned"})).collect();
             ok(json!({"resources": out}))
         }
+        _ => route_dns(st, m, &seg, q, body),
+    }
+}
+
+/// The name of a record as DigitalOcean answers it (`@` at the apex, else relative).
+fn record_fqdn(name: &str, domain: &str) -> String {
+    if name == "@" || name.is_empty() {
+        domain.to_string()
+    } else if name == domain || name.ends_with(&format!(".{domain}")) {
+        name.to_string()
+    } else {
+        format!("{name}.{domain}")
+    }
+}
+
+/// `/v2/domains` and `/v2/domains/{name}/records`, as DigitalOcean's API reference describes
+/// them: one value per record, `@` for the apex, CNAMEs alone on their name and never at the apex.
+fn route_dns(st: &mut St, m: &Method, seg: &[&str], q: &BTreeMap<String, String>, body: &Value) -> (StatusCode, Value) {
+    let ok = |v: Value| (StatusCode::OK, v);
+    let domain_json = |name: &str| json!({"name": name, "ttl": 1800, "zone_file": format!("$ORIGIN {name}.\n")});
+    match (m.as_str(), seg) {
+        ("GET", ["v2", "domains"]) => {
+            let items: Vec<Value> = st.domains.keys().map(|d| domain_json(d)).collect();
+            let path = "/v2/domains".to_string();
+            ok(st.page(q, &path, "domains", items))
+        }
+        ("POST", ["v2", "domains"]) => {
+            let name = s(body, "name").to_ascii_lowercase();
+            if name.is_empty() || !name.contains('.') || !valid_name(&name) {
+                return invalid("name is not a valid domain name");
+            }
+            if st.domains.contains_key(&name) {
+                return invalid(format!("{name} already exists"));
+            }
+            let mut recs = BTreeMap::new();
+            for (i, ns) in ["ns1.digitalocean.com", "ns2.digitalocean.com", "ns3.digitalocean.com"].iter().enumerate() {
+                st.counter += 1;
+                let id = 9_000_000 + st.counter;
+                recs.insert(
+                    id,
+                    json!({"id": id, "type": "NS", "name": "@", "data": ns, "priority": null, "port": null,
+                                       "ttl": 1800, "weight": null, "flags": null, "tag": null}),
+                );
+                if i == 0 {
+                    st.counter += 1;
+                    let id = 9_000_000 + st.counter;
+                    recs.insert(
+                        id,
+                        json!({"id": id, "type": "SOA", "name": "@", "data": "1800", "priority": null,
+                                           "port": null, "ttl": 1800, "weight": null, "flags": null, "tag": null}),
+                    );
+                }
+            }
+            st.domains.insert(name.clone(), recs);
+            (StatusCode::CREATED, json!({"domain": domain_json(&name)}))
+        }
+        ("GET", ["v2", "domains", d]) => match st.domains.contains_key(*d) {
+            true => ok(json!({"domain": domain_json(d)})),
+            false => not_found(),
+        },
+        ("DELETE", ["v2", "domains", d]) => {
+            if st.domains.remove(*d).is_none() {
+                return not_found();
+            }
+            st.forget_urn(&format!("do:domain:{d}"));
+            (StatusCode::NO_CONTENT, Value::Null)
+        }
+        ("GET", ["v2", "domains", d, "records"]) => {
+            let Some(recs) = st.domains.get(*d) else { return not_found() };
+            let items: Vec<Value> = recs
+                .values()
+                .filter(|r| q.get("type").is_none_or(|t| s(r, "type") == *t))
+                .filter(|r| q.get("name").is_none_or(|n| record_fqdn(&s(r, "name"), d) == *n))
+                .cloned()
+                .collect();
+            let path = format!("/v2/domains/{d}/records");
+            ok(st.page(q, &path, "domain_records", items))
+        }
+        ("POST", ["v2", "domains", d, "records"]) => {
+            let Some(recs) = st.domains.get(*d) else { return not_found() };
+            let (t, name) = (s(body, "type"), s(body, "name"));
+            if !["A", "AAAA", "CAA", "CNAME", "MX", "NS", "SOA", "SRV", "TXT"].contains(&t.as_str()) {
+                return invalid(format!("type {t} is not supported"));
+            }
+            let fqdn = record_fqdn(&name, d);
+            if t == "CNAME" && fqdn == *d {
+                return invalid("CNAME records cannot be created at the apex");
+            }
+            let at: Vec<&Value> = recs.values().filter(|r| record_fqdn(&s(r, "name"), d) == fqdn).collect();
+            if at.iter().any(|r| s(r, "type") == "CNAME") || (t == "CNAME" && !at.is_empty()) {
+                return invalid("a CNAME record cannot share its name with another record");
+            }
+            if s(body, "data").is_empty() {
+                return invalid("data is required");
+            }
+            let ttl = body.get("ttl").and_then(Value::as_u64).unwrap_or(1800);
+            if ttl < 30 {
+                return invalid("ttl must be at least 30");
+            }
+            st.counter += 1;
+            let id = 9_000_000 + st.counter;
+            let rel = if fqdn == *d { "@".to_string() } else { fqdn.trim_end_matches(&format!(".{d}")).to_string() };
+            let r = json!({"id": id, "type": t, "name": rel, "data": s(body, "data"),
+                           "priority": body.get("priority").cloned().unwrap_or(Value::Null), "port": null,
+                           "ttl": ttl, "weight": null, "flags": body.get("flags").cloned().unwrap_or(Value::Null),
+                           "tag": body.get("tag").cloned().unwrap_or(Value::Null)});
+            if let Some(recs) = st.domains.get_mut(*d) {
+                recs.insert(id, r.clone());
+            }
+            (StatusCode::CREATED, json!({"domain_record": r}))
+        }
+        ("GET", ["v2", "domains", d, "records", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            match st.domains.get(*d).and_then(|r| r.get(&id)) {
+                Some(r) => ok(json!({"domain_record": r})),
+                None => not_found(),
+            }
+        }
+        ("PUT" | "PATCH", ["v2", "domains", d, "records", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            let Some(r) = st.domains.get_mut(*d).and_then(|r| r.get_mut(&id)) else { return not_found() };
+            for k in ["data", "ttl", "priority", "flags", "tag"] {
+                if let Some(v) = body.get(k) {
+                    r[k] = v.clone();
+                }
+            }
+            ok(json!({"domain_record": r.clone()}))
+        }
+        ("DELETE", ["v2", "domains", d, "records", id]) => {
+            let id: u64 = id.parse().unwrap_or(0);
+            match st.domains.get_mut(*d).and_then(|r| r.remove(&id)) {
+                Some(_) => (StatusCode::NO_CONTENT, Value::Null),
+                None => not_found(),
+            }
+        }
+        _ => route_certificates(st, m, seg, q, body),
+    }
+}
+
+/// `/v2/certificates`: Let's Encrypt certificates for names of domains the fake hosts, `pending`
+/// for a few reads and then `verified`.
+fn route_certificates(
+    st: &mut St,
+    m: &Method,
+    seg: &[&str],
+    q: &BTreeMap<String, String>,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let poll = |c: &mut (Value, u32)| {
+        if c.0["state"] == "pending" {
+            if c.1 == 0 {
+                c.0["state"] = json!("verified");
+                c.0["not_after"] = json!("2027-03-05T16:00:00Z");
+                c.0["sha1_fingerprint"] = json!("dfcc9f57d86bf58e321c2c6c31c7a971be244ac7");
+            } else {
+                c.1 -= 1;
+            }
+        }
+    };
+    match (m.as_str(), seg) {
+        ("GET", ["v2", "certificates"]) => {
+            for c in st.certs.values_mut() {
+                poll(c);
+            }
+            let items: Vec<Value> = st
+                .certs
+                .values()
+                .map(|c| c.0.clone())
+                .filter(|c| q.get("name").is_none_or(|n| s(c, "name") == *n))
+                .collect();
+            (StatusCode::OK, st.page(q, "/v2/certificates", "certificates", items))
+        }
+        ("POST", ["v2", "certificates"]) => {
+            let (name, t) = (s(body, "name"), s(body, "type"));
+            let names = strings(body, "dns_names");
+            if t != "lets_encrypt" {
+                return invalid("only lets_encrypt certificates are served by this fake");
+            }
+            if names.is_empty() {
+                return invalid("dns_names is required");
+            }
+            if st.certs.values().any(|c| s(&c.0, "name") == name) {
+                return invalid(format!("a certificate named {name} already exists"));
+            }
+            let hosted = |n: &str| {
+                let bare = n.strip_prefix("*.").unwrap_or(n);
+                st.domains.keys().any(|d| bare == d || bare.ends_with(&format!(".{d}")))
+            };
+            if let Some(n) = names.iter().find(|n| !hosted(n)) {
+                return invalid(format!("{n} is not managed by DigitalOcean DNS"));
+            }
+            let id = st.uuid();
+            let v = json!({"id": id, "name": name, "dns_names": names, "state": "pending", "type": "lets_encrypt",
+                           "created_at": T0});
+            st.certs.insert(id, (v.clone(), CERT_POLLS));
+            (StatusCode::CREATED, json!({"certificate": v}))
+        }
+        ("GET", ["v2", "certificates", id]) => match st.certs.get_mut(*id) {
+            Some(c) => {
+                poll(c);
+                (StatusCode::OK, json!({"certificate": c.0}))
+            }
+            None => not_found(),
+        },
+        ("DELETE", ["v2", "certificates", id]) => match st.certs.remove(*id) {
+            Some(_) => (StatusCode::NO_CONTENT, Value::Null),
+            None => not_found(),
+        },
         _ => not_found(),
     }
 }
+
+/// Reads of a new certificate before it is verified.
+const CERT_POLLS: u32 = 2;
 
 type Atom = (bool, String, String, String, String);
 
@@ -1008,6 +1278,7 @@ fn create_droplet(st: &mut St, body: &Value) -> (StatusCode, Value) {
         status: "new".into(),
         polls_left: DROPLET_POLLS,
         disk: sz.3,
+        user_data: s(body, "user_data"),
     };
     let v = st.droplet_json(&d);
     st.droplets.insert(id, d);
@@ -1157,6 +1428,7 @@ fn create_db(st: &mut St, body: &Value) -> (StatusCode, Value) {
         status: "creating".into(),
         polls_left: DB_POLLS,
         rules,
+        password: format!("AVNS_{:x}{}", 0x5eed_0000_u64 + st.counter, id.replace('-', "").get(..12).unwrap_or("x")),
     };
     let v = st.db_json(&d);
     st.dbs.insert(id.clone(), d);
