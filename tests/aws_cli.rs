@@ -11,48 +11,33 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 const REGION: &str = "eu-central-1";
 const AMI: &str = "ami-0123456789abcdef0";
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+#[path = "support/binary.rs"]
+mod binary;
 
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
-    }
-}
+use binary::{run_with, Run};
 
-/// Run the binary on AWS at `endpoint`, with test credentials and a sealing key.
-fn run(dir: &Path, endpoint: &str, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
-        .current_dir(dir)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .args(["--no-color", "--provider", "aws", "--region", REGION])
-        .args(args)
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "konstacks-cli-test")
-        .env("AWS_SECRET_ACCESS_KEY", "konstacks-cli-test")
-        .env("AWS_REGION", REGION)
-        .env("KONSTACKS_SECRET_KEY", "a passphrase for the aws cli test")
-        .env_remove("KONSTACKS_AWS_IMAGES")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+/// Run the binary on AWS at `endpoint`, with test credentials and a sealing key, and insist on
+/// the exit `code`.
+fn run(dir: &Path, endpoint: &str, args: &[&str], code: i32) -> Run {
+    run_with(dir, args, code, |cmd| {
+        cmd.arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(["--no-color", "--provider", "aws", "--region", REGION])
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_ACCESS_KEY_ID", "konstacks-cli-test")
+            .env("AWS_SECRET_ACCESS_KEY", "konstacks-cli-test")
+            .env("AWS_REGION", REGION)
+            .env("KONSTACKS_SECRET_KEY", "a passphrase for the aws cli test")
+            .env_remove("KONSTACKS_AWS_IMAGES")
+            .env_remove("AWS_PROFILE");
+    })
 }
 
 fn params(dir: &Path) -> String {
@@ -91,21 +76,17 @@ fn bad_image_pins_are_refused_before_any_call() {
         dir.path(),
         &endpoint,
         &["plan", "--template", "web-app", "--params", &p, "--image", "ubuntu-lts", "--image", "golden=ami-zz"],
+        3,
     );
-    assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains("`ubuntu-lts` is not `slug=ami-id`"), "{r:?}");
     assert!(r.stderr.contains("`ami-zz` in `golden=ami-zz` is not an AMI id"), "every bad pin at once: {r:?}");
 
     // Pins are for AWS only.
-    let out = Command::new(env!("CARGO_BIN_EXE_konstacks"))
-        .args(["--state-dir"])
-        .arg(dir.path().join("state"))
-        .args(["plan", "--template", "web-app", "--params", &p, "--image", &format!("ubuntu-lts={AMI}")])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--image pins AMIs of the aws provider"));
+    let pin = format!("ubuntu-lts={AMI}");
+    let r = run_with(dir.path(), &["plan", "--template", "web-app", "--params", &p, "--image", &pin], 3, |cmd| {
+        cmd.arg("--state-dir").arg(dir.path().join("state"));
+    });
+    assert!(r.stderr.contains("--image pins AMIs of the aws provider"), "{r:?}");
 
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
@@ -140,22 +121,18 @@ fn a_pinned_image_launches_where_the_lookup_finds_none_on_moto() {
     let base = ["--template", "web-app", "--name", name.as_str(), "--params", p.as_str()];
 
     // Without a pin the default lookup finds no Ubuntu image: the error says how to pin one.
-    let r = run(dir.path(), &endpoint, &[&["apply", "--yes"][..], &base[..]].concat());
-    assert_ne!(r.code, 0, "{r:?}");
+    let r = run(dir.path(), &endpoint, &[&["apply", "--yes"][..], &base[..]].concat(), 1);
     assert!(r.stderr.contains("--image ubuntu-lts=ami-"), "the error names the fix: {r:?}");
 
     // With the pin, the same apply converges (what the first run created is kept and reused).
     let pin = format!("ubuntu-lts={AMI}");
-    let r = run(dir.path(), &endpoint, &[&["apply", "--yes", "--image", pin.as_str()][..], &base[..]].concat());
-    assert_eq!(r.code, 0, "{r:?}");
+    run(dir.path(), &endpoint, &[&["apply", "--yes", "--image", pin.as_str()][..], &base[..]].concat(), 0);
     let xml = describe_instances(&endpoint);
     assert!(xml.contains(&format!("<value>{name}</value>")), "an instance of the stack: {xml}");
     let images: Vec<&str> = xml.split("<imageId>").skip(1).filter_map(|s| s.split("</imageId>").next()).collect();
     assert!(!images.is_empty() && images.iter().all(|i| *i == AMI), "launched from the pin: {images:?}");
-    let r = run(dir.path(), &endpoint, &[&["plan", "--image", pin.as_str()][..], &base[..]].concat());
-    assert_eq!(r.code, 0, "{r:?}");
+    let r = run(dir.path(), &endpoint, &[&["plan", "--image", pin.as_str()][..], &base[..]].concat(), 0);
     assert!(r.stdout.contains("No changes"), "{r:?}");
 
-    let r = run(dir.path(), &endpoint, &[&["destroy", "--yes", "--image", pin.as_str()][..], &base[..]].concat());
-    assert_eq!(r.code, 0, "{r:?}");
+    run(dir.path(), &endpoint, &[&["destroy", "--yes", "--image", pin.as_str()][..], &base[..]].concat(), 0);
 }
