@@ -161,6 +161,24 @@ impl RecordType {
         }
     }
 
+    /// Every type.
+    pub const ALL: [RecordType; 9] = [
+        RecordType::A,
+        RecordType::Aaaa,
+        RecordType::Cname,
+        RecordType::Txt,
+        RecordType::Mx,
+        RecordType::Caa,
+        RecordType::Alias,
+        RecordType::Ns,
+        RecordType::Soa,
+    ];
+
+    /// The type DNS spells `name` (the inverse of [`RecordType::as_str`]), if any.
+    pub fn from_name(name: &str) -> Option<RecordType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// Whether a record of this type and one of `other` may share a name: a CNAME shares it with
     /// nothing, and an alias stands for the name's addresses, so it excludes A and AAAA records.
     pub fn may_share_name_with(self, other: RecordType) -> bool {
@@ -372,6 +390,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn record_types_read_back_from_their_names() {
+        for t in RecordType::ALL {
+            assert_eq!(RecordType::from_name(t.as_str()), Some(t));
+        }
+        assert_eq!(RecordType::from_name("a"), None, "names are upper case");
+        assert_eq!(RecordType::from_name("SRV"), None);
+    }
 
     #[test]
     fn names_follow_rfc_1035() {

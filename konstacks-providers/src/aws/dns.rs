@@ -139,27 +139,12 @@ pub(super) fn rr_type(t: RecordType) -> Option<RrType> {
     })
 }
 
-pub(super) fn record_type_of(s: &str) -> Option<RecordType> {
-    Some(match s {
-        "A" => RecordType::A,
-        "AAAA" => RecordType::Aaaa,
-        "CNAME" => RecordType::Cname,
-        "TXT" => RecordType::Txt,
-        "MX" => RecordType::Mx,
-        "CAA" => RecordType::Caa,
-        "ALIAS" => RecordType::Alias,
-        "NS" => RecordType::Ns,
-        "SOA" => RecordType::Soa,
-        _ => return None,
-    })
-}
-
 /// The Konstacks type of a record set.
 pub(super) fn type_of_set(r: &ResourceRecordSet) -> Option<RecordType> {
     if r.alias_target().is_some() {
         return Some(RecordType::Alias);
     }
-    record_type_of(r.r#type().as_str())
+    RecordType::from_name(r.r#type().as_str())
 }
 
 /// The id of a record.
@@ -174,7 +159,7 @@ pub(super) fn parse_record_id(id: &str) -> Option<(String, String, RecordType)> 
     if zone.is_empty() || fqdn.is_empty() {
         return None;
     }
-    Some((zone.to_string(), fqdn.to_string(), record_type_of(t)?))
+    Some((zone.to_string(), fqdn.to_string(), RecordType::from_name(t)?))
 }
 
 /// Name of the ownership record of `(fqdn, t)` in `zone` (its domain).
@@ -200,7 +185,7 @@ impl Ownership {
     pub(super) fn parse(strings: &[String]) -> Option<Ownership> {
         let mark = strings.iter().find_map(|s| s.strip_prefix(RECORD_MARK))?;
         let (fqdn, t) = mark.rsplit_once(' ')?;
-        let mut o = Ownership { fqdn: fqdn.to_string(), record_type: record_type_of(t), ..Default::default() };
+        let mut o = Ownership { fqdn: fqdn.to_string(), record_type: RecordType::from_name(t), ..Default::default() };
         for s in strings.iter().filter(|s| !s.starts_with(RECORD_MARK)) {
             if let Some((k, v)) = s.split_once('=') {
                 if k == TAG_OWNER {

@@ -113,23 +113,8 @@ fn record_id(domain: &str, t: RecordType, fqdn: &str) -> String {
 fn parse_record_id(id: &str) -> Option<(String, RecordType, String)> {
     let mut parts = id.splitn(3, '/');
     let (domain, t, fqdn) = (parts.next()?, parts.next()?, parts.next()?);
-    let t = type_of(t)?;
+    let t = RecordType::from_name(t)?;
     (!domain.is_empty() && !fqdn.is_empty()).then(|| (domain.to_string(), t, fqdn.to_string()))
-}
-
-fn type_of(s: &str) -> Option<RecordType> {
-    Some(match s {
-        "A" => RecordType::A,
-        "AAAA" => RecordType::Aaaa,
-        "CNAME" => RecordType::Cname,
-        "TXT" => RecordType::Txt,
-        "MX" => RecordType::Mx,
-        "CAA" => RecordType::Caa,
-        "ALIAS" => RecordType::Alias,
-        "NS" => RecordType::Ns,
-        "SOA" => RecordType::Soa,
-        _ => return None,
-    })
 }
 
 /// The DigitalOcean type records of Konstacks type `t` are stored as.
@@ -554,7 +539,7 @@ impl Api<DnsRecord> for DigitalOcean {
                         sets.entry((r.record_type.clone(), fqdn)).or_default().push(r);
                     }
                     for ((t, f), of) in sets {
-                        if let Some(t) = type_of(&t) {
+                        if let Some(t) = RecordType::from_name(&t) {
                             out.push(observed_set(&d, t, &f, &of, stack_tags(s)));
                         }
                     }
