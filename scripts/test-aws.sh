@@ -38,7 +38,9 @@ fi
 PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 LOG="$(mktemp "${TMPDIR:-/tmp}/konstacks-moto-XXXXXX.log")"
 # ACM issues a DNS-validated certificate after MOTO_ACM_VALIDATION_WAIT seconds (60 by default).
-MOTO_EC2_LOAD_DEFAULT_AMIS=false MOTO_ACM_VALIDATION_WAIT=2 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+# scripts/moto_server.py is moto_server plus the ElastiCache replication-group lifecycle moto
+# 5.2.5 lacks (deletes that finish, member clusters, replica counts, subnet group changes).
+MOTO_EC2_LOAD_DEFAULT_AMIS=false MOTO_ACM_VALIDATION_WAIT=2 "$VENV/bin/python" scripts/moto_server.py -H 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
 MOTO_PID=$!
 
 stop_moto() {

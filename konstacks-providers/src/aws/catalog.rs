@@ -39,11 +39,14 @@
 //! eu-central-1 (t3.small at $0.024/h, from a 2021 blog) was seen, the rest are unconfirmed.
 
 use konstacks_core::kind::{Kind, ResourceKind};
-use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Jurisdiction, LoadBalancer, Subnet, Vm, Vpc};
+use konstacks_core::model::{
+    Cache, Database, DbEngine as Engine, Firewall, Jurisdiction, LoadBalancer, Subnet, Vm, Vpc,
+};
 
 /// The kinds this backend registers (see its `provider()`).
 pub const KINDS: &[Kind] = &[
     Bucket::KIND,
+    Cache::KIND,
     Certificate::KIND,
     Database::KIND,
     DnsRecord::KIND,

@@ -56,7 +56,7 @@ use konstacks_core::error::{ErrorKind, ProviderError};
 use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
 use konstacks_core::model::{Database, Firewall, LoadBalancer, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
-use konstacks_core::spec::Bucket;
+use konstacks_core::spec::{Bucket, Cache};
 use konstacks_core::spec::{Tags, TAG_NAME, TAG_STACK};
 
 pub use catalog::{catalog, MAX_NAME_LEN, MIN_ZONES, PRICED_ON, PRICES_NOTE, PROVIDER_NAME};
@@ -389,7 +389,6 @@ fn ec2_client(sdk: &SdkConfig, region: &str, interceptors: &[SharedInterceptor])
 /// The SDK clients of the serving kinds, all in the provider's region except Route 53, which is
 /// global (the SDK signs it for `us-east-1` whatever the region).
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // until every serving kind's file reads its client
 struct ServingClients {
     elb: aws_sdk_elasticloadbalancingv2::Client,
     acm: aws_sdk_acm::Client,
@@ -429,7 +428,6 @@ pub struct AwsProvider {
     ec2: aws_sdk_ec2::Client,
     rds: aws_sdk_rds::Client,
     /// Clients of the serving kinds (load balancers, certificates, DNS, buckets, caches).
-    #[allow(dead_code)] // until every serving kind's file reads its client
     serving: ServingClients,
     /// EC2 clients of other regions (only `zones` of another region uses them).
     other_ec2: Mutex<BTreeMap<String, aws_sdk_ec2::Client>>,
@@ -488,6 +486,7 @@ impl AwsProvider {
         Provider::builder(PROVIDER_NAME, Arc::clone(&self) as Arc<dyn Region>)
             .kind::<Certificate>(Arc::clone(&self) as _)
             .kind::<Bucket>(Arc::clone(&self) as _)
+            .kind::<Cache>(Arc::clone(&self) as _)
             .kind::<Database>(Arc::clone(&self) as _)
             .kind::<DnsRecord>(Arc::clone(&self) as _)
             .kind::<DnsZone>(Arc::clone(&self) as _)
