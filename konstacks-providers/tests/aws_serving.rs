@@ -286,6 +286,7 @@ async fn web_app_serves_https_on_its_domain_on_moto() {
     params["domain"] = json!("shop.example.com");
     params["zone"] = json!("example.com");
     params["uploads_bucket"] = json!(true);
+    params["redis"] = json!(true);
     let s = engine.synth(&template("web-app", "shop", params.clone())).unwrap();
     let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
     assert_eq!(report.outputs["url"], json!("https://shop.example.com"));
@@ -367,6 +368,17 @@ async fn web_app_serves_https_on_its_domain_on_moto() {
     );
     let enc = r.s3.get_bucket_encryption().bucket(&bucket).send().await.unwrap();
     assert!(!enc.server_side_encryption_configuration().unwrap().rules().is_empty());
+
+    // The cache: encrypted at rest and in transit, with an auth token, in the stack's subnet group.
+    let cache = id("data/redis");
+    let groups = r.cache.describe_replication_groups().replication_group_id(&cache).send().await.unwrap();
+    let g = &groups.replication_groups()[0];
+    assert_eq!(g.at_rest_encryption_enabled(), Some(true));
+    assert_eq!(g.transit_encryption_enabled(), Some(true));
+    assert_eq!(g.auth_token_enabled(), Some(true));
+    let primary = g.member_clusters()[0].clone();
+    let clusters = r.cache.describe_cache_clusters().cache_cluster_id(&primary).send().await.unwrap();
+    assert_eq!(clusters.cache_clusters()[0].cache_subnet_group_name(), Some(cache.as_str()));
 
     // Re-plan after reading everything back: nothing to do.
     let again = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
