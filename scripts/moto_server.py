@@ -12,7 +12,8 @@ botocore's service model), following the ElastiCache API reference:
   subnet group, security groups), created and removed with the group's nodes;
 - CreateReplicationGroup needs an existing subnet group, and an auth token needs encryption in
   transit (`InvalidParameterCombination`);
-- DeleteReplicationGroup answers `deleting`; the next read still shows `deleting`, the one after
+- DeleteReplicationGroup answers `deleting`; the next request that reads groups (a describe, or
+  DeleteCacheSubnetGroup) still sees it `deleting`, the one after
   does not find the group (ReplicationGroupNotFoundFault), and its clusters and tags are gone;
 - ModifyReplicationGroup also changes the engine version and security groups of every member and
   sets or rotates the auth token (`SET` / `ROTATE`); automatic failover needs a replica;
@@ -180,18 +181,19 @@ def _set_replicas(self, rg, count):
     while len(replicas) > count:
         replicas.pop()
     used = {m["cache_cluster_id"] for m in primary + replicas}
+    # Node endpoints are `<cluster id>.<the group's domain>`, as moto names the primary's.
+    domain = primary[0]["read_endpoint"]["address"].split(".", 1)[1]
     n = 2
     while len(replicas) < count:
         cid = f"{rg.replication_group_id}-{n:0>3}"
         n += 1
         if cid in used:
             continue
-        template = primary[0]["read_endpoint"]["address"].split(".", 1)[1]
         replicas.append(
             {
                 "cache_cluster_id": cid,
                 "cache_node_id": group["node_group_id"],
-                "read_endpoint": {"address": f"{cid}.{template}", "port": rg.port},
+                "read_endpoint": {"address": f"{cid}.{domain}", "port": rg.port},
                 "preferred_availability_zone": "us-east-1b",
                 "current_role": "replica",
             }
