@@ -26,12 +26,20 @@ struct Shape {
     both_vms: bool,
     api_route: bool,
     tls: TlsPolicy,
+    security_policy: Option<&'static str>,
     image: Image,
 }
 
 impl Default for Shape {
     fn default() -> Self {
-        Self { public: true, both_vms: false, api_route: false, tls: TlsPolicy::Tls12, image: Image::UbuntuLts }
+        Self {
+            public: true,
+            both_vms: false,
+            api_route: false,
+            tls: TlsPolicy::Tls12,
+            security_policy: None,
+            image: Image::UbuntuLts,
+        }
     }
 }
 
@@ -59,6 +67,9 @@ fn stack(shape: &Shape) -> Stack {
         .target_group(TargetGroup::new("app", 8080).vms(targets).health_check(TargetHealthCheck::http("/health")))
         .default_to("app")
         .tls_policy(shape.tls);
+    if let Some(name) = shape.security_policy {
+        lb = lb.security_policy(name);
+    }
     if shape.api_route {
         lb = lb
             .target_group(TargetGroup::new("api", 9000).vm(api).deregistration_delay_s(5))
@@ -128,8 +139,14 @@ async fn load_balancer_lifecycle_on_the_simulated_cloud() {
     assert_eq!(read_lb(&sim, &lb.id).await.targets[0].vm_id, web.id);
     assert!(engine.plan(&s, &PlanOptions::refreshing()).await.unwrap().is_empty());
 
-    // More targets, a second group with a rule, TLS 1.3: an update in place.
-    let shape = Shape { both_vms: true, api_route: true, tls: TlsPolicy::Tls13, ..Shape::default() };
+    // More targets, a second group with a rule, TLS 1.3 by a named policy: an update in place.
+    let shape = Shape {
+        both_vms: true,
+        api_route: true,
+        tls: TlsPolicy::Tls13,
+        security_policy: Some("sim-modern-2026"),
+        ..Shape::default()
+    };
     let s2 = engine.synth(&stack(&shape)).unwrap();
     let plan = engine.plan(&s2, &PlanOptions::default()).await.unwrap();
     assert_eq!(action_of(&plan, "lb"), Action::Update, "{}", plan.render(false));
@@ -138,6 +155,7 @@ async fn load_balancer_lifecycle_on_the_simulated_cloud() {
     let lb2 = the_lb(&sim);
     assert_eq!(lb2.id, lb.id, "updated in place");
     assert_eq!(lb2.tls_policy, TlsPolicy::Tls13);
+    assert_eq!(lb2.security_policy.as_deref(), Some("sim-modern-2026"));
     assert_eq!(lb2.target_groups.len(), 2);
     assert_eq!(lb2.routes.len(), 1);
     assert_eq!(read_lb(&sim, &lb.id).await.targets.len(), 3);
@@ -240,6 +258,7 @@ async fn the_simulated_api_enforces_references_zones_vpcs_and_immutable_fields()
             routes: Vec::new(),
             default_target_group: "app".into(),
             tls_policy: TlsPolicy::Tls12,
+            security_policy: None,
             assumed_gb_processed_per_month: 100.0,
             tags: lb.tags.clone(),
         };

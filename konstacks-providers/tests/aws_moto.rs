@@ -640,6 +640,7 @@ async fn an_https_load_balancer_redirects_serves_sni_and_updates_in_place() {
         }],
         default_target_group: "app".into(),
         tls_policy: TlsPolicy::Tls13,
+        security_policy: None,
         assumed_gb_processed_per_month: 50.0,
         tags: tags("lb"),
     };
@@ -668,16 +669,25 @@ async fn an_https_load_balancer_redirects_serves_sni_and_updates_in_place() {
     assert_eq!(health.len(), 1);
     assert_eq!((health[0].group.as_str(), health[0].target_id.as_str()), ("app", vm.id.as_str()));
 
-    // Update: one certificate, TLS 1.2, the group on another port, no more route.
+    // Update: one certificate, TLS 1.2 through a named policy, the group on another port, no
+    // more route.
     let mut upd = spec.clone();
     upd.listeners[1].certificate_ids.truncate(1);
     upd.tls_policy = TlsPolicy::Tls12;
+    upd.security_policy = Some("ELBSecurityPolicy-TLS13-1-2-Res-2021-06".into());
     upd.target_groups[0].port = 9090;
     upd.target_groups[0].deregistration_delay_s = 5;
     upd.routes.clear();
     let updated = lbs.update(&cx, &created.id, &upd).await.unwrap();
     assert_eq!(updated.id, created.id);
     assert_eq!(updated.tls_policy, TlsPolicy::Tls12);
+    assert_eq!(updated.security_policy, upd.security_policy);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+        aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk).interceptor(MotoAccount(ACCOUNT)).build(),
+    );
+    let listeners = elb.describe_listeners().load_balancer_arn(&created.id).send().await.unwrap();
+    let https = listeners.listeners().iter().find(|l| l.port() == Some(443)).unwrap();
+    assert_eq!(https.ssl_policy(), Some("ELBSecurityPolicy-TLS13-1-2-Res-2021-06"), "the named policy is on the cloud");
     assert_eq!(updated.listeners.iter().find(|l| l.port == 443).unwrap().certificate_ids, vec![certs[0].clone()]);
     assert_eq!(updated.target_groups, upd.target_groups);
     assert!(updated.routes.is_empty());
@@ -689,9 +699,6 @@ async fn an_https_load_balancer_redirects_serves_sni_and_updates_in_place() {
     lbs.delete(&cx, &created.id).await.unwrap();
     lbs.delete(&cx, &created.id).await.unwrap();
     assert!(lbs.read_many(&cx, &Selector::Ids(vec![created.id.clone()])).await.unwrap().is_empty());
-    let elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
-        aws_sdk_elasticloadbalancingv2::config::Builder::from(&sdk).interceptor(MotoAccount(ACCOUNT)).build(),
-    );
     let groups = elb.describe_target_groups().send().await.unwrap();
     assert!(groups.target_groups().is_empty(), "target groups left: {:?}", groups.target_groups());
     aws.api::<Vm>().delete(&cx, &vm.id).await.unwrap();

@@ -604,7 +604,9 @@ async fn a_release_whose_new_instances_stay_unhealthy_is_rolled_back_on_moto() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_serving_input_is_refused_before_any_aws_request() {
-    use konstacks_core::kinds::{Bucket, Certificate, DnsZone};
+    use konstacks_core::kinds::{
+        Bucket, Certificate, DnsZone, Image, LoadBalancer, Subnet, TargetGroup, Vm, VmSize, Vpc,
+    };
     use konstacks_core::model::Stack;
     // No moto needed: an endpoint nothing listens on, and the provider counts every attempt.
     let sdk = aws_config::SdkConfig::builder()
@@ -621,11 +623,31 @@ async fn bad_serving_input_is_refused_before_any_aws_request() {
     let edge = stack.scope("edge");
     edge.add("zone", DnsZone::new("example.com"));
     // Neither validated in a zone of the stack (none covers it) nor by hand.
-    edge.add("certificate", Certificate::new(["shop.example.org"]));
+    let cert = edge.add("certificate", Certificate::new(["shop.example.org"]));
     edge.add("uploads", Bucket::new());
-    let err = engine.synth(&stack).expect_err("two problems");
+    // A security policy that admits TLS 1.0, which the catalogue leaves out on purpose.
+    let vpc = stack.add("vpc", Vpc::new("10.0.0.0/16"));
+    let a = stack.add("a", Subnet::new(vpc, "10.0.1.0/24").public().zone(0));
+    let b = stack.add("b", Subnet::new(vpc, "10.0.2.0/24").public().zone(1));
+    let web = stack.add("web", Vm::new(Image::UbuntuLts, VmSize::Small, a));
+    edge.add(
+        "lb",
+        LoadBalancer::public([a, b])
+            .https(443, cert.id())
+            .target_group(TargetGroup::new("app", 8080).vm(web))
+            .security_policy("ELBSecurityPolicy-2016-08"),
+    );
+    let err = engine.synth(&stack).expect_err("three problems");
     let msg = format!("{err:?}");
-    for needle in ["certificate-unvalidated", "shop.example.org", "invalid-bucket-name", "xn--"] {
+    for needle in [
+        "certificate-unvalidated",
+        "shop.example.org",
+        "invalid-bucket-name",
+        "xn--",
+        "unknown-security-policy",
+        "ELBSecurityPolicy-2016-08",
+        "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    ] {
         assert!(msg.contains(needle), "every problem at once, `{needle}` missing: {msg}");
     }
     assert_eq!(aws.api_calls().total, 0, "{:?}", aws.api_calls());

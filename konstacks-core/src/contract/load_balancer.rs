@@ -102,6 +102,7 @@ async fn lb_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         routes: Vec::new(),
         default_target_group: "app".into(),
         tls_policy: TlsPolicy::Tls12,
+        security_policy: None,
         assumed_gb_processed_per_month: 100.0,
         tags: run.tags("lb"),
     };

@@ -51,6 +51,23 @@ pub struct EngineOffer {
     pub versions: Vec<String>,
 }
 
+/// A named TLS security policy of the provider's load balancers, with the oldest TLS version
+/// it accepts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TlsPolicyOffer {
+    /// The provider's name (`ELBSecurityPolicy-TLS13-1-2-2021-06`).
+    pub name: String,
+    /// The oldest TLS version it accepts: `1.2` or `1.3`.
+    pub min_tls_version: String,
+}
+
+impl TlsPolicyOffer {
+    /// A policy and its oldest TLS version.
+    pub fn new(name: &str, min_tls_version: &str) -> Self {
+        Self { name: name.into(), min_tls_version: min_tls_version.into() }
+    }
+}
+
 /// What a provider offers; validation checks stacks against it before any cloud call.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
@@ -69,6 +86,9 @@ pub struct Catalog {
     /// Cache node sizes.
     #[serde(default)]
     pub cache_sizes: Vec<Offer>,
+    /// Named load balancer TLS security policies (none where the provider has no names).
+    #[serde(default)]
+    pub tls_policies: Vec<TlsPolicyOffer>,
     /// Longest physical name the provider accepts.
     pub max_name_len: usize,
     /// How many zones each region has at least (zone indexes must be below this).
@@ -183,6 +203,11 @@ impl Catalog {
     /// Whether a cache node size slug or native name is offered.
     pub fn cache_size(&self, slug: &str) -> Option<&Offer> {
         self.cache_sizes.iter().find(|o| o.slug == slug || o.native == slug)
+    }
+
+    /// The named TLS security policy `name`.
+    pub fn tls_policy(&self, name: &str) -> Option<&TlsPolicyOffer> {
+        self.tls_policies.iter().find(|p| p.name == name)
     }
 
     /// Versions offered for an engine (`postgres`, `redis`).

@@ -304,6 +304,7 @@ pub struct LoadBalancer {
     pub(crate) routes: Vec<Route>,
     pub(crate) default_to: Option<String>,
     pub(crate) tls_policy: TlsPolicy,
+    pub(crate) security_policy: Option<String>,
     pub(crate) gb_processed: f64,
 }
 
@@ -318,6 +319,7 @@ impl LoadBalancer {
             routes: Vec::new(),
             default_to: None,
             tls_policy: TlsPolicy::default(),
+            security_policy: None,
             gb_processed: DEFAULT_GB_PROCESSED_PER_MONTH,
         }
     }
@@ -388,6 +390,14 @@ impl LoadBalancer {
         self
     }
 
+    /// A security policy of the provider by name (`ELBSecurityPolicy-TLS13-1-2-Res-2021-06` on
+    /// AWS), for ciphers the portable [`TlsPolicy`] does not pin. Checked against the provider's
+    /// catalogue before any cloud call; the oldest TLS version it accepts becomes the TLS policy.
+    pub fn security_policy(mut self, name: impl Into<String>) -> Self {
+        self.security_policy = Some(name.into());
+        self
+    }
+
     /// GB of traffic processed per month assumed by the cost estimate (default 100); it changes
     /// nothing on the cloud.
     pub fn assume_gb_processed_per_month(mut self, gb: f64) -> Self {
@@ -429,6 +439,8 @@ pub mod field {
     pub const DEFAULT_TARGET_GROUP: Field<LoadBalancer, String> = Field::new("default_target_group");
     /// Oldest TLS version accepted.
     pub const TLS_POLICY: Field<LoadBalancer, TlsPolicy> = Field::new("tls_policy");
+    /// The provider's security policy by name, when one was chosen.
+    pub const SECURITY_POLICY: Field<LoadBalancer, Option<String>> = Field::new("security_policy");
     /// GB processed per month assumed by the cost estimate (no effect on the cloud).
     pub const ASSUMED_GB_PROCESSED_PER_MONTH: Field<LoadBalancer, f64> = Field::new("assumed_gb_processed_per_month");
     /// Tags.
@@ -539,6 +551,9 @@ pub struct LoadBalancerSpec {
     pub default_target_group: String,
     /// Oldest TLS version accepted by HTTPS listeners.
     pub tls_policy: TlsPolicy,
+    /// The provider's security policy by name; `None` is the provider's policy for `tls_policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_policy: Option<String>,
     /// GB processed per month assumed by the cost estimate; backends ignore it.
     pub assumed_gb_processed_per_month: f64,
     /// Tags.
@@ -570,6 +585,9 @@ pub struct LoadBalancerObserved {
     pub default_target_group: String,
     /// Oldest TLS version accepted.
     pub tls_policy: TlsPolicy,
+    /// The provider's security policy by name, when it is not the one for `tls_policy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_policy: Option<String>,
     /// The cost assumption, as given (backends that cannot store it echo the spec's).
     pub assumed_gb_processed_per_month: f64,
     /// DNS name clients use.
@@ -601,6 +619,7 @@ pub const LOAD_BALANCER: KindDef = KindDef {
         field::REGION.name(),
         field::ROUTES.name(),
         field::SCHEME.name(),
+        field::SECURITY_POLICY.name(),
         field::SUBNET_IDS.name(),
         field::TAGS.name(),
         field::TARGET_GROUPS.name(),
@@ -634,6 +653,7 @@ impl ResourceKind for LoadBalancer {
         let listeners = check::listeners(cx, self);
         let groups = check::target_groups(cx, self);
         let default = check::routing(cx, self);
+        let tls_policy = check::security_policy(cx, self);
         let (subnet_ids, firewall_ids) = (cx.ids_of(&check::distinct(&subnets)), cx.ids_of(&check::distinct(&fws)));
         cx.set(field::SCHEME, self.scheme);
         cx.set_expr(field::SUBNET_IDS, subnet_ids);
@@ -642,7 +662,8 @@ impl ResourceKind for LoadBalancer {
         cx.set_expr(field::TARGET_GROUPS, Expr::List(groups));
         cx.set(field::ROUTES, route_specs(&self.routes));
         cx.set(field::DEFAULT_TARGET_GROUP, default);
-        cx.set(field::TLS_POLICY, self.tls_policy);
+        cx.set(field::TLS_POLICY, tls_policy);
+        cx.set(field::SECURITY_POLICY, self.security_policy.clone());
         let gb = if self.gb_processed.is_finite() { self.gb_processed.max(0.0) } else { 0.0 };
         cx.set(field::ASSUMED_GB_PROCESSED_PER_MONTH, gb);
     }

@@ -29,7 +29,10 @@ fn public_ip(s: &Inner) -> ProviderResult<String> {
 }
 
 /// The checks create and update share: subnets, firewalls, listeners, groups, targets, rules.
-fn check_spec(s: &Inner, name: &str, spec: &LoadBalancerSpec, now: Duration) -> ProviderResult<()> {
+fn check_spec(s: &Inner, cat: &Catalog, name: &str, spec: &LoadBalancerSpec, now: Duration) -> ProviderResult<()> {
+    if let Some(policy) = spec.security_policy.as_deref().filter(|p| cat.tls_policy(p).is_none()) {
+        return Err(invalid(format!("{NOUN} `{name}`: there is no security policy `{policy}`")));
+    }
     let vpc_id = s.subnets_vpc(NOUN, name, &spec.subnet_ids, &spec.region, now)?;
     let mut zones = BTreeSet::new();
     for id in &spec.subnet_ids {
@@ -249,7 +252,7 @@ impl SimKind for LoadBalancer {
                 ),
             ));
         }
-        check_spec(s, &spec.name, spec, now)?;
+        check_spec(s, cat, &spec.name, spec, now)?;
         let ip = match spec.scheme {
             LbScheme::Public => Some(public_ip(s)?),
             _ => None,
@@ -268,6 +271,7 @@ impl SimKind for LoadBalancer {
             routes: sorted(&spec.routes),
             default_target_group: spec.default_target_group.clone(),
             tls_policy: spec.tls_policy,
+            security_policy: spec.security_policy.clone(),
             assumed_gb_processed_per_month: spec.assumed_gb_processed_per_month,
             url: url_of(&dns_name, &spec.listeners),
             dns_name,
@@ -325,7 +329,7 @@ impl SimKind for LoadBalancer {
 
     fn update(
         s: &mut Inner,
-        _: &Catalog,
+        cat: &Catalog,
         id: &str,
         spec: &LoadBalancerSpec,
         now: Duration,
@@ -336,7 +340,7 @@ impl SimKind for LoadBalancer {
         immutable(NOUN, id, "scheme", &cur.scheme, &spec.scheme)?;
         let old_vpc =
             s.get::<Subnet>(cur.subnet_ids.first().map(String::as_str).unwrap_or_default()).map(|n| n.vpc_id.clone());
-        check_spec(s, id, spec, now)?;
+        check_spec(s, cat, id, spec, now)?;
         let new_vpc = spec.subnet_ids.first().and_then(|n| s.get::<Subnet>(n)).map(|n| n.vpc_id.clone());
         if let (Some(old), Some(new)) = (&old_vpc, &new_vpc) {
             if old != new {
@@ -352,6 +356,7 @@ impl SimKind for LoadBalancer {
         obs.routes = sorted(&spec.routes);
         obs.default_target_group = spec.default_target_group.clone();
         obs.tls_policy = spec.tls_policy;
+        obs.security_policy = spec.security_policy.clone();
         obs.assumed_gb_processed_per_month = spec.assumed_gb_processed_per_month;
         obs.url = url_of(&obs.dns_name, &obs.listeners);
         obs.tags = spec.tags.clone();

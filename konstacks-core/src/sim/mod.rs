@@ -38,7 +38,7 @@ use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError, StateError};
 use crate::kind::api::{Api, ProviderResult, TargetHealth};
 use crate::kind::catalog::BucketPricing;
-use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo, UnitPrice};
+use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo, TlsPolicyOffer, UnitPrice};
 use crate::kind::Selector;
 use crate::kinds::Bucket;
 use crate::kinds::LoadBalancer;
@@ -256,6 +256,10 @@ impl SimCloud {
                 ("cache-large", "sim.cache.large", Some(120.0)),
             ]),
             kinds: kinds::ALL.iter().map(|k| k.as_str().to_string()).collect(),
+            tls_policies: vec![
+                TlsPolicyOffer::new("sim-compatible-2026", "1.2"),
+                TlsPolicyOffer::new("sim-modern-2026", "1.3"),
+            ],
             max_name_len: 63,
             min_zones: ZONE_LETTERS.len() as u8,
             pricing: Pricing {

@@ -60,7 +60,7 @@ pub const KINDS: &[Kind] = &[
 use konstacks_core::kind::catalog::{BucketPricing, UnitPrice};
 use konstacks_core::kinds::dns_zone::{PRICE_MILLION_QUERIES, PRICE_ZONE_MONTH};
 use konstacks_core::kinds::{Bucket, Certificate, DnsRecord, DnsZone};
-use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing};
+use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, TlsPolicyOffer};
 
 /// Name stacks use to select this provider.
 pub const PROVIDER_NAME: &str = "aws";
@@ -180,6 +180,27 @@ const CACHE_SIZES: &[(&str, &str, f64)] = &[
 /// ElastiCache engine versions (major versions; ElastiCache picks the newest minor).
 const CACHE_ENGINES: &[(&str, &[&str])] = &[("redis", &["6", "7"]), ("valkey", &["7", "8"])];
 
+/// ELBv2 security policies of HTTPS listeners that accept nothing older than TLS 1.2, with
+/// their oldest version (AWS's "Security policies for your Application Load Balancer" page;
+/// policies admitting TLS 1.0 or 1.1 are left out on purpose). The portable `TlsPolicy`
+/// values map to `ELBSecurityPolicy-TLS13-1-2-2021-06` and `ELBSecurityPolicy-TLS13-1-3-2021-06`.
+const TLS_POLICIES: &[(&str, &str)] = &[
+    ("ELBSecurityPolicy-TLS13-1-2-2021-06", "1.2"),
+    ("ELBSecurityPolicy-TLS13-1-2-Res-2021-06", "1.2"),
+    ("ELBSecurityPolicy-TLS13-1-2-Ext0-2021-06", "1.2"),
+    ("ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", "1.2"),
+    ("ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06", "1.2"),
+    ("ELBSecurityPolicy-TLS13-1-3-2021-06", "1.3"),
+    ("ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04", "1.2"),
+    ("ELBSecurityPolicy-TLS13-1-2-Res-FIPS-2023-04", "1.2"),
+    ("ELBSecurityPolicy-TLS13-1-3-FIPS-2023-04", "1.3"),
+    ("ELBSecurityPolicy-FS-1-2-Res-2020-10", "1.2"),
+    ("ELBSecurityPolicy-FS-1-2-Res-2019-08", "1.2"),
+    ("ELBSecurityPolicy-FS-1-2-2019-08", "1.2"),
+    ("ELBSecurityPolicy-TLS-1-2-Ext-2018-06", "1.2"),
+    ("ELBSecurityPolicy-TLS-1-2-2017-01", "1.2"),
+];
+
 /// Images: the native column names the default lookup (see `ImageLookup`); AMI ids differ per
 /// region and change with every release, so they are resolved at create time.
 const IMAGES: &[(&str, &str)] = &[("ubuntu-lts", "ubuntu-24.04-amd64"), ("debian-12", "debian-12-amd64")];
@@ -214,6 +235,7 @@ pub fn catalog(home: &str) -> Catalog {
             load_balancer_gb_processed: Some(0.008),
         },
     );
+    cat.tls_policies = TLS_POLICIES.iter().map(|(name, min)| TlsPolicyOffer::new(name, min)).collect();
     cat.cache_sizes = CACHE_SIZES.iter().map(|(s, n, p)| Offer::new(s, n, Some(*p))).collect();
     cat.engines.extend(CACHE_ENGINES.iter().map(|(engine, versions)| EngineOffer::new(engine, versions)));
     cat.bucket_pricing = Some(BucketPricing {

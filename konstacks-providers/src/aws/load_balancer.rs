@@ -28,8 +28,8 @@ use konstacks_core::spec::{
 };
 
 use self::parts::{
-    conditions, elb_tag, forward, group_name, health_protocol, lb_name_of_arn, matcher, redirect, release_word,
-    ssl_policy, tls_word, LB_INTERNAL_TAGS, MAX_ELB_NAME, TAG_GB, TAG_GROUP, TAG_LB, TAG_RELEASE, TAG_TLS,
+    conditions, elb_tag, forward, group_name, health_protocol, lb_name_of_arn, matcher, policy_of, redirect,
+    release_word, tls_word, LB_INTERNAL_TAGS, MAX_ELB_NAME, TAG_GB, TAG_GROUP, TAG_LB, TAG_RELEASE, TAG_TLS,
 };
 use self::read::{health_of, observed, Raw};
 use super::error::{invalid, sdk_error};
@@ -290,7 +290,7 @@ impl AwsProvider {
                 .load_balancer_arn(lb_arn)
                 .protocol(listener_protocol(l))
                 .port(i32::from(l.port))
-                .set_ssl_policy(https.then(|| ssl_policy(spec.tls_policy).to_string()))
+                .set_ssl_policy(https.then(|| policy_of(spec).to_string()))
                 .set_certificates(default_cert.map(|c| vec![Certificate::builder().certificate_arn(c).build()]))
                 .default_actions(action.clone())
                 .send()

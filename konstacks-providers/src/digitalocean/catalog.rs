@@ -162,6 +162,7 @@ pub fn catalog() -> Catalog {
         ]),
         kinds: KINDS.iter().map(|k| k.as_str().to_string()).collect(),
         // Database cluster names are the shortest limit DigitalOcean puts on names.
+        tls_policies: Vec::new(),
         max_name_len: 63,
         min_zones: ZONES_PER_REGION,
         pricing: Pricing {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     CertificateId, HealthCheckSpec, HealthProtocol, LbScheme, ListenerKind, ListenerProtocol, LoadBalancer,
-    TargetGroup, TargetHealthCheck,
+    TargetGroup, TargetHealthCheck, TlsPolicy,
 };
 use crate::kind::expr::Expr;
 use crate::kind::fronts::ReleasePolicy;
@@ -79,6 +79,48 @@ pub(super) fn distinct(refs: &[Option<usize>]) -> Vec<Option<usize>> {
         }
     }
     out
+}
+
+/// The TLS policy HTTPS listeners get: the builder's, or the oldest version the named security
+/// policy accepts. The name must be in the provider's catalogue, agree with an explicit TLS 1.3
+/// floor, and serve an HTTPS listener.
+pub(super) fn security_policy(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> TlsPolicy {
+    let Some(name) = lb.security_policy.as_deref() else { return lb.tls_policy };
+    if !lb.listeners.iter().any(|l| matches!(l.kind, ListenerKind::Https { .. })) {
+        cx.error(
+            "security-policy-without-https",
+            format!("security policy `{name}` is set but the load balancer has no HTTPS listener"),
+            "add `.https(443, cert.id())` or remove `.security_policy(..)`",
+        );
+    }
+    let Some(c) = cx.catalog() else { return lb.tls_policy };
+    let Some(offer) = c.tls_policy(name) else {
+        let offered: Vec<&str> = c.tls_policies.iter().map(|p| p.name.as_str()).collect();
+        cx.error(
+            "unknown-security-policy",
+            format!("provider `{}` offers no load balancer security policy `{name}`", c.provider),
+            if offered.is_empty() {
+                format!("provider `{}` has no named policies; use `.tls_policy(..)` alone", c.provider)
+            } else {
+                format!("use one of: {}", offered.join(", "))
+            },
+        );
+        return lb.tls_policy;
+    };
+    let floor = if offer.min_tls_version == "1.3" { TlsPolicy::Tls13 } else { TlsPolicy::Tls12 };
+    // Only TLS 1.3 can be asked for explicitly: TLS 1.2 is the default, which a policy overrides.
+    if lb.tls_policy == TlsPolicy::Tls13 && floor != TlsPolicy::Tls13 {
+        cx.error(
+            "security-policy-conflict",
+            format!(
+                "security policy `{name}` accepts TLS {} and up, but `.tls_policy(TlsPolicy::Tls13)` asks for \
+                 TLS 1.3 only",
+                offer.min_tls_version
+            ),
+            "drop `.tls_policy(..)` (the security policy decides) or choose a policy with that floor",
+        );
+    }
+    floor
 }
 
 /// The cost assumption is a finite, non-negative number.

@@ -253,3 +253,52 @@ fn the_cost_line_shows_the_hours_and_the_assumed_traffic() {
     assert!(details.iter().any(|d| d.contains("730 h")), "{details:?}");
     assert!(details.iter().any(|d| d.contains("250 GB processed per month (assumed")), "{details:?}");
 }
+
+#[test]
+fn a_named_security_policy_sets_the_tls_floor_and_unknown_names_are_refused() {
+    let stack = new_stack();
+    let ([a, b], _, [web, _]) = network(&stack);
+    let https = |name: &str| {
+        LoadBalancer::public([a, b])
+            .https(443, web.id())
+            .target_group(TargetGroup::new("app", 80).vm(web))
+            .security_policy(name)
+    };
+    stack.add("modern", https("sim-modern-2026"));
+    stack.add("compatible", https("sim-compatible-2026"));
+    let s = synth(&stack).unwrap();
+    assert_eq!(field_json(&s, "modern", "tls_policy"), json!("tls13"), "the policy's floor");
+    assert_eq!(field_json(&s, "modern", "security_policy"), json!("sim-modern-2026"));
+    assert_eq!(field_json(&s, "compatible", "tls_policy"), json!("tls12"));
+
+    let stack = new_stack();
+    let ([a, b], _, [web, _]) = network(&stack);
+    let group = || TargetGroup::new("app", 80).vm(web);
+    stack.add(
+        "typo",
+        LoadBalancer::public([a, b]).https(443, web.id()).target_group(group()).security_policy("sim-2026"),
+    );
+    stack.add("plain", LoadBalancer::public([a, b]).http(80).target_group(group()).security_policy("sim-modern-2026"));
+    stack.add(
+        "torn",
+        LoadBalancer::public([a, b])
+            .https(443, web.id())
+            .target_group(group())
+            .tls_policy(TlsPolicy::Tls13)
+            .security_policy("sim-compatible-2026"),
+    );
+    let d = synth(&stack).unwrap_err();
+    let got: Vec<(&str, &str)> = d.iter().map(|d| (d.path.as_str(), d.code)).collect();
+    assert_eq!(
+        got,
+        [
+            ("shop/torn", "security-policy-conflict"),
+            ("shop/plain", "security-policy-without-https"),
+            ("shop/typo", "unknown-security-policy"),
+        ],
+        "{d:?}"
+    );
+    let typo = d.iter().find(|d| d.code == "unknown-security-policy").unwrap();
+    assert!(typo.message.contains("`sim-2026`"), "{typo:?}");
+    assert!(typo.help.contains("sim-compatible-2026, sim-modern-2026"), "{typo:?}");
+}

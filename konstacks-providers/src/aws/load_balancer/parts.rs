@@ -8,7 +8,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use konstacks_core::kind::fronts::ReleasePolicy;
 use konstacks_core::provider::TargetHealthState;
-use konstacks_core::spec::{HealthProtocol, RouteSpec, TlsPolicy};
+use konstacks_core::spec::{HealthProtocol, LoadBalancerSpec, RouteSpec, TlsPolicy};
 
 use crate::aws::digest;
 
@@ -70,6 +70,11 @@ pub(super) fn ssl_policy(p: TlsPolicy) -> &'static str {
         TlsPolicy::Tls13 => "ELBSecurityPolicy-TLS13-1-3-2021-06",
         _ => "ELBSecurityPolicy-TLS13-1-2-2021-06",
     }
+}
+
+/// The ELBv2 policy a spec asks for: the named one, or the one for its TLS policy.
+pub(super) fn policy_of(spec: &LoadBalancerSpec) -> &str {
+    spec.security_policy.as_deref().unwrap_or(ssl_policy(spec.tls_policy))
 }
 
 /// The TLS policy of an ELBv2 policy name (policies that admit TLS 1.2 count as `Tls12`).

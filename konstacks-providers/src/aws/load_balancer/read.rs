@@ -10,12 +10,12 @@ use konstacks_core::kinds::load_balancer::url_of;
 use konstacks_core::provider::{ProviderResult, TargetHealth};
 use konstacks_core::spec::{
     HealthCheckSpec, LbScheme, ListenerProtocol, ListenerSpec, LoadBalancerObserved, RouteSpec, TargetGroupSpec,
-    TargetState, TlsPolicy,
+    TargetState,
 };
 
 use super::parts::{
     forward_arn, group_prefix, health_protocol_of, health_state, lb_name_of_arn, redirect_port, release_of_word,
-    route_of, tls_of_policy, tls_of_word, TAG_GB, TAG_GROUP, TAG_LB, TAG_RELEASE, TAG_TLS,
+    route_of, ssl_policy, tls_of_policy, tls_of_word, TAG_GB, TAG_GROUP, TAG_LB, TAG_RELEASE, TAG_TLS,
 };
 use crate::aws::error::sdk_error;
 use crate::aws::{name_of, visible_tags, AwsProvider};
@@ -386,13 +386,13 @@ pub(super) fn observed(raw: &Raw, region: &str, spec_gb: Option<f64>) -> LoadBal
     let lb = &raw.lb;
     let group_name = |arn: &str| raw.group_by_arn(arn).map(|g| g.name.clone()).unwrap_or_else(|| arn.to_string());
     let mut listeners = Vec::new();
-    let mut tls: Option<TlsPolicy> = None;
+    let mut policy: Option<&str> = None;
     let mut default_group = String::new();
     let mut routes: BTreeMap<(u32, Option<String>, Option<String>), String> = BTreeMap::new();
     for l in &raw.listeners {
         let https = l.l.protocol() == Some(&ProtocolEnum::Https);
-        if https && tls.is_none() {
-            tls = l.l.ssl_policy().map(tls_of_policy);
+        if https && policy.is_none() {
+            policy = l.l.ssl_policy();
         }
         let redirect_to_port = redirect_port(l.l.default_actions());
         if redirect_to_port.is_none() {
@@ -425,7 +425,10 @@ pub(super) fn observed(raw: &Raw, region: &str, spec_gb: Option<f64>) -> LoadBal
         .collect();
     targets.sort();
     let dns_name = lb.dns_name().unwrap_or_default().to_string();
-    let tls_policy = tls.unwrap_or_else(|| raw.tags.get(TAG_TLS).map(|w| tls_of_word(w)).unwrap_or_default());
+    let tls_policy =
+        policy.map(tls_of_policy).unwrap_or_else(|| raw.tags.get(TAG_TLS).map(|w| tls_of_word(w)).unwrap_or_default());
+    // A named policy is reported only when it is not the portable one for its TLS version.
+    let security_policy = policy.filter(|p| *p != ssl_policy(tls_policy)).map(str::to_string);
     let gb = raw.tags.get(TAG_GB).and_then(|v| v.parse().ok()).or(spec_gb).unwrap_or(0.0);
     let mut subnet_ids: Vec<String> =
         lb.availability_zones().iter().filter_map(|z| z.subnet_id().map(str::to_string)).collect();
@@ -450,6 +453,7 @@ pub(super) fn observed(raw: &Raw, region: &str, spec_gb: Option<f64>) -> LoadBal
         routes,
         default_target_group: default_group,
         tls_policy,
+        security_policy,
         assumed_gb_processed_per_month: gb,
         dns_name,
         ip: None,

@@ -10,7 +10,7 @@ use konstacks_core::spec::{ListenerProtocol, LoadBalancerSpec};
 
 use aws_sdk_elasticloadbalancingv2::types::{Certificate, ProtocolEnum};
 
-use super::parts::{elb_tag, release_word, ssl_policy, tls_word, TAG_GB, TAG_RELEASE, TAG_TLS};
+use super::parts::{elb_tag, policy_of, release_word, tls_word, TAG_GB, TAG_RELEASE, TAG_TLS};
 use super::read::observed;
 use super::{listener_protocol, not_found};
 use crate::aws::error::sdk_error;
@@ -112,7 +112,7 @@ impl AwsProvider {
                 && have.l.default_actions().first().map(|a| (a.r#type(), a.target_group_arn(), a.redirect_config()))
                     == Some((action.r#type(), action.target_group_arn(), action.redirect_config()))
                 && (!https
-                    || (have.l.ssl_policy() == Some(ssl_policy(spec.tls_policy))
+                    || (have.l.ssl_policy() == Some(policy_of(spec))
                         && have.certs.first() == l.certificate_ids.first()));
             if !same {
                 let default_cert = l.certificate_ids.first().filter(|_| https);
@@ -121,7 +121,7 @@ impl AwsProvider {
                         .listener_arn(have.arn())
                         .protocol(listener_protocol(l))
                         .port(i32::from(l.port))
-                        .set_ssl_policy(https.then(|| ssl_policy(spec.tls_policy).to_string()))
+                        .set_ssl_policy(https.then(|| policy_of(spec).to_string()))
                         .set_certificates(default_cert.map(|c| vec![Certificate::builder().certificate_arn(c).build()]))
                         .default_actions(action.clone())
                         .send()
