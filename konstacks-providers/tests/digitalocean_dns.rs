@@ -111,8 +111,23 @@ async fn zones_and_records_round_trip() {
     // Reads by id and by stack.
     let by_id = records.read_many(&cx, &Selector::Ids(ids.clone())).await.unwrap();
     assert_eq!(by_id.len(), ids.len());
+    // A record someone added by hand is in the zone but not in the stack.
+    let hand = reqwest::Client::new()
+        .post(format!("{}/v2/domains/{domain}/records", h.fake.url))
+        .bearer_auth("fake-token-not-a-secret")
+        .json(&serde_json::json!({"type": "TXT", "name": "hand", "data": "added by hand", "ttl": 1800}))
+        .send()
+        .await
+        .unwrap();
+    assert!(hand.status().is_success(), "{hand:?}");
     let by_stack = records.read_many(&cx, &Selector::Stack("dnsstack".into())).await.unwrap();
     assert_eq!(by_stack.len(), ids.len(), "{by_stack:?}");
+    // Names, regions and every tag read back, from the records Konstacks keeps as tags.
+    let spf = by_stack.iter().find(|r| r.record_type == RecordType::Txt).unwrap();
+    assert_eq!((spf.name.as_str(), spf.region.as_str()), ("dnsstack-dns-spf", "fra1"));
+    assert_eq!(spf.tags, tags("dnsstack", "spf"));
+    let zone_read = zones.read_many(&cx, &Selector::Ids(vec![domain.into()])).await.unwrap();
+    assert_eq!((zone_read[0].name.as_str(), &zone_read[0].tags), ("dnsstack-dns-zone", &zspec.tags));
 
     for id in ids.iter().rev() {
         records.delete(&cx, id).await.unwrap();
@@ -122,6 +137,8 @@ async fn zones_and_records_round_trip() {
     zones.delete(&cx, domain).await.unwrap();
     zones.delete(&cx, domain).await.unwrap();
     assert!(h.fake.domains().is_empty());
+    let left: Vec<String> = h.fake.snapshot().tags.into_iter().filter(|t| t.starts_with("kxr:")).collect();
+    assert!(left.is_empty(), "record tags left: {left:?}");
     assert!(!h.fake.snapshot().projects.contains(&"dnsstack".to_string()));
     assert_no_violations(&b);
 }

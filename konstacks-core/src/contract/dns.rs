@@ -130,8 +130,9 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         validation_zone_id: Some(zone.id.clone()),
         tags: run.tags("cert"),
     };
+    let self_validated = run.p.catalog().certificates_validated_by_provider;
     let cert = run.create(Certificate::KIND, &check, || certs.create(cx, &cspec)).await?;
-    check_certificate(&check, &cspec, &cert, &domain)?;
+    check_certificate(&check, &cspec, &cert, &domain, self_validated)?;
     let check = run.check("read_certificates");
     let read_certs = move |sel: Selector| async move { certs.read_many(cx, &sel).await };
     run.check_reads(&check, &cert.id, read_certs).await?;
@@ -152,7 +153,8 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         .map_err(|e| call_failed(&check, "update_certificate", &e))?;
     tags(&check, &c_upd.tags, &updated.tags)?;
 
-    // A certificate validated by records the user creates.
+    // A certificate validated by records the user creates (refused where the provider validates
+    // every certificate itself).
     let check = run.check("manual_validation");
     let manual = format!("manual.{domain}");
     let mspec = CertificateSpec {
@@ -162,15 +164,50 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         validation_zone_id: None,
         tags: run.tags("manual-cert"),
     };
-    let mcert = run.create(Certificate::KIND, &check, || certs.create(cx, &mspec)).await?;
-    check_certificate(&check, &mspec, &mcert, &domain)?;
+    if self_validated {
+        if let Ok(c) = retry(cx, RETRY_CREATE, || certs.create(cx, &mspec)).await {
+            let _ = run.delete_raw(Certificate::KIND, &c.id).await;
+            return Err(failure(
+                &check,
+                "the catalogue says certificates are validated by the provider only, yet one without a \
+                 validation zone was accepted",
+            ));
+        }
+    } else {
+        manual_validation(run, &mspec, &zone.id, &domain, &mut made).await?;
+    }
+
+    for r in made.iter().rev() {
+        run.delete(DnsRecord::KIND, &r.id).await?;
+    }
+    run.delete(DnsRecord::KIND, &a.id).await?;
+    run.delete(Certificate::KIND, &cert.id).await?;
+    run.delete(DnsZone::KIND, &zone.id).await
+}
+
+/// A certificate nobody validated stays unissued until the user creates its validation
+/// records in the zone; the records made are added to `made`.
+async fn manual_validation(
+    run: &mut Run<'_>,
+    mspec: &CertificateSpec,
+    zone_id: &str,
+    domain: &str,
+    made: &mut Vec<DnsRecordObserved>,
+) -> Result<(), ContractFailure> {
+    let (records, certs) = (api::<DnsRecord>(run)?, api::<Certificate>(run)?);
+    let (records, certs) = (&*records, &*certs);
+    let cx = run.cx;
+    let check = run.check("manual_validation");
+    let mcert = run.create(Certificate::KIND, &check, || certs.create(cx, mspec)).await?;
+    check_certificate(&check, mspec, &mcert, domain, false)?;
     ensure(mcert.status != "issued", &check, || format!("a certificate nobody validated is {}", mcert.status))?;
     for (n, v) in mcert.validation_records.iter().enumerate() {
         let leaf = format!("validation-{n}");
-        let spec = record_spec(run, &leaf, &zone.id, &v.name, RecordType::Cname, &[v.value.as_str()]);
+        let spec = record_spec(run, &leaf, zone_id, &v.name, RecordType::Cname, &[v.value.as_str()]);
         made.push(run.create(DnsRecord::KIND, &check, || records.create(cx, &spec)).await?);
     }
     let ids = Selector::Ids(vec![mcert.id.clone()]);
+    let read_certs = move |sel: Selector| async move { certs.read_many(cx, &sel).await };
     eventually(
         cx,
         &check,
@@ -179,14 +216,7 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         |v| v.iter().any(|c| c.status == "issued"),
     )
     .await?;
-
-    for r in made.iter().rev() {
-        run.delete(DnsRecord::KIND, &r.id).await?;
-    }
-    run.delete(DnsRecord::KIND, &a.id).await?;
-    run.delete(Certificate::KIND, &mcert.id).await?;
-    run.delete(Certificate::KIND, &cert.id).await?;
-    run.delete(DnsZone::KIND, &zone.id).await
+    run.delete(Certificate::KIND, &mcert.id).await
 }
 
 /// A record the API must refuse; one it accepts anyway is deleted and reported.
@@ -233,11 +263,15 @@ fn check_certificate(
     want: &CertificateSpec,
     got: &CertificateObserved,
     domain: &str,
+    self_validated: bool,
 ) -> Result<(), ContractFailure> {
     field(check, "name", &want.name, &got.name)?;
     same_set(check, "domains", &want.domains, &got.domains)?;
     field(check, "validation_zone_id", &want.validation_zone_id, &got.validation_zone_id)?;
     ensure(!got.status.is_empty(), check, || "field `status` is empty".into())?;
+    if self_validated {
+        return tags(check, &want.tags, &got.tags);
+    }
     ensure(!got.validation_records.is_empty(), check, || "field `validation_records` is empty".into())?;
     ensure(got.validation_records.iter().all(|r| r.record_type == "CNAME" && within(&r.name, domain)), check, || {
         format!("validation records must be CNAMEs under `{domain}`: {:?}", got.validation_records)

@@ -86,6 +86,11 @@ pub struct Catalog {
     /// Cache node sizes.
     #[serde(default)]
     pub cache_sizes: Vec<Offer>,
+    /// The provider validates managed certificates itself, only in zones it hosts, and shows no
+    /// validation records (DigitalOcean's Let's Encrypt): a certificate validated by records the
+    /// user creates is refused at synth, and `validation_records` stays empty.
+    #[serde(default)]
+    pub certificates_validated_by_provider: bool,
     /// Named load balancer TLS security policies (none where the provider has no names).
     #[serde(default)]
     pub tls_policies: Vec<TlsPolicyOffer>,

@@ -178,17 +178,41 @@ impl ResourceKind for Certificate {
                 }
                 ix
             }
-            (None, true) => None,
+            (None, true) => {
+                if let Some(c) = cx.catalog().filter(|c| c.certificates_validated_by_provider) {
+                    cx.error(
+                        "manual-validation-unsupported",
+                        format!(
+                            "provider `{}` validates certificates itself, and only for domains whose DNS it hosts; \
+                             records you create cannot validate one",
+                            c.provider
+                        ),
+                        "add a DnsZone for the domain to the stack, delegate the domain to the provider's name \
+                         servers and use `.validate_in(zone)`",
+                    );
+                }
+                None
+            }
             (None, false) => {
                 let covering = covering_zone(cx, &domains);
                 if covering.is_none() && !domains.is_empty() {
+                    let help = match cx.catalog().filter(|c| c.certificates_validated_by_provider) {
+                        Some(c) => format!(
+                            "provider `{}` issues certificates only for domains whose DNS it hosts: add a DnsZone \
+                             for the domain and delegate it to the provider's name servers",
+                            c.provider
+                        ),
+                        None => {
+                            "give .validate_in(zone) or .manual_validation() and create the records yourself".into()
+                        }
+                    };
                     cx.error(
                         "certificate-unvalidated",
                         format!(
                             "no zone of the stack covers {}, so nothing would validate the certificate",
                             domains.join(", ")
                         ),
-                        "give .validate_in(zone) or .manual_validation() and create the records yourself",
+                        help,
                     );
                 }
                 covering
@@ -267,7 +291,7 @@ impl Ref<Certificate> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
     use crate::model::placement::{Placement, Stage};
@@ -289,6 +313,20 @@ mod tests {
         let partner = &s.resources[s.index_of("partner").unwrap()];
         assert!(partner.depends_on.is_empty());
         assert_eq!(partner.fields["validation_zone_id"], Expr::Lit(serde_json::Value::Null));
+    }
+
+    #[test]
+    fn a_provider_that_validates_certificates_itself_refuses_manual_validation() {
+        let stack = Stack::new("shop", Placement::region("eu-central"), Stage::Dev);
+        stack.add("partner", Certificate::new(["example.net"]).manual_validation());
+        stack.add("stray", Certificate::new(["example.org"]));
+        let mut cat = SimCloud::catalog();
+        cat.certificates_validated_by_provider = true;
+        let Err(crate::error::Error::Invalid(d)) = stack.synth(&[&cat]) else { panic!("refused") };
+        let got: Vec<(&str, &str)> = d.iter().map(|d| (d.path.as_str(), d.code)).collect();
+        assert_eq!(got, [("shop/stray", "certificate-unvalidated"), ("shop/partner", "manual-validation-unsupported")]);
+        assert!(d.iter().all(|d| d.help.contains("DnsZone")), "{d:?}");
+        assert!(stack.synth(&[&SimCloud::catalog()]).is_err(), "the stray one is refused everywhere");
     }
 
     #[test]

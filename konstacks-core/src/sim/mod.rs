@@ -256,6 +256,7 @@ impl SimCloud {
                 ("cache-large", "sim.cache.large", Some(120.0)),
             ]),
             kinds: kinds::ALL.iter().map(|k| k.as_str().to_string()).collect(),
+            certificates_validated_by_provider: false,
             tls_policies: vec![
                 TlsPolicyOffer::new("sim-compatible-2026", "1.2"),
                 TlsPolicyOffer::new("sim-modern-2026", "1.3"),

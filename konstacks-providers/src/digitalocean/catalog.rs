@@ -3,14 +3,27 @@
 //! is not an API call. It also holds the few facts the backend maps between Konstacks' portable
 //! names and DigitalOcean's slugs (engines, synthetic zones).
 
+use konstacks_core::kind::catalog::UnitPrice;
 use konstacks_core::kind::{Kind, ResourceKind};
+use konstacks_core::kinds::dns_zone::{PRICE_MILLION_QUERIES, PRICE_ZONE_MONTH};
+use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
 use konstacks_core::model::{
     Cache, CacheEngine, Database, DbEngine as Engine, Firewall, Jurisdiction, Subnet, Vm, Vpc,
 };
 use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
 
 /// The kinds the DigitalOcean backend registers (see `DigitalOcean::provider`).
-pub const KINDS: &[Kind] = &[Cache::KIND, Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+pub const KINDS: &[Kind] = &[
+    Cache::KIND,
+    Certificate::KIND,
+    Database::KIND,
+    DnsRecord::KIND,
+    DnsZone::KIND,
+    Firewall::KIND,
+    Subnet::KIND,
+    Vm::KIND,
+    Vpc::KIND,
+];
 
 /// The provider name stacks select (`TemplateContext::provider("digitalocean")`).
 pub const PROVIDER_NAME: &str = "digitalocean";
@@ -161,8 +174,10 @@ pub fn catalog() -> Catalog {
             ("cache-large", "db-s-4vcpu-8gb", 120.0),
         ]),
         kinds: KINDS.iter().map(|k| k.as_str().to_string()).collect(),
-        // Database cluster names are the shortest limit DigitalOcean puts on names.
+        // Let's Encrypt through DigitalOcean DNS only (see `certificate`).
+        certificates_validated_by_provider: true,
         tls_policies: Vec::new(),
+        // Database cluster names are the shortest limit DigitalOcean puts on names.
         max_name_len: 63,
         min_zones: ZONES_PER_REGION,
         pricing: Pricing {
@@ -173,8 +188,9 @@ pub fn catalog() -> Catalog {
             // A droplet's public IPv4 address is included in its price.
             public_ipv4_month: Some(0.0),
             region_multipliers: Vec::new(),
-            // No DNS kind is offered by this backend yet.
-            unit_prices: Vec::new(),
+            // DigitalOcean's DNS hosting and its queries are free ("DNS is free" on the DNS
+            // product and pricing pages); Let's Encrypt certificates are free too.
+            unit_prices: vec![UnitPrice::new(PRICE_ZONE_MONTH, 0.0), UnitPrice::new(PRICE_MILLION_QUERIES, 0.0)],
             // The load balancer kind is not offered by this backend yet.
             load_balancer_hour: None,
             load_balancer_gb_processed: None,

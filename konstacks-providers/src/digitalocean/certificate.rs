@@ -8,18 +8,19 @@
 //! - Every name must lie in the validation zone, which must be a DigitalOcean domain (a zone of
 //!   this backend; its id is the domain).
 //! - `pending` reads as `pending_validation`, `verified` as `issued`, `error` as `failed`.
-//! - Certificates cannot be tagged or changed: an update sends nothing (only tags could change,
-//!   and they are not stored). A read by stack finds the certificates whose name starts with
-//!   `<stack>-` (Konstacks derives physical names from the stack); only the `konstacks:stack`
-//!   tag reads back.
+//! - Certificates cannot be tagged or changed: their region and tags are kept as record tags
+//!   (see `owned`), which an update rewrites; a read by stack finds the certificates whose record
+//!   names the stack.
 
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::ProviderError;
 use konstacks_core::provider::{Api, ProviderResult};
-use konstacks_core::spec::{Certificate, CertificateObserved, CertificateSpec, Selector, Tags, TAG_STACK};
+use konstacks_core::spec::{Certificate, CertificateObserved, CertificateSpec, Selector, TAG_STACK};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
+use super::labels::RecordKind;
+use super::owned::{fields_of, owned, Owned};
 use super::types::{Links, Paged};
 use super::{immutable, invalid, DigitalOcean};
 
@@ -100,19 +101,19 @@ pub(crate) fn check_certificate(spec: &CertificateSpec) -> ProviderResult<&str> 
 }
 
 impl DigitalOcean {
-    fn certificate_observed(&self, c: &DoCertificate, zone: Option<String>, tags: Tags) -> CertificateObserved {
+    fn certificate_observed(&self, c: &DoCertificate, zone: Option<String>, w: Owned) -> CertificateObserved {
         let mut domains = c.dns_names.clone();
         domains.sort();
         CertificateObserved {
             id: c.id.clone(),
             name: c.name.clone(),
-            region: String::new(),
+            region: w.region.unwrap_or_default(),
             domains,
             validation_zone_id: zone,
             status: status_of(&c.state),
             validation_records: Vec::new(),
             not_after: c.not_after.clone().filter(|_| c.state == "verified"),
-            tags,
+            tags: w.tags,
         }
     }
 
@@ -135,6 +136,9 @@ fn zone_guess(c: &DoCertificate) -> Option<String> {
 impl Api<Certificate> for DigitalOcean {
     async fn create(&self, cx: &OpContext, spec: &CertificateSpec) -> ProviderResult<CertificateObserved> {
         let zone = check_certificate(spec)?.to_string();
+        // The key of a record is a fixed-length hash: the name stands in for the id not known yet.
+        let fields = fields_of(RecordKind::Certificate, &spec.name, &spec.name, &spec.region, &spec.tags)?;
+        let w = Owned { name: None, region: Some(spec.region.clone()), tags: spec.tags.clone() };
         let domains: Vec<String> = self
             .client
             .get::<serde_json::Value>(cx, &format!("/v2/domains/{zone}"), &[])
@@ -166,7 +170,8 @@ impl Api<Certificate> for DigitalOcean {
                     format!("a certificate named `{}` already exists for other names ({have:?})", spec.name),
                 ));
             }
-            return Ok(self.certificate_observed(c, Some(zone), spec.tags.clone()));
+            self.write_owned(cx, RecordKind::Certificate, &c.id, &fields).await?;
+            return Ok(self.certificate_observed(c, Some(zone), w));
         }
         let body = CertificateCreate { name: spec.name.clone(), cert_type: "lets_encrypt", dns_names: want };
         let c: CertificateEnvelope = self
@@ -174,7 +179,8 @@ impl Api<Certificate> for DigitalOcean {
             .send(cx, Method::POST, "/v2/certificates", &body)
             .await
             .map_err(|e| e.into_provider(format!("creating certificate `{}`", spec.name)))?;
-        Ok(self.certificate_observed(&c.certificate, Some(zone), spec.tags.clone()))
+        self.write_owned(cx, RecordKind::Certificate, &c.certificate.id, &fields).await?;
+        Ok(self.certificate_observed(&c.certificate, Some(zone), w))
     }
 
     async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<CertificateObserved>> {
@@ -183,20 +189,19 @@ impl Api<Certificate> for DigitalOcean {
             .list::<CertificateList>(cx, "/v2/certificates", &[])
             .await
             .map_err(|e| e.into_provider("listing certificates"))?;
+        let records = self.records(cx).await?;
+        let of = |c: &DoCertificate| owned(&records, RecordKind::Certificate, &c.id);
         let out = match sel {
             Selector::Ids(ids) => all
                 .iter()
                 .filter(|c| ids.contains(&c.id))
-                .map(|c| self.certificate_observed(c, zone_guess(c), Tags::new()))
+                .map(|c| self.certificate_observed(c, zone_guess(c), of(c).unwrap_or_default()))
                 .collect(),
-            Selector::Stack(s) => {
-                let prefix = format!("{s}-");
-                let tags = Tags::from([(TAG_STACK.to_string(), s.clone())]);
-                all.iter()
-                    .filter(|c| c.name.starts_with(&prefix))
-                    .map(|c| self.certificate_observed(c, zone_guess(c), tags.clone()))
-                    .collect()
-            }
+            Selector::Stack(s) => all
+                .iter()
+                .filter_map(|c| Some((c, of(c).filter(|w| w.tags.get(TAG_STACK) == Some(s))?)))
+                .map(|(c, w)| self.certificate_observed(c, zone_guess(c), w))
+                .collect(),
             _ => return Err(invalid("this selector is not supported by the DigitalOcean certificate backend")),
         };
         Ok(out)
@@ -210,14 +215,18 @@ impl Api<Certificate> for DigitalOcean {
         have.sort();
         want.sort();
         immutable(&format!("certificate `{id}`"), "domains", &have, &want)?;
-        Ok(self.certificate_observed(&c, Some(zone), spec.tags.clone()))
+        let fields = fields_of(RecordKind::Certificate, id, &spec.name, &spec.region, &spec.tags)?;
+        self.write_owned(cx, RecordKind::Certificate, id, &fields).await?;
+        let w = Owned { name: None, region: Some(spec.region.clone()), tags: spec.tags.clone() };
+        Ok(self.certificate_observed(&c, Some(zone), w))
     }
 
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         match self.client.send_empty::<()>(cx, Method::DELETE, &format!("/v2/certificates/{id}"), None).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(e.into_provider(format!("deleting certificate `{id}`"))),
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into_provider(format!("deleting certificate `{id}`"))),
         }
+        self.forget_owned(cx, RecordKind::Certificate, &[id.to_string()]).await
     }
 }

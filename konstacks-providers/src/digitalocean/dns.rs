@@ -9,13 +9,14 @@
 //!   DigitalOcean records of that name and type. The engine keeps ids in state; reads by id need
 //!   nothing else.
 //! - **No tags.** Domains and records cannot be tagged. A zone joins the stack's project (urn
-//!   `do:domain:<name>`), which is how a read by stack finds the stack's zones, and the records
-//!   of a stack are the record sets of those zones. Only the `konstacks:stack` tag reads back;
-//!   path and name labels cannot be stored, so the engine's adoption by tags cannot match a
-//!   zone or record after a crash. Instead creation is idempotent on the deterministic id: a
-//!   zone that already exists *in the stack's project* is taken over, and a record set whose
-//!   DigitalOcean records already hold exactly the spec's values is taken over; anything else
-//!   that exists is refused as `AlreadyExists`, never overwritten.
+//!   `do:domain:<name>`), which is how a read by stack finds the stack's zones. The name, region
+//!   and tags of zones and record sets are kept as record tags (see `owned`), so they read back
+//!   and the engine's adoption by tags works after a crash; the record sets of a stack are those
+//!   of its zones that have such a record (records someone added by hand are left out).
+//!   Creation is also idempotent on the deterministic id: a zone that already exists *in the
+//!   stack's project* is taken over, and a record set whose DigitalOcean records already hold
+//!   exactly the spec's values is taken over; anything else that exists is refused as
+//!   `AlreadyExists`, never overwritten.
 //! - **Alias records** (the apex alias to a load balancer) do not exist on DigitalOcean: an
 //!   alias whose target is an IPv4 address (a DigitalOcean load balancer's IP) becomes an `A`
 //!   record with a 60-second TTL and reads back as the alias; an alias to a host name is refused
@@ -38,6 +39,8 @@ use reqwest::Method;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
+use super::labels::RecordKind;
+use super::owned::{fields_of, owned, Owned};
 use super::types::{Links, Paged, ProjectResource, ProjectResourceList};
 use super::{immutable, invalid, stack_of, ApiError, DigitalOcean};
 
@@ -126,6 +129,12 @@ fn wire_type(t: RecordType) -> &'static str {
     }
 }
 
+/// The Konstacks types a DigitalOcean record type can stand for (an `A` record may be an alias).
+fn konstacks_types(wire: &str) -> impl Iterator<Item = RecordType> {
+    let alias = (wire == "A").then_some(RecordType::Alias);
+    RecordType::from_name(wire).into_iter().chain(alias)
+}
+
 /// DigitalOcean's record name: `@` at the apex, else relative to the domain.
 fn relative(fqdn: &str, domain: &str) -> String {
     if fqdn == domain {
@@ -212,6 +221,19 @@ fn stack_tags(stack: &str) -> Tags {
     Tags::from([(TAG_STACK.to_string(), stack.to_string())])
 }
 
+/// The name, region and tags of a spec, as its record keeps them.
+fn owned_of(name: &str, region: &str, tags: &Tags) -> Owned {
+    Owned { name: Some(name.to_string()), region: Some(region.to_string()), tags: tags.clone() }
+}
+
+/// A record set read back with what its record says.
+fn with_owned(mut o: DnsRecordObserved, w: Owned) -> DnsRecordObserved {
+    o.name = w.name.unwrap_or(o.name);
+    o.region = w.region.unwrap_or_default();
+    o.tags = w.tags;
+    o
+}
+
 /// The observed record set `t` at `fqdn` from its DigitalOcean records.
 fn observed_set(domain: &str, t: RecordType, fqdn: &str, recs: &[&DoRecord], tags: Tags) -> DnsRecordObserved {
     let mut values: Vec<String> = recs.iter().map(|r| value_of(t, r, domain)).collect();
@@ -254,13 +276,7 @@ impl DigitalOcean {
         self.domain_records(cx, domain, &[("name", fqdn.to_string()), ("type", wire.to_string())]).await
     }
 
-    async fn zone_observed(
-        &self,
-        cx: &OpContext,
-        domain: &str,
-        name: &str,
-        tags: Tags,
-    ) -> ProviderResult<DnsZoneObserved> {
+    async fn zone_observed(&self, cx: &OpContext, domain: &str, w: Owned) -> ProviderResult<DnsZoneObserved> {
         let ns = self
             .set_records(cx, domain, "NS", domain)
             .await
@@ -279,12 +295,12 @@ impl DigitalOcean {
             .collect();
         Ok(DnsZoneObserved {
             id: domain.to_string(),
-            name: name.to_string(),
-            region: String::new(),
+            name: w.name.unwrap_or_else(|| domain.to_string()),
+            region: w.region.unwrap_or_default(),
             domain: domain.to_string(),
             name_servers,
             managed_records,
-            tags,
+            tags: w.tags,
         })
     }
 
@@ -318,6 +334,7 @@ impl Api<DnsZone> for DigitalOcean {
     async fn create(&self, cx: &OpContext, spec: &DnsZoneSpec) -> ProviderResult<DnsZoneObserved> {
         let domain = spec.domain.to_ascii_lowercase();
         let stack = stack_of(&spec.tags, cx);
+        let fields = fields_of(RecordKind::Zone, &domain, &spec.name, &spec.region, &spec.tags)?;
         let r: Result<IgnoredAny, ApiError> =
             self.client.send(cx, Method::POST, "/v2/domains", &Domain { name: domain.clone() }).await;
         match r {
@@ -336,7 +353,8 @@ impl Api<DnsZone> for DigitalOcean {
             }
             Err(e) => return Err(e.into_provider(format!("creating domain `{domain}`"))),
         }
-        self.zone_observed(cx, &domain, &spec.name, spec.tags.clone()).await
+        self.write_owned(cx, RecordKind::Zone, &domain, &fields).await?;
+        self.zone_observed(cx, &domain, owned_of(&spec.name, &spec.region, &spec.tags)).await
     }
 
     async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DnsZoneObserved>> {
@@ -348,29 +366,44 @@ impl Api<DnsZone> for DigitalOcean {
             }
             _ => return Err(invalid("this selector is not supported by the DigitalOcean DNS backend")),
         };
+        let records = self.records(cx).await?;
         let mut out = Vec::with_capacity(wanted.len());
         for d in &wanted {
-            let tags = stack.map(stack_tags).unwrap_or_default();
-            out.push(self.zone_observed(cx, d, d, tags).await?);
+            let w = owned(&records, RecordKind::Zone, d)
+                .unwrap_or_else(|| Owned { tags: stack.map(stack_tags).unwrap_or_default(), ..Owned::default() });
+            out.push(self.zone_observed(cx, d, w).await?);
         }
         Ok(out)
     }
 
-    /// Only tags can change, and DigitalOcean domains have none: nothing is sent.
+    /// Only tags can change, and they live in the zone's record: the domain is not touched.
     async fn update(&self, cx: &OpContext, id: &str, spec: &DnsZoneSpec) -> ProviderResult<DnsZoneObserved> {
         immutable(&format!("zone `{id}`"), "domain", &id.to_string(), &spec.domain.to_ascii_lowercase())?;
+        let fields = fields_of(RecordKind::Zone, id, &spec.name, &spec.region, &spec.tags)?;
         if !self.all_domains(cx).await?.iter().any(|d| d == id) {
             return Err(ProviderError::not_found(format!("domain `{id}` does not exist on DigitalOcean")));
         }
-        self.zone_observed(cx, id, &spec.name, spec.tags.clone()).await
+        self.write_owned(cx, RecordKind::Zone, id, &fields).await?;
+        self.zone_observed(cx, id, owned_of(&spec.name, &spec.region, &spec.tags)).await
     }
 
+    /// The domain goes with every record in it; so do the records of its record sets.
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+        let sets: Vec<String> = match self.domain_records(cx, id, &[]).await {
+            Ok(recs) => recs
+                .iter()
+                .flat_map(|r| konstacks_types(&r.record_type).map(|t| record_id(id, t, &absolute(&r.name, id))))
+                .collect(),
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => return Err(e.into_provider(format!("listing the records of `{id}`"))),
+        };
         match self.client.send_empty::<()>(cx, Method::DELETE, &format!("/v2/domains/{id}"), None).await {
             Ok(()) => {}
-            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into_provider(format!("deleting domain `{id}`"))),
         }
+        self.forget_owned(cx, RecordKind::DnsRecord, &sets).await?;
+        self.forget_owned(cx, RecordKind::Zone, &[id.to_string()]).await?;
         let stack = cx.stack.clone();
         self.forget_project_if_empty(cx, &stack).await;
         Ok(())
@@ -460,6 +493,8 @@ impl Api<DnsRecord> for DigitalOcean {
     async fn create(&self, cx: &OpContext, spec: &DnsRecordSpec) -> ProviderResult<DnsRecordObserved> {
         check_record(spec)?;
         let (domain, t, fqdn) = (&spec.zone_id, spec.record_type, &spec.fqdn);
+        let id = record_id(domain, t, fqdn);
+        let fields = fields_of(RecordKind::DnsRecord, &id, &spec.name, &spec.region, &spec.tags)?;
         let at_name = self
             .domain_records(cx, domain, &[("name", fqdn.clone())])
             .await
@@ -492,11 +527,14 @@ impl Api<DnsRecord> for DigitalOcean {
             }
         }
         self.converge_set(cx, spec, same).await?;
+        self.write_owned(cx, RecordKind::DnsRecord, &id, &fields).await?;
         self.read_set(cx, spec).await
     }
 
     async fn read_many(&self, cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<DnsRecordObserved>> {
         let mut out = Vec::new();
+        let records = self.records(cx).await?;
+        let owned_set = |o: DnsRecordObserved| owned(&records, RecordKind::DnsRecord, &o.id).map(|w| with_owned(o, w));
         match sel {
             Selector::Ids(ids) => {
                 let mut by_domain: BTreeMap<String, Vec<(RecordType, String)>> = BTreeMap::new();
@@ -517,7 +555,8 @@ impl Api<DnsRecord> for DigitalOcean {
                             .filter(|r| r.record_type == wire_type(t) && absolute(&r.name, &d) == f)
                             .collect();
                         if !of.is_empty() {
-                            out.push(observed_set(&d, t, &f, &of, Tags::new()));
+                            let o = observed_set(&d, t, &f, &of, Tags::new());
+                            out.push(owned_set(o.clone()).unwrap_or(o));
                         }
                     }
                 }
@@ -538,9 +577,10 @@ impl Api<DnsRecord> for DigitalOcean {
                         }
                         sets.entry((r.record_type.clone(), fqdn)).or_default().push(r);
                     }
-                    for ((t, f), of) in sets {
-                        if let Some(t) = RecordType::from_name(&t) {
-                            out.push(observed_set(&d, t, &f, &of, stack_tags(s)));
+                    // Only the sets Konstacks recorded: records added by hand are not the stack's.
+                    for ((wire, f), of) in sets {
+                        for t in konstacks_types(&wire) {
+                            out.extend(owned_set(observed_set(&d, t, &f, &of, stack_tags(s))));
                         }
                     }
                 }
@@ -554,6 +594,7 @@ impl Api<DnsRecord> for DigitalOcean {
         check_record(spec)?;
         let want_id = record_id(&spec.zone_id, spec.record_type, &spec.fqdn);
         immutable(&format!("record `{id}`"), "zone, type and name", &id.to_string(), &want_id)?;
+        let fields = fields_of(RecordKind::DnsRecord, id, &spec.name, &spec.region, &spec.tags)?;
         let have = self
             .set_records(cx, &spec.zone_id, wire_type(spec.record_type), &spec.fqdn)
             .await
@@ -562,6 +603,7 @@ impl Api<DnsRecord> for DigitalOcean {
             return Err(ProviderError::not_found(format!("record `{id}` does not exist on DigitalOcean")));
         }
         self.converge_set(cx, spec, have).await?;
+        self.write_owned(cx, RecordKind::DnsRecord, id, &fields).await?;
         self.read_set(cx, spec).await
     }
 
@@ -571,7 +613,7 @@ impl Api<DnsRecord> for DigitalOcean {
         };
         let have = match self.set_records(cx, &domain, wire_type(t), &fqdn).await {
             Ok(h) => h,
-            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.is_not_found() => Vec::new(),
             Err(e) => return Err(e.into_provider(format!("reading record `{id}`"))),
         };
         for r in have {
@@ -582,7 +624,7 @@ impl Api<DnsRecord> for DigitalOcean {
                 Err(e) => return Err(e.into_provider(format!("deleting record `{id}`"))),
             }
         }
-        Ok(())
+        self.forget_owned(cx, RecordKind::DnsRecord, &[id.to_string()]).await
     }
 }
 

@@ -203,6 +203,12 @@ pub(crate) enum RecordKind {
     Subnet,
     /// A cloud firewall, keyed by its uuid.
     Firewall,
+    /// A domain (DNS zone), keyed by [`object_key`] of its name.
+    Zone,
+    /// A record set, keyed by [`object_key`] of its id.
+    DnsRecord,
+    /// A certificate, keyed by [`object_key`] of its uuid.
+    Certificate,
 }
 
 impl RecordKind {
@@ -210,6 +216,9 @@ impl RecordKind {
         match self {
             RecordKind::Subnet => "sn",
             RecordKind::Firewall => "fw",
+            RecordKind::Zone => "dz",
+            RecordKind::DnsRecord => "dr",
+            RecordKind::Certificate => "ct",
         }
     }
 }
@@ -236,10 +245,15 @@ impl Record {
         let kind = match code {
             "sn" => RecordKind::Subnet,
             "fw" => RecordKind::Firewall,
+            "dz" => RecordKind::Zone,
+            "dr" => RecordKind::DnsRecord,
+            "ct" => RecordKind::Certificate,
             _ => return None,
         };
         let (key, field) = match kind {
-            RecordKind::Firewall => rest.split_once(':')?,
+            RecordKind::Firewall | RecordKind::Zone | RecordKind::DnsRecord | RecordKind::Certificate => {
+                rest.split_once(':')?
+            }
             RecordKind::Subnet => {
                 let (vpc, rest) = rest.split_once(':')?;
                 let (cidr, field) = rest.split_once(':')?;
@@ -254,6 +268,13 @@ impl Record {
 /// The record key of a subnet.
 pub(crate) fn subnet_record_key(vpc: &str, cidr: &str) -> String {
     format!("{}:{}", escape(vpc, false), cidr_key(cidr))
+}
+
+/// The record key of an object whose id may be long or hold any character (a domain, a record
+/// set, a certificate): 16 hex digits of its FNV-1a hash, so every record tag stays short.
+pub(crate) fn object_key(id: &str) -> String {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 /// The record key of a firewall.
@@ -391,6 +412,13 @@ mod tests {
         assert_eq!(Record::parse(&r.tag()), Some(r));
         let f = Record { kind: RecordKind::Firewall, key: firewall_record_key("fw-1"), field: "z:0".into() };
         assert_eq!(Record::parse(&f.tag()), Some(f));
+        for kind in [RecordKind::Zone, RecordKind::DnsRecord, RecordKind::Certificate] {
+            let key = object_key("shop.example.com/TXT/_dmarc.shop.example.com");
+            let r = Record { kind, key, field: name_field("shop-edge-dmarc") };
+            assert_eq!(Record::parse(&r.tag()), Some(r));
+        }
+        assert_eq!(object_key("a").len(), 16);
+        assert_ne!(object_key("shop.example.com"), object_key("shop.example.org"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod database;
 mod dns;
 pub(crate) mod labels;
 mod network;
+mod owned;
 mod projects;
 pub mod types;
 pub use crate::userdata;
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
+use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
 use konstacks_core::model::{Cache, Database, Firewall, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::secret::Secret;
@@ -185,7 +187,10 @@ impl DigitalOcean {
     pub fn provider(self: &Arc<Self>) -> Provider {
         Provider::builder(PROVIDER_NAME, Arc::clone(self) as Arc<dyn Region>)
             .kind::<Cache>(Arc::clone(self) as _)
+            .kind::<Certificate>(Arc::clone(self) as _)
             .kind::<Database>(Arc::clone(self) as _)
+            .kind::<DnsRecord>(Arc::clone(self) as _)
+            .kind::<DnsZone>(Arc::clone(self) as _)
             .kind::<Firewall>(Arc::clone(self) as _)
             .kind::<Subnet>(Arc::clone(self) as _)
             .kind::<Vm>(Arc::clone(self) as _)

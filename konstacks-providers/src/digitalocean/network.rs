@@ -32,7 +32,7 @@ use super::types::{
 use super::{conflict, immutable, invalid, stack_of, ApiError, DigitalOcean};
 
 /// Records grouped by (kind, key): their fields.
-type Records = BTreeMap<(RecordKind, String), BTreeSet<String>>;
+pub(crate) type Records = BTreeMap<(RecordKind, String), BTreeSet<String>>;
 
 fn valid_name(name: &str, first_alnum: bool) -> bool {
     !name.is_empty()
@@ -328,7 +328,7 @@ fn firewall_fields(spec: &FirewallSpec) -> ProviderResult<BTreeSet<String>> {
     Ok(f)
 }
 
-fn check_lengths(kind: RecordKind, key: &str, fields: &BTreeSet<String>) -> ProviderResult<()> {
+pub(crate) fn check_lengths(kind: RecordKind, key: &str, fields: &BTreeSet<String>) -> ProviderResult<()> {
     for field in fields {
         let tag = Record { kind, key: key.to_string(), field: field.clone() }.tag();
         if tag.len() > labels::MAX_TAG_LEN {
@@ -343,7 +343,7 @@ fn check_lengths(kind: RecordKind, key: &str, fields: &BTreeSet<String>) -> Prov
 }
 
 impl DigitalOcean {
-    async fn records(&self, cx: &OpContext) -> ProviderResult<Records> {
+    pub(crate) async fn records(&self, cx: &OpContext) -> ProviderResult<Records> {
         let mut out: Records = BTreeMap::new();
         for t in self.all_tags(cx).await? {
             if let Some(r) = Record::parse(&t) {
@@ -354,7 +354,7 @@ impl DigitalOcean {
     }
 
     /// Bring the record fields of one object from `current` to `desired` (added first).
-    async fn sync_record(
+    pub(crate) async fn sync_record(
         &self,
         cx: &OpContext,
         kind: RecordKind,

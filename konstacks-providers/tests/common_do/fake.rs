@@ -130,6 +130,10 @@ pub struct Snapshot {
     pub databases: Vec<String>,
     /// Project names.
     pub projects: Vec<String>,
+    /// Domain names.
+    pub domains: Vec<String>,
+    /// Certificate names.
+    pub certificates: Vec<String>,
 }
 
 /// A handle on a running fake.
@@ -207,6 +211,8 @@ impl Fake {
             droplets: s.droplets.values().map(|d| d.name.clone()).collect(),
             databases: s.dbs.values().map(|d| d.name.clone()).collect(),
             projects: s.projects.values().map(|p| p.name.clone()).collect(),
+            domains: s.domains.keys().cloned().collect(),
+            certificates: s.certs.values().filter_map(|c| c.0["name"].as_str().map(str::to_string)).collect(),
         }
     }
 
