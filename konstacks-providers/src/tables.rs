@@ -51,6 +51,7 @@ impl Tables<'_> {
             cache_sizes: Vec::new(),
             kinds: self.kinds.iter().map(|k| k.as_str().to_string()).collect(),
             certificates_validated_by_provider: false,
+            load_balancers_one_pool: false,
             tls_policies: Vec::new(),
             max_name_len: self.max_name_len,
             min_zones: self.min_zones,

@@ -32,6 +32,7 @@ fn assert_fake_empty() {
     assert!(s.projects.is_empty(), "projects left: {:?}", s.projects);
     assert!(s.domains.is_empty(), "domains left: {:?}", s.domains);
     assert!(s.certificates.is_empty(), "certificates left: {:?}", s.certificates);
+    assert!(s.load_balancers.is_empty(), "load balancers left: {:?}", s.load_balancers);
     assert!(konstacks_tags(&s.tags).is_empty(), "tags left: {:?}", konstacks_tags(&s.tags));
 }
 
@@ -93,6 +94,28 @@ async fn contract_dns() {
     let log = h.fake.log();
     assert!(log.iter().any(|l| l.starts_with("POST /v2/certificates ")), "{log:?}");
     assert!(log.iter().any(|l| l.starts_with("POST /v2/domains ")), "{log:?}");
+    assert_no_violations(&b);
+}
+
+/// A load balancer in the VPC sending HTTP to a droplet: its health from the monitoring API,
+/// the droplet's deletion refused while it is a target, and an update of its one pool in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_load_balancer() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    h.fake.set_max_per_page(3);
+    let b = backend();
+    let p = provider(&b);
+    assert!(p.catalog().load_balancers_one_pool);
+    let clock = VirtualClock::shared();
+    let o = ContractOptions::new("fra1");
+    let cx = cx(&clock, &o.stack);
+    contract::run_load_balancer(&p, &cx, &o).await.unwrap();
+    assert_fake_empty();
+    let log = h.fake.log();
+    assert!(log.iter().any(|l| l.starts_with("POST /v2/load_balancers ")), "{log:?}");
+    assert!(log.iter().any(|l| l.starts_with("PUT /v2/load_balancers/")), "updated in place: {log:?}");
+    assert!(log.iter().any(|l| l.contains("droplets_health_checks")), "{log:?}");
     assert_no_violations(&b);
 }
 

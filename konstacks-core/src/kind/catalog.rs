@@ -91,6 +91,11 @@ pub struct Catalog {
     /// user creates is refused at synth, and `validation_records` stays empty.
     #[serde(default)]
     pub certificates_validated_by_provider: bool,
+    /// The provider's load balancers send every request to one pool of VMs (DigitalOcean's): one
+    /// target group, no host or path rules, one certificate per HTTPS listener. Synth refuses
+    /// more.
+    #[serde(default)]
+    pub load_balancers_one_pool: bool,
     /// Named load balancer TLS security policies (none where the provider has no names).
     #[serde(default)]
     pub tls_policies: Vec<TlsPolicyOffer>,

@@ -654,6 +654,7 @@ impl ResourceKind for LoadBalancer {
         let groups = check::target_groups(cx, self);
         let default = check::routing(cx, self);
         let tls_policy = check::security_policy(cx, self);
+        check::one_pool(cx, self);
         let (subnet_ids, firewall_ids) = (cx.ids_of(&check::distinct(&subnets)), cx.ids_of(&check::distinct(&fws)));
         cx.set(field::SCHEME, self.scheme);
         cx.set_expr(field::SUBNET_IDS, subnet_ids);

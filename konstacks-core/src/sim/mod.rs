@@ -257,6 +257,7 @@ impl SimCloud {
             ]),
             kinds: kinds::ALL.iter().map(|k| k.as_str().to_string()).collect(),
             certificates_validated_by_provider: false,
+            load_balancers_one_pool: false,
             tls_policies: vec![
                 TlsPolicyOffer::new("sim-compatible-2026", "1.2"),
                 TlsPolicyOffer::new("sim-modern-2026", "1.3"),

@@ -6,11 +6,11 @@
 use konstacks_core::kind::catalog::UnitPrice;
 use konstacks_core::kind::{Kind, ResourceKind};
 use konstacks_core::kinds::dns_zone::{PRICE_MILLION_QUERIES, PRICE_ZONE_MONTH};
-use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
+use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone, LoadBalancer};
 use konstacks_core::model::{
     Cache, CacheEngine, Database, DbEngine as Engine, Firewall, Jurisdiction, Subnet, Vm, Vpc,
 };
-use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo};
+use konstacks_core::provider::{Catalog, EngineOffer, Offer, Pricing, RegionInfo, TlsPolicyOffer};
 
 /// The kinds the DigitalOcean backend registers (see `DigitalOcean::provider`).
 pub const KINDS: &[Kind] = &[
@@ -20,6 +20,7 @@ pub const KINDS: &[Kind] = &[
     DnsRecord::KIND,
     DnsZone::KIND,
     Firewall::KIND,
+    LoadBalancer::KIND,
     Subnet::KIND,
     Vm::KIND,
     Vpc::KIND,
@@ -176,7 +177,10 @@ pub fn catalog() -> Catalog {
         kinds: KINDS.iter().map(|k| k.as_str().to_string()).collect(),
         // Let's Encrypt through DigitalOcean DNS only (see `certificate`).
         certificates_validated_by_provider: true,
-        tls_policies: Vec::new(),
+        // One droplet pool per load balancer, no rules (see `load_balancer`).
+        load_balancers_one_pool: true,
+        // `tls_cipher_policy`: both accept TLS 1.2 and 1.3; STRONG drops the weaker ciphers.
+        tls_policies: vec![TlsPolicyOffer::new("DEFAULT", "1.2"), TlsPolicyOffer::new("STRONG", "1.2")],
         // Database cluster names are the shortest limit DigitalOcean puts on names.
         max_name_len: 63,
         min_zones: ZONES_PER_REGION,
@@ -191,9 +195,10 @@ pub fn catalog() -> Catalog {
             // DigitalOcean's DNS hosting and its queries are free ("DNS is free" on the DNS
             // product and pricing pages); Let's Encrypt certificates are free too.
             unit_prices: vec![UnitPrice::new(PRICE_ZONE_MONTH, 0.0), UnitPrice::new(PRICE_MILLION_QUERIES, 0.0)],
-            // The load balancer kind is not offered by this backend yet.
-            load_balancer_hour: None,
-            load_balancer_gb_processed: None,
+            // A regional load balancer of one node is $12 a month (DigitalOcean's load balancer
+            // pricing page), billed hourly; traffic through it is not charged.
+            load_balancer_hour: Some(12.0 / 730.0),
+            load_balancer_gb_processed: Some(0.0),
         },
         // Spaces are not offered by this backend yet.
         bucket_pricing: None,

@@ -302,6 +302,18 @@ impl Api<Vm> for DigitalOcean {
 
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
         let d = self.get_droplet(cx, id).await.map_err(|e| e.into_provider(format!("reading droplet `{id}`")))?;
+        // DigitalOcean would silently take it out of its load balancers: refuse, as the engine
+        // removes a target from its load balancer first.
+        let fronting = self.fronting(cx, d.id).await?;
+        if !fronting.is_empty() {
+            return Err(ProviderError::new(
+                konstacks_core::error::ErrorKind::Conflict,
+                format!(
+                    "droplet `{id}` is a target of load balancer(s) {}; remove it from them first",
+                    fronting.join(", ")
+                ),
+            ));
+        }
         self.client
             .send_empty::<()>(cx, Method::DELETE, &format!("/v2/droplets/{id}"), None)
             .await

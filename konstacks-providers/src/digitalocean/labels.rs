@@ -209,6 +209,8 @@ pub(crate) enum RecordKind {
     DnsRecord,
     /// A certificate, keyed by [`object_key`] of its uuid.
     Certificate,
+    /// A load balancer, keyed by [`object_key`] of its uuid.
+    LoadBalancer,
 }
 
 impl RecordKind {
@@ -219,6 +221,7 @@ impl RecordKind {
             RecordKind::Zone => "dz",
             RecordKind::DnsRecord => "dr",
             RecordKind::Certificate => "ct",
+            RecordKind::LoadBalancer => "lb",
         }
     }
 }
@@ -248,12 +251,15 @@ impl Record {
             "dz" => RecordKind::Zone,
             "dr" => RecordKind::DnsRecord,
             "ct" => RecordKind::Certificate,
+            "lb" => RecordKind::LoadBalancer,
             _ => return None,
         };
         let (key, field) = match kind {
-            RecordKind::Firewall | RecordKind::Zone | RecordKind::DnsRecord | RecordKind::Certificate => {
-                rest.split_once(':')?
-            }
+            RecordKind::Firewall
+            | RecordKind::Zone
+            | RecordKind::DnsRecord
+            | RecordKind::Certificate
+            | RecordKind::LoadBalancer => rest.split_once(':')?,
             RecordKind::Subnet => {
                 let (vpc, rest) = rest.split_once(':')?;
                 let (cidr, field) = rest.split_once(':')?;

@@ -19,6 +19,7 @@ mod compute;
 mod database;
 mod dns;
 pub(crate) mod labels;
+mod load_balancer;
 mod network;
 mod owned;
 mod projects;
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
-use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone};
+use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone, LoadBalancer};
 use konstacks_core::model::{Cache, Database, Firewall, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::secret::Secret;
@@ -192,6 +193,7 @@ impl DigitalOcean {
             .kind::<DnsRecord>(Arc::clone(self) as _)
             .kind::<DnsZone>(Arc::clone(self) as _)
             .kind::<Firewall>(Arc::clone(self) as _)
+            .kind::<LoadBalancer>(Arc::clone(self) as _)
             .kind::<Subnet>(Arc::clone(self) as _)
             .kind::<Vm>(Arc::clone(self) as _)
             .kind::<Vpc>(Arc::clone(self) as _)

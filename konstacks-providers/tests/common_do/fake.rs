@@ -6,7 +6,7 @@
 //! DigitalOcean's OpenAPI description, which Prism checks in front of it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -36,6 +36,10 @@ const DB_SIZES: &[&str] = &["db-s-1vcpu-1gb", "db-s-1vcpu-2gb", "db-s-2vcpu-4gb"
 const DROPLET_POLLS: u32 = 2;
 /// Reads of a new or resizing cluster before it is `online`.
 const DB_POLLS: u32 = 3;
+/// Reads of a new load balancer before it is `active`.
+const LB_POLLS: u32 = 2;
+const LB_ENTRY_PROTOCOLS: &[&str] = &["http", "https", "http2", "http3", "tcp", "udp"];
+const LB_TARGET_PROTOCOLS: &[&str] = &["http", "https", "http2", "tcp", "udp"];
 
 #[derive(Debug, Clone)]
 struct Droplet {
@@ -106,6 +110,12 @@ struct St {
     domains: BTreeMap<String, BTreeMap<u64, Value>>,
     /// Certificates by id, with the reads left before Let's Encrypt "verifies" them.
     certs: BTreeMap<String, (Value, u32)>,
+    /// Load balancers by id, with the reads left while they are `new`.
+    lbs: BTreeMap<String, (Value, u32)>,
+    /// Addresses given to load balancers so far.
+    lb_addresses: u64,
+    /// Droplets whose load balancer health checks fail.
+    unhealthy: BTreeSet<u64>,
     keys: Vec<Value>,
     throttle: u32,
     remaining: u64,
@@ -134,6 +144,8 @@ pub struct Snapshot {
     pub domains: Vec<String>,
     /// Certificate names.
     pub certificates: Vec<String>,
+    /// Load balancer names.
+    pub load_balancers: Vec<String>,
 }
 
 /// A handle on a running fake.
@@ -213,6 +225,7 @@ impl Fake {
             projects: s.projects.values().map(|p| p.name.clone()).collect(),
             domains: s.domains.keys().cloned().collect(),
             certificates: s.certs.values().filter_map(|c| c.0["name"].as_str().map(str::to_string)).collect(),
+            load_balancers: s.lbs.values().filter_map(|l| l.0["name"].as_str().map(str::to_string)).collect(),
         }
     }
 
@@ -249,6 +262,26 @@ impl Fake {
     /// The names of the certificates the fake holds.
     pub fn certificates(&self) -> Vec<String> {
         self.lock().certs.values().map(|c| s(&c.0, "name")).collect()
+    }
+
+    /// The load balancer named `name` as the fake answers it.
+    pub fn load_balancer(&self, name: &str) -> Option<Value> {
+        let st = self.lock();
+        st.lbs.values().find(|l| l.0["name"] == name).map(|l| st.lb_json(&l.0))
+    }
+
+    /// Make the load balancer health checks of the droplet named `droplet_name` fail, or pass
+    /// again (they pass while the droplet is `active`).
+    pub fn set_droplet_unhealthy(&self, droplet_name: &str, unhealthy: bool) {
+        let mut st = self.lock();
+        let Some(id) = st.droplets.values().find(|d| d.name == droplet_name).map(|d| d.id) else {
+            panic!("the fake holds no droplet named {droplet_name}");
+        };
+        if unhealthy {
+            st.unhealthy.insert(id);
+        } else {
+            st.unhealthy.remove(&id);
+        }
     }
 
     /// The domains the fake holds.
@@ -295,6 +328,12 @@ fn b64_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A region as droplets and load balancers answer it.
+fn region_json(slug: &str) -> Value {
+    json!({"name": slug, "slug": slug, "features": ["private_networking"], "available": true,
+           "sizes": SIZES.iter().map(|s| s.0).collect::<Vec<_>>()})
 }
 
 fn err(status: StatusCode, id: &str, message: impl Into<String>) -> (StatusCode, Value) {
@@ -422,8 +461,7 @@ impl St {
                      "available": true, "description": "Basic"},
             "size_slug": slug,
             "networks": {"v4": v4, "v6": []},
-            "region": {"name": d.region, "slug": d.region, "features": ["private_networking"], "available": true,
-                       "sizes": SIZES.iter().map(|s| s.0).collect::<Vec<_>>()},
+            "region": region_json(&d.region),
             "tags": d.tags, "vpc_uuid": d.vpc,
         })
     }
@@ -468,7 +506,9 @@ impl St {
     }
 
     fn vpc_has_members(&self, id: &str) -> bool {
-        self.droplets.values().any(|d| d.vpc == id) || self.dbs.values().any(|d| d.vpc == id)
+        self.droplets.values().any(|d| d.vpc == id)
+            || self.dbs.values().any(|d| d.vpc == id)
+            || self.lbs.values().any(|l| l.0["vpc_uuid"] == id)
     }
 
     fn poll_droplet(&mut self, id: u64) {
@@ -493,6 +533,38 @@ impl St {
                 }
             }
         }
+    }
+
+    fn poll_lb(&mut self, id: &str) {
+        if let Some(lb) = self.lbs.get_mut(id) {
+            if lb.0["status"] == "new" {
+                if lb.1 == 0 {
+                    self.lb_addresses += 1;
+                    let n = self.lb_addresses;
+                    lb.0["status"] = json!("active");
+                    lb.0["ip"] = json!(format!("198.51.100.{}", 1 + (n - 1) % 254));
+                    if lb.0["network_stack"] == "DUALSTACK" {
+                        lb.0["ipv6"] = json!(format!("2001:db8:0:1::{n:x}"));
+                    }
+                } else {
+                    lb.1 -= 1;
+                }
+            }
+        }
+    }
+
+    /// A stored load balancer as the API answers it: one that selects droplets by tag lists the
+    /// droplets of its region that carry the tag now.
+    fn lb_json(&self, lb: &Value) -> Value {
+        let mut v = lb.clone();
+        let tag = s(lb, "tag");
+        if !tag.is_empty() {
+            let region = s(&lb["region"], "slug");
+            let ids: Vec<u64> =
+                self.droplets.values().filter(|d| d.region == region && d.tags.contains(&tag)).map(|d| d.id).collect();
+            v["droplet_ids"] = json!(ids);
+        }
+        v
     }
 
     fn forget_urn(&mut self, urn: &str) {
@@ -802,6 +874,12 @@ fn route(st: &mut St, m: &Method, path: &str, q: &BTreeMap<String, String>, body
         ("DELETE", ["v2", "droplets", id]) => {
             let Some(d) = id.parse::<u64>().ok().and_then(|id| st.droplets.remove(&id)) else { return not_found() };
             st.forget_urn(&format!("do:droplet:{}", d.id));
+            st.unhealthy.remove(&d.id);
+            for lb in st.lbs.values_mut() {
+                if let Some(ids) = lb.0.get_mut("droplet_ids").and_then(Value::as_array_mut) {
+                    ids.retain(|x| x.as_u64() != Some(d.id));
+                }
+            }
             none()
         }
         ("POST", ["v2", "droplets", id, "actions"]) => droplet_action(st, id, body),
@@ -960,6 +1038,7 @@ fn route(st: &mut St, m: &Method, path: &str, q: &BTreeMap<String, String>, body
                     ["do", "droplet", n] => n.parse::<u64>().ok().is_some_and(|n| st.droplets.contains_key(&n)),
                     ["do", "dbaas", n] => st.dbs.contains_key(*n),
                     ["do", "domain", n] => st.domains.contains_key(*n),
+                    ["do", "loadbalancer", n] => st.lbs.contains_key(*n),
                     _ => false,
                 };
                 if !known {
@@ -974,6 +1053,11 @@ fn route(st: &mut St, m: &Method, path: &str, q: &BTreeMap<String, String>, body
             }
             let Some(p) = st.projects.get_mut(*id) else { return not_found() };
             p.resources.extend(urns.iter().cloned());
+            for u in &urns {
+                if let Some(lb) = u.strip_prefix("do:loadbalancer:").and_then(|l| st.lbs.get_mut(l)) {
+                    lb.0["project_id"] = json!(id);
+                }
+            }
             let out: Vec<Value> =
                 urns.iter().map(|u| json!({"urn": u, "assigned_at": T0, "status": "assigned"})).collect();
             ok(json!({"resources": out}))
@@ -1186,12 +1270,365 @@ fn route_certificates(
             Some(_) => (StatusCode::NO_CONTENT, Value::Null),
             None => not_found(),
         },
-        _ => not_found(),
+        _ => route_load_balancers(st, m, seg, q, body),
     }
 }
 
 /// Reads of a new certificate before it is verified.
 const CERT_POLLS: u32 = 2;
+
+/// `/v2/load_balancers` and the health metric of their droplets: `new` for a few reads, then
+/// `active` with an address; droplets by id (or by tag) in the load balancer's region and VPC.
+fn route_load_balancers(
+    st: &mut St,
+    m: &Method,
+    seg: &[&str],
+    q: &BTreeMap<String, String>,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let ok = |v: Value| (StatusCode::OK, v);
+    match (m.as_str(), seg) {
+        ("GET", ["v2", "load_balancers"]) => {
+            let ids: Vec<String> = st.lbs.keys().cloned().collect();
+            for id in &ids {
+                st.poll_lb(id);
+            }
+            let items: Vec<Value> = st.lbs.values().map(|l| st.lb_json(&l.0)).collect();
+            ok(st.page(q, "/v2/load_balancers", "load_balancers", items))
+        }
+        ("POST", ["v2", "load_balancers"]) => create_lb(st, body),
+        ("GET", ["v2", "load_balancers", id]) => {
+            st.poll_lb(id);
+            match st.lbs.get(*id) {
+                Some(l) => ok(json!({"load_balancer": st.lb_json(&l.0)})),
+                None => not_found(),
+            }
+        }
+        ("PUT", ["v2", "load_balancers", id]) => update_lb(st, id, body),
+        ("DELETE", ["v2", "load_balancers", id]) => {
+            if st.lbs.remove(*id).is_none() {
+                return not_found();
+            }
+            st.forget_urn(&format!("do:loadbalancer:{id}"));
+            (StatusCode::NO_CONTENT, Value::Null)
+        }
+        ("POST" | "DELETE", ["v2", "load_balancers", id, "droplets"]) => change_lb_droplets(st, m, id, body),
+        ("GET", ["v2", "monitoring", "metrics", "load_balancer", "droplets_health_checks"]) => {
+            let end = q.get("end").and_then(|e| e.parse::<u64>().ok()).unwrap_or_else(now_unix);
+            let lb_id = q.get("lb_id").cloned().unwrap_or_default();
+            let droplets = st.lbs.get(&lb_id).map(|l| droplet_ids_of(&st.lb_json(&l.0))).unwrap_or_default();
+            let result: Vec<Value> = droplets
+                .iter()
+                .map(|d| {
+                    let healthy = st.droplets.get(d).is_some_and(|x| x.status == "active") && !st.unhealthy.contains(d);
+                    let value = if healthy { "1" } else { "0" };
+                    json!({"metric": {"lb_id": lb_id, "droplet_id": d.to_string()}, "values": [[end, value]]})
+                })
+                .collect();
+            ok(json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
+        }
+        _ => not_found(),
+    }
+}
+
+/// The integers of `droplet_ids` in `v`.
+fn droplet_ids_of(v: &Value) -> Vec<u64> {
+    v.get("droplet_ids")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+/// The integer `k` of `v` within `lo..=hi`, `default` when absent.
+fn lb_int(v: &Value, k: &str, default: u64, lo: u64, hi: u64) -> Result<u64, (StatusCode, Value)> {
+    match v.get(k) {
+        None | Some(Value::Null) => Ok(default),
+        Some(x) => x
+            .as_u64()
+            .filter(|n| (lo..=hi).contains(n))
+            .ok_or_else(|| invalid(format!("{k} must be between {lo} and {hi}"))),
+    }
+}
+
+/// A load balancer firewall rule: `ip:<address>` or `cidr:<block>`.
+fn lb_fw_rule(r: &str) -> bool {
+    match r.split_once(':') {
+        Some(("ip", a)) => a.parse::<IpAddr>().is_ok(),
+        Some(("cidr", c)) => c.split_once('/').is_some_and(|(a, p)| match (a.parse::<IpAddr>(), p.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(p)) => p <= 32,
+            (Ok(IpAddr::V6(_)), Ok(p)) => p <= 128,
+            _ => false,
+        }),
+        _ => false,
+    }
+}
+
+/// `ids` without repeats, each an existing droplet, in `region` and `vpc` when they are given.
+fn lb_droplets(st: &St, ids: &[u64], region: Option<&str>, vpc: Option<&str>) -> Result<Vec<u64>, (StatusCode, Value)> {
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(d) = st.droplets.get(id) else { return Err(invalid(format!("droplet {id} not found"))) };
+        if region.is_some_and(|r| d.region != r) {
+            return Err(invalid(format!("droplet {id} is not in the load balancer's region")));
+        }
+        if vpc.is_some_and(|v| d.vpc != v) {
+            return Err(invalid(format!("droplet {id} is not in the load balancer's VPC")));
+        }
+        if !out.contains(id) {
+            out.push(*id);
+        }
+    }
+    Ok(out)
+}
+
+/// The settings of a load balancer from a create or update (`old`) body, checked as DigitalOcean
+/// checks them and completed with its defaults: all but `id`, `status`, `ip`, `created_at` and
+/// `project_id`. Region, VPC, network, network stack and type cannot change after creation.
+fn lb_settings(st: &St, body: &Value, old: Option<&Value>) -> Result<Value, (StatusCode, Value)> {
+    let given = |k: &str| body.get(k).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_string);
+    let one_of = |k: &str, default: &str, allowed: &[&str]| match given(k) {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(invalid(format!("{k} must be one of {}", allowed.join(", ")))),
+        v => Ok(v.unwrap_or_else(|| default.to_string())),
+    };
+    let name = s(body, "name");
+    if name.is_empty() {
+        return Err(invalid("name is required"));
+    }
+    let mut network = one_of("network", "EXTERNAL", &["EXTERNAL", "INTERNAL"])?;
+    let mut stack = one_of("network_stack", "IPV4", &["IPV4", "DUALSTACK"])?;
+    let mut kind = one_of("type", "REGIONAL", &["REGIONAL", "REGIONAL_NETWORK"])?;
+    let mut region = given("region").unwrap_or_default();
+    let mut vpc = given("vpc_uuid");
+    if let Some(o) = old {
+        let was = |k: &str| s(o, k);
+        let fixed = [
+            ("region", given("region"), s(&o["region"], "slug")),
+            ("vpc_uuid", given("vpc_uuid"), was("vpc_uuid")),
+            ("network", given("network"), was("network")),
+            ("network_stack", given("network_stack"), was("network_stack")),
+            ("type", given("type"), was("type")),
+        ];
+        if let Some((k, _, _)) = fixed.iter().find(|(_, now, then)| now.as_ref().is_some_and(|n| n != then)) {
+            return Err(invalid(format!("{k} cannot be changed after the load balancer is created")));
+        }
+        region = s(&o["region"], "slug");
+        vpc = given("vpc_uuid").or_else(|| o.get("vpc_uuid").and_then(Value::as_str).map(str::to_string));
+        network = was("network");
+        stack = was("network_stack");
+        kind = was("type");
+    }
+    if !REGIONS.contains(&region.as_str()) {
+        return Err(invalid(if region.is_empty() {
+            "region is required".to_string()
+        } else {
+            format!("region {region} is not available")
+        }));
+    }
+    if old.is_none() {
+        if let Some(v) = &vpc {
+            match st.vpcs.get(v) {
+                None => return Err(invalid(format!("vpc_uuid {v} does not exist"))),
+                Some(x) if s(x, "region") != region => return Err(invalid("the VPC is in another region")),
+                Some(_) => {}
+            }
+        }
+    }
+
+    let rules = body.get("forwarding_rules").and_then(Value::as_array).cloned().unwrap_or_default();
+    if rules.is_empty() {
+        return Err(invalid("forwarding_rules must hold at least one rule"));
+    }
+    let mut entry_ports = BTreeSet::new();
+    let mut forwarding = Vec::new();
+    for r in &rules {
+        let (entry, target) = (s(r, "entry_protocol"), s(r, "target_protocol"));
+        if !LB_ENTRY_PROTOCOLS.contains(&entry.as_str()) {
+            return Err(invalid(format!("entry_protocol {entry} is not one of {}", LB_ENTRY_PROTOCOLS.join(", "))));
+        }
+        if !LB_TARGET_PROTOCOLS.contains(&target.as_str()) {
+            return Err(invalid(format!("target_protocol {target} is not one of {}", LB_TARGET_PROTOCOLS.join(", "))));
+        }
+        if (entry == "udp") != (target == "udp") {
+            return Err(invalid("udp must be both the entry_protocol and the target_protocol of a rule"));
+        }
+        let entry_port = lb_int(r, "entry_port", 0, 1, 65535)?;
+        let target_port = lb_int(r, "target_port", 0, 1, 65535)?;
+        if entry_port == 0 || target_port == 0 {
+            return Err(invalid("entry_port and target_port are required"));
+        }
+        if !entry_ports.insert(entry_port) {
+            return Err(invalid(format!("entry_port {entry_port} is used by more than one forwarding rule")));
+        }
+        let passthrough = r.get("tls_passthrough").and_then(Value::as_bool).unwrap_or(false);
+        let tls = |p: &str| p == "https" || p == "http2";
+        let mut cert = s(r, "certificate_id");
+        if passthrough {
+            if !tls(&entry) || !tls(&target) {
+                return Err(invalid("tls_passthrough needs an https or http2 entry_protocol and target_protocol"));
+            }
+            if !cert.is_empty() {
+                return Err(invalid("certificate_id cannot be set on a rule with tls_passthrough"));
+            }
+        } else if tls(&entry) || entry == "http3" {
+            if cert.is_empty() {
+                return Err(invalid(format!("a {entry} rule without tls_passthrough needs a certificate_id")));
+            }
+            if !st.certs.contains_key(&cert) {
+                return Err(invalid(format!("certificate {cert} not found")));
+            }
+        } else {
+            cert.clear();
+        }
+        forwarding.push(json!({"entry_protocol": entry, "entry_port": entry_port, "target_protocol": target,
+                               "target_port": target_port, "certificate_id": cert, "tls_passthrough": passthrough}));
+    }
+
+    let hc = body.get("health_check").cloned().unwrap_or(Value::Null);
+    let hc_protocol = hc.get("protocol").and_then(Value::as_str).unwrap_or("http").to_string();
+    if !["http", "https", "tcp"].contains(&hc_protocol.as_str()) {
+        return Err(invalid("health_check.protocol must be one of http, https, tcp"));
+    }
+    let health = json!({
+        "protocol": hc_protocol,
+        "port": lb_int(&hc, "port", 80, 1, 65535)?,
+        "path": hc.get("path").and_then(Value::as_str).unwrap_or("/"),
+        "check_interval_seconds": lb_int(&hc, "check_interval_seconds", 10, 3, 300)?,
+        "response_timeout_seconds": lb_int(&hc, "response_timeout_seconds", 5, 3, 300)?,
+        "unhealthy_threshold": lb_int(&hc, "unhealthy_threshold", 5, 2, 10)?,
+        "healthy_threshold": lb_int(&hc, "healthy_threshold", 3, 2, 10)?,
+    });
+
+    let sticky_in = body.get("sticky_sessions").cloned().unwrap_or(Value::Null);
+    let sticky = match sticky_in.get("type").and_then(Value::as_str).unwrap_or("none") {
+        "none" => json!({"type": "none"}),
+        "cookies" => {
+            let cookie =
+                sticky_in.get("cookie_name").and_then(Value::as_str).filter(|c| !c.is_empty()).unwrap_or("DO-LB");
+            json!({"type": "cookies", "cookie_name": cookie,
+                   "cookie_ttl_seconds": lb_int(&sticky_in, "cookie_ttl_seconds", 300, 1, u64::from(u32::MAX))?})
+        }
+        other => return Err(invalid(format!("sticky_sessions.type {other} is not one of cookies, none"))),
+    };
+
+    let fw = body.get("firewall").cloned().unwrap_or(Value::Null);
+    let (allow, deny) = (strings(&fw, "allow"), strings(&fw, "deny"));
+    if let Some(r) = allow.iter().chain(&deny).find(|r| !lb_fw_rule(r)) {
+        return Err(invalid(format!("firewall rule {r} is not ip:<address> or cidr:<block>")));
+    }
+
+    let tag = s(body, "tag");
+    let wanted = droplet_ids_of(body);
+    if !tag.is_empty() && !wanted.is_empty() {
+        return Err(invalid("droplet_ids and tag cannot both be set"));
+    }
+    if !tag.is_empty() && !valid_tag(&tag) {
+        return Err(invalid(format!("tag {tag} is not a valid tag name")));
+    }
+    let droplets = lb_droplets(st, &wanted, Some(region.as_str()), vpc.as_deref())?;
+
+    let flag = |k: &str| body.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let mut v = json!({
+        "name": name,
+        "region": region_json(&region),
+        "size_unit": lb_int(body, "size_unit", 1, 1, 100)?,
+        "algorithm": one_of("algorithm", "round_robin", &["round_robin", "least_connections"])?,
+        "forwarding_rules": forwarding,
+        "health_check": health,
+        "sticky_sessions": sticky,
+        "redirect_http_to_https": flag("redirect_http_to_https"),
+        "enable_proxy_protocol": flag("enable_proxy_protocol"),
+        "enable_backend_keepalive": flag("enable_backend_keepalive"),
+        "http_idle_timeout_seconds": lb_int(body, "http_idle_timeout_seconds", 60, 30, 600)?,
+        "disable_lets_encrypt_dns_records": flag("disable_lets_encrypt_dns_records"),
+        "firewall": {"allow": allow, "deny": deny},
+        "network": network,
+        "network_stack": stack,
+        "type": kind,
+        "tls_cipher_policy": one_of("tls_cipher_policy", "DEFAULT", &["DEFAULT", "STRONG"])?,
+        "tag": tag,
+        "droplet_ids": droplets,
+    });
+    if let Some(vpc) = vpc {
+        v["vpc_uuid"] = json!(vpc);
+    }
+    Ok(v)
+}
+
+fn create_lb(st: &mut St, body: &Value) -> (StatusCode, Value) {
+    let mut v = match lb_settings(st, body, None) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    let project = body.get("project_id").and_then(Value::as_str).filter(|p| !p.is_empty()).map(str::to_string);
+    if project.as_ref().is_some_and(|p| !st.projects.contains_key(p)) {
+        return invalid("project_id names no project");
+    }
+    let id = st.uuid();
+    v["id"] = json!(id);
+    v["status"] = json!("new");
+    v["ip"] = json!("");
+    v["created_at"] = json!(T0);
+    if let Some(p) = &project {
+        v["project_id"] = json!(p);
+    }
+    let answer = st.lb_json(&v);
+    st.lbs.insert(id.clone(), (v, LB_POLLS));
+    if let Some(p) = project.and_then(|p| st.projects.get_mut(&p)) {
+        p.resources.push(format!("do:loadbalancer:{id}"));
+    }
+    (StatusCode::ACCEPTED, json!({"load_balancer": answer}))
+}
+
+/// `PUT`: every setting is replaced (a missing one takes its default); what DigitalOcean sets
+/// (`id`, `status`, addresses, `created_at`, `project_id`) is kept.
+fn update_lb(st: &mut St, id: &str, body: &Value) -> (StatusCode, Value) {
+    let Some((old, _)) = st.lbs.get(id) else { return not_found() };
+    let mut v = match lb_settings(st, body, Some(old)) {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
+    for k in ["id", "status", "ip", "ipv6", "created_at", "project_id"] {
+        if let Some(x) = old.get(k) {
+            v[k] = x.clone();
+        }
+    }
+    let answer = st.lb_json(&v);
+    if let Some(lb) = st.lbs.get_mut(id) {
+        lb.0 = v;
+    }
+    (StatusCode::OK, json!({"load_balancer": answer}))
+}
+
+/// `POST` / `DELETE /v2/load_balancers/{id}/droplets`: add or remove droplets, idempotently.
+fn change_lb_droplets(st: &mut St, m: &Method, id: &str, body: &Value) -> (StatusCode, Value) {
+    let Some((lb, _)) = st.lbs.get(id) else { return not_found() };
+    if !s(lb, "tag").is_empty() {
+        return invalid("droplets cannot be added to or removed from a load balancer that selects them by tag");
+    }
+    let region = s(&lb["region"], "slug");
+    let checked = if m == Method::POST {
+        lb_droplets(st, &droplet_ids_of(body), Some(region.as_str()), lb.get("vpc_uuid").and_then(Value::as_str))
+    } else {
+        lb_droplets(st, &droplet_ids_of(body), None, None)
+    };
+    let ids = match checked {
+        Ok(ids) => ids,
+        Err(e) => return e,
+    };
+    let Some(lb) = st.lbs.get_mut(id) else { return not_found() };
+    let mut have = droplet_ids_of(&lb.0);
+    if m == Method::POST {
+        for d in ids {
+            if !have.contains(&d) {
+                have.push(d);
+            }
+        }
+    } else {
+        have.retain(|d| !ids.contains(d));
+    }
+    lb.0["droplet_ids"] = json!(have);
+    (StatusCode::NO_CONTENT, Value::Null)
+}
 
 type Atom = (bool, String, String, String, String);
 

@@ -81,6 +81,46 @@ pub(super) fn distinct(refs: &[Option<usize>]) -> Vec<Option<usize>> {
     out
 }
 
+/// What a provider whose load balancers have one pool of VMs cannot do.
+pub(super) fn one_pool(cx: &mut LowerCx<'_>, lb: &LoadBalancer) {
+    let Some(c) = cx.catalog().filter(|c| c.load_balancers_one_pool) else { return };
+    let provider = c.provider.clone();
+    if lb.target_groups.len() > 1 {
+        cx.error(
+            "lb-one-target-group",
+            format!(
+                "provider `{provider}`'s load balancers send every request to one pool of VMs; this one has {} target \
+                 groups",
+                lb.target_groups.len()
+            ),
+            "keep one target group, or use one load balancer per group",
+        );
+    }
+    if !lb.routes.is_empty() {
+        cx.error(
+            "lb-rules-unsupported",
+            format!("provider `{provider}`'s load balancers have no host or path rules"),
+            "route inside the app (a reverse proxy on the VMs), or use one load balancer per host",
+        );
+    }
+    for l in &lb.listeners {
+        if let ListenerKind::Https { certificates } = &l.kind {
+            if certificates.len() > 1 {
+                cx.error(
+                    "lb-one-certificate",
+                    format!(
+                        "provider `{provider}`'s load balancers serve one certificate per HTTPS listener; the one on \
+                         port {} has {}",
+                        l.port,
+                        certificates.len()
+                    ),
+                    "use one certificate that covers every name (several domains or a wildcard)",
+                );
+            }
+        }
+    }
+}
+
 /// The TLS policy HTTPS listeners get: the builder's, or the oldest version the named security
 /// policy accepts. The name must be in the provider's catalogue, agree with an explicit TLS 1.3
 /// floor, and serve an HTTPS listener.
