@@ -155,3 +155,134 @@ async fn south_africa_fails_at_synth_without_api_calls() {
     assert!(err.contains("sim (af-south)"), "the message names who could: {err}");
     assert_eq!(h.fake.log().len(), before, "synth made API calls");
 }
+
+fn https_params(version: &str, health: &str) -> serde_json::Value {
+    json!({
+        "admin_cidr": "203.0.113.0/24",
+        "app_image": "ghcr.io/example/shop:1",
+        "app_version": version,
+        "vm_count": 2,
+        "domain": "www.tide-shop.test",
+        "zone": "tide-shop.test",
+        "health_path": health,
+    })
+}
+
+/// `web-app` with a domain and its zone: a load balancer with HTTPS on a Let's Encrypt
+/// certificate and HTTP redirected, the droplets behind it, the domain's A record to its address;
+/// an empty re-plan, a health check change in place, a release that adds the new droplets before
+/// the old ones leave, and destroy leaving nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_app_serves_https_on_its_domain() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    h.fake.set_max_per_page(200);
+    let b = backend();
+    let clock = VirtualClock::shared();
+    // The database password DigitalOcean generated is sealed in state: new droplets get it too.
+    let sealer = konstacks_core::secret::Sealer::from_passphrase(&konstacks_core::secret::Secret::new(
+        "web-app https test passphrase, not a secret".to_string(),
+    ));
+    let engine = Engine::new(Arc::new(MemoryBackend::new()))
+        .with_provider(provider(&b))
+        .with_clock(clock.clone())
+        .with_sealer(Some(sealer));
+    let template = konstacks_templates::find("web-app").unwrap();
+    let build = |params: serde_json::Value| {
+        let stack = template.build_json(&context("tide"), params).unwrap();
+        engine.synth(&stack).unwrap()
+    };
+
+    let s = build(https_params("1", "/healthz"));
+    let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let snap = h.fake.snapshot();
+    assert_eq!(snap.load_balancers.len(), 1, "{snap:?}");
+    assert_eq!(snap.domains, ["tide-shop.test"]);
+    assert_eq!(snap.certificates.len(), 1, "{snap:?}");
+    let lb = h.fake.load_balancer(&snap.load_balancers[0]).unwrap();
+    let state = engine.state("tide").await.unwrap();
+    let cert_id = state.resources["edge/certificate"].id.clone();
+    let rules: Vec<(String, u64, String)> = lb["forwarding_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let entry = r["entry_protocol"].as_str().unwrap_or_default().to_string();
+            (entry, r["entry_port"].as_u64().unwrap_or(0), r["certificate_id"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    assert!(rules.contains(&("https".into(), 443, cert_id.clone())), "{rules:?} (certificate {cert_id})");
+    assert!(rules.contains(&("http".into(), 80, String::new())), "{rules:?}");
+    assert_eq!(lb["redirect_http_to_https"], json!(true));
+    assert_eq!(lb["health_check"]["path"], json!("/healthz"));
+    let old: Vec<u64> = ["app/web-1", "app/web-2"].iter().map(|p| state.resources[*p].id.parse().unwrap()).collect();
+    let mut behind: Vec<u64> = lb["droplet_ids"].as_array().unwrap().iter().filter_map(|d| d.as_u64()).collect();
+    behind.sort();
+    let mut want = old.clone();
+    want.sort();
+    assert_eq!(behind, want, "both droplets are behind the load balancer");
+    let ip = lb["ip"].as_str().unwrap().to_string();
+    assert!(
+        h.fake.domain_records("tide-shop.test").contains(&format!("A www {ip}")),
+        "{:?}",
+        h.fake.domain_records("tide-shop.test")
+    );
+    assert_eq!(report.outputs["url"], json!("https://www.tide-shop.test"));
+
+    assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
+    let refreshed = engine.plan(&s, &PlanOptions::refreshing()).await.unwrap();
+    assert_eq!(
+        changes(&refreshed),
+        [("data/postgres".to_string(), Action::Update, vec!["backup_retention_days".to_string()])],
+        "only what DigitalOcean fixes itself:\n{}",
+        refreshed.render(true)
+    );
+
+    // The health check changes on the load balancer in place (the app learns its new health
+    // path too, so its droplets are released).
+    let s = build(https_params("1", "/ready"));
+    let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
+    assert!(
+        changes(&plan).contains(&("app/lb".to_string(), Action::Update, vec!["target_groups".to_string()])),
+        "{:?}",
+        changes(&plan)
+    );
+    engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    let lb = h.fake.load_balancer(&snap.load_balancers[0]).unwrap();
+    assert_eq!(lb["health_check"]["path"], json!("/ready"));
+    assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
+
+    // A release: new droplets join before the old ones leave, and only then are deleted.
+    let state = engine.state("tide").await.unwrap();
+    let old: Vec<u64> = ["app/web-1", "app/web-2"].iter().map(|p| state.resources[*p].id.parse().unwrap()).collect();
+    let before = h.fake.log().len();
+    let s = build(https_params("2", "/ready"));
+    let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
+    assert!(plan.render(false).contains("will be released"), "{}", plan.render(false));
+    let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let log = h.fake.log()[before..].to_vec();
+    let lb_id = lb["id"].as_str().unwrap().to_string();
+    let first = |p: &dyn Fn(&str) -> bool| log.iter().position(|l| p(l)).unwrap_or(usize::MAX);
+    let added = first(&|l| l.starts_with(&format!("POST /v2/load_balancers/{lb_id}/droplets")));
+    let health =
+        log.iter().skip(added).position(|l| l.contains("droplets_health_checks")).map_or(usize::MAX, |p| p + added);
+    let removed = first(&|l| l.starts_with(&format!("DELETE /v2/load_balancers/{lb_id}/droplets")));
+    let deleted = first(&|l| old.iter().any(|o| l.starts_with(&format!("DELETE /v2/droplets/{o}"))));
+    assert!(added < health && health < removed && removed < deleted && deleted != usize::MAX, "{log:#?}");
+    let lb = h.fake.load_balancer(&snap.load_balancers[0]).unwrap();
+    let now: Vec<u64> = lb["droplet_ids"].as_array().unwrap().iter().filter_map(|d| d.as_u64()).collect();
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().all(|d| !old.contains(d)), "{now:?} vs {old:?}");
+
+    let report = engine.destroy("tide", &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let snap = h.fake.snapshot();
+    assert!(snap.load_balancers.is_empty() && snap.domains.is_empty() && snap.certificates.is_empty(), "{snap:?}");
+    assert!(snap.droplets.is_empty() && snap.vpcs.is_empty() && snap.projects.is_empty(), "{snap:?}");
+    let ours: Vec<&String> =
+        snap.tags.iter().filter(|t| ["konstacks:", "kx", "kn:", "kt:"].iter().any(|p| t.starts_with(p))).collect();
+    assert!(ours.is_empty(), "tags left: {ours:?}");
+    assert_no_violations(&b);
+}

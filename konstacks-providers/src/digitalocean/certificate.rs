@@ -127,9 +127,14 @@ impl DigitalOcean {
     }
 }
 
-/// The zone a certificate was validated in: the shortest name it covers is in it.
-fn zone_guess(c: &DoCertificate) -> Option<String> {
-    c.dns_names.iter().map(|d| d.strip_prefix("*.").unwrap_or(d)).min_by_key(|d| d.len()).map(str::to_string)
+/// The zone a certificate was validated in: the longest of the account's domains that holds
+/// every name it covers (Let's Encrypt on DigitalOcean validates through that domain).
+fn zone_of(c: &DoCertificate, domains: &[String]) -> Option<String> {
+    let holds = |zone: &str, name: &str| {
+        let bare = name.strip_prefix("*.").unwrap_or(name);
+        bare == zone || bare.ends_with(&format!(".{zone}"))
+    };
+    domains.iter().filter(|z| c.dns_names.iter().all(|n| holds(z, n))).max_by_key(|z| z.len()).cloned()
 }
 
 #[async_trait::async_trait]
@@ -190,6 +195,8 @@ impl Api<Certificate> for DigitalOcean {
             .await
             .map_err(|e| e.into_provider("listing certificates"))?;
         let records = self.records(cx).await?;
+        let domains = self.all_domains(cx).await?;
+        let zone_guess = |c: &DoCertificate| zone_of(c, &domains);
         let of = |c: &DoCertificate| owned(&records, RecordKind::Certificate, &c.id);
         let out = match sel {
             Selector::Ids(ids) => all

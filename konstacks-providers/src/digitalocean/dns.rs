@@ -319,7 +319,7 @@ impl DigitalOcean {
         Ok(out)
     }
 
-    async fn all_domains(&self, cx: &OpContext) -> ProviderResult<Vec<String>> {
+    pub(crate) async fn all_domains(&self, cx: &OpContext) -> ProviderResult<Vec<String>> {
         let all = self
             .client
             .list::<DomainList>(cx, "/v2/domains", &[])
