@@ -286,3 +286,49 @@ async fn web_app_serves_https_on_its_domain() {
     assert!(ours.is_empty(), "tags left: {ours:?}");
     assert_no_violations(&b);
 }
+
+/// A release whose new droplets never pass the load balancer's health check is rolled back: the
+/// old droplets stay behind the load balancer and in state, the new ones are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_release_is_rolled_back() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    h.fake.set_max_per_page(200);
+    let b = backend();
+    let sealer = konstacks_core::secret::Sealer::from_passphrase(&konstacks_core::secret::Secret::new(
+        "rollback test passphrase, not a secret".to_string(),
+    ));
+    let engine = Engine::new(Arc::new(MemoryBackend::new()))
+        .with_provider(provider(&b))
+        .with_clock(VirtualClock::shared())
+        .with_sealer(Some(sealer));
+    let template = konstacks_templates::find("web-app").unwrap();
+    let build =
+        |params: serde_json::Value| engine.synth(&template.build_json(&context("ebb"), params).unwrap()).unwrap();
+    engine.apply(&build(https_params("1", "/healthz")), &ApplyOptions::default()).await.unwrap();
+    let state = engine.state("ebb").await.unwrap();
+    let old: std::collections::BTreeSet<u64> =
+        ["app/web-1", "app/web-2"].iter().map(|p| state.resources[*p].id.parse().unwrap()).collect();
+    h.fake.set_healthy_only(Some(old.clone()));
+
+    let s2 = build(https_params("2", "/healthz"));
+    let err = engine.apply(&s2, &ApplyOptions::default()).await.expect_err("the new droplets never turn healthy");
+    assert!(err.to_string().contains("healthy"), "{err}");
+    h.fake.set_healthy_only(None);
+    let state = engine.state("ebb").await.unwrap();
+    let kept: std::collections::BTreeSet<u64> =
+        ["app/web-1", "app/web-2"].iter().map(|p| state.resources[*p].id.parse().unwrap()).collect();
+    assert_eq!(kept, old, "state still holds the old droplets");
+    let lb_name = h.fake.snapshot().load_balancers[0].clone();
+    let lb = h.fake.load_balancer(&lb_name).unwrap();
+    let behind: std::collections::BTreeSet<u64> =
+        lb["droplet_ids"].as_array().unwrap().iter().filter_map(|d| d.as_u64()).collect();
+    assert_eq!(behind, old, "the old droplets still serve");
+    assert_eq!(h.fake.snapshot().droplets.len(), 2, "the new droplets are gone: {:?}", h.fake.snapshot().droplets);
+    let plan = engine.plan(&s2, &PlanOptions::default()).await.unwrap();
+    assert!(plan.render(false).contains("will be released"), "the release is still to do:\n{}", plan.render(false));
+
+    engine.destroy("ebb", &ApplyOptions::default()).await.unwrap();
+    assert!(h.fake.snapshot().load_balancers.is_empty());
+    assert_no_violations(&b);
+}

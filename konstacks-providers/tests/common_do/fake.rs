@@ -116,6 +116,8 @@ struct St {
     lb_addresses: u64,
     /// Droplets whose load balancer health checks fail.
     unhealthy: BTreeSet<u64>,
+    /// When set, every droplet outside it fails its load balancer health checks.
+    healthy_only: Option<BTreeSet<u64>>,
     keys: Vec<Value>,
     throttle: u32,
     remaining: u64,
@@ -272,6 +274,12 @@ impl Fake {
 
     /// Make the load balancer health checks of the droplet named `droplet_name` fail, or pass
     /// again (they pass while the droplet is `active`).
+    /// Make every droplet outside `ids` fail its load balancer health checks (an app release
+    /// that never comes up); `None` ends it.
+    pub fn set_healthy_only(&self, ids: Option<BTreeSet<u64>>) {
+        self.lock().healthy_only = ids;
+    }
+
     pub fn set_droplet_unhealthy(&self, droplet_name: &str, unhealthy: bool) {
         let mut st = self.lock();
         let Some(id) = st.droplets.values().find(|d| d.name == droplet_name).map(|d| d.id) else {
@@ -1320,7 +1328,9 @@ fn route_load_balancers(
             let result: Vec<Value> = droplets
                 .iter()
                 .map(|d| {
-                    let healthy = st.droplets.get(d).is_some_and(|x| x.status == "active") && !st.unhealthy.contains(d);
+                    let healthy = st.droplets.get(d).is_some_and(|x| x.status == "active")
+                        && !st.unhealthy.contains(d)
+                        && st.healthy_only.as_ref().is_none_or(|ok| ok.contains(d));
                     let value = if healthy { "1" } else { "0" };
                     json!({"metric": {"lb_id": lb_id, "droplet_id": d.to_string()}, "values": [[end, value]]})
                 })
