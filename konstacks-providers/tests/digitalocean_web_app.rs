@@ -222,6 +222,10 @@ async fn web_app_serves_https_on_its_domain() {
     let mut want = old.clone();
     want.sort();
     assert_eq!(behind, want, "both droplets are behind the load balancer");
+    // The droplets' firewall lets the load balancer in (it is not a droplet of `lb-fw`).
+    let web_fw = h.fake.firewall_inbound("tide-network-web-fw");
+    let lb_id = lb["id"].as_str().unwrap().to_string();
+    assert!(web_fw.contains(&format!("tcp/80/load_balancer_uids:{lb_id}")), "{web_fw:?}");
     let ip = lb["ip"].as_str().unwrap().to_string();
     assert!(
         h.fake.domain_records("tide-shop.test").contains(&format!("A www {ip}")),
@@ -263,7 +267,6 @@ async fn web_app_serves_https_on_its_domain() {
     let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
     assert!(report.is_success(), "{report:?}");
     let log = h.fake.log()[before..].to_vec();
-    let lb_id = lb["id"].as_str().unwrap().to_string();
     let first = |p: &dyn Fn(&str) -> bool| log.iter().position(|l| p(l)).unwrap_or(usize::MAX);
     let added = first(&|l| l.starts_with(&format!("POST /v2/load_balancers/{lb_id}/droplets")));
     let health =

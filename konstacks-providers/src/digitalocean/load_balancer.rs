@@ -19,6 +19,8 @@
 //!   assumption) is kept in the load balancer's record tags (see `owned`), under hidden
 //!   `konstacks:do-*` labels. DigitalOcean has no drain time; the one recorded is what releases
 //!   wait before removing a droplet.
+//! - **Firewalls**: a load balancer is not a droplet, so rules whose source is a firewall attached
+//!   to it also name it (`load_balancer_uids`, see `admit_load_balancer`).
 //! - **Health** of each droplet comes from the monitoring API's `droplets_health_checks`
 //!   metric (1 healthy, 0 not); a droplet without a sample yet is `initial`.
 
@@ -523,6 +525,7 @@ impl Api<LoadBalancer> for DigitalOcean {
         };
         self.write_owned(cx, RecordKind::LoadBalancer, &id, &fields).await?;
         self.assign_to_project(cx, &spec.tags, &lb_urn(&id)).await?;
+        self.admit_load_balancer(cx, &id, &spec.firewall_ids).await?;
         let lb = self.wait_lb_active(cx, &id).await?;
         let w = Owned { name: Some(spec.name.clone()), region: Some(spec.region.clone()), tags: spec.tags.clone() };
         self.lb_observed(cx, &lb, with_hidden(w, &fields)).await
@@ -565,12 +568,14 @@ impl Api<LoadBalancer> for DigitalOcean {
             .await
             .map_err(|e| e.into_provider(format!("updating {what}")))?;
         self.write_owned(cx, RecordKind::LoadBalancer, id, &fields).await?;
+        self.admit_load_balancer(cx, id, &spec.firewall_ids).await?;
         let lb = self.wait_lb_active(cx, id).await?;
         let w = Owned { name: Some(spec.name.clone()), region: Some(spec.region.clone()), tags: spec.tags.clone() };
         self.lb_observed(cx, &lb, with_hidden(w, &fields)).await
     }
 
     async fn delete(&self, cx: &OpContext, id: &str) -> ProviderResult<()> {
+        self.admit_load_balancer(cx, id, &[]).await?;
         match self.client.send_empty::<()>(cx, Method::DELETE, &format!("/v2/load_balancers/{id}"), None).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}

@@ -158,7 +158,35 @@ fn target_peers(t: &RuleTarget) -> Vec<Peer> {
     v
 }
 
+/// The atoms of a firewall's rules, without those a load balancer was admitted by (see
+/// [`DigitalOcean::admit_load_balancer`]): they belong to the load balancer, so drift does not
+/// show them and an update of the firewall's own rules keeps them.
 fn atoms_of_firewall(f: &Firewall) -> BTreeSet<Atom> {
+    let raw = raw_atoms_of_firewall(f);
+    let admitted = admitted(&raw);
+    raw.into_iter().filter(|a| !admitted.contains(a)).collect()
+}
+
+/// Inbound load balancer atoms beside a Konstacks firewall's tag on the same protocol and ports:
+/// what `admit_load_balancer` writes. (A load balancer source added by hand on exactly such a
+/// port is counted among them.)
+fn admitted(raw: &BTreeSet<Atom>) -> BTreeSet<Atom> {
+    let fw_sourced: BTreeSet<(&str, &str)> = raw
+        .iter()
+        .filter(|a| a.inbound && matches!(&a.peer, Peer::Tag(t) if labels::firewall_of(t).is_some()))
+        .map(|a| (a.protocol.as_str(), a.ports.as_str()))
+        .collect();
+    raw.iter()
+        .filter(|a| {
+            a.inbound
+                && matches!(a.peer, Peer::LoadBalancer(_))
+                && fw_sourced.contains(&(a.protocol.as_str(), a.ports.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+fn raw_atoms_of_firewall(f: &Firewall) -> BTreeSet<Atom> {
     let mut out = BTreeSet::new();
     for r in &f.inbound_rules {
         for peer in target_peers(&r.sources) {
@@ -485,6 +513,51 @@ impl DigitalOcean {
         self.refresh_database_firewalls(cx, &id, &spec.tags).await?;
         let now = self.get_firewall(cx, &id).await.map_err(|e| e.into_provider(format!("reading firewall `{id}`")))?;
         Ok(firewall_observed(&now, Some(&RecordFields::read(desired.iter().map(String::as_str)))))
+    }
+
+    /// Let the load balancer `lb` through every firewall rule whose source is one of the
+    /// firewalls attached to it (`firewall_ids`): DigitalOcean load balancers are not droplets,
+    /// so a rule "from the load balancer's firewall" must name the load balancer
+    /// (`load_balancer_uids`) to let its traffic reach the droplets. Rules it was let through
+    /// that no longer apply are removed; `firewall_ids` empty removes them all.
+    pub(crate) async fn admit_load_balancer(
+        &self,
+        cx: &OpContext,
+        lb: &str,
+        firewall_ids: &[String],
+    ) -> ProviderResult<()> {
+        let sources: BTreeSet<String> = firewall_ids.iter().map(|f| labels::firewall_tag(f)).collect();
+        let me = Peer::LoadBalancer(lb.to_string());
+        for f in self.all_firewalls(cx).await? {
+            let raw = raw_atoms_of_firewall(&f);
+            let want: BTreeSet<Atom> = raw
+                .iter()
+                .filter(|a| a.inbound && matches!(&a.peer, Peer::Tag(t) if sources.contains(t)))
+                .map(|a| Atom { peer: me.clone(), ..a.clone() })
+                .collect();
+            let have: BTreeSet<Atom> = admitted(&raw).into_iter().filter(|a| a.peer == me).collect();
+            let path = format!("/v2/firewalls/{}/rules", f.id);
+            let add: Vec<&Atom> = want.difference(&have).collect();
+            if !add.is_empty() {
+                self.client.send_empty(cx, Method::POST, &path, Some(&rules_of(add))).await.map_err(|e| {
+                    e.into_provider(format!("letting load balancer `{lb}` through firewall `{}`", f.id))
+                })?;
+            }
+            let remove: Vec<&Atom> = have.difference(&want).collect();
+            if !remove.is_empty() {
+                match self.client.send_empty(cx, Method::DELETE, &path, Some(&rules_of(remove))).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        return Err(e.into_provider(format!(
+                            "removing load balancer `{lb}` from the rules of firewall `{}`",
+                            f.id
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One logical subnet: NotFound when it does not exist.
