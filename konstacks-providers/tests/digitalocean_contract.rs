@@ -107,6 +107,8 @@ async fn contract_load_balancer() {
     let b = backend();
     let p = provider(&b);
     assert!(p.catalog().load_balancers_one_pool);
+    // The templates choose one load balancer per client where the catalogue says so.
+    assert!(konstacks_templates::agency_sites::ONE_POOL_PROVIDERS.contains(&p.catalog().provider.as_str()));
     let clock = VirtualClock::shared();
     let o = ContractOptions::new("fra1");
     let cx = cx(&clock, &o.stack);

@@ -335,3 +335,70 @@ async fn an_unhealthy_release_is_rolled_back() {
     assert!(h.fake.snapshot().load_balancers.is_empty());
     assert_no_violations(&b);
 }
+
+/// `agency-sites` with three client domains, each in its own zone: on DigitalOcean every client
+/// gets its own load balancer (one pool, one certificate each) with a Let's Encrypt certificate
+/// and an A record; an empty re-plan, a fourth client added without touching the others, and
+/// destroy leaving nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agency_sites_with_three_client_domains() {
+    let _serial = common_do::exclusive().await;
+    let h = harness();
+    h.fake.set_max_per_page(200);
+    let b = backend();
+    let engine =
+        Engine::new(Arc::new(MemoryBackend::new())).with_provider(provider(&b)).with_clock(VirtualClock::shared());
+    let template = konstacks_templates::find("agency-sites").unwrap();
+    let client =
+        |name: &str| json!({"name": name, "domain": format!("www.{name}.test"), "zone": format!("{name}.test")});
+    let build = |clients: Vec<serde_json::Value>| {
+        engine.synth(&template.build_json(&context("agency"), json!({ "clients": clients })).unwrap()).unwrap()
+    };
+    let s = build(vec![client("bakery"), client("florist"), client("garage")]);
+    let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let snap = h.fake.snapshot();
+    assert_eq!(snap.load_balancers.len(), 3, "{snap:?}");
+    assert_eq!(snap.domains, ["bakery.test", "florist.test", "garage.test"]);
+    assert_eq!(snap.certificates.len(), 3, "{snap:?}");
+    let state = engine.state("agency").await.unwrap();
+    for c in ["bakery", "florist", "garage"] {
+        let lb_id = &state.resources[&format!("clients/{c}/lb")].id;
+        let lb =
+            snap.load_balancers.iter().filter_map(|n| h.fake.load_balancer(n)).find(|l| &l["id"] == lb_id).unwrap();
+        let cert = &state.resources[&format!("clients/{c}/certificate")].id;
+        assert!(
+            lb["forwarding_rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["entry_port"] == 443 && &r["certificate_id"] == cert),
+            "{c}: {lb}"
+        );
+        let vm: u64 = state.resources[&format!("clients/{c}/web")].id.parse().unwrap();
+        assert_eq!(lb["droplet_ids"], json!([vm]), "{c}: only its own droplet");
+        let ip = lb["ip"].as_str().unwrap();
+        assert!(h.fake.domain_records(&format!("{c}.test")).contains(&format!("A www {ip}")), "{c}");
+        assert_eq!(report.outputs[&format!("{c}-url")], json!(format!("https://www.{c}.test")));
+    }
+    assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
+
+    // A fourth client: only its own resources are created.
+    let s = build(vec![client("bakery"), client("florist"), client("garage"), client("dentist")]);
+    let plan = engine.plan(&s, &PlanOptions::default()).await.unwrap();
+    let touched: Vec<String> = changes(&plan).into_iter().map(|(p, a, _)| format!("{p}:{a:?}")).collect();
+    assert!(touched.iter().all(|t| t.starts_with("clients/dentist/") && t.ends_with(":Create")), "{touched:?}");
+    engine.apply(&s, &ApplyOptions::default()).await.unwrap();
+    assert_eq!(h.fake.snapshot().load_balancers.len(), 4);
+    assert!(engine.plan(&s, &PlanOptions::default()).await.unwrap().is_empty());
+
+    let report = engine.destroy("agency", &ApplyOptions::default()).await.unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let snap = h.fake.snapshot();
+    assert!(snap.load_balancers.is_empty() && snap.domains.is_empty() && snap.certificates.is_empty(), "{snap:?}");
+    assert!(snap.droplets.is_empty() && snap.vpcs.is_empty() && snap.firewalls.is_empty(), "{snap:?}");
+    let ours: Vec<&String> =
+        snap.tags.iter().filter(|t| ["konstacks:", "kx", "kn:", "kt:"].iter().any(|p| t.starts_with(p))).collect();
+    assert!(ours.is_empty(), "tags left: {ours:?}");
+    assert_no_violations(&b);
+}

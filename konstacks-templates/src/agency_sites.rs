@@ -67,17 +67,29 @@ pub struct AgencySitesParams {
     pub db_size: Option<String>,
     /// Put every client's VM behind one shared public load balancer, in private subnets without
     /// public IPs, even when no client has a domain yet (implied by any client's `domain`).
-    /// Load balancers run on the simulated cloud and on AWS (an Application Load Balancer); the
-    /// DigitalOcean and GCP backends for them are coming.
     pub load_balancer: bool,
+    /// One load balancer per client (its own address, certificate and bill line) instead of the
+    /// shared one. Unset: per client on providers whose load balancers serve one pool of VMs
+    /// and one certificate per listener (DigitalOcean), shared elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_balancer_per_client: Option<bool>,
 }
 
 impl AgencySitesParams {
-    /// Whether the sites are served through the shared load balancer.
+    /// Whether the sites are served through a load balancer.
     pub fn serving(&self) -> bool {
         self.load_balancer || self.clients.iter().any(|c| c.domain.is_some())
     }
+
+    /// Whether each client gets its own load balancer on `provider`.
+    pub fn per_client(&self, provider: &str) -> bool {
+        self.load_balancer_per_client.unwrap_or(ONE_POOL_PROVIDERS.contains(&provider))
+    }
 }
+
+/// Providers whose load balancers serve one pool of VMs with one certificate per listener (the
+/// catalogue's `load_balancers_one_pool`; a test of the providers crate keeps the two in step).
+pub const ONE_POOL_PROVIDERS: &[&str] = &["digitalocean"];
 
 /// The `k`-th /26 block of 10.30.0.0/16.
 fn block(k: usize) -> String {
@@ -285,6 +297,31 @@ fn finish_edge(stack: &Stack, e: Edge, served: &[Served<'_>]) {
     }
 }
 
+/// A load balancer per client (`clients/<name>/lb`, in the shared public subnets behind the
+/// shared firewall): HTTP redirected to HTTPS on the client's certificate, its VM the one target;
+/// outputs `<client>-url` and `<client>-lb-dns-name`, and the client's record in its zone.
+fn per_client_edge(stack: &Stack, e: &Edge, served: &[Served<'_>]) {
+    for s in served {
+        let mut lb = LoadBalancer::public(e.subnets).firewall(e.firewall).http(80);
+        if let Some(c) = s.certificate {
+            lb = lb.https(443, c.id());
+        }
+        let group =
+            TargetGroup::new(s.client.name.clone(), 80).vm(s.vm).health_check(TargetHealthCheck::http(HEALTH_PATH));
+        let lb = s.scope.add("lb", lb.target_group(group));
+        let name = &s.client.name;
+        match &s.client.domain {
+            Some(d) => stack.export_value(format!("{name}-url"), format!("https://{d}")),
+            None => stack.export(format!("{name}-url"), lb.url()),
+        }
+        stack.export(format!("{name}-lb-dns-name"), lb.dns_name());
+        if let (Some(zone), Some(domain)) = (s.zone, &s.client.domain) {
+            let record = s.scope.add("record", DnsRecord::alias(zone, domain.clone(), lb.dns_name()));
+            stack.export(format!("{name}-domain"), record.fqdn());
+        }
+    }
+}
+
 impl TypedTemplate for AgencySites {
     type Params = AgencySitesParams;
     const NAME: &'static str = "agency-sites";
@@ -346,8 +383,10 @@ impl TypedTemplate for AgencySites {
             };
             served.push(Served { client: c, scope, vm: web, certificate, zone });
         }
-        if let Some(e) = edge {
-            finish_edge(&stack, e, &served);
+        match edge {
+            Some(e) if p.per_client(&cx.provider) => per_client_edge(&stack, &e, &served),
+            Some(e) => finish_edge(&stack, e, &served),
+            None => {}
         }
         Ok(stack)
     }

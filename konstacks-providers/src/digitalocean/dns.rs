@@ -405,7 +405,9 @@ impl Api<DnsZone> for DigitalOcean {
         self.forget_owned(cx, RecordKind::DnsRecord, &sets).await?;
         self.forget_owned(cx, RecordKind::Zone, &[id.to_string()]).await?;
         let stack = cx.stack.clone();
-        self.forget_project_if_empty(cx, &stack).await;
+        if self.forget_project_if_empty(cx, &stack).await {
+            self.prune_unused_labels(cx).await;
+        }
         Ok(())
     }
 }

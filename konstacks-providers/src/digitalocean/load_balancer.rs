@@ -583,7 +583,9 @@ impl Api<LoadBalancer> for DigitalOcean {
         }
         self.forget_owned(cx, RecordKind::LoadBalancer, &[id.to_string()]).await?;
         let stack = cx.stack.clone();
-        self.forget_project_if_empty(cx, &stack).await;
+        if self.forget_project_if_empty(cx, &stack).await {
+            self.prune_unused_labels(cx).await;
+        }
         Ok(())
     }
 

@@ -250,6 +250,28 @@ impl DigitalOcean {
         }
     }
 
+    /// After the last resource of a stack's project went with an object that carries no tags
+    /// (a domain, a load balancer): delete the label tags no resource carries any more, which the
+    /// stack's droplets and clusters left while the project still held something. Failures are
+    /// logged only.
+    async fn prune_unused_labels(&self, cx: &OpContext) {
+        let tags = match self.client.list::<TagList>(cx, "/v2/tags", &[]).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "digitalocean: could not list tags");
+                return;
+            }
+        };
+        for t in tags {
+            let label = labels::parse_label(&t.name).is_some() || t.name.starts_with(labels::SUBNET_TAG);
+            if label && t.resources.is_none_or(|r| r.count == 0) {
+                if let Err(e) = self.delete_tag(cx, &t.name).await {
+                    tracing::warn!(error = %e.full_chain(), tag = %t.name, "digitalocean: could not delete an unused tag");
+                }
+            }
+        }
+    }
+
     /// Every tag of the account.
     async fn all_tags(&self, cx: &OpContext) -> ProviderResult<Vec<String>> {
         let tags =
