@@ -60,6 +60,13 @@ KONSTACKS_DO_PRISM_URL="http://127.0.0.1:$PRISM_PORT" \
 KONSTACKS_DO_REQUIRE_PRISM=1 \
   cargo test -p konstacks-providers --features digitalocean --locked "${TESTS[@]}" -- --test-threads=1 || status=$?
 
+# What Prism saw: every request it validated, and the answers it refused (the client test
+# `contract_violations_surface_as_errors` corrupts one answer on purpose; every other test
+# asserts it met no violation).
+requests=$(grep -c "Request received" "$PRISM_LOG" || true)
+violations=$(grep -c "VIOLATIONS" "$PRISM_LOG" || true)
+echo "prism: $requests requests validated against $SPEC, $violations answer(s) refused as contract violations"
+
 if [ "$status" -ne 0 ]; then
   echo "--- Prism errors (full log: $PRISM_LOG) ---" >&2
   grep -E "error|violation" "$PRISM_LOG" | tail -n 40 >&2 || true
