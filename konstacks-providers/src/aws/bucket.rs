@@ -11,8 +11,13 @@
 //!
 //! Everything the cloud refuses for certain (bad names, empty KMS keys, zero-day expiry, bad CORS
 //! rules, reserved tags) is refused before any request.
+//!
+//! The S3 calls live in [`S3Buckets`], one store of buckets, so that an S3-compatible store
+//! (DigitalOcean Spaces, see `digitalocean::spaces`) runs the same code with what it lacks
+//! switched off ([`S3Flavour`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_sdk_s3::types::{
     BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus, CorsConfiguration,
@@ -44,6 +49,30 @@ const NO_CONFIG: &[&str] = &[
     "NoSuchPublicAccessBlockConfiguration",
     "ServerSideEncryptionConfigurationNotFoundError",
 ];
+/// How much of S3 a store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum S3Flavour {
+    /// AWS S3: location constraints, public access blocks, bucket encryption, bucket tags.
+    Aws,
+    /// DigitalOcean Spaces: the endpoint is the region, there is no public access block (buckets
+    /// are private unless a policy opens them) and no bucket encryption setting (objects are
+    /// stored encrypted by the provider), and tags are kept by the DigitalOcean backend.
+    Spaces,
+}
+
+/// The bucket operations against one store of buckets.
+#[derive(Debug, Clone)]
+pub(crate) struct S3Buckets {
+    /// The client, signed for the store.
+    pub(crate) s3: aws_sdk_s3::Client,
+    /// The store's region (the provider's).
+    pub(crate) region: String,
+    /// How long follow-up calls on a bucket created moments ago are retried.
+    pub(crate) patience: Duration,
+    /// What the store speaks.
+    pub(crate) flavour: S3Flavour,
+}
+
 /// S3 codes of a bucket that lives in another region than the client's.
 const OTHER_REGION: &[&str] =
     &["PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"];
@@ -114,12 +143,14 @@ fn grants_public_read(policy: &str) -> bool {
     })
 }
 
-/// What S3 refuses for certain, checked before any request; every problem in one error.
-fn check_bucket_spec(what: &str, spec: &BucketSpec) -> ProviderResult<()> {
+/// What the store refuses for certain, checked before any request; every problem in one error.
+fn check_bucket_spec_on(flavour: S3Flavour, what: &str, spec: &BucketSpec) -> ProviderResult<()> {
     let mut problems: Vec<String> =
         bucket_name_problems(&spec.name).iter().map(|r| format!("bucket name `{}`: {r}", spec.name)).collect();
     if let BucketEncryption::Kms(key) = &spec.encryption {
-        if key.trim().is_empty() {
+        if flavour == S3Flavour::Spaces {
+            problems.push("Spaces has no customer-managed (KMS) bucket encryption; use the provider's".into());
+        } else if key.trim().is_empty() {
             problems.push("KMS encryption needs a key id, ARN or alias".into());
         }
     }
@@ -150,7 +181,12 @@ fn check_bucket_spec(what: &str, spec: &BucketSpec) -> ProviderResult<()> {
         problems.push("public read access needs a recorded reason".into());
     }
     if problems.is_empty() {
-        check_tags(what, &spec.tags, 0)
+        // Spaces keeps no bucket tags: the DigitalOcean backend checks its own labels.
+        if flavour == S3Flavour::Aws {
+            check_tags(what, &spec.tags, 0)
+        } else {
+            Ok(())
+        }
     } else {
         Err(invalid(format!("{what}: {}", problems.join("; "))))
     }
@@ -244,11 +280,26 @@ fn region_of(c: Option<&BucketLocationConstraint>) -> String {
     }
 }
 
-impl AwsProvider {
-    /// The bucket `name` as S3 sees it; `None` when it does not exist or lives in another region.
-    async fn read_bucket(&self, name: &str) -> ProviderResult<Option<BucketObserved>> {
-        let s3 = &self.serving.s3;
+impl S3Buckets {
+    /// The region a bucket of this store lives in; `None` when it does not exist (or, on AWS,
+    /// lives in another region).
+    async fn region_of_bucket(&self, name: &str) -> ProviderResult<Option<String>> {
+        let s3 = &self.s3;
         let what = format!("reading bucket `{name}`");
+        if self.flavour == S3Flavour::Spaces {
+            // The endpoint is the region.
+            return match s3.head_bucket().bucket(name).send().await {
+                Ok(_) => Ok(Some(self.region.clone())),
+                Err(e) => {
+                    let e = sdk_error("HeadBucket", &what, e);
+                    match aws_code(&e) {
+                        _ if e.kind() == ErrorKind::NotFound => Ok(None),
+                        Some("NotFound" | "NoSuchBucket" | "InvalidBucketName") => Ok(None),
+                        _ => Err(e),
+                    }
+                }
+            };
+        }
         let location = match s3.get_bucket_location().bucket(name).send().await {
             Ok(l) => l,
             Err(e) => {
@@ -265,10 +316,22 @@ impl AwsProvider {
             tracing::debug!(bucket = name, region, "bucket lives in another region; not this provider's");
             return Ok(None);
         }
+        Ok(Some(region))
+    }
+
+    /// The bucket `name` as S3 sees it; `None` when it does not exist or lives in another region.
+    pub(crate) async fn read_bucket(&self, name: &str) -> ProviderResult<Option<BucketObserved>> {
+        let s3 = &self.s3;
+        let what = format!("reading bucket `{name}`");
+        let Some(region) = self.region_of_bucket(name).await? else { return Ok(None) };
+        let aws = self.flavour == S3Flavour::Aws;
         let versioning = async {
             s3.get_bucket_versioning().bucket(name).send().await.map_err(|e| sdk_error("GetBucketVersioning", &what, e))
         };
         let encryption = async {
+            if !aws {
+                return Ok(None);
+            }
             absent_config(
                 s3.get_bucket_encryption()
                     .bucket(name)
@@ -292,6 +355,9 @@ impl AwsProvider {
             )
         };
         let tagging = async {
+            if !aws {
+                return Ok(None);
+            }
             absent_config(
                 s3.get_bucket_tagging().bucket(name).send().await.map_err(|e| sdk_error("GetBucketTagging", &what, e)),
             )
@@ -302,6 +368,9 @@ impl AwsProvider {
             )
         };
         let block = async {
+            if !aws {
+                return Ok(None);
+            }
             absent_config(
                 s3.get_public_access_block()
                     .bucket(name)
@@ -377,7 +446,10 @@ impl AwsProvider {
             lifecycle,
             cors,
             public_read,
-            endpoint: endpoint_of(name, &region),
+            endpoint: match self.flavour {
+                S3Flavour::Aws => endpoint_of(name, &region),
+                S3Flavour::Spaces => format!("https://{name}.{region}.digitaloceanspaces.com"),
+            },
             objects: 0,
             tags: visible_tags(tags),
         }))
@@ -391,11 +463,12 @@ impl AwsProvider {
         spec: &BucketSpec,
         cur: Option<&BucketObserved>,
     ) -> ProviderResult<()> {
-        let s3 = &self.serving.s3;
+        let s3 = &self.s3;
         let name = spec.name.as_str();
         let what = format!("bucket `{name}`");
-        let patience = self.settings.timeouts.follow_up;
-        if cur.is_none_or(|c| c.tags != spec.tags) {
+        let patience = self.patience;
+        let aws = self.flavour == S3Flavour::Aws;
+        if aws && cur.is_none_or(|c| c.tags != spec.tags) {
             let tagging = s3_tags(&spec.tags)?;
             follow_up(cx, patience, || async {
                 s3.put_bucket_tagging()
@@ -420,7 +493,7 @@ impl AwsProvider {
             .await?;
         }
         // The block is always written on create, and whenever public access changes.
-        if cur.is_none() || was_public != spec.public_read {
+        if aws && (cur.is_none() || was_public != spec.public_read) {
             follow_up(cx, patience, || async {
                 s3.put_public_access_block()
                     .bucket(name)
@@ -446,7 +519,7 @@ impl AwsProvider {
             })
             .await?;
         }
-        if cur.is_none_or(|c| c.encryption != spec.encryption) {
+        if aws && cur.is_none_or(|c| c.encryption != spec.encryption) {
             let config = encryption_config(&spec.encryption)?;
             follow_up(cx, patience, || async {
                 s3.put_bucket_encryption()
@@ -531,7 +604,7 @@ impl AwsProvider {
     /// Read the bucket after a change: S3 is eventually consistent, so a bucket written moments
     /// ago may not be visible at once.
     async fn read_bucket_after(&self, cx: &OpContext, name: &str) -> ProviderResult<BucketObserved> {
-        follow_up(cx, self.settings.timeouts.follow_up, || async {
+        follow_up(cx, self.patience, || async {
             self.read_bucket(name).await?.ok_or_else(|| {
                 ProviderError::not_found(format!("bucket `{name}` is not visible in `{}` yet", self.region))
             })
@@ -541,30 +614,8 @@ impl AwsProvider {
 
     /// Names of the buckets of this region tagged with `stack`.
     async fn buckets_of_stack(&self, stack: &str) -> ProviderResult<Vec<String>> {
-        let s3 = &self.serving.s3;
-        let mut names = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = s3
-                .list_buckets()
-                .max_buckets(1000)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("ListBuckets", "listing buckets", e))?;
-            names.extend(
-                page.buckets()
-                    .iter()
-                    .filter(|b| b.bucket_region().is_none_or(|r| r == self.region))
-                    .filter_map(|b| b.name().map(str::to_string)),
-            );
-            match page.continuation_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        names.sort();
-        names.dedup();
+        let s3 = &self.s3;
+        let names = self.bucket_names().await?;
         let chunks = names.into_iter().map(|n| vec![n]).collect();
         read_chunks(chunks, |chunk| async move {
             let mut mine = Vec::new();
@@ -589,8 +640,8 @@ impl AwsProvider {
         .await
     }
 
-    async fn delete_bucket_now(&self, name: &str) -> ProviderResult<()> {
-        let r = self.serving.s3.delete_bucket().bucket(name).send().await;
+    pub(crate) async fn delete_bucket_now(&self, name: &str) -> ProviderResult<()> {
+        let r = self.s3.delete_bucket().bucket(name).send().await;
         match r.map_err(|e| sdk_error("DeleteBucket", &format!("deleting bucket `{name}`"), e)) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -605,16 +656,45 @@ impl AwsProvider {
             Err(e) => Err(e),
         }
     }
-}
 
-#[async_trait::async_trait]
-impl Api<Bucket> for AwsProvider {
-    async fn create(&self, cx: &OpContext, spec: &BucketSpec) -> ProviderResult<BucketObserved> {
+    /// Names of every bucket of the store (its own region's on AWS).
+    pub(crate) async fn bucket_names(&self) -> ProviderResult<Vec<String>> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .s3
+                .list_buckets()
+                .max_buckets(1000)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("ListBuckets", "listing buckets", e))?;
+            names.extend(
+                page.buckets()
+                    .iter()
+                    .filter(|b| self.flavour == S3Flavour::Spaces || b.bucket_region().is_none_or(|r| r == self.region))
+                    .filter_map(|b| b.name().map(str::to_string)),
+            );
+            match page.continuation_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Create the bucket of `spec` with every setting; a failed create leaves nothing.
+    pub(crate) async fn create(&self, cx: &OpContext, spec: &BucketSpec) -> ProviderResult<BucketObserved> {
         let what = format!("bucket `{}`", spec.name);
-        self.check_region(&what, &spec.region)?;
-        check_bucket_spec(&what, spec)?;
-        let s3 = &self.serving.s3;
-        if self.region == "us-east-1" {
+        check_bucket_spec_on(self.flavour, &what, spec)?;
+        let s3 = &self.s3;
+        // Where no location constraint is sent, S3 answers success to a create of a bucket the
+        // account already owns.
+        let constrained = self.flavour == S3Flavour::Aws && self.region != "us-east-1";
+        if !constrained {
             // There S3 answers success to a create of a bucket the account already owns.
             let head = s3.head_bucket().bucket(&spec.name).send().await;
             if head.is_ok() {
@@ -625,7 +705,7 @@ impl Api<Bucket> for AwsProvider {
             }
         }
         let mut req = s3.create_bucket().bucket(&spec.name);
-        if self.region != "us-east-1" {
+        if constrained {
             let constraint = BucketLocationConstraint::from(self.region.as_str());
             req = req.create_bucket_configuration(
                 CreateBucketConfiguration::builder().location_constraint(constraint).build(),
@@ -666,7 +746,8 @@ impl Api<Bucket> for AwsProvider {
         }
     }
 
-    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<BucketObserved>> {
+    /// The buckets of `sel` (by stack through their `konstacks:stack` tag: AWS only).
+    pub(crate) async fn read_many(&self, sel: &Selector) -> ProviderResult<Vec<BucketObserved>> {
         let mut names = match sel {
             Selector::Ids(ids) => ids.iter().filter(|s| !s.is_empty()).cloned().collect(),
             Selector::Stack(stack) => self.buckets_of_stack(stack).await?,
@@ -690,16 +771,16 @@ impl Api<Bucket> for AwsProvider {
         Ok(out)
     }
 
-    async fn update(&self, cx: &OpContext, id: &str, spec: &BucketSpec) -> ProviderResult<BucketObserved> {
+    /// Bring the bucket `id` to `spec`, sending only what differs.
+    pub(crate) async fn update(&self, cx: &OpContext, id: &str, spec: &BucketSpec) -> ProviderResult<BucketObserved> {
         let what = format!("bucket `{id}`");
-        self.check_region(&what, &spec.region)?;
         if spec.name != id {
             return Err(invalid(format!(
                 "{what}: a bucket cannot be renamed (to `{}`); it must be replaced",
                 spec.name
             )));
         }
-        check_bucket_spec(&what, spec)?;
+        check_bucket_spec_on(self.flavour, &what, spec)?;
         let cur = self
             .read_bucket(id)
             .await?
@@ -707,9 +788,38 @@ impl Api<Bucket> for AwsProvider {
         self.apply_bucket_settings(cx, spec, Some(&cur)).await?;
         self.read_bucket_after(cx, id).await
     }
+}
+
+impl AwsProvider {
+    /// The bucket store of this account and region.
+    fn buckets(&self) -> S3Buckets {
+        S3Buckets {
+            s3: self.serving.s3.clone(),
+            region: self.region.clone(),
+            patience: self.settings.timeouts.follow_up,
+            flavour: S3Flavour::Aws,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Api<Bucket> for AwsProvider {
+    async fn create(&self, cx: &OpContext, spec: &BucketSpec) -> ProviderResult<BucketObserved> {
+        self.check_region(&format!("bucket `{}`", spec.name), &spec.region)?;
+        self.buckets().create(cx, spec).await
+    }
+
+    async fn read_many(&self, _cx: &OpContext, sel: &Selector) -> ProviderResult<Vec<BucketObserved>> {
+        self.buckets().read_many(sel).await
+    }
+
+    async fn update(&self, cx: &OpContext, id: &str, spec: &BucketSpec) -> ProviderResult<BucketObserved> {
+        self.check_region(&format!("bucket `{id}`"), &spec.region)?;
+        self.buckets().update(cx, id, spec).await
+    }
 
     async fn delete(&self, _cx: &OpContext, id: &str) -> ProviderResult<()> {
-        self.delete_bucket_now(id).await
+        self.buckets().delete_bucket_now(id).await
     }
 }
 
@@ -738,15 +848,16 @@ mod tests {
 
     #[test]
     fn names_s3_refuses_are_refused_with_every_rule() {
-        assert!(check_bucket_spec("b", &spec("shop-prod-assets")).is_ok());
+        assert!(check_bucket_spec_on(S3Flavour::Aws, "b", &spec("shop-prod-assets")).is_ok());
         for bad in ["xn--shop", "shop-s3alias", "192.168.1.1", "Shop", "a", "shop.assets", "-shop"] {
-            assert!(check_bucket_spec("b", &spec(bad)).is_err(), "{bad}");
+            assert!(check_bucket_spec_on(S3Flavour::Aws, "b", &spec(bad)).is_err(), "{bad}");
         }
         let mut s = spec("xn--shop-s3alias");
         s.encryption = BucketEncryption::kms(" ");
         s.lifecycle = vec![ExpiryRule { prefix: "tmp/".into(), days: 0 }];
         s.public_read = true;
-        let msg = check_bucket_spec("b", &s).err().map(|e| e.message().to_string()).unwrap_or_default();
+        let msg =
+            check_bucket_spec_on(S3Flavour::Aws, "b", &s).err().map(|e| e.message().to_string()).unwrap_or_default();
         for want in ["xn--", "-s3alias", "KMS", "1 day", "reason"] {
             assert!(msg.contains(want), "{want} missing from {msg}");
         }

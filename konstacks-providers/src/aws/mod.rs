@@ -22,7 +22,7 @@
 //! credential, no database password and no secret environment value is ever logged or put in an
 //! error message. Secret VM environment values travel only inside the instance's user data.
 
-mod bucket;
+pub(crate) mod bucket;
 mod cache;
 mod catalog;
 mod certificate;

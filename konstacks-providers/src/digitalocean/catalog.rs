@@ -3,7 +3,7 @@
 //! is not an API call. It also holds the few facts the backend maps between Konstacks' portable
 //! names and DigitalOcean's slugs (engines, synthetic zones).
 
-use konstacks_core::kind::catalog::UnitPrice;
+use konstacks_core::kind::catalog::{BucketPricing, UnitPrice};
 use konstacks_core::kind::{Kind, ResourceKind};
 use konstacks_core::kinds::dns_zone::{PRICE_MILLION_QUERIES, PRICE_ZONE_MONTH};
 use konstacks_core::kinds::{Certificate, DnsRecord, DnsZone, LoadBalancer};
@@ -25,6 +25,16 @@ pub const KINDS: &[Kind] = &[
     Vm::KIND,
     Vpc::KIND,
 ];
+
+/// The kinds registered, with `bucket` when Spaces is compiled in (the `spaces` feature).
+fn kinds() -> Vec<String> {
+    let mut out: Vec<String> = KINDS.iter().map(|k| k.as_str().to_string()).collect();
+    if cfg!(feature = "spaces") {
+        out.push(konstacks_core::kinds::Bucket::KIND.as_str().to_string());
+        out.sort();
+    }
+    out
+}
 
 /// The provider name stacks select (`TemplateContext::provider("digitalocean")`).
 pub const PROVIDER_NAME: &str = "digitalocean";
@@ -174,7 +184,7 @@ pub fn catalog() -> Catalog {
             ("cache-medium", "db-s-2vcpu-4gb", 60.0),
             ("cache-large", "db-s-4vcpu-8gb", 120.0),
         ]),
-        kinds: KINDS.iter().map(|k| k.as_str().to_string()).collect(),
+        kinds: kinds(),
         // Let's Encrypt through DigitalOcean DNS only (see `certificate`).
         certificates_validated_by_provider: true,
         // One droplet pool per load balancer, no rules (see `load_balancer`).
@@ -200,8 +210,14 @@ pub fn catalog() -> Catalog {
             load_balancer_hour: Some(12.0 / 730.0),
             load_balancer_gb_processed: Some(0.0),
         },
-        // Spaces are not offered by this backend yet.
-        bucket_pricing: None,
+        // Spaces: $5 a month per account includes 250 GiB and 1 TiB of transfer (not modelled);
+        // storage beyond it is $0.02 per GiB-month, and requests are not charged (DigitalOcean's
+        // Spaces pricing page).
+        bucket_pricing: Some(BucketPricing {
+            storage_gb_month: Some(0.02),
+            write_requests_per_1000: Some(0.0),
+            read_requests_per_1000: Some(0.0),
+        }),
     }
 }
 

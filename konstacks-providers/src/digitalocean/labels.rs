@@ -211,6 +211,8 @@ pub(crate) enum RecordKind {
     Certificate,
     /// A load balancer, keyed by [`object_key`] of its uuid.
     LoadBalancer,
+    /// A Spaces bucket, keyed by [`object_key`] of its name.
+    Bucket,
 }
 
 impl RecordKind {
@@ -222,6 +224,7 @@ impl RecordKind {
             RecordKind::DnsRecord => "dr",
             RecordKind::Certificate => "ct",
             RecordKind::LoadBalancer => "lb",
+            RecordKind::Bucket => "bk",
         }
     }
 }
@@ -252,6 +255,7 @@ impl Record {
             "dr" => RecordKind::DnsRecord,
             "ct" => RecordKind::Certificate,
             "lb" => RecordKind::LoadBalancer,
+            "bk" => RecordKind::Bucket,
             _ => return None,
         };
         let (key, field) = match kind {
@@ -259,7 +263,8 @@ impl Record {
             | RecordKind::Zone
             | RecordKind::DnsRecord
             | RecordKind::Certificate
-            | RecordKind::LoadBalancer => rest.split_once(':')?,
+            | RecordKind::LoadBalancer
+            | RecordKind::Bucket => rest.split_once(':')?,
             RecordKind::Subnet => {
                 let (vpc, rest) = rest.split_once(':')?;
                 let (cidr, field) = rest.split_once(':')?;

@@ -23,6 +23,8 @@ mod load_balancer;
 mod network;
 mod owned;
 mod projects;
+#[cfg(feature = "spaces")]
+mod spaces;
 pub mod types;
 pub use crate::userdata;
 
@@ -41,6 +43,8 @@ use reqwest::Method;
 
 pub use catalog::PROVIDER_NAME;
 pub use client::{ApiError, Client, RetrySettings, DEFAULT_BASE_URL};
+#[cfg(feature = "spaces")]
+pub use spaces::{SpacesConfig, SPACES_REGIONS};
 
 use types::{Tag, TagEnvelope, TagList};
 
@@ -91,6 +95,9 @@ pub struct Config {
     pub waits: WaitSettings,
     /// How hard the engine may drive the API (DigitalOcean allows 250 requests a minute).
     pub limits: ProviderLimits,
+    /// The Spaces key pair (and endpoint) of Spaces buckets; none: buckets are refused.
+    #[cfg(feature = "spaces")]
+    pub spaces: Option<SpacesConfig>,
 }
 
 impl Config {
@@ -102,6 +109,8 @@ impl Config {
             retry: RetrySettings::default(),
             waits: WaitSettings::default(),
             limits: ProviderLimits { max_concurrency: 8, calls_per_second: Some(4.0), burst: 10 },
+            #[cfg(feature = "spaces")]
+            spaces: None,
         }
     }
 
@@ -112,6 +121,10 @@ impl Config {
         let mut c = Self::new(Secret::new(token.trim().to_string()));
         if let Some(url) = std::env::var(BASE_URL_ENV).ok().filter(|u| !u.trim().is_empty()) {
             c.base_url = url.trim().to_string();
+        }
+        #[cfg(feature = "spaces")]
+        {
+            c.spaces = SpacesConfig::from_env();
         }
         Ok(c)
     }
@@ -150,6 +163,9 @@ pub struct DigitalOcean {
     limits: ProviderLimits,
     /// Project id per stack, once found or created.
     projects: tokio::sync::Mutex<BTreeMap<String, String>>,
+    /// Spaces stores by region.
+    #[cfg(feature = "spaces")]
+    spaces: spaces::Spaces,
 }
 
 impl DigitalOcean {
@@ -166,6 +182,8 @@ impl DigitalOcean {
             waits: config.waits,
             limits: config.limits,
             projects: tokio::sync::Mutex::new(BTreeMap::new()),
+            #[cfg(feature = "spaces")]
+            spaces: spaces::Spaces::new(config.spaces),
         })
     }
 
@@ -186,7 +204,7 @@ impl DigitalOcean {
 
     /// This backend as the provider the engine holds, named [`PROVIDER_NAME`].
     pub fn provider(self: &Arc<Self>) -> Provider {
-        Provider::builder(PROVIDER_NAME, Arc::clone(self) as Arc<dyn Region>)
+        let builder = Provider::builder(PROVIDER_NAME, Arc::clone(self) as Arc<dyn Region>)
             .kind::<Cache>(Arc::clone(self) as _)
             .kind::<Certificate>(Arc::clone(self) as _)
             .kind::<Database>(Arc::clone(self) as _)
@@ -196,9 +214,10 @@ impl DigitalOcean {
             .kind::<LoadBalancer>(Arc::clone(self) as _)
             .kind::<Subnet>(Arc::clone(self) as _)
             .kind::<Vm>(Arc::clone(self) as _)
-            .kind::<Vpc>(Arc::clone(self) as _)
-            .limits(self.limits)
-            .build()
+            .kind::<Vpc>(Arc::clone(self) as _);
+        #[cfg(feature = "spaces")]
+        let builder = builder.kind::<konstacks_core::kinds::Bucket>(Arc::clone(self) as _);
+        builder.limits(self.limits).build()
     }
 
     // ---- shared helpers ----
