@@ -28,7 +28,8 @@ TESTS=(--lib --test digitalocean_client --test digitalocean_contract --test digi
 # Spaces buckets (the `spaces` feature): their S3 calls go to a real moto server, since
 # DigitalOcean's OpenAPI description does not describe the S3 API; their DigitalOcean calls go
 # through Prism like every other test's.
-SPACES_TESTS=(--features digitalocean,spaces --test digitalocean_spaces)
+# The features of test-aws.sh's build, so that its artifacts serve here too.
+SPACES_TESTS=(--features aws,s3-state,spaces --test digitalocean_spaces)
 # Build first, so that Prism is not kept waiting behind the compiler.
 cargo test -p konstacks-providers --features digitalocean --locked "${TESTS[@]}" --no-run
 cargo test -p konstacks-providers --locked "${SPACES_TESTS[@]}" --no-run

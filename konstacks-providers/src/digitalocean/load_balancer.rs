@@ -193,6 +193,11 @@ fn pool_of(word: &str) -> Option<(String, u32, Option<String>, konstacks_core::k
     Some((name.to_string(), drain.parse().ok()?, status, release))
 }
 
+/// The name of a load balancer's pool, from its record (`app` when it has none).
+fn pool_name(w: &Owned) -> String {
+    w.tags.get(POOL).and_then(|p| pool_of(p)).map_or_else(|| "app".into(), |p| p.0)
+}
+
 /// The request body of `spec`, checked before any request.
 fn body_of(spec: &LoadBalancerSpec, project_id: Option<String>) -> ProviderResult<LbBody> {
     let what = format!("load balancer `{}`", spec.name);
@@ -307,8 +312,7 @@ fn health_word(s: TargetHealthState) -> &'static str {
 /// The observed load balancer from DigitalOcean's answer, its record and its droplets' health.
 fn observed(lb: &DoLb, w: Owned, health: &[TargetHealth]) -> LoadBalancerObserved {
     let mut tags: Tags = w.tags;
-    let hidden: Vec<Option<String>> = HIDDEN.iter().map(|k| tags.remove(*k)).collect();
-    let [pool, subnets, firewalls, gb] = [&hidden[0], &hidden[1], &hidden[2], &hidden[3]];
+    let [pool, subnets, firewalls, gb] = HIDDEN.map(|k| tags.remove(k));
     let (group, drain, status, release) =
         pool.as_deref().and_then(pool_of).unwrap_or_else(|| ("app".into(), 0, None, Default::default()));
     let https_port = lb
@@ -415,8 +419,8 @@ impl DigitalOcean {
         Ok(all.into_iter().filter(|l| l.droplet_ids.contains(&droplet)).map(|l| l.id).collect())
     }
 
-    /// The health of every droplet of `lb`, from the monitoring API.
-    async fn droplet_health(&self, cx: &OpContext, lb: &DoLb) -> ProviderResult<Vec<TargetHealth>> {
+    /// The health of every droplet of `lb` (its pool is `group`), from the monitoring API.
+    async fn droplet_health(&self, cx: &OpContext, lb: &DoLb, group: &str) -> ProviderResult<Vec<TargetHealth>> {
         if lb.droplet_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -428,7 +432,6 @@ impl DigitalOcean {
             .get(cx, "/v2/monitoring/metrics/load_balancer/droplets_health_checks", &query)
             .await
             .map_err(|e| e.into_provider(format!("reading the droplet health of load balancer `{}`", lb.id)))?;
-        let pool = "app".to_string();
         Ok(lb
             .droplet_ids
             .iter()
@@ -447,17 +450,13 @@ impl DigitalOcean {
                     Some(_) => TargetHealthState::Unhealthy,
                 };
                 let reason = (state == TargetHealthState::Unhealthy).then(|| "failing the health check".to_string());
-                TargetHealth { group: pool.clone(), target_id: id, state, reason }
+                TargetHealth { group: group.to_string(), target_id: id, state, reason }
             })
             .collect())
     }
 
     async fn lb_observed(&self, cx: &OpContext, lb: &DoLb, w: Owned) -> ProviderResult<LoadBalancerObserved> {
-        let mut health = self.droplet_health(cx, lb).await?;
-        let group = w.tags.get(POOL).and_then(|p| pool_of(p)).map(|p| p.0).unwrap_or_else(|| "app".into());
-        for h in &mut health {
-            h.group = group.clone();
-        }
+        let health = self.droplet_health(cx, lb, &pool_name(&w)).await?;
         Ok(observed(lb, w, &health))
     }
 
@@ -617,12 +616,7 @@ impl Api<LoadBalancer> for DigitalOcean {
             .ok_or_else(|| ProviderError::not_found(format!("load balancer `{id}` does not exist")))?;
         let records = self.records(cx).await?;
         let w = owned(&records, RecordKind::LoadBalancer, id).unwrap_or_default();
-        let group = w.tags.get(POOL).and_then(|p| pool_of(p)).map(|p| p.0).unwrap_or_else(|| "app".into());
-        let mut health = self.droplet_health(cx, &lb).await?;
-        for h in &mut health {
-            h.group = group.clone();
-        }
-        Ok(health)
+        self.droplet_health(cx, &lb, &pool_name(&w)).await
     }
 }
 
