@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 VENV="${KONSTACKS_GCP_VENV:-.venv-gcp}"
 REQUIREMENTS=scripts/requirements-gcp.txt
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-TESTS=(--lib --test gcp_fake --test gcp_contract --test gcp_web_app --test gcp_crash --test templates_gcp)
+TESTS=(--lib --test gcp_fake --test gcp_contract --test gcp_load_balancer --test gcp_web_app --test gcp_crash --test templates_gcp)
 
 pick_python() {
     for p in python3.11 python3 python; do
@@ -36,7 +36,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip freeze 2>/dev/null
 fi
 
 DOCS="$("$VENV/bin/python" -c "import googleapiclient, os; print(os.path.join(os.path.dirname(googleapiclient.__file__), 'discovery_cache', 'documents'))")"
-for doc in compute.v1.json sqladmin.v1.json; do
+for doc in compute.v1.json sqladmin.v1.json dns.v1.json storage.v1.json redis.v1.json; do
     if [ ! -f "$DOCS/$doc" ]; then
         echo "test-gcp: $DOCS/$doc is missing from $pinned" >&2
         exit 1

@@ -12,7 +12,7 @@ use crate::base::clock::OpContext;
 use crate::base::error::{ErrorKind, ProviderError};
 use crate::kind::api::Erased;
 pub use crate::kind::api::{Api, Attrs, DynApi, KindApis, ProviderResult, TargetHealth, TargetHealthState};
-pub use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo, TlsPolicyOffer};
+pub use crate::kind::catalog::{Catalog, EngineOffer, Offer, Pricing, RegionInfo, ReplacedField, TlsPolicyOffer};
 use crate::kind::{Kind, ResourceKind, Selector};
 
 /// Regions, zones and the catalogue of offers.

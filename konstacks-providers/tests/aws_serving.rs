@@ -637,7 +637,15 @@ async fn bad_serving_input_is_refused_before_any_aws_request() {
             .target_group(TargetGroup::new("app", 8080).vm(web))
             .security_policy("ELBSecurityPolicy-2016-08"),
     );
-    let err = engine.synth(&stack).expect_err("three problems");
+    // Application load balancers terminate TLS: passing it through is refused.
+    let tcp = konstacks_core::kinds::TargetHealthCheck::tcp();
+    edge.add(
+        "relay",
+        LoadBalancer::public([a, b])
+            .tls_passthrough(443)
+            .target_group(TargetGroup::new("app", 8443).vm(web).health_check(tcp)),
+    );
+    let err = engine.synth(&stack).expect_err("four problems");
     let msg = format!("{err:?}");
     for needle in [
         "certificate-unvalidated",
@@ -647,6 +655,7 @@ async fn bad_serving_input_is_refused_before_any_aws_request() {
         "unknown-security-policy",
         "ELBSecurityPolicy-2016-08",
         "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+        "tls-passthrough-unsupported",
     ] {
         assert!(msg.contains(needle), "every problem at once, `{needle}` missing: {msg}");
     }

@@ -642,7 +642,15 @@ async fn a_scripted_sequence_validates_end_to_end_and_destroy_leaves_nothing() {
 
     assert_eq!(
         t.fake.inventory(),
-        Inventory { networks: 1, subnetworks: 2, firewalls: 1, instances: 1, sql_instances: 1, sql_users: 2 }
+        Inventory {
+            networks: 1,
+            subnetworks: 2,
+            firewalls: 1,
+            instances: 1,
+            sql_instances: 1,
+            sql_users: 2,
+            ..Inventory::default()
+        }
     );
 
     // Destroy, in dependency order.

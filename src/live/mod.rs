@@ -278,7 +278,7 @@ impl LiveRuntime {
 /// The DNS name stays the simulated one (DNS records alias it); the URL is the live listener.
 fn endpoint(lb: &proxy::LbServer, dns_name: &str) -> LiveEndpoint {
     let ports = lb.ports();
-    let https = ports.iter().find(|(_, _, p)| *p == ListenerProtocol::Https);
+    let https = ports.iter().find(|(_, _, p)| p.is_tls());
     let (scheme, port) = match (https, ports.first()) {
         (Some((_, live, _)), _) => ("https", *live),
         (None, Some((_, live, _))) => ("http", *live),

@@ -1,6 +1,7 @@
 //! A load balancer served for real: an HTTP/1.1 reverse proxy (hyper) on loopback ports, one
 //! per listener, routing by host and path prefix to the healthy targets of a target group, with
-//! HTTP-to-HTTPS redirects and TLS from the local CA.
+//! HTTP-to-HTTPS redirects and TLS from the local CA; a TLS passthrough listener forwards the
+//! bytes of each connection to one healthy target of the default group unopened.
 //!
 //! Every target is probed by its own task on the group's health check, in compressed time
 //! (one probe a second; see `docs/live.md`), and moves through the states the clouds report:
@@ -217,6 +218,7 @@ impl LbServer {
                     self.shared.clone(),
                     acceptor,
                     *spec_port,
+                    l.protocol == ListenerProtocol::TlsPassthrough,
                     self.closing.subscribe(),
                 ))
                 .abort_handle();
@@ -306,9 +308,12 @@ impl LbServer {
         self.listeners
             .iter()
             .map(|(spec, b)| {
-                let scheme = if b.protocol == ListenerProtocol::Https { "https" } else { "http" };
-                let redirect =
+                let scheme = if b.protocol.is_tls() { "https" } else { "http" };
+                let mut redirect =
                     b.redirect_to.map(|p| format!(" (redirects to https://127.0.0.1:{p})")).unwrap_or_default();
+                if b.protocol == ListenerProtocol::TlsPassthrough {
+                    redirect.push_str(" (TLS passed through to the VMs)");
+                }
                 format!(
                     "load balancer `{}`: port {spec} -> {scheme}://127.0.0.1:{}{redirect}",
                     self.shared.name, b.port
@@ -455,6 +460,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
     spec_port: u16,
+    passthrough: bool,
     closing: watch::Receiver<bool>,
 ) {
     loop {
@@ -470,6 +476,15 @@ async fn accept_loop(
         let shared = shared.clone();
         let tls = tls.clone();
         let mut closing = closing.clone();
+        if passthrough {
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = pass_through(&shared, stream) => {}
+                    _ = closing.wait_for(|c| *c) => {}
+                }
+            });
+            continue;
+        }
         tokio::spawn(async move {
             let https = tls.is_some();
             let service = hyper::service::service_fn(move |req| {
@@ -497,6 +512,25 @@ async fn accept_loop(
                 _ = closing.wait_for(|c| *c) => {}
             }
         });
+    }
+}
+
+/// A TLS passthrough connection: its bytes go to a healthy target of the default group
+/// unopened (the target terminates TLS), tried on a second target when the first refuses. The
+/// target counts the connection in flight until either side closes it.
+async fn pass_through(shared: &Shared, mut client: tokio::net::TcpStream) {
+    let Some(group) = shared.config.read().ok().map(|c| c.default_group.clone()) else { return };
+    let mut tried: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let Some((vm_id, addr, _in_flight)) = shared.pick(&group, &tried) else { return };
+        match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(mut upstream)) => {
+                let _ = upstream.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                return;
+            }
+            _ => tried.push(vm_id),
+        }
     }
 }
 
@@ -795,6 +829,96 @@ mod tests {
         assert_eq!(to("127.0.0.1", "/"), "web");
         // No target registered: nothing to pick.
         assert!(lb.shared.pick("web", &[]).is_none());
+    }
+
+    /// A load balancer with one TLS passthrough listener on 443 and one target probed by TCP.
+    fn passthrough_lb(target_port: u16) -> LoadBalancerObserved {
+        use konstacks_core::kinds::{LbScheme, ListenerSpec, TargetGroupSpec};
+        LoadBalancerObserved {
+            id: "lb-1".into(),
+            name: "lb".into(),
+            region: "sim-1".into(),
+            scheme: LbScheme::Public,
+            subnet_ids: Vec::new(),
+            firewall_ids: Vec::new(),
+            listeners: vec![ListenerSpec {
+                port: 443,
+                protocol: ListenerProtocol::TlsPassthrough,
+                certificate_ids: Vec::new(),
+                redirect_to_port: None,
+            }],
+            target_groups: vec![TargetGroupSpec {
+                name: "app".into(),
+                port: target_port,
+                vm_ids: vec!["vm-1".into()],
+                health_check: HealthCheckSpec {
+                    protocol: HealthProtocol::Tcp,
+                    port: None,
+                    path: None,
+                    interval_s: 5,
+                    timeout_s: 2,
+                    healthy_threshold: 2,
+                    unhealthy_threshold: 2,
+                    expected_status: None,
+                },
+                deregistration_delay_s: 0,
+                release: Default::default(),
+            }],
+            routes: Vec::new(),
+            default_target_group: "app".into(),
+            tls_policy: TlsPolicy::Tls12,
+            security_policy: None,
+            assumed_gb_processed_per_month: 0.0,
+            dns_name: "lb.sim".into(),
+            ip: None,
+            url: "https://lb.sim".into(),
+            status: "active".into(),
+            targets: Vec::new(),
+            tags: Default::default(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tls_passthrough_listener_forwards_the_bytes_of_a_connection_unopened() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // The target echoes what it receives: a TLS record arrives as the client sent it.
+        let target = TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+        let target_addr = target.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = target.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        let mut lb = LbServer::new("lb");
+        lb.update(&passthrough_lb(target_addr.port()), &|_| Some(target_addr), None)
+            .unwrap_or_else(|e| panic!("update: {e}"));
+        let [(443, live, ListenerProtocol::TlsPassthrough)] = lb.ports()[..] else {
+            panic!("one passthrough listener expected: {:?}", lb.ports())
+        };
+        assert!(lb.describe()[0].contains("TLS passed through"), "{:?}", lb.describe());
+        let healthy = |lb: &LbServer| lb.health().iter().any(|h| h.state == TargetHealthState::Healthy);
+        for _ in 0..200 {
+            if healthy(&lb) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(healthy(&lb), "the target never turned healthy: {:?}", lb.health());
+        // The start of a TLS ClientHello: a load balancer that terminated TLS would answer
+        // with an alert or close, not echo it.
+        let hello: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00];
+        let mut client = tokio::net::TcpStream::connect(("127.0.0.1", live)).await.unwrap_or_else(|e| panic!("{e}"));
+        client.write_all(hello).await.unwrap_or_else(|e| panic!("write: {e}"));
+        let mut back = vec![0u8; hello.len()];
+        tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut back))
+            .await
+            .unwrap_or_else(|_| panic!("no echo within 10 s"))
+            .unwrap_or_else(|e| panic!("read: {e}"));
+        assert_eq!(back, hello);
+        lb.stop();
     }
 
     #[test]

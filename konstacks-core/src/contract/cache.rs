@@ -42,6 +42,10 @@ async fn cache_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
     );
     let fw = run.create(Firewall::KIND, &setup, || firewalls.create(cx, &fw_spec)).await?;
 
+    // Where the provider cannot change high availability in place (a tier chosen at creation),
+    // the cache is created highly available and the update stays in that tier.
+    let ha_fixed =
+        cat.replaced_on_change.iter().any(|f| f.kind == Cache::KIND.as_str() && f.field == "high_availability");
     let spec = CacheSpec {
         name: run.name("cache"),
         region: run.o.region.clone(),
@@ -50,8 +54,8 @@ async fn cache_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         size: size.slug.clone(),
         subnet_ids: vec![a.id.clone(), b.id.clone()],
         firewall_ids: vec![fw.id.clone()],
-        replicas: 0,
-        high_availability: false,
+        replicas: u32::from(ha_fixed),
+        high_availability: ha_fixed,
         transit_encryption: true,
         auth_token: Some(Secret::new("Contract-Auth-Token-0123456789".into())),
         tags: run.tags("cache"),
@@ -68,7 +72,7 @@ async fn cache_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
     let mut upd = spec.clone();
     // The auth token is sent on update only when it changes.
     upd.auth_token = None;
-    upd.replicas = 1;
+    upd.replicas = if ha_fixed { spec.replicas } else { 1 };
     upd.high_availability = true;
     if let Some(bigger) = cat.cache_sizes.get(1) {
         upd.size = bigger.slug.clone();

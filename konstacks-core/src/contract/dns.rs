@@ -126,7 +126,11 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
     let cspec = CertificateSpec {
         name: run.name("cert"),
         region: run.o.region.clone(),
-        domains: vec![domain.clone(), format!("*.{domain}")],
+        // Exact names where the provider's managed certificates take no wildcard.
+        domains: match run.p.catalog().certificates_without_wildcards {
+            true => vec![domain.clone(), format!("www.{domain}")],
+            false => vec![domain.clone(), format!("*.{domain}")],
+        },
         validation_zone_id: Some(zone.id.clone()),
         tags: run.tags("cert"),
     };

@@ -1,6 +1,7 @@
 //! The load balancer suite: a public load balancer in two public subnets, behind a firewall,
 //! sending HTTP to a VM; its targets' health, the VM's deletion refused while it is a target,
-//! routing rules and a second target group added by an update.
+//! routing rules and a second target group added by an update, and a TLS passthrough listener
+//! where the provider offers one.
 
 use std::net::Ipv4Addr;
 
@@ -174,6 +175,35 @@ async fn lb_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
     )
     .await?;
 
+    // Where load balancers pass TLS through, a second update turns HTTP into a redirect to a
+    // passthrough listener, and the probe into a TCP one (the VM speaks TLS on its port).
+    if cat.load_balancers_pass_tls_through {
+        let check = run.check("tls_passthrough");
+        let mut tls = upd.clone();
+        tls.listeners = vec![
+            ListenerSpec {
+                port: 80,
+                protocol: ListenerProtocol::Http,
+                certificate_ids: Vec::new(),
+                redirect_to_port: Some(443),
+            },
+            ListenerSpec {
+                port: 443,
+                protocol: ListenerProtocol::TlsPassthrough,
+                certificate_ids: Vec::new(),
+                redirect_to_port: None,
+            },
+        ];
+        tls.target_groups[0].health_check =
+            HealthCheckSpec { protocol: HealthProtocol::Tcp, path: None, expected_status: None, ..health("/") };
+        let updated = retry(cx, RETRY_UPDATE, || lbs.update(cx, &created.id, &tls))
+            .await
+            .map_err(|e| call_failed(&check, "update_load_balancer", &e))?;
+        check_lb(&check, &tls, &updated)?;
+        let got = run.check_reads(&check, &created.id, read).await?;
+        check_lb(&check, &tls, &got)?;
+    }
+
     run.delete(LoadBalancer::KIND, &created.id).await?;
     run.delete(Vm::KIND, &vm.id).await?;
     run.delete(Firewall::KIND, &fw.id).await?;
@@ -203,8 +233,12 @@ fn check_lb(check: &str, want: &LoadBalancerSpec, got: &LoadBalancerObserved) ->
     field(check, "default_target_group", &want.default_target_group, &got.default_target_group)?;
     field(check, "tls_policy", &want.tls_policy, &got.tls_policy)?;
     ensure(!got.dns_name.is_empty(), check, || "field `dns_name` is empty".into())?;
-    ensure(got.url.starts_with("http://") && got.url.contains(&got.dns_name), check, || {
-        format!("field `url` is {:?}; an HTTP-only load balancer's URL is http://<dns_name>", got.url)
+    let (scheme, what) = match want.listeners.iter().any(|l| l.protocol.is_tls()) {
+        true => ("https://", "a load balancer with a TLS listener"),
+        false => ("http://", "an HTTP-only load balancer"),
+    };
+    ensure(got.url.starts_with(scheme) && got.url.contains(&got.dns_name), check, || {
+        format!("field `url` is {:?}; {what}'s URL is {scheme}<dns_name>", got.url)
     })?;
     if let Some(ip) = &got.ip {
         ensure(ip.parse::<Ipv4Addr>().is_ok(), check, || format!("field `ip` is {ip:?}, not an IPv4 address"))?;

@@ -388,6 +388,7 @@ mod tests {
                 ("assign_public_ip".to_string(), attr("flag")),
             ]),
             health: None,
+            replaced_on_change: Vec::new(),
         };
         let c = CostModel::new(&[&cat]).price_resource(&r);
         assert_eq!(c.monthly_usd, None);

@@ -68,6 +68,24 @@ impl TlsPolicyOffer {
     }
 }
 
+/// A field of a kind that this provider cannot change in place, beyond the kind's own
+/// `force_new` fields: a change to it plans a replacement (Memorystore's tier follows
+/// `high_availability` and cannot change on a live instance).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplacedField {
+    /// The kind (`cache`).
+    pub kind: String,
+    /// The field (`high_availability`).
+    pub field: String,
+}
+
+impl ReplacedField {
+    /// `field` of `kind`.
+    pub fn new(kind: &str, field: &str) -> Self {
+        Self { kind: kind.into(), field: field.into() }
+    }
+}
+
 /// What a provider offers; validation checks stacks against it before any cloud call.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
@@ -96,9 +114,20 @@ pub struct Catalog {
     /// more.
     #[serde(default)]
     pub load_balancers_one_pool: bool,
+    /// The provider's load balancers can pass TLS through to the VMs unopened
+    /// (`LoadBalancer::tls_passthrough`); where false, synth refuses such a listener.
+    #[serde(default)]
+    pub load_balancers_pass_tls_through: bool,
     /// Named load balancer TLS security policies (none where the provider has no names).
     #[serde(default)]
     pub tls_policies: Vec<TlsPolicyOffer>,
+    /// The provider's managed certificates cover exact names only (Google-managed SSL
+    /// certificates): synth refuses a wildcard (`*.example.com`).
+    #[serde(default)]
+    pub certificates_without_wildcards: bool,
+    /// Fields the provider cannot change in place (a change plans a replacement).
+    #[serde(default)]
+    pub replaced_on_change: Vec<ReplacedField>,
     /// Longest physical name the provider accepts.
     pub max_name_len: usize,
     /// How many zones each region has at least (zone indexes must be below this).

@@ -254,6 +254,16 @@ fn check_domains(cx: &mut LowerCx<'_>, domains: &[String]) {
             cx.error("duplicate-domain", format!("`{d}` is listed twice"), "list each name once");
         }
     }
+    if let Some(c) = cx.catalog().filter(|c| c.certificates_without_wildcards) {
+        let provider = c.provider.clone();
+        for d in domains.iter().filter(|d| d.starts_with("*.")) {
+            cx.error(
+                "wildcard-certificate-unsupported",
+                format!("provider `{provider}`'s managed certificates cover exact names only, not `{d}`"),
+                "list every host name the certificate must cover (up to 100)",
+            );
+        }
+    }
 }
 
 /// The most specific zone of the stack that holds every name, if any.
@@ -327,6 +337,21 @@ mod tests {
         assert_eq!(got, [("shop/stray", "certificate-unvalidated"), ("shop/partner", "manual-validation-unsupported")]);
         assert!(d.iter().all(|d| d.help.contains("DnsZone")), "{d:?}");
         assert!(stack.synth(&[&SimCloud::catalog()]).is_err(), "the stray one is refused everywhere");
+    }
+
+    #[test]
+    fn a_provider_whose_certificates_take_exact_names_refuses_wildcards() {
+        let stack = Stack::new("shop", Placement::region("eu-central"), Stage::Dev);
+        let zone = stack.add("zone", DnsZone::new("example.com"));
+        stack.add("site", Certificate::new(["example.com", "*.example.com"]).validate_in(zone));
+        stack.add("www", Certificate::new(["example.com", "www.example.com"]).validate_in(zone));
+        let mut cat = SimCloud::catalog();
+        cat.certificates_without_wildcards = true;
+        let Err(crate::error::Error::Invalid(d)) = stack.synth(&[&cat]) else { panic!("refused") };
+        let got: Vec<(&str, &str)> = d.iter().map(|d| (d.path.as_str(), d.code)).collect();
+        assert_eq!(got, [("shop/site", "wildcard-certificate-unsupported")]);
+        assert!(d.iter().all(|d| d.message.contains("`*.example.com`")), "{d:?}");
+        assert!(stack.synth(&[&SimCloud::catalog()]).is_ok(), "wildcards are fine where offered");
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The load balancer kind: a regional HTTP(S) load balancer in subnets of one VPC, with
-//! listeners (HTTP, HTTPS with certificates for SNI), target groups of VMs with health checks,
-//! host and path routing rules, and a minimum TLS version.
+//! listeners (HTTP, HTTPS with certificates for SNI, TLS passthrough), target groups of VMs with
+//! health checks, host and path routing rules, and a minimum TLS version.
 //!
-//! The builder, its resolved spec and observed state, its fields, its [`KindDef`] and its
-//! outputs live here; the checks that validate a builder live in [`check`].
+//! The builder, its fields, its [`KindDef`] and its outputs live here; its resolved spec and
+//! observed state in `spec`; the checks that validate a builder in `check`.
 
 mod check;
+mod spec;
 #[cfg(test)]
 mod tests;
 
@@ -19,6 +20,11 @@ use crate::kinds::firewall::Firewall;
 use crate::kinds::subnet::Subnet;
 use crate::kinds::vm::Vm;
 use crate::model::refs::{Output, Ref};
+
+pub use spec::{
+    target_states, url_of, HealthCheckSpec, ListenerSpec, LoadBalancerObserved, LoadBalancerSpec, RouteSpec,
+    TargetGroupSpec, TargetState,
+};
 
 /// Data processed per month assumed by the cost estimate unless the builder says otherwise.
 pub const DEFAULT_GB_PROCESSED_PER_MONTH: f64 = 100.0;
@@ -57,6 +63,16 @@ pub enum ListenerProtocol {
     Http,
     /// HTTP over TLS, terminated at the load balancer.
     Https,
+    /// TLS passed through to the targets unopened: the VMs hold the certificate and terminate
+    /// TLS themselves; the load balancer sees neither hosts nor paths.
+    TlsPassthrough,
+}
+
+impl ListenerProtocol {
+    /// Whether clients speak TLS to it (HTTPS, or TLS passed through to the targets).
+    pub fn is_tls(self) -> bool {
+        matches!(self, ListenerProtocol::Https | ListenerProtocol::TlsPassthrough)
+    }
 }
 
 /// How a health check probes a target.
@@ -285,6 +301,7 @@ impl Route {
 pub(crate) enum ListenerKind {
     Http { redirect: bool },
     Https { certificates: Vec<CertificateId> },
+    TlsPassthrough,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +380,17 @@ impl LoadBalancer {
     pub fn https_certificates<C: Into<CertificateId>>(mut self, port: u32, ids: impl IntoIterator<Item = C>) -> Self {
         let certificates = ids.into_iter().map(Into::into).collect();
         self.listeners.push(Listener { port, kind: ListenerKind::Https { certificates } });
+        self
+    }
+
+    /// A listener on `port` that passes TLS through to the targets unopened (DigitalOcean's
+    /// `tls_passthrough`): the VMs hold the certificate and terminate TLS themselves, so the
+    /// load balancer needs no certificate, applies no TLS policy and cannot route by host or
+    /// path: every connection goes to the default target group. An HTTP listener beside it
+    /// redirects to it as it would to an HTTPS listener. Providers whose load balancers cannot
+    /// pass TLS through (AWS's and GCP's application load balancers) refuse it at synth.
+    pub fn tls_passthrough(mut self, port: u32) -> Self {
+        self.listeners.push(Listener { port, kind: ListenerKind::TlsPassthrough });
         self
     }
 
@@ -447,163 +475,6 @@ pub mod field {
     pub const TAGS: Field<LoadBalancer, Tags> = Field::new("tags");
 }
 
-/// A resolved listener.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct ListenerSpec {
-    /// Port.
-    pub port: u16,
-    /// Protocol.
-    pub protocol: ListenerProtocol,
-    /// Provider ids of the certificates (HTTPS only; the first is the default).
-    pub certificate_ids: Vec<String>,
-    /// For HTTP: the HTTPS port every request is redirected to, if any.
-    pub redirect_to_port: Option<u16>,
-}
-
-/// A resolved health check.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct HealthCheckSpec {
-    /// How to probe.
-    pub protocol: HealthProtocol,
-    /// Port probed; `None` is the target group's port.
-    pub port: Option<u16>,
-    /// Path requested (HTTP(S) only).
-    pub path: Option<String>,
-    /// Seconds between probes.
-    pub interval_s: u32,
-    /// Seconds a probe may take.
-    pub timeout_s: u32,
-    /// Successes to become healthy.
-    pub healthy_threshold: u32,
-    /// Failures to become unhealthy.
-    pub unhealthy_threshold: u32,
-    /// Status codes of success (HTTP(S) only).
-    pub expected_status: Option<String>,
-}
-
-/// A resolved target group.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct TargetGroupSpec {
-    /// Name, unique within the load balancer.
-    pub name: String,
-    /// Port the targets listen on.
-    pub port: u16,
-    /// Provider ids of the target VMs.
-    pub vm_ids: Vec<String>,
-    /// How targets are probed.
-    pub health_check: HealthCheckSpec,
-    /// Seconds a leaving target keeps serving requests in flight.
-    pub deregistration_delay_s: u32,
-    /// How releases replace the targets (engine-side; absent when the default).
-    #[serde(default, skip_serializing_if = "is_default_release")]
-    pub release: ReleasePolicy,
-}
-
-fn is_default_release(r: &ReleasePolicy) -> bool {
-    *r == ReleasePolicy::default()
-}
-
-/// A resolved routing rule.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct RouteSpec {
-    /// Evaluation order, from 1 (lowest is tried first).
-    pub priority: u32,
-    /// Host matched (lowercase; `*.example.com` matches one label), or any host.
-    pub host: Option<String>,
-    /// Path prefix matched, or any path.
-    pub path_prefix: Option<String>,
-    /// Name of the target group.
-    pub target_group: String,
-}
-
-/// The health of one target, as the load balancer sees it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct TargetState {
-    /// Provider id of the VM.
-    pub vm_id: String,
-    /// Name of its target group.
-    pub group: String,
-    /// `healthy`, `unhealthy`, `initial` or `unavailable` (the provider's word where it has
-    /// its own).
-    pub state: String,
-}
-
-/// A resolved load balancer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LoadBalancerSpec {
-    /// Physical name.
-    pub name: String,
-    /// Region.
-    pub region: String,
-    /// Public or internal.
-    pub scheme: LbScheme,
-    /// Ids of the subnets.
-    pub subnet_ids: Vec<String>,
-    /// Ids of the attached firewalls.
-    pub firewall_ids: Vec<String>,
-    /// Listeners, by port.
-    pub listeners: Vec<ListenerSpec>,
-    /// Target groups, by name.
-    pub target_groups: Vec<TargetGroupSpec>,
-    /// Routing rules, by priority.
-    pub routes: Vec<RouteSpec>,
-    /// The target group of requests no rule matches.
-    pub default_target_group: String,
-    /// Oldest TLS version accepted by HTTPS listeners.
-    pub tls_policy: TlsPolicy,
-    /// The provider's security policy by name; `None` is the provider's policy for `tls_policy`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_policy: Option<String>,
-    /// GB processed per month assumed by the cost estimate; backends ignore it.
-    pub assumed_gb_processed_per_month: f64,
-    /// Tags.
-    pub tags: Tags,
-}
-
-/// An observed load balancer.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LoadBalancerObserved {
-    /// Provider id.
-    pub id: String,
-    /// Physical name.
-    pub name: String,
-    /// Region.
-    pub region: String,
-    /// Public or internal.
-    pub scheme: LbScheme,
-    /// Ids of the subnets.
-    pub subnet_ids: Vec<String>,
-    /// Ids of the attached firewalls.
-    pub firewall_ids: Vec<String>,
-    /// Listeners, by port.
-    pub listeners: Vec<ListenerSpec>,
-    /// Target groups, by name.
-    pub target_groups: Vec<TargetGroupSpec>,
-    /// Routing rules, by priority.
-    pub routes: Vec<RouteSpec>,
-    /// The target group of requests no rule matches.
-    pub default_target_group: String,
-    /// Oldest TLS version accepted.
-    pub tls_policy: TlsPolicy,
-    /// The provider's security policy by name, when it is not the one for `tls_policy`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_policy: Option<String>,
-    /// The cost assumption, as given (backends that cannot store it echo the spec's).
-    pub assumed_gb_processed_per_month: f64,
-    /// DNS name clients use.
-    pub dns_name: String,
-    /// A fixed public address, where the cloud gives one.
-    pub ip: Option<String>,
-    /// `https://<dns_name>` when an HTTPS listener exists, else `http://<dns_name>` (with the
-    /// port when it is not the protocol's default).
-    pub url: String,
-    /// Provider status (`active`, `provisioning`, ...).
-    pub status: String,
-    /// Health of every target of every group.
-    pub targets: Vec<TargetState>,
-    /// Tags.
-    pub tags: Tags,
-}
 crate::kind::observed!(LoadBalancerObserved);
 
 /// The load balancer kind. A replacement creates the new one first (its name gets a new
@@ -653,6 +524,7 @@ impl ResourceKind for LoadBalancer {
         let listeners = check::listeners(cx, self);
         let groups = check::target_groups(cx, self);
         let default = check::routing(cx, self);
+        check::passthrough(cx, self, &default);
         let tls_policy = check::security_policy(cx, self);
         check::one_pool(cx, self);
         let (subnet_ids, firewall_ids) = (cx.ids_of(&check::distinct(&subnets)), cx.ids_of(&check::distinct(&fws)));
@@ -731,27 +603,6 @@ fn price(cx: &PriceCx<'_>) -> Vec<CostLine> {
     let gb = cx.get(field::ASSUMED_GB_PROCESSED_PER_MONTH).unwrap_or(DEFAULT_GB_PROCESSED_PER_MONTH);
     let what = format!("{gb} GB processed per month (assumed; set `.assume_gb_processed_per_month`)");
     vec![hourly, CostLine::per_unit("data_processed", what, gb, p.load_balancer_gb_processed)]
-}
-
-/// The URL of a load balancer: HTTPS when it has an HTTPS listener, with the port when it is
-/// not the protocol's default. Backends compute the observed `url` with it.
-pub fn url_of(dns_name: &str, listeners: &[ListenerSpec]) -> String {
-    let lowest = |p: ListenerProtocol| listeners.iter().filter(|l| l.protocol == p).map(|l| l.port).min();
-    let (scheme, port, default) = match (lowest(ListenerProtocol::Https), lowest(ListenerProtocol::Http)) {
-        (Some(p), _) => ("https", p, 443),
-        (None, Some(p)) => ("http", p, 80),
-        (None, None) => ("http", 80, 80),
-    };
-    if port == default {
-        format!("{scheme}://{dns_name}")
-    } else {
-        format!("{scheme}://{dns_name}:{port}")
-    }
-}
-
-/// Target states keyed by (group, VM id), for comparisons in tests and waiters.
-pub fn target_states(o: &LoadBalancerObserved) -> BTreeMap<(String, String), String> {
-    o.targets.iter().map(|t| ((t.group.clone(), t.vm_id.clone()), t.state.clone())).collect()
 }
 
 /// Outputs of a load balancer, available after apply.

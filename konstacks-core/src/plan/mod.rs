@@ -590,7 +590,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
                     if same {
                         continue;
                     }
-                    let forces = force_new.contains(k);
+                    let forces = force_new.contains(k) || r.replaced_on_change.iter().any(|f| f == k);
                     let (after, unknown) = match v {
                         Resolved::Known(v) => (Some(v.clone()), false),
                         Resolved::Unknown => (None, true),

@@ -52,8 +52,7 @@ fn check_spec(s: &Inner, cat: &Catalog, name: &str, spec: &LoadBalancerSpec, now
         return Err(invalid(format!("{NOUN} `{name}` needs at least one listener")));
     }
     let mut ports = BTreeSet::new();
-    let https: BTreeSet<u16> =
-        spec.listeners.iter().filter(|l| l.protocol == ListenerProtocol::Https).map(|l| l.port).collect();
+    let https: BTreeSet<u16> = spec.listeners.iter().filter(|l| l.protocol.is_tls()).map(|l| l.port).collect();
     for l in &spec.listeners {
         if l.port == 0 || !ports.insert(l.port) {
             return Err(invalid(format!("{NOUN} `{name}`: port {} is invalid or already used by a listener", l.port)));
@@ -69,9 +68,15 @@ fn check_spec(s: &Inner, cat: &Catalog, name: &str, spec: &LoadBalancerSpec, now
                     s.reference::<Certificate>(c, &spec.region, now)?;
                 }
             }
+            ListenerProtocol::TlsPassthrough if !l.certificate_ids.is_empty() => {
+                return Err(invalid(format!(
+                    "{NOUN} `{name}`: the TLS passthrough listener on port {} takes no certificate (the VMs hold it)",
+                    l.port
+                )));
+            }
             ListenerProtocol::Http if l.redirect_to_port.is_some_and(|p| !https.contains(&p)) => {
                 return Err(invalid(format!(
-                    "{NOUN} `{name}`: listener on port {} redirects to port {:?}, where no HTTPS listener is",
+                    "{NOUN} `{name}`: listener on port {} redirects to port {:?}, where no HTTPS or TLS passthrough listener is",
                     l.port, l.redirect_to_port
                 )));
             }

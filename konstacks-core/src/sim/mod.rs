@@ -193,6 +193,13 @@ impl SimCloud {
         Ok(Self { inner: Mutex::new(inner), catalog: Self::catalog(), file: Some(Arc::new(file)) })
     }
 
+    /// This cloud with another catalogue, to model a provider that offers less (a missing
+    /// feature flag, a field it cannot change in place).
+    pub fn with_catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = catalog;
+        self
+    }
+
     /// This cloud in live mode: `runtime` runs its VMs' apps, load balancers, databases and
     /// caches for real on this machine (see [`runtime`]).
     pub fn with_runtime(self, runtime: Arc<dyn runtime::Runtime>) -> Self {
@@ -258,6 +265,9 @@ impl SimCloud {
             kinds: kinds::ALL.iter().map(|k| k.as_str().to_string()).collect(),
             certificates_validated_by_provider: false,
             load_balancers_one_pool: false,
+            load_balancers_pass_tls_through: true,
+            certificates_without_wildcards: false,
+            replaced_on_change: Vec::new(),
             tls_policies: vec![
                 TlsPolicyOffer::new("sim-compatible-2026", "1.2"),
                 TlsPolicyOffer::new("sim-modern-2026", "1.3"),

@@ -40,6 +40,10 @@ pub struct SynthResource {
     /// Zero-downtime replacement gate (VMs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthGate>,
+    /// Fields its provider cannot change in place beyond the kind's own `force_new` (from the
+    /// provider's catalogue): a change to one plans a replacement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaced_on_change: Vec<String>,
 }
 
 /// A stack output.
@@ -267,7 +271,19 @@ fn lower_node(
     deps.remove(&i);
     let deps: Vec<usize> = deps.into_iter().collect();
     let depends_on = deps.iter().map(|d| def.nodes[*d].path.clone()).collect();
-    SynthResource { path, kind, provider: provider_name, deps, depends_on, fields, health: n.spec.health() }
+    let replaced_on_change = cat
+        .map(|c| c.replaced_on_change.iter().filter(|f| f.kind == kind.as_str()).map(|f| f.field.clone()).collect())
+        .unwrap_or_default();
+    SynthResource {
+        path,
+        kind,
+        provider: provider_name,
+        deps,
+        depends_on,
+        fields,
+        health: n.spec.health(),
+        replaced_on_change,
+    }
 }
 
 /// Validate a stack's definition against the catalogues of the providers it may use and

@@ -77,6 +77,12 @@ fn check_spec(what: &str, spec: &LoadBalancerSpec) -> ProviderResult<()> {
     if spec.listeners.is_empty() {
         return Err(invalid(format!("{what} needs at least one listener")));
     }
+    if let Some(l) = spec.listeners.iter().find(|l| l.protocol == ListenerProtocol::TlsPassthrough) {
+        return Err(invalid(format!(
+            "{what}: AWS application load balancers terminate TLS; the listener on port {} cannot pass it through",
+            l.port
+        )));
+    }
     Ok(())
 }
 

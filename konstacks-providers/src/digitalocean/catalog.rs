@@ -189,7 +189,11 @@ pub fn catalog() -> Catalog {
         certificates_validated_by_provider: true,
         // One droplet pool per load balancer, no rules (see `load_balancer`).
         load_balancers_one_pool: true,
+        // Forwarding rules with `tls_passthrough` (see `load_balancer`).
+        load_balancers_pass_tls_through: true,
         // `tls_cipher_policy`: both accept TLS 1.2 and 1.3; STRONG drops the weaker ciphers.
+        certificates_without_wildcards: false,
+        replaced_on_change: Vec::new(),
         tls_policies: vec![TlsPolicyOffer::new("DEFAULT", "1.2"), TlsPolicyOffer::new("STRONG", "1.2")],
         // Database cluster names are the shortest limit DigitalOcean puts on names.
         max_name_len: 63,

@@ -6,8 +6,10 @@
 //!   (`load_balancers_one_pool`), so synth refuses a second target group, rules and several
 //!   certificates on one listener before any request.
 //! - **Listeners** become forwarding rules to the group's port over HTTP: HTTPS listeners
-//!   terminate TLS with their certificate (`certificate_id`); an HTTP listener redirected to
-//!   HTTPS sets `redirect_http_to_https` (DigitalOcean redirects to its HTTPS rule).
+//!   terminate TLS with their certificate (`certificate_id`); a TLS passthrough listener is an
+//!   `https` → `https` rule with `tls_passthrough` and no certificate (the droplets terminate
+//!   TLS); an HTTP listener redirected to HTTPS sets `redirect_http_to_https` (DigitalOcean
+//!   redirects to its HTTPS rule).
 //! - **Security policy**: `tls_cipher_policy` (`DEFAULT` or `STRONG`, both TLS 1.2 and up);
 //!   DigitalOcean cannot refuse TLS 1.2, so a TLS 1.3 floor is refused before any request.
 //! - **Where it lives**: the VPC of its subnets (subnets are logical on DigitalOcean) and the
@@ -218,7 +220,7 @@ fn body_of(spec: &LoadBalancerSpec, project_id: Option<String>) -> ProviderResul
     let [vpc] = vpcs.iter().collect::<Vec<_>>()[..] else {
         return Err(invalid(format!("{what}: its subnets must be subnets of one VPC: {:?}", spec.subnet_ids)));
     };
-    let https_port = spec.listeners.iter().find(|l| l.protocol == ListenerProtocol::Https).map(|l| l.port);
+    let https_port = spec.listeners.iter().find(|l| l.protocol.is_tls()).map(|l| l.port);
     let mut redirect = false;
     let mut rules = Vec::with_capacity(spec.listeners.len());
     for l in &spec.listeners {
@@ -232,8 +234,16 @@ fn body_of(spec: &LoadBalancerSpec, project_id: Option<String>) -> ProviderResul
                 };
                 ("https", cert.clone())
             }
+            ListenerProtocol::TlsPassthrough if !l.certificate_ids.is_empty() => {
+                return Err(invalid(format!(
+                    "{what}: the TLS passthrough listener on port {} takes no certificate (the droplets hold it)",
+                    l.port
+                )));
+            }
+            ListenerProtocol::TlsPassthrough => ("https", String::new()),
             _ => ("http", String::new()),
         };
+        let passthrough = l.protocol == ListenerProtocol::TlsPassthrough;
         if let Some(to) = l.redirect_to_port {
             if Some(to) != https_port || l.protocol != ListenerProtocol::Http {
                 return Err(invalid(format!(
@@ -246,10 +256,11 @@ fn body_of(spec: &LoadBalancerSpec, project_id: Option<String>) -> ProviderResul
         rules.push(Rule {
             entry_protocol: entry.into(),
             entry_port: l.port,
-            target_protocol: "http".into(),
+            // Passed-through TLS reaches the droplets as HTTPS, which they terminate.
+            target_protocol: if passthrough { "https" } else { "http" }.into(),
             target_port: group.port,
             certificate_id,
-            tls_passthrough: false,
+            tls_passthrough: passthrough,
         });
     }
     let hc = &group.health_check;
@@ -325,9 +336,14 @@ fn observed(lb: &DoLb, w: Owned, health: &[TargetHealth]) -> LoadBalancerObserve
         .iter()
         .map(|r| {
             let https = r.entry_protocol != "http";
+            let protocol = match (https, r.tls_passthrough) {
+                (true, true) => ListenerProtocol::TlsPassthrough,
+                (true, false) => ListenerProtocol::Https,
+                (false, _) => ListenerProtocol::Http,
+            };
             ListenerSpec {
                 port: r.entry_port,
-                protocol: if https { ListenerProtocol::Https } else { ListenerProtocol::Http },
+                protocol,
                 certificate_ids: if r.certificate_id.is_empty() { Vec::new() } else { vec![r.certificate_id.clone()] },
                 redirect_to_port: (!https && lb.redirect_http_to_https).then_some(https_port).flatten(),
             }

@@ -12,12 +12,40 @@
 //!   figures of cloud.google.com/compute/vm-instance-pricing; unchanged list prices since;
 //! - Cloud SQL: cloud.google.com/sql/pricing (Enterprise edition, us-central1: $0.0413 per
 //!   vCPU-hour and $0.007 per GiB-hour, as re-published in May 2026).
+//! - Cloud Storage: cloud.google.com/storage/pricing (read 2026-12-06): Standard storage in a
+//!   single region $0.020 per GB-month in us-central1 (and the other US regions), about $0.023 in
+//!   Europe and elsewhere; Class A operations (writes, lists) $0.005 and Class B operations
+//!   (reads) $0.0004 per 1,000.
+//! - Memorystore for Redis: cloud.google.com/memorystore/docs/redis/pricing (figures of the
+//!   issue #17 brief, 2026-12-06; the search corpus had no copy of the page to verify them):
+//!   us-central1 Basic tier M1 (1-4 GB) about $0.049 per GB-hour, Standard tier M1 about $0.064;
+//!   M2 (5-10 GB) Basic about $0.027 per GB-hour (unverified). Tiers: "It is not possible to
+//!   upgrade from Basic Tier to Standard Tier" (cloud.google.com/memorystore/docs/redis/redis-tiers).
+//! - Cloud DNS: cloud.google.com/dns/pricing (figures of the issue #17 brief, 2026-12-06, not
+//!   re-verified): $0.20 per managed zone a month for the first 25 zones, $0.40 per million
+//!   queries for the first billion. Google-managed SSL certificates are free.
+//! - Cloud Load Balancing: cloud.google.com/vpc/network-pricing#lb (figures of the issue #17
+//!   brief, 2026-12-06, not re-checked against the page): global external Application Load
+//!   Balancer $0.025 per hour for the first 5 forwarding rules, $0.008 per GB of data processed.
 
 use konstacks_core::kind::{Kind, ResourceKind};
+use konstacks_core::kinds::{Bucket, Cache, Certificate, DnsRecord, DnsZone, LoadBalancer};
 use konstacks_core::model::{Database, DbEngine as Engine, Firewall, Jurisdiction, Subnet, Vm, Vpc};
 
 /// The kinds this backend registers (see its `provider()`).
-pub const KINDS: &[Kind] = &[Database::KIND, Firewall::KIND, Subnet::KIND, Vm::KIND, Vpc::KIND];
+pub const KINDS: &[Kind] = &[
+    Bucket::KIND,
+    Cache::KIND,
+    Certificate::KIND,
+    Database::KIND,
+    DnsRecord::KIND,
+    DnsZone::KIND,
+    Firewall::KIND,
+    LoadBalancer::KIND,
+    Subnet::KIND,
+    Vm::KIND,
+    Vpc::KIND,
+];
 use konstacks_core::provider::{Catalog, Pricing};
 
 /// Name stacks use to select this provider.
@@ -222,6 +250,21 @@ const DB_SIZES: &[(&str, &str, f64)] = &[
     ("db-custom-8-30720", "db-custom-8-30720", 394.49),
 ];
 
+/// Cache sizes: Memorystore for Redis memory sizes (native `<n>gb` = `memorySizeGb`), priced as
+/// Basic tier instances (730 hours): micro 1 GB, small 2 GB, medium 4 GB (M1, $0.049 per
+/// GB-hour), large 8 GB (M2, $0.027). The core prices replicas as more nodes of the same size,
+/// which overstates a Standard tier instance (about $0.064 per GB-hour for primary and replica).
+const CACHE_SIZES: &[(&str, &str, f64)] = &[
+    ("cache-micro", "1gb", 35.77),
+    ("cache-small", "2gb", 71.54),
+    ("cache-medium", "4gb", 143.08),
+    ("cache-large", "8gb", 157.68),
+    ("16gb", "16gb", 315.36),
+];
+
+/// Memorystore for Redis versions offered (`REDIS_7_0`, `REDIS_7_2`), oldest first.
+const REDIS_VERSIONS: &[&str] = &["7.0", "7.2"];
+
 /// Images: the native column is the image family the backend puts in `sourceImage`, so every
 /// create boots the newest image of the family.
 const IMAGES: &[(&str, &str)] = &[
@@ -250,7 +293,7 @@ pub fn catalog(home: &str) -> Catalog {
         max_name_len: MAX_NAME_LEN,
         min_zones: MIN_ZONES,
     };
-    tables.catalog(
+    let mut cat = tables.catalog(
         home,
         Pricing {
             priced_on: PRICED_ON.to_string(),
@@ -260,13 +303,46 @@ pub fn catalog(home: &str) -> Catalog {
             backup_gb_month: Some(0.08),
             public_ipv4_month: Some(3.65),
             region_multipliers: REGION_MULTIPLIERS.iter().map(|(r, m)| (r.to_string(), *m)).collect(),
-            // No DNS kind is offered by this backend yet.
-            unit_prices: Vec::new(),
-            // The load balancer kind is not offered by this backend yet.
-            load_balancer_hour: None,
-            load_balancer_gb_processed: None,
+            // Cloud DNS: a managed zone a month and a million queries (first tiers; see above).
+            unit_prices: vec![
+                konstacks_core::kind::catalog::UnitPrice::new(konstacks_core::kinds::dns_zone::PRICE_ZONE_MONTH, 0.20),
+                konstacks_core::kind::catalog::UnitPrice::new(
+                    konstacks_core::kinds::dns_zone::PRICE_MILLION_QUERIES,
+                    0.40,
+                ),
+            ],
+            // Global external Application Load Balancer: the first 5 forwarding rules per hour,
+            // and data processed (see the module doc).
+            load_balancer_hour: Some(0.025),
+            load_balancer_gb_processed: Some(0.008),
         },
-    )
+    );
+    cat.bucket_pricing = Some(bucket_pricing(home));
+    // Google validates its managed certificates itself and shows no validation records.
+    cat.certificates_validated_by_provider = true;
+    // Google-managed SSL certificates cover up to 100 exact names, no wildcard.
+    cat.certificates_without_wildcards = true;
+    cat.cache_sizes =
+        CACHE_SIZES.iter().map(|(s, n, p)| konstacks_core::provider::Offer::new(s, n, Some(*p))).collect();
+    cat.engines.push(konstacks_core::provider::EngineOffer::new("redis", REDIS_VERSIONS));
+    // A Memorystore instance's tier (BASIC, STANDARD_HA) follows high availability and cannot
+    // change on a live instance: a change plans a replacement.
+    cat.replaced_on_change.push(konstacks_core::provider::ReplacedField::new("cache", "high_availability"));
+    cat.tls_policies = super::load_balancer::TLS_POLICIES
+        .iter()
+        .map(|(name, min, _)| konstacks_core::provider::TlsPolicyOffer::new(name, min))
+        .collect();
+    cat
+}
+
+/// Cloud Storage Standard prices in `home` (see the module's sources): $0.020 per GB-month in
+/// the US regions, about $0.023 elsewhere.
+fn bucket_pricing(home: &str) -> konstacks_core::kind::catalog::BucketPricing {
+    konstacks_core::kind::catalog::BucketPricing {
+        storage_gb_month: Some(if home.starts_with("us-") { 0.020 } else { 0.023 }),
+        write_requests_per_1000: Some(0.005),
+        read_requests_per_1000: Some(0.0004),
+    }
 }
 
 /// The zones of a listed region, in Google's order (zone index 0 is the first); `None` for a
@@ -412,6 +488,6 @@ mod tests {
         assert_eq!(engine_version_of("SQLSERVER_2022_STANDARD"), None);
         assert_eq!(engine_version_of("MYSQL_8"), None);
         assert_eq!(engine_version_of("POSTGRES_"), None);
-        assert!(c.engine_versions("redis").is_empty());
+        assert_eq!(c.engine_versions("redis"), ["7.0", "7.2"]);
     }
 }

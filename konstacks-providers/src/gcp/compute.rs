@@ -311,6 +311,7 @@ impl Api<Vm> for Gcp {
         let Some((zone, name)) = instance_parts(id) else {
             return Ok(());
         };
+        self.refuse_if_target(zone, name).await?; // a load balancer target: see load_balancer.rs
         let sent = self.instances.delete().set_project(&self.project).set_zone(zone).set_instance(name).send().await;
         self.run_delete(cx, &format!("deleting instance `{name}`"), sent).await
     }

@@ -1,23 +1,29 @@
 //! The Google Cloud backend, on Google's official Rust clients `google-cloud-compute-v1`
-//! (networks, subnetworks, firewalls, instances, zones and operations only: one cargo feature
-//! per resource kind) and `google-cloud-sql-v1`, with `google-cloud-auth` for credentials.
+//! (one cargo feature per Compute Engine collection it uses), `google-cloud-sql-v1`,
+//! `google-cloud-dns-v1` and `google-cloud-redis-v1`, with `google-cloud-auth` for credentials;
+//! Cloud Storage buckets go through the JSON API (`storage_api`), since Google's storage crate
+//! manages buckets over gRPC only.
 //!
-//! [`Gcp`] implements the four provider traits for one project and one region:
+//! [`Gcp`] implements the kinds' APIs for one project and one region:
 //!
-//! - `Network`: VPC networks in custom subnet mode, regional subnetworks, and firewalls. A
-//!   Konstacks firewall is a set of VPC firewall rules named `<firewall>-<direction><hash>`, one
-//!   per rule, that target the network tag `<firewall>`; rules from another firewall use it as a
-//!   source tag. Updates add and delete single rules, never the whole set.
-//! - `Compute`: instances from a public image family, a machine type per portable size, in the
-//!   zone of their subnetwork, with the firewalls' network tags, the user data (plus the VM's
+//! - VPC networks in custom subnet mode, regional subnetworks, and firewalls. A Konstacks
+//!   firewall is a set of VPC firewall rules named `<firewall>-<direction><hash>`, one per rule,
+//!   that target the network tag `<firewall>`; rules from another firewall use it as a source
+//!   tag. Updates add and delete single rules, never the whole set.
+//! - VMs: instances from a public image family, a machine type per portable size, in the zone
+//!   of their subnetwork, with the firewalls' network tags, the user data (plus the VM's
 //!   environment) as `user-data` metadata, SSH keys as `ssh-keys` metadata, and an external IP
 //!   only when asked.
-//! - `Database`: Cloud SQL for PostgreSQL and MySQL with a private IP on the stack's network and
+//! - Databases: Cloud SQL for PostgreSQL and MySQL with a private IP on the stack's network and
 //!   no public IP, automated backups with point-in-time recovery, high availability
 //!   (`REGIONAL`), deletion protection, and a user `konstacks` with the stack's generated
 //!   password.
-//! - `Region`: regions and zones with jurisdictions (static catalogue; zones are read from the
-//!   API once per region).
+//! - Caches: Memorystore for Redis (`cache`), buckets: Cloud Storage (`bucket`), DNS zones and
+//!   records: Cloud DNS (`dns`), certificates: Google-managed SSL certificates (`certificate`),
+//!   load balancers: the global external Application Load Balancer (`load_balancer`). Each
+//!   module's documentation says how the portable model maps and what GCP cannot do.
+//! - Regions and zones with jurisdictions (static catalogue; zones are read from the API once
+//!   per region).
 //!
 //! Every mutating call returns a long-running operation: the backend polls it on the engine's
 //! injected clock until it is `DONE` and turns its error (quota, invalid argument, already
@@ -32,12 +38,18 @@
 //! or from code ([`Config`]). No credential, password or secret environment value is ever
 //! logged or put in an error message.
 
+mod bucket;
+mod cache;
 pub mod catalog;
+mod certificate;
 mod compute;
 mod database;
+mod dns;
 mod error;
 pub mod labels;
+mod load_balancer;
 mod network;
+mod storage_api;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,11 +58,15 @@ use std::time::Duration;
 
 use google_cloud_auth::credentials::{CacheableResource, Credentials as GoogleCredentials, CredentialsProvider};
 use google_cloud_compute_v1::client::{
-    Firewalls, GlobalOperations, Instances, Networks, RegionOperations, Subnetworks, ZoneOperations, Zones,
+    BackendServices, Firewalls, GlobalAddresses, GlobalForwardingRules, GlobalOperations, HealthChecks, InstanceGroups,
+    Instances, Networks, RegionOperations, SslCertificates, SslPolicies, Subnetworks, TargetHttpProxies,
+    TargetHttpsProxies, UrlMaps, ZoneOperations, Zones,
 };
 use google_cloud_compute_v1::model::operation::Status as OpStatus;
 use google_cloud_compute_v1::model::Operation;
+use google_cloud_dns_v1::client::{Changes, ManagedZones, ResourceRecordSets};
 use google_cloud_gax::error::Error as GaxError;
+use google_cloud_redis_v1::client::CloudRedis;
 use google_cloud_sql_v1::client::{SqlInstancesService, SqlOperationsService, SqlUsersService};
 use konstacks_core::clock::OpContext;
 use konstacks_core::error::{ErrorKind, ProviderError};
@@ -58,6 +74,7 @@ use konstacks_core::model::{Database, Firewall, Subnet, Vm, Vpc};
 use konstacks_core::provider::{Catalog, Provider, ProviderLimits, ProviderResult, Region};
 use konstacks_core::secret::Secret;
 use std::sync::Arc;
+use storage_api::StorageApi;
 
 pub use catalog::{catalog, MAX_NAME_LEN, MIN_ZONES, PRICED_ON, PRICES_NOTE, PROVIDER_NAME};
 
@@ -128,6 +145,12 @@ pub struct Config {
     pub compute_endpoint: Option<String>,
     /// Cloud SQL Admin endpoint (default `https://sqladmin.googleapis.com`).
     pub sql_endpoint: Option<String>,
+    /// Cloud DNS endpoint (default `https://dns.googleapis.com`).
+    pub dns_endpoint: Option<String>,
+    /// Memorystore for Redis endpoint (default `https://redis.googleapis.com`).
+    pub redis_endpoint: Option<String>,
+    /// Cloud Storage JSON API endpoint (default `https://storage.googleapis.com`).
+    pub storage_endpoint: Option<String>,
     /// Waiting for operations.
     pub waits: Waits,
     /// How hard the engine may drive the APIs (Compute Engine allows 20 mutating calls a second
@@ -146,6 +169,9 @@ impl Config {
             credentials: Credentials::default(),
             compute_endpoint: None,
             sql_endpoint: None,
+            dns_endpoint: None,
+            redis_endpoint: None,
+            storage_endpoint: None,
             waits: Waits::default(),
             limits: ProviderLimits { max_concurrency: 10, calls_per_second: Some(10.0), burst: 20 },
             database_user: "konstacks".into(),
@@ -179,11 +205,15 @@ impl Config {
         self
     }
 
-    /// Send both APIs' requests to `url` (a local fake serving `/compute/v1/...` and `/v1/...`).
+    /// Send every API's requests to `url` (a local fake serving `/compute/v1/...`, `/v1/...`,
+    /// `/dns/v1/...` and `/storage/v1/...`).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         let url = url.into();
         self.compute_endpoint = Some(url.clone());
-        self.sql_endpoint = Some(url);
+        self.sql_endpoint = Some(url.clone());
+        self.dns_endpoint = Some(url.clone());
+        self.redis_endpoint = Some(url.clone());
+        self.storage_endpoint = Some(url);
         self
     }
 
@@ -309,9 +339,26 @@ pub struct Gcp {
     zone_ops: ZoneOperations,
     region_ops: RegionOperations,
     global_ops: GlobalOperations,
+    ssl_certificates: SslCertificates,
     sql: SqlInstancesService,
     sql_ops: SqlOperationsService,
     sql_users: SqlUsersService,
+    managed_zones: ManagedZones,
+    record_sets: ResourceRecordSets,
+    #[allow(dead_code)] // until its kind uses it
+    dns_changes: Changes,
+    redis: CloudRedis,
+    health_checks: HealthChecks,
+    instance_groups: InstanceGroups,
+    backend_services: BackendServices,
+    url_maps: UrlMaps,
+    http_proxies: TargetHttpProxies,
+    https_proxies: TargetHttpsProxies,
+    ssl_policies: SslPolicies,
+    addresses: GlobalAddresses,
+    forwarding_rules: GlobalForwardingRules,
+    /// Cloud Storage's JSON API: an HTTP client, the backend's credentials and the endpoint.
+    storage: StorageApi,
     zone_cache: Mutex<BTreeMap<String, Vec<String>>>,
     /// Unique to this backend value: request ids never repeat those of an earlier process.
     nonce: String,
@@ -334,9 +381,14 @@ impl Gcp {
         }
         check_endpoint(&config.compute_endpoint)?;
         check_endpoint(&config.sql_endpoint)?;
+        check_endpoint(&config.dns_endpoint)?;
+        check_endpoint(&config.redis_endpoint)?;
+        check_endpoint(&config.storage_endpoint)?;
         let creds = google_credentials(&config.credentials)?;
         let ce = config.compute_endpoint.as_ref();
         let se = config.sql_endpoint.as_ref();
+        let de = config.dns_endpoint.as_ref();
+        let re = config.redis_endpoint.as_ref();
         Ok(Self {
             networks: build_client!(Networks, ce, creds),
             subnetworks: build_client!(Subnetworks, ce, creds),
@@ -346,9 +398,25 @@ impl Gcp {
             zone_ops: build_client!(ZoneOperations, ce, creds),
             region_ops: build_client!(RegionOperations, ce, creds),
             global_ops: build_client!(GlobalOperations, ce, creds),
+            ssl_certificates: build_client!(SslCertificates, ce, creds),
             sql: build_client!(SqlInstancesService, se, creds),
             sql_ops: build_client!(SqlOperationsService, se, creds),
             sql_users: build_client!(SqlUsersService, se, creds),
+            managed_zones: build_client!(ManagedZones, de, creds),
+            record_sets: build_client!(ResourceRecordSets, de, creds),
+            dns_changes: build_client!(Changes, de, creds),
+            redis: build_client!(CloudRedis, re, creds),
+            health_checks: build_client!(HealthChecks, ce, creds),
+            instance_groups: build_client!(InstanceGroups, ce, creds),
+            backend_services: build_client!(BackendServices, ce, creds),
+            url_maps: build_client!(UrlMaps, ce, creds),
+            http_proxies: build_client!(TargetHttpProxies, ce, creds),
+            https_proxies: build_client!(TargetHttpsProxies, ce, creds),
+            ssl_policies: build_client!(SslPolicies, ce, creds),
+            addresses: build_client!(GlobalAddresses, ce, creds),
+            forwarding_rules: build_client!(GlobalForwardingRules, ce, creds),
+            storage: StorageApi::new(config.storage_endpoint.clone(), creds.clone())
+                .map_err(|e| ConfigError::Client(Box::new(e)))?,
             project: config.project,
             region: config.region,
             catalog,
@@ -388,8 +456,14 @@ impl Gcp {
     /// This backend as the provider the engine holds, named [`PROVIDER_NAME`].
     pub fn provider(self: &Arc<Self>) -> Provider {
         Provider::builder(PROVIDER_NAME, Arc::clone(self) as Arc<dyn Region>)
+            .kind::<konstacks_core::spec::Bucket>(Arc::clone(self) as _)
+            .kind::<konstacks_core::kinds::Cache>(Arc::clone(self) as _)
+            .kind::<konstacks_core::kinds::Certificate>(Arc::clone(self) as _)
+            .kind::<konstacks_core::kinds::DnsRecord>(Arc::clone(self) as _)
+            .kind::<konstacks_core::kinds::DnsZone>(Arc::clone(self) as _)
             .kind::<Database>(Arc::clone(self) as _)
             .kind::<Firewall>(Arc::clone(self) as _)
+            .kind::<konstacks_core::kinds::LoadBalancer>(Arc::clone(self) as _)
             .kind::<Subnet>(Arc::clone(self) as _)
             .kind::<Vm>(Arc::clone(self) as _)
             .kind::<Vpc>(Arc::clone(self) as _)

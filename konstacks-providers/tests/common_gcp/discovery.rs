@@ -1,4 +1,5 @@
-//! Google's discovery documents (`compute.v1.json`, `sqladmin.v1.json`) as a router and a JSON
+//! Google's discovery documents (`compute.v1.json`, `sqladmin.v1.json`, `dns.v1.json`,
+//! `storage.v1.json`, `redis.v1.json`) as a router and a JSON
 //! schema checker. The fake routes every request through [`Discovery::route`] and checks both
 //! bodies with [`Discovery::check`]; it owns no state and never decides an answer.
 
@@ -7,13 +8,19 @@ use std::path::Path;
 
 use serde_json::Value;
 
-/// One of the two APIs the fake serves.
+/// One of the APIs the fake serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ApiName {
     /// Compute Engine v1, under `/compute/v1/`.
     Compute,
     /// Cloud SQL Admin v1, under `/v1/`.
     SqlAdmin,
+    /// Cloud DNS v1, under `/dns/v1/`.
+    Dns,
+    /// Cloud Storage JSON API v1, under `/storage/v1/`.
+    Storage,
+    /// Memorystore for Redis v1, under `/v1/projects/*/locations/`.
+    Redis,
 }
 
 #[derive(Debug, Clone)]
@@ -59,13 +66,19 @@ pub struct Api {
     common_query: BTreeSet<String>,
 }
 
-/// Both documents.
+/// Every document.
 #[derive(Debug)]
 pub struct Discovery {
     /// Compute Engine v1.
     pub compute: Api,
     /// Cloud SQL Admin v1.
     pub sql: Api,
+    /// Cloud DNS v1.
+    pub dns: Api,
+    /// Cloud Storage JSON API v1.
+    pub storage: Api,
+    /// Memorystore for Redis v1.
+    pub redis: Api,
 }
 
 /// Which body is checked; request bodies may carry output-only fields.
@@ -102,7 +115,7 @@ impl Discovery {
         Discovery::load(Path::new(&dir))
     }
 
-    /// Load `compute.v1.json` and `sqladmin.v1.json` from `dir`; panics when missing.
+    /// Load every document from `dir`; panics when one is missing.
     pub fn load(dir: &Path) -> Discovery {
         let read = |file: &str| -> Value {
             let path = dir.join(file);
@@ -113,14 +126,31 @@ impl Discovery {
         Discovery {
             compute: Api::new(ApiName::Compute, &read("compute.v1.json")),
             sql: Api::new(ApiName::SqlAdmin, &read("sqladmin.v1.json")),
+            dns: Api::new(ApiName::Dns, &read("dns.v1.json")),
+            storage: Api::new(ApiName::Storage, &read("storage.v1.json")),
+            redis: Api::new(ApiName::Redis, &read("redis.v1.json")),
         }
     }
 
     /// The API a request path belongs to and the path relative to the document's paths.
     pub fn api_for<'a>(&self, path: &'a str) -> (&Api, &'a str) {
-        match path.strip_prefix("/compute/v1/") {
-            Some(rest) => (&self.compute, rest),
-            None => (&self.sql, path.trim_start_matches('/')),
+        // Compute's and Storage's method paths are relative to their service path; the others'
+        // start with it (`dns/v1/...`, `v1/...`).
+        if let Some(rest) = path.strip_prefix("/compute/v1/") {
+            return (&self.compute, rest);
+        }
+        if let Some(rest) = path.strip_prefix("/storage/v1/") {
+            return (&self.storage, rest);
+        }
+        let rel = path.trim_start_matches('/');
+        if rel.starts_with("dns/v1/") {
+            return (&self.dns, rel);
+        }
+        let redis = rel.strip_prefix("v1/projects/").and_then(|r| r.split('/').nth(1)) == Some("locations");
+        if redis {
+            (&self.redis, rel)
+        } else {
+            (&self.sql, rel)
         }
     }
 

@@ -24,6 +24,13 @@ use serde_json::{json, Map, Value};
 use super::discovery::{Api, ApiName, CheckOpts, Discovery, Side};
 use super::filter;
 
+// One file per API beyond Compute Engine and Cloud SQL: each answers its methods from `World`.
+mod certs;
+mod dns;
+mod lb;
+mod redis;
+mod storage;
+
 /// How the fake behaves.
 #[derive(Debug, Clone)]
 pub struct FakeOptions {
@@ -54,6 +61,16 @@ pub enum Kind {
     Instance,
     /// sql#instance
     SqlInstance,
+    /// dns#managedZone
+    ManagedZone,
+    /// dns#resourceRecordSet (any zone; by name, the first match)
+    RecordSet,
+    /// A Memorystore for Redis instance (by its short id)
+    RedisInstance,
+    /// storage#bucket
+    Bucket,
+    /// compute#sslCertificate (global)
+    SslCertificate,
 }
 
 /// How many resources of each kind exist.
@@ -71,6 +88,19 @@ pub struct Inventory {
     pub sql_instances: usize,
     /// Cloud SQL users, built-in ones (`postgres`, `root`) included.
     pub sql_users: usize,
+    /// Cloud DNS managed zones.
+    pub managed_zones: usize,
+    /// Cloud DNS record sets, the SOA and NS sets Cloud DNS creates with each zone included.
+    pub record_sets: usize,
+    /// Memorystore for Redis instances.
+    pub redis_instances: usize,
+    /// Cloud Storage buckets.
+    pub buckets: usize,
+    /// Compute Engine SSL certificates.
+    pub ssl_certificates: usize,
+    /// The pieces of load balancers (health checks, instance groups, backend services, URL maps,
+    /// target proxies, SSL policies, global addresses, forwarding rules), all collections.
+    pub lb_parts: usize,
 }
 
 /// One answered request.
@@ -138,6 +168,21 @@ struct World {
     sql: BTreeMap<String, Value>,
     /// (instance, name, host)
     users: BTreeMap<(String, String, String), Value>,
+    /// Cloud DNS managed zones, by name.
+    managed_zones: BTreeMap<String, Value>,
+    /// Cloud DNS record sets: (zone, DNS name with the final dot, type).
+    rrsets: BTreeMap<(String, String, String), Value>,
+    /// Cloud DNS changes: (zone, change id).
+    dns_changes: BTreeMap<(String, String), Value>,
+    /// Memorystore for Redis instances, by full name (`projects/p/locations/r/instances/i`).
+    redis: BTreeMap<String, Value>,
+    /// Cloud Storage buckets, by name.
+    buckets: BTreeMap<String, Value>,
+    /// Compute Engine SSL certificates (global), by name.
+    ssl_certificates: BTreeMap<String, Value>,
+    /// Load balancer pieces: (collection such as `backendServices`, scope `global` or a zone,
+    /// name).
+    lb: BTreeMap<(String, String, String), Value>,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +194,8 @@ struct St {
     request_ids: BTreeMap<String, String>,
     fail_next: BTreeMap<String, VecDeque<(u16, String, String)>>,
     fail_op_next: BTreeMap<String, VecDeque<(String, String)>>,
+    /// When set, `backendServices.getHealth` reports only these instances (by name) as healthy.
+    healthy_only: Option<std::collections::BTreeSet<String>>,
     violations: Vec<String>,
     log: Vec<RequestLog>,
 }
@@ -261,6 +308,12 @@ impl GcpFake {
             instances: w.instances.len(),
             sql_instances: w.sql.len(),
             sql_users: w.users.len(),
+            managed_zones: w.managed_zones.len(),
+            record_sets: w.rrsets.len(),
+            redis_instances: w.redis.len(),
+            buckets: w.buckets.len(),
+            ssl_certificates: w.ssl_certificates.len(),
+            lb_parts: w.lb.len(),
         }
     }
 
@@ -280,6 +333,11 @@ impl GcpFake {
             Kind::SqlInstance => w.sql.keys().cloned().collect(),
             Kind::Subnetwork => w.subnets.keys().map(|(_, n)| n.clone()).collect(),
             Kind::Instance => w.instances.keys().map(|(_, n)| n.clone()).collect(),
+            Kind::ManagedZone => w.managed_zones.keys().cloned().collect(),
+            Kind::RecordSet => w.rrsets.keys().map(|(_, n, _)| n.clone()).collect(),
+            Kind::RedisInstance => w.redis.keys().map(|n| n.rsplit('/').next().unwrap_or(n).to_string()).collect(),
+            Kind::Bucket => w.buckets.keys().cloned().collect(),
+            Kind::SslCertificate => w.ssl_certificates.keys().cloned().collect(),
         };
         out.sort();
         out
@@ -319,6 +377,34 @@ impl GcpFake {
         ));
     }
 
+    /// Make `backendServices.getHealth` report only these instances (by name) `HEALTHY`, the
+    /// others `UNHEALTHY` whatever their status (an app that never answers its health check);
+    /// `None` goes back to `RUNNING` = `HEALTHY`.
+    pub fn set_healthy_only(&self, names: Option<std::collections::BTreeSet<String>>) {
+        self.lock().healthy_only = names;
+    }
+
+    /// The load balancer piece of collection `coll` (`backendServices`, `instanceGroups`, ...) named
+    /// `name`, in any scope; for `instanceGroups#members`, the member links of the group.
+    pub fn lb_part(&self, coll: &str, name: &str) -> Option<Value> {
+        let s = self.lock();
+        s.world.lb.iter().find(|((c, _, n), _)| c == coll && n == name).map(|(_, v)| v.clone())
+    }
+
+    /// Every load balancer piece of collection `coll`, in every scope, by (scope, name).
+    pub fn lb_all(&self, coll: &str) -> Vec<Value> {
+        let s = self.lock();
+        s.world.lb.iter().filter(|((c, _, _), _)| c == coll).map(|(_, v)| v.clone()).collect()
+    }
+
+    /// Names of the load balancer pieces of collection `coll`, sorted, across scopes.
+    pub fn lb_names(&self, coll: &str) -> Vec<String> {
+        let s = self.lock();
+        let mut out: Vec<String> = s.world.lb.keys().filter(|(c, _, _)| c == coll).map(|(_, _, n)| n.clone()).collect();
+        out.sort();
+        out
+    }
+
     /// The next call of `method_id` returns an operation that ends DONE with this error code
     /// (e.g. `QUOTA_EXCEEDED`) and changes nothing.
     pub fn fail_operation_next(&self, method_id: &str, code: &str, message: &str) {
@@ -337,6 +423,11 @@ fn find_mut<'a>(w: &'a mut World, kind: Kind, name: &str) -> Option<&'a mut Valu
         Kind::SqlInstance => w.sql.get_mut(name),
         Kind::Subnetwork => w.subnets.iter_mut().find(|((_, n), _)| n == name).map(|(_, v)| v),
         Kind::Instance => w.instances.iter_mut().find(|((_, n), _)| n == name).map(|(_, v)| v),
+        Kind::ManagedZone => w.managed_zones.get_mut(name),
+        Kind::RecordSet => w.rrsets.iter_mut().find(|((_, n, _), _)| n == name).map(|(_, v)| v),
+        Kind::RedisInstance => w.redis.iter_mut().find(|(n, _)| n.ends_with(&format!("/{name}"))).map(|(_, v)| v),
+        Kind::Bucket => w.buckets.get_mut(name),
+        Kind::SslCertificate => w.ssl_certificates.get_mut(name),
     }
 }
 
@@ -383,14 +474,15 @@ fn status_name(code: u16) -> &'static str {
     }
 }
 
-/// Compute Engine's errors carry no `status`; Cloud SQL's (a OnePlatform API) do.
+/// Compute Engine's, Cloud DNS's and Cloud Storage's errors carry no `status`; Cloud SQL's and
+/// Memorystore's (OnePlatform APIs) do.
 fn envelope(e: &ApiErr, api: ApiName) -> Value {
     let mut inner = json!({
         "code": e.status,
         "message": e.message,
         "errors": [{"message": e.message, "domain": "global", "reason": e.reason}],
     });
-    if api == ApiName::SqlAdmin {
+    if matches!(api, ApiName::SqlAdmin | ApiName::Redis) {
         inner["status"] = json!(status_name(e.status));
     }
     json!({ "error": inner })
@@ -772,8 +864,10 @@ fn mutating(method_id: &str) -> bool {
 }
 
 fn run(st: &mut St, c: &Ctx) -> Res {
-    let project = c.p("project");
-    if project != c.opts.project {
+    // The project is a path parameter (`project`, or `projectsId` in Memorystore), or a query
+    // parameter of Cloud Storage's bucket insert and list; a bucket's own methods name none.
+    let project = c.params.get("project").or_else(|| c.params.get("projectsId")).or_else(|| c.query.get("project"));
+    if let Some(project) = project.filter(|p| **p != c.opts.project) {
         return Err(not_found(&format!("projects/{project}")));
     }
     let is_compute = c.method_id.starts_with("compute.");
@@ -895,6 +989,11 @@ fn dispatch(st: &mut St, c: &Ctx) -> Res {
             Ok(json!({"kind": "sql#usersList", "items": items}))
         }
         "sql.users.update" | "sql.users.delete" => user_change(st, c),
+        id if id.starts_with("compute.sslCertificates.") => certs::dispatch(st, c),
+        id if lb::serves(id) => lb::dispatch(st, c),
+        id if id.starts_with("dns.") => dns::dispatch(st, c),
+        id if id.starts_with("redis.") => redis::dispatch(st, c),
+        id if id.starts_with("storage.") => storage::dispatch(st, c),
         other => Err(err(501, "notImplemented", format!("The GCP fake does not implement {other}"))),
     }
 }

@@ -251,8 +251,10 @@ impl Rule for LoadBalancerHttps {
                     );
                 }
                 let public = lb.get(load_balancer::field::SCHEME) == Some(LbScheme::Public);
-                let https =
-                    listeners.iter().any(|l| l.protocol == ListenerProtocol::Https && !l.certificate_ids.is_empty());
+                // TLS passed through is encrypted to the VMs, which then choose its version.
+                let passthrough = listeners.iter().any(|l| l.protocol == ListenerProtocol::TlsPassthrough);
+                let https = passthrough
+                    || listeners.iter().any(|l| l.protocol == ListenerProtocol::Https && !l.certificate_ids.is_empty());
                 let plain: Vec<String> = listeners
                     .iter()
                     .filter(|l| l.protocol == ListenerProtocol::Http && l.redirect_to_port.is_none())
@@ -270,7 +272,8 @@ impl Rule for LoadBalancerHttps {
                     (true, false) => "public, without HTTPS listener",
                     (false, _) => "internal",
                 };
-                RuleOutcome::pass(lb).with_detail(format!("{detail}; TLS 1.2 or newer"))
+                let versions = if passthrough { "TLS passed through to the VMs" } else { "TLS 1.2 or newer" };
+                RuleOutcome::pass(lb).with_detail(format!("{detail}; {versions}"))
             })
             .collect()
     }

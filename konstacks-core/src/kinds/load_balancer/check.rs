@@ -121,6 +121,40 @@ pub(super) fn one_pool(cx: &mut LowerCx<'_>, lb: &LoadBalancer) {
     }
 }
 
+/// TLS passthrough listeners: offered by the provider, and the default group's health check
+/// must not speak plain HTTP to targets that speak TLS on their traffic port.
+pub(super) fn passthrough(cx: &mut LowerCx<'_>, lb: &LoadBalancer, default_group: &str) {
+    let Some(port) = lb.listeners.iter().find(|l| matches!(l.kind, ListenerKind::TlsPassthrough)).map(|l| l.port)
+    else {
+        return;
+    };
+    if let Some(c) = cx.catalog().filter(|c| !c.load_balancers_pass_tls_through) {
+        let provider = c.provider.clone();
+        cx.error(
+            "tls-passthrough-unsupported",
+            format!(
+                "provider `{provider}`'s load balancers terminate TLS themselves; the listener on port {port} \
+                 cannot pass it through to the VMs"
+            ),
+            "use `.https(port, cert.id())` with a certificate of the stack, or a provider that passes TLS \
+             through (DigitalOcean)",
+        );
+    }
+    let Some(group) = lb.target_groups.iter().find(|g| g.name == default_group) else { return };
+    if group.health.protocol == HealthProtocol::Http && group.health.port.is_none() {
+        cx.error(
+            "passthrough-health-check",
+            format!(
+                "the VMs of target group `{}` speak TLS on port {} behind the TLS passthrough listener on port \
+                 {port}, but their health check sends plain HTTP there",
+                group.name, group.port
+            ),
+            "probe with `TargetHealthCheck::https(\"/health\")` or `TargetHealthCheck::tcp()`, or on another port \
+             with `.port(..)`",
+        );
+    }
+}
+
 /// The TLS policy HTTPS listeners get: the builder's, or the oldest version the named security
 /// policy accepts. The name must be in the provider's catalogue, agree with an explicit TLS 1.3
 /// floor, and serve an HTTPS listener.
@@ -210,10 +244,15 @@ pub(super) fn listeners(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> Vec<Expr> {
             }
         }
     }
+    // HTTP redirects to the HTTPS listener (443 first), or to the TLS passthrough one.
     let https_port = lb
         .listeners
         .iter()
-        .filter(|l| matches!(&l.kind, ListenerKind::Https { certificates } if !certificates.is_empty()))
+        .filter(|l| match &l.kind {
+            ListenerKind::Https { certificates } => !certificates.is_empty(),
+            ListenerKind::TlsPassthrough => true,
+            ListenerKind::Http { .. } => false,
+        })
         .map(|l| l.port)
         .filter(|p| port_ok(*p))
         .min_by_key(|p| (*p != 443, *p));
@@ -226,6 +265,7 @@ pub(super) fn listeners(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> Vec<Expr> {
             ListenerKind::Https { certificates } => {
                 (ListenerProtocol::Https, certificate_ids(cx, n, certificates), None)
             }
+            ListenerKind::TlsPassthrough => (ListenerProtocol::TlsPassthrough, Vec::new(), None),
         };
         out.push((
             l.port,

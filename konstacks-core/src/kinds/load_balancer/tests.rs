@@ -91,6 +91,8 @@ fn urls_prefer_https_and_name_unusual_ports() {
     assert_eq!(url_of("lb.example", &[l(80, http)]), "http://lb.example");
     assert_eq!(url_of("lb.example", &[l(8080, http)]), "http://lb.example:8080");
     assert_eq!(url_of("lb.example", &[l(80, http), l(8443, https)]), "https://lb.example:8443");
+    let passthrough = ListenerProtocol::TlsPassthrough;
+    assert_eq!(url_of("lb.example", &[l(80, http), l(443, passthrough)]), "https://lb.example");
 }
 
 #[test]
@@ -301,4 +303,55 @@ fn a_named_security_policy_sets_the_tls_floor_and_unknown_names_are_refused() {
     let typo = d.iter().find(|d| d.code == "unknown-security-policy").unwrap();
     assert!(typo.message.contains("`sim-2026`"), "{typo:?}");
     assert!(typo.help.contains("sim-compatible-2026, sim-modern-2026"), "{typo:?}");
+}
+
+#[test]
+fn tls_passthrough_needs_no_certificate_takes_the_redirect_and_is_refused_where_not_offered() {
+    let stack = new_stack();
+    let ([a, b], _, [web, _]) = network(&stack);
+    let probe = TargetHealthCheck::https("/health");
+    stack.add(
+        "edge",
+        LoadBalancer::public([a, b])
+            .http(80)
+            .tls_passthrough(443)
+            .target_group(TargetGroup::new("app", 8443).vm(web).health_check(probe)),
+    );
+    let s = synth(&stack).unwrap();
+    assert_eq!(
+        field_json(&s, "edge", "listeners"),
+        json!([
+            {"port": 80, "protocol": "http", "certificate_ids": [], "redirect_to_port": 443},
+            {"port": 443, "protocol": "tls_passthrough", "certificate_ids": [], "redirect_to_port": null},
+        ])
+    );
+
+    // Plain HTTP probes on the port where the VMs speak TLS never succeed.
+    let stack = new_stack();
+    let ([a, b], _, [web, _]) = network(&stack);
+    stack.add(
+        "edge",
+        LoadBalancer::public([a, b]).tls_passthrough(443).target_group(TargetGroup::new("app", 8443).vm(web)),
+    );
+    let d = synth(&stack).unwrap_err();
+    let codes: Vec<&str> = d.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["passthrough-health-check"], "{d:?}");
+    assert!(d.iter().any(|d| d.help.contains("TargetHealthCheck::tcp()")), "{d:?}");
+
+    // A provider whose load balancers terminate TLS refuses it, before any cloud call.
+    let mut cat = SimCloud::catalog();
+    cat.load_balancers_pass_tls_through = false;
+    let stack = new_stack();
+    let ([a, b], _, [web, _]) = network(&stack);
+    let tcp = TargetHealthCheck::tcp();
+    stack.add(
+        "edge",
+        LoadBalancer::public([a, b])
+            .tls_passthrough(443)
+            .target_group(TargetGroup::new("app", 8443).vm(web).health_check(tcp)),
+    );
+    let Err(Error::Invalid(d)) = stack.synth(&[&cat]) else { panic!("a refusal expected") };
+    let codes: Vec<&str> = d.iter().map(|d| d.code).collect();
+    assert_eq!(codes, ["tls-passthrough-unsupported"], "{d:?}");
+    assert!(d.iter().any(|d| d.message.contains("port 443")), "{d:?}");
 }
