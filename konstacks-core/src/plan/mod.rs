@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::base::secret::{Secret, SecretSource, REDACTED};
 pub mod action;
+pub mod markdown;
 pub mod release;
 pub mod safety;
 
