@@ -276,6 +276,15 @@ enum GraphFormat {
     Mermaid,
 }
 
+/// Format of `plan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    /// Like Terraform's plan, for a terminal.
+    Text,
+    /// A compact Markdown summary for a pull-request comment.
+    Markdown,
+}
+
 /// What an apply refuses unless told it may (each refusal names the option that allows it).
 #[derive(Debug, Clone, Default, clap::Args)]
 struct SafetyArgs {
@@ -307,6 +316,10 @@ enum Command {
         /// Also write the plan as JSON to this file.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// How to print the plan: `text`, or `markdown` for a pull-request comment (counts, cost
+        /// delta, compliance verdict, data-loss warnings; never a secret). `--json` prints JSON.
+        #[arg(long = "format", value_name = "FORMAT", value_enum, default_value = "text")]
+        plan_format: PlanFormat,
     },
     /// Make the cloud match the stack, after confirmation.
     Apply {
@@ -366,6 +379,10 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Preview environments: the stack once more per branch, under a name made from the branch,
+    /// with a budget cap (`--budget`, default 50 USD a month) and an expiry.
+    #[command(subcommand)]
+    Preview(PreviewCommand),
     /// List the stack's releases: when, who, version from and to, result, duration.
     Releases,
     /// Roll back: apply, as a new release, the parameters recorded with an earlier succeeded
@@ -426,6 +443,33 @@ enum Command {
         /// Seconds to wait for the load balancers' targets to become healthy after the first apply.
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         ready_timeout: u64,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum PreviewCommand {
+    /// Create or update the branch's preview (applied without asking).
+    Up {
+        /// The branch (any text: it is sanitised into the stack name).
+        #[arg(long, value_name = "NAME")]
+        branch: String,
+        /// How long until `preview gc` may destroy it: `90s`, `30m`, `72h`, `7d`.
+        #[arg(long, value_name = "DURATION", default_value = "72h", value_parser = commands::parse_ttl)]
+        ttl: std::time::Duration,
+    },
+    /// Destroy the branch's preview (without asking) and forget it.
+    Down {
+        /// The branch.
+        #[arg(long, value_name = "NAME")]
+        branch: String,
+    },
+    /// List the previews with their branch, age, cost, budget and expiry.
+    List,
+    /// Destroy every expired preview.
+    Gc {
+        /// Only list the expired previews.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

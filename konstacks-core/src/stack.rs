@@ -84,6 +84,14 @@ impl Stack {
         self.lock().name.clone()
     }
 
+    /// Give the stack another name before it is synthesized (a preview environment of a branch
+    /// is the same stack under its own name, so its own state and tags). Synth checks the name
+    /// like any other.
+    pub fn rename(&self, name: impl Into<String>) -> &Self {
+        self.lock().name = name.into();
+        self
+    }
+
     /// The stack's stage.
     pub fn stage(&self) -> Stage {
         self.lock().stage

@@ -27,9 +27,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 mod dev;
+mod preview;
+
+pub(super) use preview::parse_ttl;
 
 use super::progress::Renderer;
-use super::{App, BuildError, BuildOutcome, Cli, Command, Exit, GlobalArgs, GraphFormat, SafetyArgs, StateCommand};
+use super::{
+    App, BuildError, BuildOutcome, Cli, Command, Exit, GlobalArgs, GraphFormat, PlanFormat, PreviewCommand, SafetyArgs, StateCommand,
+};
 
 /// Name of the simulated cloud's file inside the state directory.
 const SIM_FILE: &str = "sim-cloud.json";
@@ -372,6 +377,17 @@ where
         cx.engine = cx.engine.with_policy(p);
     }
     cx.source = Some(json!({ "params": params, "stage": global.stage.as_str() }));
+    if let Command::Preview(p) = &command {
+        let state_dir = global.state_dir.clone();
+        return match p {
+            PreviewCommand::Up { branch, ttl } => {
+                cx.preview_up(&state_dir, branch, *ttl, global.budget.unwrap_or(preview::DEFAULT_BUDGET_USD))
+            }
+            PreviewCommand::Down { branch } => cx.preview_down(&state_dir, branch),
+            PreviewCommand::List => cx.preview_list(&state_dir),
+            PreviewCommand::Gc { dry_run } => cx.preview_gc(&state_dir, *dry_run),
+        };
+    }
     if let Command::Rollback { to, yes } = &command {
         let history = cx.rt.block_on(cx.engine.releases(&cx.name()))?;
         let target = super::releases::rollback_target(&history, to.as_deref()).map_err(Failure::error)?;
@@ -389,7 +405,7 @@ where
         return cx.apply_source(*yes, source);
     }
     match command {
-        Command::Plan { refresh, out } => cx.plan(refresh, out.as_deref()),
+        Command::Plan { refresh, out, plan_format } => cx.plan(refresh, out.as_deref(), plan_format),
         Command::Apply { yes, refresh, continue_on_error, safety } => {
             cx.apply(yes, refresh, continue_on_error, &safety)
         }
@@ -412,6 +428,7 @@ where
         | Command::Cost { .. }
         | Command::Parity
         | Command::Dev { .. }
+        | Command::Preview(_)
         | Command::Rollback { .. } => Ok(Exit::Success),
     }
 }
@@ -834,7 +851,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn plan(&self, refresh: bool, out: Option<&Path>) -> Result<Exit, Failure> {
+    fn plan(&self, refresh: bool, out: Option<&Path>, format: PlanFormat) -> Result<Exit, Failure> {
         let s = self.engine.synth(&self.stack)?;
         let plan = self.rt.block_on(self.engine.plan(&s, &PlanOptions { refresh, ..Default::default() }))?;
         if let Some(path) = out {
@@ -846,6 +863,8 @@ impl<'a> Ctx<'a> {
         }
         if self.ui.json {
             self.ui.json_doc(&plan);
+        } else if format == PlanFormat::Markdown {
+            self.ui.out(&plan.render_markdown());
         } else {
             self.ui.out(&plan.render(self.ui.colour_out));
         }

@@ -10,3 +10,5 @@ pub(crate) mod fs;
 pub mod retry;
 pub mod secret;
 pub(crate) mod util;
+
+pub use util::{now_rfc3339, rfc3339};

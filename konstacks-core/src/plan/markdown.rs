@@ -84,7 +84,8 @@ impl Plan {
                 lost.join(", ")
             ));
         }
-        let protected: Vec<String> = self.changes.iter().filter(|c| c.deletion_protected).map(|c| code(&c.path)).collect();
+        let protected: Vec<String> =
+            self.changes.iter().filter(|c| c.deletion_protected).map(|c| code(&c.path)).collect();
         if !protected.is_empty() {
             caution.push(format!(
                 "**Deletion protection** is on for {}; apply refuses unless given `--disable-deletion-protection`.",
@@ -152,7 +153,11 @@ impl Plan {
             Action::NoOp => "none".to_string(),
         };
         if !c.replace_reasons.is_empty() {
-            let _ = write!(verb, ", forced by {}", c.replace_reasons.iter().map(|r| code(r)).collect::<Vec<_>>().join(", "));
+            let _ = write!(
+                verb,
+                ", forced by {}",
+                c.replace_reasons.iter().map(|r| code(r)).collect::<Vec<_>>().join(", ")
+            );
         }
         if let Some(m) = &c.moved_from {
             let _ = write!(verb, ", moved from {}", code(m));
@@ -250,7 +255,18 @@ impl Plan {
 /// Inline code that cannot be broken out of: backticks and line breaks are replaced, table
 /// pipes escaped.
 fn code(s: &str) -> String {
-    let clean: String = s.chars().map(|c| if c == '`' { '\'' } else if c.is_control() { ' ' } else { c }).collect();
+    let clean: String = s
+        .chars()
+        .map(|c| {
+            if c == '`' {
+                '\''
+            } else if c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
     format!("`{}`", clean.replace('|', "\\|"))
 }
 
