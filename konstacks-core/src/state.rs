@@ -18,9 +18,12 @@ use serde_json::Value;
 use crate::base::error::StateError;
 use crate::kind::Kind;
 
+mod audit;
 mod local;
 mod memory;
 
+pub(crate) use audit::os_actor;
+pub use audit::{AuditCommand, AuditCompliance, AuditEntry, AuditResult};
 pub use local::{check_stack_name, parse_state, write_atomic, LocalBackend};
 pub use memory::MemoryBackend;
 
@@ -162,6 +165,14 @@ pub struct StackState {
     /// What the last fully successful apply built the stack from (see `ApplyOptions::source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Value>,
+    /// Audit trail: every apply, destroy, import, refresh, force-unlock, release and drift
+    /// check, oldest first, never truncated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<AuditEntry>,
+    /// What tools built on the engine keep about the stack itself (a preview's branch and
+    /// expiry), set by `ApplyOptions::labels` before the run's first change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// How many releases a stack's state keeps.
@@ -246,6 +257,8 @@ impl StackState {
             placement: None,
             releases: Vec::new(),
             source: None,
+            audit: Vec::new(),
+            labels: BTreeMap::new(),
         }
     }
 
@@ -312,6 +325,22 @@ impl StackState {
                     self.releases.drain(..over);
                 }
             }
+            Record::Audited { entry } => {
+                // Same as releases: a journal replayed over a snapshot that already holds the
+                // entry (a crash between snapshot and journal removal) changes nothing.
+                if !self.audit.contains(entry) {
+                    self.audit.push(entry.clone());
+                }
+            }
+            Record::Labels { labels } => {
+                for (k, v) in labels {
+                    if v.is_empty() {
+                        self.labels.remove(k);
+                    } else {
+                        self.labels.insert(k.clone(), v.clone());
+                    }
+                }
+            }
         }
     }
 }
@@ -375,6 +404,16 @@ pub enum Record {
         /// What happened.
         release: ReleaseRecord,
     },
+    /// A command was recorded in the audit trail.
+    Audited {
+        /// The entry.
+        entry: AuditEntry,
+    },
+    /// Labels set on the stack (an empty value removes the label).
+    Labels {
+        /// Label values by name.
+        labels: BTreeMap<String, String>,
+    },
 }
 
 /// The id reported for (and accepted to break) a lock file that cannot be read.
@@ -396,16 +435,11 @@ pub struct LockInfo {
 impl LockInfo {
     /// Describe the current process as lock holder.
     pub fn for_this_process(operation: &str) -> Self {
-        let user = std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into());
-        let host = std::fs::read_to_string("/etc/hostname")
-            .map(|s| s.trim().to_string())
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "localhost".into());
         let pid = std::process::id();
         let mut rng = crate::base::util::SplitMix::from_entropy();
         Self {
             id: format!("{:016x}", rng.next_u64()),
-            holder: format!("{user}@{host} pid {pid}"),
+            holder: format!("{} pid {pid}", os_actor()),
             operation: operation.to_string(),
             since: crate::base::util::now_rfc3339(),
         }

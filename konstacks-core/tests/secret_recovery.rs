@@ -19,7 +19,7 @@ use konstacks_core::provider::{Api, KindApis, ProviderResult};
 use konstacks_core::secret::{Sealer, Secret, SecretError};
 use konstacks_core::sim::{Faults, SimCloud, SimConfig};
 use konstacks_core::spec::{DatabaseObserved, DatabaseSpec, Selector};
-use konstacks_core::state::{LocalBackend, MemoryBackend, Record, StateBackend};
+use konstacks_core::state::{AuditResult, LocalBackend, MemoryBackend, Record, StateBackend};
 
 const STACK: &str = "shop";
 
@@ -320,7 +320,10 @@ async fn a_failed_apply_that_changed_nothing_leaves_state_untouched() {
     assert!(matches!(&err, Some(Error::Apply(r)) if r.failures.len() == 1), "{err:?}");
     assert_eq!(backend.load(STACK).await.unwrap().serial, serial, "the serial was not bumped");
     assert!(std::fs::read(&file).unwrap() == before, "state.json is byte for byte the same");
-    assert!(!file.with_file_name("journal.jsonl").exists(), "no journal is left behind");
+    // The journal holds only the run's audit entry (the intent and its abandon were compacted away).
+    let journal = std::fs::read_to_string(file.with_file_name("journal.jsonl")).unwrap();
+    let records: Vec<Record> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(matches!(&records[..], [Record::Audited { entry }] if entry.result == AuditResult::Failed), "{records:?}");
 
     // Once the cloud answers again the same change goes through and bumps the serial.
     sim.set_faults(Faults::default());

@@ -162,6 +162,26 @@ fn unreadable_lock() -> LockInfo {
 }
 
 /// An object's bytes with its ETag and modification time.
+/// `s3://bucket/prefix` as bucket and prefix.
+pub fn parse_state_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("state URL `{}` must start with s3:// (s3://bucket/prefix)", url.escape_debug()))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid {
+        return Err(format!(
+            "state URL `{}` names no valid bucket (3 to 63 characters of a-z, 0-9, '-' and '.')",
+            url.escape_debug()
+        ));
+    }
+    if prefix.chars().any(char::is_control) {
+        return Err(format!("state URL `{}` has control characters in its prefix", url.escape_debug()));
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
 struct Fetched {
     bytes: Vec<u8>,
     etag: Option<String>,
@@ -176,6 +196,18 @@ impl S3Backend {
             bucket: bucket.into(),
             prefix: String::new(),
         }
+    }
+
+    /// The backend a state URL names: `s3://bucket` or `s3://bucket/prefix`, with region and
+    /// credentials from the standard AWS chain. An endpoint from the environment
+    /// (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`: Spaces, another S3-compatible store, moto)
+    /// is used with path-style addressing. The error says what is wrong with the URL.
+    pub async fn from_url(url: &str) -> Result<Self, String> {
+        let (bucket, prefix) = parse_state_url(url)?;
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let custom_endpoint =
+            ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"].iter().any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()));
+        Ok(Self::builder(&sdk, bucket).prefix(prefix).force_path_style(custom_endpoint).build())
     }
 
     /// A backend over an existing client.
@@ -582,5 +614,19 @@ impl StateBackend for S3Backend {
         out.sort();
         out.dedup();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::parse_state_url;
+
+    #[test]
+    fn state_urls_name_a_bucket_and_a_prefix() {
+        assert_eq!(parse_state_url("s3://my-state"), Ok(("my-state".into(), String::new())));
+        assert_eq!(parse_state_url("s3://my-state/teams/web/"), Ok(("my-state".into(), "teams/web".into())));
+        assert!(parse_state_url("https://my-state").is_err());
+        assert!(parse_state_url("s3://My_State/x").is_err());
+        assert!(parse_state_url("s3://ab").is_err());
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::kind::Selector;
 use crate::plan::{self, Env, Mode, Plan, Resolved};
-use crate::state::{LockInfo, Record, ResourceState};
+use crate::state::{AuditCommand, LockInfo, Record, ResourceState};
 use crate::synth::Synthesized;
 
 use super::{guard, Engine, Hazard, ImportOptions, Refusal};
@@ -21,7 +21,8 @@ impl Engine {
     /// stack (typically: add the stack's tags).
     ///
     /// A resource whose tags say it belongs to another stack is refused with that stack's name
-    /// unless `opts.force`.
+    /// unless `opts.force`. The import is recorded in the stack's audit trail, however it ends
+    /// once the lock is taken.
     pub async fn import(&self, s: &Synthesized, path: &str, id: &str, opts: &ImportOptions) -> Result<Plan, Error> {
         let idx = s.index_of(path).ok_or_else(|| {
             Error::Usage(format!(
@@ -33,8 +34,10 @@ impl Engine {
         let slot = self.slot(&r.provider)?;
         let lock = LockInfo::for_this_process("import");
         self.state.lock(&s.name, &lock).await?;
+        let mut audit = self.audit_start(AuditCommand::Import, None);
         let res = async {
             let mut state = self.state.load(&s.name).await?;
+            audit.state_read();
             if let Some(existing) = state.resources.get(path) {
                 return Err(Error::Usage(format!(
                     "`{path}` is already managed (id {}); remove it from state or pick another path",
@@ -108,16 +111,28 @@ impl Engine {
                     sealed: BTreeMap::new(),
                 },
             };
-            self.state.append(&s.name, std::slice::from_ref(&rec)).await?;
-            state.apply(&rec);
+            let entry = self.audit_import(&audit, path, id, Ok(()));
+            let recs = [rec, entry];
+            self.state.append(&s.name, &recs).await?;
+            audit.recorded();
+            for r in &recs {
+                state.apply(r);
+            }
             state.serial += 1;
             self.state.compact(&s.name, &state).await?;
             Ok(self.plan_against(s, &state))
         }
         .await;
+        let audited = match &res {
+            Err(e) if audit.writable() => {
+                self.state.append(&s.name, &[self.audit_import(&audit, path, id, Err(e))]).await
+            }
+            _ => Ok(()),
+        };
         let unlocked = self.state.unlock(&s.name, &lock.id).await;
         let plan = res?;
         unlocked?;
+        audited?;
         Ok(plan)
     }
 

@@ -9,51 +9,64 @@ use crate::error::Error;
 use crate::kind::Kind;
 use crate::kind::Selector;
 use crate::plan::{self};
-use crate::state::{LockInfo, Record, StackState};
+use crate::state::{AuditCommand, LockInfo, Record, StackState};
 
 use super::report::*;
 use super::Engine;
 
 impl Engine {
-    /// Compare state with the cloud (batched reads) without changing anything.
+    /// Compare state with the cloud (batched reads) without changing the stack's resources.
+    /// The check is recorded in the stack's audit trail under the lock, taken only for that;
+    /// when another run holds the lock the entry is skipped with a warning event.
     pub async fn drift(&self, stack: &str) -> Result<DriftReport, Error> {
+        let audit = self.audit_start(AuditCommand::Drift, None);
         let state = self.state.load(stack).await?;
         let (observed, calls) = self.observe(&state).await?;
-        Ok(DriftReport {
+        let report = DriftReport {
             stack: stack.into(),
             checked: state.resources.len(),
             read_calls: calls,
             items: Self::drift_of(&state, &observed),
-        })
+        };
+        self.audit_drift(&audit, &state, &report).await?;
+        Ok(report)
     }
 
     /// Accept the cloud's values into state: drifted fields take the cloud's value, resources
     /// deleted outside Konstacks leave state. The next plan then shows what it takes to bring
-    /// the cloud back to the stack.
+    /// the cloud back to the stack. Recorded in the stack's audit trail, however it ends.
     pub async fn refresh(&self, stack: &str) -> Result<DriftReport, Error> {
         let lock = LockInfo::for_this_process("refresh");
         self.state.lock(stack, &lock).await?;
+        let mut audit = self.audit_start(AuditCommand::Refresh, None);
         let res = async {
             let mut state = self.state.load(stack).await?;
+            audit.state_read();
             let (observed, calls) = self.observe(&state).await?;
             let items = Self::drift_of(&state, &observed);
-            let recs = refresh_records(&state, &observed);
+            let mut recs = refresh_records(&state, &observed);
+            let report = DriftReport { stack: stack.into(), checked: 0, read_calls: calls, items };
+            // The entry is journaled first and folded into the snapshot with the changes.
+            let entry = self.audit_refresh(&audit, &Ok(report.clone()));
+            self.state.append(stack, std::slice::from_ref(&entry)).await?;
+            audit.recorded();
+            recs.push(entry);
             for r in &recs {
                 state.apply(r);
             }
             state.serial += 1;
             self.state.compact(stack, &state).await?;
-            Ok::<_, Error>(DriftReport {
-                stack: stack.into(),
-                checked: state.resources.len(),
-                read_calls: calls,
-                items,
-            })
+            Ok::<_, Error>(DriftReport { checked: state.resources.len(), ..report })
         }
         .await;
+        let audited = match &res {
+            Err(_) if audit.writable() => self.state.append(stack, &[self.audit_refresh(&audit, &res)]).await,
+            _ => Ok(()),
+        };
         let unlocked = self.state.unlock(stack, &lock.id).await;
         let r = res?;
         unlocked?;
+        audited?;
         Ok(r)
     }
 

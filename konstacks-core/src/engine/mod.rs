@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod adopt;
+mod audit;
 mod drift;
 mod exec;
 pub mod guard;
@@ -44,7 +45,7 @@ use crate::kind::catalog::Catalog;
 use crate::plan::{self, Action, Plan, PlanInput};
 use crate::provider::Provider;
 use crate::stack::Stack;
-use crate::state::{LockInfo, OpKind, Record, StackState, StateBackend};
+use crate::state::{AuditCommand, LockInfo, OpKind, Record, StackState, StateBackend};
 use crate::synth::Synthesized;
 
 struct ProviderSlot {
@@ -68,6 +69,8 @@ pub struct Engine {
     crash: Option<CrashHook>,
     policy: Option<crate::policy::PolicySet>,
     cancel: Cancel,
+    /// Who audit entries name (see [`Engine::with_actor`]); the OS user when unset.
+    actor: Option<String>,
 }
 
 /// Where the crash-test hook may stop the process.
@@ -140,6 +143,7 @@ impl Engine {
             crash: CrashHook::from_env(),
             policy: None,
             cancel: Cancel::new(),
+            actor: None,
         }
     }
 
@@ -287,14 +291,19 @@ impl Engine {
         Ok(self.state.load(stack).await?)
     }
 
+    /// Set labels on a stack's state (an empty value removes one), under the stack's lock.
+    pub async fn label(&self, stack: &str, labels: BTreeMap<String, String>) -> Result<(), Error> {
+        let lock = LockInfo::for_this_process("label");
+        self.state.lock(stack, &lock).await?;
+        let written = self.state.append(stack, &[Record::Labels { labels }]).await;
+        let unlocked = self.state.unlock(stack, &lock.id).await;
+        written?;
+        Ok(unlocked?)
+    }
+
     /// The release history of a stack, oldest first.
     pub async fn releases(&self, stack: &str) -> Result<Vec<crate::state::ReleaseRecord>, Error> {
         Ok(self.state(stack).await?.releases)
-    }
-
-    /// Break the lock with this id.
-    pub async fn force_unlock(&self, stack: &str, id: &str) -> Result<LockInfo, Error> {
-        Ok(self.state.force_unlock(stack, id).await?)
     }
 
     /// Plan without changing anything (state is read, never written; the cloud is read only
@@ -333,15 +342,17 @@ impl Engine {
         Ok(plan::destroy_plan(&state, recovered))
     }
 
-    /// Make the cloud match the stack.
+    /// Make the cloud match the stack. The run is recorded in the stack's audit trail, however
+    /// it ends, except when the budget or compliance gate refuses it before the lock is taken.
     pub async fn apply(&self, s: &Synthesized, opts: &ApplyOptions) -> Result<ApplyReport, Error> {
-        self.gate(s, true)?;
-        self.run(&s.name, Some(s), opts, "apply").await
+        let policy = self.gate(s, true)?;
+        self.run(&s.name, Some(s), opts, AuditCommand::Apply, policy.as_ref()).await
     }
 
-    /// Delete everything in the stack's state, in reverse dependency order.
+    /// Delete everything in the stack's state, in reverse dependency order (recorded in the
+    /// stack's audit trail).
     pub async fn destroy(&self, stack: &str, opts: &ApplyOptions) -> Result<ApplyReport, Error> {
-        self.run(stack, None, opts, "destroy").await
+        self.run(stack, None, opts, AuditCommand::Destroy, None).await
     }
 
     async fn run(
@@ -349,14 +360,18 @@ impl Engine {
         stack: &str,
         s: Option<&Synthesized>,
         opts: &ApplyOptions,
-        what: &str,
+        command: AuditCommand,
+        policy: Option<&crate::policy::PolicyReport>,
     ) -> Result<ApplyReport, Error> {
-        let lock = LockInfo::for_this_process(what);
+        let lock = LockInfo::for_this_process(&command.to_string());
         self.state.lock(stack, &lock).await?;
-        let result = self.run_locked(stack, s, opts).await;
+        let mut audit = self.audit_start(command, policy);
+        let result = self.run_locked(stack, s, opts, &mut audit).await;
+        let audited = self.audit_run(stack, &mut audit, &result).await;
         let unlocked = self.state.unlock(stack, &lock.id).await;
         let report = result?;
         unlocked?;
+        audited?;
         if report.cancelled {
             Err(Error::Interrupted(Box::new(report)))
         } else if report.failures.is_empty() {
@@ -371,9 +386,11 @@ impl Engine {
         stack: &str,
         s: Option<&Synthesized>,
         opts: &ApplyOptions,
+        audit: &mut audit::Audit,
     ) -> Result<ApplyReport, Error> {
         let started = self.clock.now();
         let mut state = self.state.load(stack).await?;
+        audit.state_read();
         if s.is_some() {
             self.check_key(stack, &state)?;
         }
@@ -419,9 +436,15 @@ impl Engine {
             }
         }
         let mut plan = plan;
+        self.audit_cost(audit, &plan, s, &state);
         if let Err(e) = self.gate_run(&mut plan, &state, opts, s.is_some()).await {
             journal.close().await;
             return Err(e);
+        }
+        if !opts.labels.is_empty() {
+            let rec = Record::Labels { labels: opts.labels.clone() };
+            journal.write(vec![rec.clone()]).await?;
+            state.apply(&rec);
         }
         let s_sum = plan.summary;
         self.emit(
@@ -438,11 +461,13 @@ impl Engine {
 
         let exec = Exec::build(self, stack, s, &plan, &nodes, &state, &journal, opts.on_failure, started, recovery)?;
         let release_started = crate::base::util::now_rfc3339();
+        audit.executing();
         exec.run(&mut report).await;
         if !plan.releases.is_empty() {
             let elapsed = self.clock.now().saturating_sub(started).as_millis() as u64;
             let sources = (opts.source.as_ref(), loaded.source.as_ref());
-            let recs = release::records(&plan, &report, release_started, elapsed, sources);
+            let mut recs = release::records(&plan, &report, release_started, elapsed, sources);
+            recs.extend(self.audit_releases(audit, &recs, &report));
             journal.write(recs).await?;
         }
         if let Err(e) = journal.flush().await {
@@ -479,6 +504,7 @@ impl Engine {
         let changed = final_state != loaded;
         if changed {
             final_state.serial += 1;
+            self.audit_into_snapshot(stack, audit, &report, &mut final_state).await?;
         }
         let t = std::time::Instant::now();
         if changed || journal_written {

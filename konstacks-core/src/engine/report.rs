@@ -69,6 +69,9 @@ pub struct ApplyOptions {
     /// What produced the stack (a template and its parameters), kept with each release in the
     /// history so it can be applied again.
     pub source: Option<serde_json::Value>,
+    /// Labels to set on the stack's state once the run passed its checks, before its first
+    /// change (an empty value removes one): a run that fails half-way still carries them.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Which deletions of data-holding resources (databases, caches) an apply may make.
