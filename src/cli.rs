@@ -27,7 +27,9 @@
 //! the engine plans or applies, and never prints a secret value: everything it shows comes from
 //! plans, reports and state, which carry redaction markers only.
 
+mod ci;
 mod commands;
+mod history;
 mod progress;
 mod releases;
 
@@ -152,17 +154,33 @@ pub struct App {
     providers: Vec<Provider>,
     policy: Option<PolicySet>,
     knobs: Option<KnobSet>,
+    template: Option<String>,
 }
 
 impl App {
     fn new(stage: Stage, params: Value, params_file: Option<PathBuf>) -> Self {
-        Self { stage, params, params_file, stacks: Vec::new(), providers: Vec::new(), policy: None, knobs: None }
+        Self {
+            stage,
+            params,
+            params_file,
+            stacks: Vec::new(),
+            providers: Vec::new(),
+            policy: None,
+            knobs: None,
+            template: None,
+        }
     }
 
     /// Check the stacks against these compliance packs (`--pack` on the command line replaces
     /// them): `plan` shows the result, `apply` refuses on errors, `check` reports.
     pub fn policy(&mut self, policy: PolicySet) {
         self.policy = Some(policy);
+    }
+
+    /// Record which template built the stacks; kept in state's `source.template` (with the
+    /// stage and parameters) by every apply that succeeds.
+    pub fn template(&mut self, name: &str) {
+        self.template = Some(name.to_string());
     }
 
     /// Which fields may differ between dev, staging and prod (for `parity`).
@@ -240,6 +258,11 @@ struct GlobalArgs {
     /// Machine-readable JSON output.
     #[arg(long)]
     json: bool,
+    /// Keep state in S3, DigitalOcean Spaces or another S3-compatible store instead of the state
+    /// directory: `s3://bucket/prefix` (needs a binary built with `--features s3-state`; an
+    /// endpoint other than AWS comes from AWS_ENDPOINT_URL_S3). Also read from KONSTACKS_STATE_URL.
+    #[arg(long, value_name = "URL", env = "KONSTACKS_STATE_URL")]
+    state_url: Option<String>,
     /// Latency of every simulated cloud call, in milliseconds.
     #[arg(long, value_name = "N", default_value_t = 150)]
     sim_latency_ms: u64,
@@ -383,8 +406,19 @@ enum Command {
     /// with a budget cap (`--budget`, default 50 USD a month) and an expiry.
     #[command(subcommand)]
     Preview(PreviewCommand),
+    /// `ci init --provider github`: write a workflow that plans pull requests, releases merges
+    /// to staging then production, runs previews and checks drift (`ci init --help`).
+    Ci {
+        /// `init` and its options.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<OsString>,
+    },
     /// List the stack's releases: when, who, version from and to, result, duration.
     Releases,
+    /// The stack's audit trail, oldest first: every apply, destroy, import, refresh,
+    /// force-unlock, release and drift check with who ran it, the result, the duration and the
+    /// monthly cost before and after (`--json`: the entries as a JSON array).
+    History,
     /// Roll back: apply, as a new release, the parameters recorded with an earlier succeeded
     /// release (the one before the version serving now, or `--to VERSION`).
     Rollback {
@@ -431,6 +465,15 @@ enum Command {
     Validate,
     /// Print the synthesized stack as JSON.
     Synth,
+    /// Serve the web dashboard over every stack of the state directory (docs/dashboard.md).
+    /// Prints `dashboard: URL` once: the login URL with a generated token, or the address when
+    /// KONSTACKS_DASHBOARD_TOKEN is set (required to listen beyond 127.0.0.1; label it with
+    /// KONSTACKS_DASHBOARD_TOKEN_LABEL). Ctrl-C stops it (exit 0).
+    Dashboard {
+        /// Address to listen on (port 0 picks a free one, printed).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+    },
     /// Run the stack for real on this machine until stopped: apps as processes, load balancers
     /// as loopback reverse proxies, local PostgreSQL/Redis where installed (docs/live.md).
     /// Prints `serving: URL`; a changed parameters file is applied as a release; Ctrl-C stops
@@ -543,7 +586,8 @@ where
     // `--json` anywhere among the options (not after `--`) asks for JSON errors, parse errors too.
     let json = args.iter().skip(1).take_while(|a| a.as_os_str() != "--").any(|a| a.as_os_str() == "--json");
     // Every option is accepted before or after the command.
-    let cmd = Cli::<A>::command().bin_name(bin).mut_args(|a| if a.is_positional() { a } else { a.global(true) });
+    let cmd =
+        Cli::<A>::command().bin_name(bin.clone()).mut_args(|a| if a.is_positional() { a } else { a.global(true) });
     let parsed = cmd.try_get_matches_from(args).and_then(|m| Cli::<A>::from_arg_matches(&m));
     let cli = match parsed {
         Ok(cli) => cli,
@@ -556,5 +600,56 @@ where
             };
         }
     };
+    if let Command::Ci { args } = &cli.command {
+        return ci_command(&bin, args).into();
+    }
     commands::execute(cli, build).into()
+}
+
+/// `ci init ...`: write (or print) the CI workflow.
+fn ci_command(bin: &str, args: &[OsString]) -> Exit {
+    if args.first().is_none_or(|a| a != "init") {
+        eprintln!("error: the only `ci` command is `ci init --provider github`; see `{bin} ci init --help`");
+        return Exit::Error;
+    }
+    let parsed = match <ci::CiInit as Parser>::try_parse_from(args) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Exit::Success,
+                _ => Exit::Error,
+            };
+        }
+    };
+    if let Err(problems) = ci::check(&parsed) {
+        eprintln!("error: cannot write the workflow:\n{problems}");
+        return Exit::Invalid;
+    }
+    let program = ci::Program { bin: bin.to_string(), version: env!("CARGO_PKG_VERSION").to_string() };
+    let text = ci::github_workflow(&parsed, &program);
+    if parsed.stdout {
+        print!("{text}");
+        return Exit::Success;
+    }
+    let out = &parsed.output;
+    if out.exists() && !parsed.force {
+        eprintln!("error: {} exists; give --force to replace it, or --stdout to see the new one", out.display());
+        return Exit::Error;
+    }
+    let written = out.parent().filter(|p| !p.as_os_str().is_empty()).map_or(Ok(()), std::fs::create_dir_all);
+    match written.and_then(|()| std::fs::write(out, &text)) {
+        Ok(()) => {
+            eprintln!(
+                "Wrote {}. Set the secrets and variables its first lines name, protect the `production` \
+                 environment with required reviewers, and push.",
+                out.display()
+            );
+            Exit::Success
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", out.display());
+            Exit::Error
+        }
+    }
 }

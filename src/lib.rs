@@ -11,7 +11,9 @@
 //! - [`providers`] (`konstacks-providers`): real cloud backends, each behind a cargo feature;
 //! - [`prelude`]: everything a program that defines stacks needs, in one `use`;
 //! - `cli` (feature `cli`, on by default): turn such a program into a full command line tool
-//!   with `plan`, `apply`, `destroy`, `drift`, `graph` and more, and the `konstacks` binary.
+//!   with `plan`, `apply`, `destroy`, `drift`, `graph` and more, and the `konstacks` binary;
+//! - `dashboard` (feature `dashboard`, part of `cli`): the web dashboard over every stack of a
+//!   state backend, to serve alone or mount in an axum application.
 //!
 //! ```no_run
 //! use konstacks::prelude::*;
@@ -40,6 +42,8 @@ pub use konstacks_templates as templates;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 #[cfg(feature = "cli")]
 pub mod live;
 

@@ -251,5 +251,9 @@ fn a_failed_apply_that_changed_nothing_leaves_state_bytes_identical() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("network/cache-fw") && text.contains("already exists"), "{text}");
     assert!(std::fs::read(d.state_file()).unwrap() == before, "state.json is byte for byte the same");
-    assert!(!d.state_file().with_file_name("journal.jsonl").exists(), "no journal left behind");
+    // Only the run's audit entry is left in the journal.
+    let journal = std::fs::read_to_string(d.state_file().with_file_name("journal.jsonl")).unwrap();
+    let records: Vec<Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 1, "{journal}");
+    assert_eq!((&records[0]["record"], &records[0]["entry"]["result"]), (&"audited".into(), &"failed".into()));
 }

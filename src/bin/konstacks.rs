@@ -144,6 +144,7 @@ fn register_gcp(_app: &mut App) -> Result<(), BuildError> {
 
 fn build(app: &mut App, args: &TemplateArgs) -> Result<(), BuildError> {
     let template = templates::find(&args.template)?;
+    app.template(template.name());
     let name = args.name.clone().unwrap_or_else(|| format!("{}-{}", template.name(), app.stage().as_str()));
     let placement = match (&args.region, args.jurisdiction) {
         (Some(r), Some(j)) => Placement::region_within(r, j),

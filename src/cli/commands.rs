@@ -26,6 +26,7 @@ use konstacks_core::validate::Synthesized;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+mod dashboard;
 mod dev;
 mod preview;
 
@@ -33,7 +34,8 @@ pub(super) use preview::parse_ttl;
 
 use super::progress::Renderer;
 use super::{
-    App, BuildError, BuildOutcome, Cli, Command, Exit, GlobalArgs, GraphFormat, PlanFormat, PreviewCommand, SafetyArgs, StateCommand,
+    App, BuildError, BuildOutcome, Cli, Command, Exit, GlobalArgs, GraphFormat, PlanFormat, PreviewCommand, SafetyArgs,
+    StateCommand,
 };
 
 /// Name of the simulated cloud's file inside the state directory.
@@ -316,9 +318,16 @@ where
         }
     };
     let app = build_stage(global.stage)?;
+    if let Command::Dashboard { listen } = command {
+        for s in &app.stacks {
+            check_stack_name(&s.name())?;
+        }
+        // The program's providers (the binary's `--provider`); the stacks come from state.
+        return dashboard::dashboard(ui, &global, app.providers, listen);
+    }
     let policy = policy_of(&global, app.policy.clone())?;
     let knobs = app.knobs.clone().unwrap_or_default();
-    let App { stacks, providers, .. } = app;
+    let App { stacks, providers, template, .. } = app;
     let stack = select(&stacks, global.stack.as_deref())?;
     check_stack_name(&stack.name())?;
     if let Some(cap) = global.budget {
@@ -376,16 +385,19 @@ where
     if let Some(p) = policy {
         cx.engine = cx.engine.with_policy(p);
     }
-    cx.source = Some(json!({ "params": params, "stage": global.stage.as_str() }));
+    let mut source = json!({ "params": params, "stage": global.stage.as_str() });
+    if let Some(t) = &template {
+        source["template"] = Value::String(t.clone());
+    }
+    cx.source = Some(source);
     if let Command::Preview(p) = &command {
-        let state_dir = global.state_dir.clone();
         return match p {
             PreviewCommand::Up { branch, ttl } => {
-                cx.preview_up(&state_dir, branch, *ttl, global.budget.unwrap_or(preview::DEFAULT_BUDGET_USD))
+                cx.preview_up(branch, *ttl, global.budget.unwrap_or(preview::DEFAULT_BUDGET_USD))
             }
-            PreviewCommand::Down { branch } => cx.preview_down(&state_dir, branch),
-            PreviewCommand::List => cx.preview_list(&state_dir),
-            PreviewCommand::Gc { dry_run } => cx.preview_gc(&state_dir, *dry_run),
+            PreviewCommand::Down { branch } => cx.preview_down(branch),
+            PreviewCommand::List => cx.preview_list(),
+            PreviewCommand::Gc { dry_run } => cx.preview_gc(*dry_run),
         };
     }
     if let Command::Rollback { to, yes } = &command {
@@ -420,6 +432,7 @@ where
         Command::ForceUnlock { lock_id } => cx.force_unlock(&lock_id),
         Command::Import { resource_path, id, force } => cx.import(&resource_path, &id, force),
         Command::Releases => cx.releases(),
+        Command::History => cx.history(),
         Command::Templates
         | Command::Validate
         | Command::Synth
@@ -428,7 +441,9 @@ where
         | Command::Cost { .. }
         | Command::Parity
         | Command::Dev { .. }
+        | Command::Dashboard { .. }
         | Command::Preview(_)
+        | Command::Ci { .. }
         | Command::Rollback { .. } => Ok(Exit::Success),
     }
 }
@@ -712,6 +727,8 @@ pub(super) struct Ctx<'a> {
     pub(super) stack: Stack,
     /// What the stack was built from (parameters, stage), recorded with each release.
     pub(super) source: Option<Value>,
+    /// Labels an apply sets on the stack's state (a preview's branch and expiry).
+    pub(super) labels: BTreeMap<String, String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -722,11 +739,15 @@ impl<'a> Ctx<'a> {
             .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))?;
         let config = SimConfig { latency: Duration::from_millis(global.sim_latency_ms), ..Default::default() };
         let sim = Arc::new(SimCloud::open(global.state_dir.join(SIM_FILE), config)?);
-        let mut engine = Engine::new(Arc::new(LocalBackend::new(&global.state_dir))).with_provider(sim.provider());
+        let state: Arc<dyn konstacks_core::state::StateBackend> = match &global.state_url {
+            None => Arc::new(LocalBackend::new(&global.state_dir)),
+            Some(url) => remote_state(&rt, url)?,
+        };
+        let mut engine = Engine::new(state).with_provider(sim.provider());
         for p in providers {
             engine = engine.with_provider(p);
         }
-        Ok(Self { ui, engine, rt, stack, source: None })
+        Ok(Self { ui, engine, rt, stack, source: None, labels: BTreeMap::new() })
     }
 
     pub(super) fn name(&self) -> String {
@@ -919,6 +940,7 @@ impl<'a> Ctx<'a> {
             allow_placement_change: safety.allow_placement_change,
             ignore_untracked: safety.ignore_untracked,
             source: self.source.clone(),
+            labels: self.labels.clone(),
             ..Default::default()
         };
         // Refuse before asking: a question whose yes would be refused anyway helps no one.
@@ -1101,6 +1123,26 @@ impl<'a> Ctx<'a> {
         }
         Ok(Exit::Success)
     }
+}
+
+/// The state backend a `--state-url` names.
+#[cfg(feature = "s3-state")]
+fn remote_state(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+) -> Result<Arc<dyn konstacks_core::state::StateBackend>, Failure> {
+    let backend = rt.block_on(konstacks_providers::s3_state::S3Backend::from_url(url)).map_err(Failure::invalid)?;
+    Ok(Arc::new(backend))
+}
+
+#[cfg(not(feature = "s3-state"))]
+fn remote_state(
+    _rt: &tokio::runtime::Runtime,
+    _url: &str,
+) -> Result<Arc<dyn konstacks_core::state::StateBackend>, Failure> {
+    Err(Failure::invalid(
+        "--state-url (or KONSTACKS_STATE_URL) needs the S3 state backend: rebuild with `--features s3-state`",
+    ))
 }
 
 /// Resolves on the first Ctrl-C (SIGINT) or, on Unix, SIGTERM. A handler that cannot be

@@ -112,7 +112,7 @@ pub(in crate::cli) fn dev(
     if let Some(p) = policy {
         engine = engine.with_policy(p);
     }
-    let cx = Ctx { ui, engine, rt, stack, source: None };
+    let cx = Ctx { ui, engine, rt, stack, source: None, labels: Default::default() };
     // One watcher for the whole session: the first SIGINT or SIGTERM stops it.
     let (stop_tx, stop) = watch::channel(false);
     cx.rt.spawn(async move {

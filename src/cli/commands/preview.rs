@@ -3,14 +3,16 @@
 //! `preview down` destroys it, `preview list` shows every preview with its age and cost, and
 //! `preview gc` destroys the expired ones.
 //!
-//! Which previews exist is kept in `<state dir>/previews/<stack>.json`, written before the
-//! first cloud call, so a preview whose apply failed half-way is still listed and collected.
+//! Which previews exist is kept with their state, as labels the apply writes before its first
+//! change (`konstacks:preview-*`): a preview whose apply failed half-way is still listed and
+//! collected, and every job that shares the state backend (CI runners with `--state-url`) sees
+//! the same previews.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use konstacks_core::model::Stack;
-use serde::{Deserialize, Serialize};
+use konstacks_core::state::StackState;
 use serde_json::{json, Value};
 
 use super::{Ctx, Exit, Failure};
@@ -21,8 +23,8 @@ pub(in crate::cli) const DEFAULT_BUDGET_USD: f64 = 50.0;
 /// Longest preview stack name: room for the physical names derived from it.
 const MAX_NAME: usize = 40;
 
-/// One preview environment, as recorded in the state directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One preview environment, as its state's labels describe it.
+#[derive(Debug, Clone, PartialEq)]
 pub(in crate::cli) struct PreviewEntry {
     /// The preview's stack name.
     pub(in crate::cli) stack: String,
@@ -36,9 +38,10 @@ pub(in crate::cli) struct PreviewEntry {
     pub(in crate::cli) expires_at: u64,
     /// Its monthly budget cap, in USD.
     pub(in crate::cli) budget_usd: f64,
-    /// Its estimated monthly cost after the last `preview up`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Its estimated monthly cost after the last apply (from the audit trail).
     pub(in crate::cli) monthly_usd: Option<f64>,
+    /// Resources in its state.
+    pub(in crate::cli) resources: usize,
 }
 
 /// The preview stack name of `branch` for the stack `base`: lower case, every run of other
@@ -103,55 +106,44 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("previews")
-}
+const BRANCH: &str = "konstacks:preview-branch";
+const BASE: &str = "konstacks:preview-base";
+const CREATED: &str = "konstacks:preview-created";
+const EXPIRES: &str = "konstacks:preview-expires";
+const BUDGET: &str = "konstacks:preview-budget";
 
-fn entry_path(state_dir: &Path, stack: &str) -> PathBuf {
-    dir(state_dir).join(format!("{stack}.json"))
-}
+impl PreviewEntry {
+    /// The labels that record it.
+    fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (BRANCH.to_string(), self.branch.clone()),
+            (BASE.to_string(), self.base.clone()),
+            (CREATED.to_string(), self.created_at.to_string()),
+            (EXPIRES.to_string(), self.expires_at.to_string()),
+            (BUDGET.to_string(), format!("{:.2}", self.budget_usd)),
+        ])
+    }
 
-fn save(state_dir: &Path, e: &PreviewEntry) -> Result<(), Failure> {
-    let path = entry_path(state_dir, &e.stack);
-    let text =
-        serde_json::to_string_pretty(e).map_err(|err| Failure::error(format!("cannot record the preview: {err}")))?;
-    std::fs::create_dir_all(dir(state_dir))
-        .and_then(|()| {
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, text + "\n")?;
-            std::fs::rename(&tmp, &path)
+    /// The labels that forget it.
+    fn cleared() -> BTreeMap<String, String> {
+        [BRANCH, BASE, CREATED, EXPIRES, BUDGET].iter().map(|k| (k.to_string(), String::new())).collect()
+    }
+
+    /// The preview a stack's state describes, if it is one.
+    fn of(state: &StackState) -> Option<Self> {
+        let l = &state.labels;
+        let num = |k: &str| l.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Some(Self {
+            stack: state.stack.clone(),
+            branch: l.get(BRANCH)?.clone(),
+            base: l.get(BASE).cloned().unwrap_or_default(),
+            created_at: num(CREATED),
+            expires_at: num(EXPIRES),
+            budget_usd: l.get(BUDGET).and_then(|v| v.parse().ok()).unwrap_or(0.0),
+            monthly_usd: state.audit.iter().rev().find_map(|e| e.cost_after_usd),
+            resources: state.resources.len(),
         })
-        .map_err(|err| Failure::error(format!("cannot record the preview in {}: {err}", path.display())))
-}
-
-fn remove(state_dir: &Path, stack: &str) -> Result<(), Failure> {
-    match std::fs::remove_file(entry_path(state_dir, stack)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Failure::error(format!("cannot forget preview {stack}: {e}"))),
     }
-}
-
-/// Every recorded preview, by stack name.
-pub(in crate::cli) fn all(state_dir: &Path) -> Result<Vec<PreviewEntry>, Failure> {
-    let read = match std::fs::read_dir(dir(state_dir)) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Failure::error(format!("cannot list previews: {e}"))),
-    };
-    let mut out = Vec::new();
-    for item in read.flatten() {
-        let path = item.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        let bytes = std::fs::read(&path).map_err(|e| Failure::error(format!("cannot read {}: {e}", path.display())))?;
-        let e: PreviewEntry = serde_json::from_slice(&bytes)
-            .map_err(|e| Failure::error(format!("damaged preview record {}: {e}", path.display())))?;
-        out.push(e);
-    }
-    out.sort_by(|a, b| a.stack.cmp(&b.stack));
-    Ok(out)
 }
 
 fn age(secs: u64) -> String {
@@ -168,89 +160,80 @@ fn rfc3339(unix: u64) -> String {
 }
 
 impl Ctx<'_> {
-    /// `preview up`: record the preview, then apply the stack under its preview name with the
-    /// budget cap (an over-budget plan is refused before any cloud call and recorded nowhere).
-    pub(super) fn preview_up(
-        &mut self,
-        state_dir: &Path,
-        branch: &str,
-        ttl: Duration,
-        budget: f64,
-    ) -> Result<Exit, Failure> {
+    /// Every preview among the stacks of the state backend, by stack name.
+    fn previews(&self) -> Result<Vec<PreviewEntry>, Failure> {
+        let names = self.rt.block_on(self.engine.state_backend().stacks())?;
+        let mut out = Vec::new();
+        for name in names {
+            let state = self.rt.block_on(self.engine.state(&name))?;
+            out.extend(PreviewEntry::of(&state));
+        }
+        out.sort_by(|a, b| a.stack.cmp(&b.stack));
+        Ok(out)
+    }
+
+    /// `preview up`: apply the stack under its preview name with the budget cap, its labels
+    /// written before the first change (an over-budget plan is refused before any cloud call
+    /// and recorded nowhere).
+    pub(super) fn preview_up(&mut self, branch: &str, ttl: Duration, budget: f64) -> Result<Exit, Failure> {
         let base = self.stack.name();
         let name = stack_name(&base, branch)?;
         self.stack.rename(&name);
         self.stack.budget(budget);
         let at = now();
-        let known = all(state_dir)?.into_iter().find(|e| e.stack == name);
-        let mut entry = PreviewEntry {
+        let known = PreviewEntry::of(&self.rt.block_on(self.engine.state(&name))?);
+        let entry = PreviewEntry {
             stack: name.clone(),
             branch: branch.to_string(),
             base,
             created_at: known.as_ref().map_or(at, |e| e.created_at),
             expires_at: at.saturating_add(ttl.as_secs()),
             budget_usd: budget,
-            monthly_usd: known.and_then(|e| e.monthly_usd),
+            monthly_usd: None,
+            resources: 0,
         };
-        // Refusals before any cloud call leave no record behind.
-        let s = self.engine.synth(&self.stack)?;
-        let plan = self.rt.block_on(self.engine.plan(&s, &Default::default()))?;
-        let had_state = !self.rt.block_on(self.engine.state(&name))?.resources.is_empty();
-        save(state_dir, &entry)?;
+        self.labels = entry.labels();
         if let Some(src) = self.source.as_mut().and_then(Value::as_object_mut) {
             src.insert("preview".into(), json!({ "branch": branch, "base": entry.base }));
         }
-        let result = self.apply(true, false, false, &SafetyArgs::default());
-        if let Err(f) = &result {
-            if matches!(f.exit, Exit::Refused | Exit::Invalid) && !had_state {
-                remove(state_dir, &name)?;
-            }
-            return result;
-        }
-        entry.monthly_usd = plan.cost.as_ref().map(|c| c.after_usd);
-        save(state_dir, &entry)?;
+        let exit = self.apply(true, false, false, &SafetyArgs::default())?;
         self.ui.err(&format!(
             "Preview {name} of branch {branch} is up; it expires {} (`preview gc` destroys it then).",
             rfc3339(entry.expires_at)
         ));
-        result
+        Ok(exit)
     }
 
     /// `preview down`: destroy the branch's preview and forget it.
-    pub(super) fn preview_down(&mut self, state_dir: &Path, branch: &str) -> Result<Exit, Failure> {
+    pub(super) fn preview_down(&mut self, branch: &str) -> Result<Exit, Failure> {
         let name = stack_name(&self.stack.name(), branch)?;
-        self.destroy_preview(state_dir, &name)
+        self.destroy_preview(&name)
     }
 
-    fn destroy_preview(&mut self, state_dir: &Path, name: &str) -> Result<Exit, Failure> {
+    /// Destroy a preview (deletion protection turned off: previews are disposable), then clear
+    /// its labels: one that could not be destroyed completely stays listed.
+    fn destroy_preview(&mut self, name: &str) -> Result<Exit, Failure> {
         // Destroy needs only the name: state says what exists.
-        self.stack = Stack::new(
-            name,
-            konstacks_core::model::Placement::within(konstacks_core::model::Jurisdiction::Eu),
-            self.stack.stage(),
-        );
+        let placement = konstacks_core::model::Placement::within(konstacks_core::model::Jurisdiction::Eu);
+        self.stack = Stack::new(name, placement, self.stack.stage());
         let exit = self.destroy(true, true)?;
-        remove(state_dir, name)?;
+        self.rt.block_on(self.engine.label(name, PreviewEntry::cleared()))?;
         Ok(exit)
     }
 
     /// `preview list`.
-    pub(super) fn preview_list(&self, state_dir: &Path) -> Result<Exit, Failure> {
+    pub(super) fn preview_list(&self) -> Result<Exit, Failure> {
         let now = now();
-        let mut rows = Vec::new();
-        for e in all(state_dir)? {
-            let state = self.rt.block_on(self.engine.state(&e.stack))?;
-            rows.push((e, state.resources.len()));
-        }
+        let rows = self.previews()?;
         if self.ui.json {
             let list: Vec<Value> = rows
                 .iter()
-                .map(|(e, n)| {
+                .map(|e| {
                     json!({
                         "stack": e.stack, "branch": e.branch, "base": e.base,
                         "created_at": rfc3339(e.created_at), "expires_at": rfc3339(e.expires_at),
                         "age_seconds": now.saturating_sub(e.created_at), "expired": e.expires_at <= now,
-                        "budget_usd": e.budget_usd, "monthly_usd": e.monthly_usd, "resources": n,
+                        "budget_usd": e.budget_usd, "monthly_usd": e.monthly_usd, "resources": e.resources,
                     })
                 })
                 .collect();
@@ -265,7 +248,7 @@ impl Ctx<'_> {
             "{:<40} {:<30} {:>6} {:>10} {:>9} {:>9}  {}\n",
             "STACK", "BRANCH", "AGE", "COST/MO", "BUDGET", "RESOURCES", "EXPIRES"
         );
-        for (e, n) in &rows {
+        for e in &rows {
             let cost = e.monthly_usd.map(|c| format!("${c:.2}")).unwrap_or_else(|| "-".into());
             let expires = if e.expires_at <= now { "expired".to_string() } else { rfc3339(e.expires_at) };
             let branch: String = e.branch.chars().map(|c| if c.is_control() { '?' } else { c }).take(30).collect();
@@ -276,7 +259,7 @@ impl Ctx<'_> {
                 age(now.saturating_sub(e.created_at)),
                 cost,
                 format!("${:.0}", e.budget_usd),
-                n
+                e.resources
             ));
         }
         self.ui.out(&out);
@@ -284,9 +267,9 @@ impl Ctx<'_> {
     }
 
     /// `preview gc`: destroy every expired preview (or only list them with `--dry-run`).
-    pub(super) fn preview_gc(&mut self, state_dir: &Path, dry_run: bool) -> Result<Exit, Failure> {
+    pub(super) fn preview_gc(&mut self, dry_run: bool) -> Result<Exit, Failure> {
         let now = now();
-        let expired: Vec<PreviewEntry> = all(state_dir)?.into_iter().filter(|e| e.expires_at <= now).collect();
+        let expired: Vec<PreviewEntry> = self.previews()?.into_iter().filter(|e| e.expires_at <= now).collect();
         if expired.is_empty() {
             self.ui.err("No expired previews.");
             return Ok(Exit::Success);
@@ -298,7 +281,7 @@ impl Ctx<'_> {
             return Ok(Exit::Success);
         }
         for e in &expired {
-            self.destroy_preview(state_dir, &e.stack)?;
+            self.destroy_preview(&e.stack)?;
         }
         self.ui.err(&format!("Destroyed {} expired preview(s).", expired.len()));
         Ok(Exit::Success)
