@@ -510,3 +510,54 @@ async fn it_serves_on_a_loopback_listener_until_told_to_stop() {
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
 }
+
+/// Two versions released from the form, then the stack page's rollback form plans the first
+/// version again through the plan page, and applying it is a release back to it.
+#[tokio::test]
+async fn a_rollback_is_planned_from_the_stack_page_and_applied_as_a_release() {
+    let d = dash();
+    let release = |version: &'static str| {
+        let d = &d;
+        async move {
+            let fields = [
+                ("stack_name", "shop"),
+                ("stage", "dev"),
+                ("params.app_image", GOOD_IMAGE),
+                ("params.load_balancer", "true"),
+                ("params.vm_count", "2"),
+                ("params.health_path", "/healthz"),
+                ("params.app_version", version),
+            ];
+            let plan = d.post("/new/web-app/plan", &fields).await;
+            assert_eq!(plan.status, StatusCode::OK, "{plan:?}");
+            let hidden = hidden_inputs(&plan.body);
+            let fields: Vec<(&str, &str)> = hidden.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let started = d.post("/runs", &fields).await;
+            assert_eq!(started.status, StatusCode::SEE_OTHER, "{started:?}");
+            let run = started.headers[header::LOCATION].to_str().unwrap().to_string();
+            assert_eq!(d.wait_run(&run).await, "complete");
+        }
+    };
+    release("1").await;
+    release("2").await;
+    let page = d.get("/stacks/shop").await;
+    let at = page.body.find(r#"id="rollback-form""#).unwrap_or_else(|| panic!("no rollback form:\n{}", page.body));
+    let form = &page.body[at..at + page.body[at..].find("</form>").unwrap()];
+    assert!(form.contains("Plan a rollback to version 1"), "{form}");
+    let action = attr_after(&page.body[at..], r#"action=""#);
+    assert_eq!(action, "/new/web-app/plan");
+    let hidden = hidden_inputs(form);
+    let fields: Vec<(&str, &str)> = hidden.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let plan = d.post(&action, &fields).await;
+    assert_eq!(plan.status, StatusCode::OK, "{plan:?}");
+    let apply: Vec<(String, String)> = hidden_inputs(&plan.body);
+    assert!(apply.iter().any(|(k, v)| k == "params" && v.contains(r#""app_version":"1""#)), "{apply:?}");
+    let fields: Vec<(&str, &str)> = apply.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let started = d.post("/runs", &fields).await;
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{started:?}");
+    let run = started.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert_eq!(d.wait_run(&run).await, "complete");
+    let page = d.get("/stacks/shop").await;
+    let releases = &page.body[page.body.find(r#"id="releases""#).unwrap()..];
+    assert!(releases.contains("2 → 1"), "the rollback is not a release back to 1:\n{releases}");
+}

@@ -165,7 +165,7 @@ fn render(
         }
         section #findings aria-labelledby="findings-h" { h2 #findings-h { "Compliance" } (findings(policy.as_ref(), &rebuilt)) }
         section #cost aria-labelledby="cost-h" { h2 #cost-h { "Cost" } (cost_breakdown(&costs, report.as_ref())) }
-        section #releases aria-labelledby="releases-h" { h2 #releases-h { "Releases" } (releases(state)) }
+        section #releases aria-labelledby="releases-h" { h2 #releases-h { "Releases" } (releases(state)) (rollback(state, csrf)) }
         section #audit aria-labelledby="audit-h" { h2 #audit-h { "Audit trail" } (audit(state)) }
         h2 { "Actions" }
         form #drift-form method="post" action={ "/stacks/" (seg(name)) "/drift" } {
@@ -274,6 +274,30 @@ fn releases(state: &StackState) -> Markup {
                 td { (serde_json::to_value(r.result).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()) }
                 td.num { (seconds(r.duration_ms)) }
             } } }
+        }
+    }
+}
+
+/// A form that plans a rollback: the parameters recorded with the version the serving release
+/// replaced, through the same plan page as a new stack (nothing is applied before the plan is
+/// confirmed there). Nothing when no release has such a version.
+fn rollback(state: &StackState, csrf: &str) -> Markup {
+    let serving = state.releases.iter().rev().find(|r| r.result == konstacks_core::state::ReleaseResult::Succeeded);
+    let Some((version, source)) = serving.and_then(|r| Some((r.from_version.as_deref()?, r.from_source.as_ref()?)))
+    else {
+        return html! {};
+    };
+    let Some(template) = source.get("template").and_then(Value::as_str) else { return html! {} };
+    let stage = source.get("stage").and_then(Value::as_str).unwrap_or("dev");
+    let params = source.get("params").cloned().unwrap_or_else(|| Value::Object(Default::default()));
+    html! {
+        form #rollback-form method="post" action=(format!("/new/{}/plan", seg(template))) {
+            (csrf_input(csrf))
+            input type="hidden" name="stack_name" value=(state.stack);
+            input type="hidden" name="stage" value=(stage);
+            input type="hidden" name="provider" value=(provider_of(state));
+            input type="hidden" name="params" value=(params.to_string());
+            button #rollback-submit type="submit" { "Plan a rollback to version " (version) }
         }
     }
 }

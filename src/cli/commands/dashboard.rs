@@ -45,7 +45,16 @@ pub(super) fn dashboard(
     // Refused before anything is opened or bound.
     dashboard::check_bind(listen, token.is_some()).map_err(failure)?;
     let label = std::env::var(LABEL_ENV).ok().filter(|l| !l.is_empty()).unwrap_or_else(|| "dashboard".into());
-    let mut builder = DashboardConfig::builder(Arc::new(LocalBackend::new(&global.state_dir)), &global.state_dir)
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))?;
+    // The stacks of `--state-url` (S3) when given, else of the state directory.
+    let state: Arc<dyn konstacks_core::state::StateBackend> = match &global.state_url {
+        Some(url) => super::remote_state(&rt, url)?,
+        None => Arc::new(LocalBackend::new(&global.state_dir)),
+    };
+    let mut builder = DashboardConfig::builder(state, &global.state_dir)
         .providers(providers)
         .sim_latency(Duration::from_millis(global.sim_latency_ms))
         .token_label(label);
@@ -53,10 +62,6 @@ pub(super) fn dashboard(
         builder = builder.token(t.clone());
     }
     let config = builder.build().map_err(failure)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::error(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
