@@ -47,6 +47,13 @@ pub mod dashboard;
 #[cfg(feature = "cli")]
 pub mod live;
 
+// The README's Rust blocks compile (and run: they need no cloud) as doctests of this crate; its
+// `sh`, `toml` and `text` blocks are not Rust and are skipped. The getting-started guide's blocks
+// are doctests of `examples/shop-infra`, the crate the guide builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}
+
 /// Everything a program that defines stacks needs.
 pub mod prelude {
     pub use konstacks_core::engine::Engine;

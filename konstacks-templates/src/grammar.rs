@@ -333,7 +333,8 @@ fn url_char(c: char) -> bool {
 }
 
 /// An `https://` URL: a host (domain name, IPv4 or bracketed IPv6) with an optional port and
-/// user information, then a path, query and fragment of [`url_char`]s with valid `%` escapes.
+/// user information, then a path, query and fragment of URL characters (ASCII letters and digits,
+/// `-._~%/:@+=,?&#`) with valid `%` escapes.
 pub fn https_url(s: &str) -> Result<(), GrammarError> {
     plain_text(s, MAX_URL_LEN)?;
     let bad = |what: String| malformed(format!("`{}` is not an https URL: {what}", shown(s)));

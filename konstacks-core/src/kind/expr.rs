@@ -16,7 +16,7 @@ pub enum Expr {
     Lit(Value),
     /// An attribute of another resource of the stack.
     Attr {
-        /// Index of the resource in [`Synthesized::resources`].
+        /// Index of the resource in the synthesized stack's `resources`.
         node: usize,
         /// Its path.
         path: String,

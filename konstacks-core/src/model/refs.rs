@@ -1,5 +1,5 @@
 //! Typed handles: [`Ref<T>`] to a resource added to a stack and [`Output<T>`] to a value known
-//! only after apply. Both are `Copy`-cheap and typed, and erase to a [`NodeRef`].
+//! only after apply. Both are `Copy`-cheap and typed, and erase to an untyped node reference.
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -51,7 +51,8 @@ use konstacks_core::provider::{Catalog, Pricing};
 /// Name stacks use to select this provider.
 pub const PROVIDER_NAME: &str = "gcp";
 
-/// When the prices in [`Offer::monthly_usd`] were taken, and what they mean.
+/// When the prices in [`Offer::monthly_usd`](konstacks_core::provider::Offer::monthly_usd) were taken, and what
+/// they mean.
 pub const PRICES_NOTE: &str = "On-demand list prices of us-central1 (Linux VMs without sustained-use or committed-use \
      discounts; Cloud SQL Enterprise edition, single zone; 730 hours a month, storage not included) as published \
      by Google on the date in `Pricing::priced_on`; other regions through approximate multipliers. Check the \
