@@ -155,6 +155,7 @@ pub struct App {
     policy: Option<PolicySet>,
     knobs: Option<KnobSet>,
     template: Option<String>,
+    preview: Option<String>,
 }
 
 impl App {
@@ -168,7 +169,15 @@ impl App {
             policy: None,
             knobs: None,
             template: None,
+            preview: None,
         }
+    }
+
+    /// The preview being built, for `preview up` and `preview down`: its slug, the part of the
+    /// preview's stack name after the base stack's (`feature-x` of `shop-dev-feature-x`), a DNS
+    /// label. `None` for every other command. A template serves a preview on `<slug>.<zone>`.
+    pub fn preview(&self) -> Option<&str> {
+        self.preview.as_deref()
     }
 
     /// Check the stacks against these compliance packs (`--pack` on the command line replaces

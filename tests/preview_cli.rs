@@ -113,3 +113,60 @@ fn the_markdown_plan_is_a_pull_request_comment() {
     assert!(out.stdout.contains("compliance (baseline)"), "{out:?}");
     assert!(!out.stdout.contains("\u{1b}["), "colour codes in Markdown");
 }
+
+/// A record of the simulated cloud: its full name, zone id and stack.
+type Record = (String, String, String);
+
+/// The zones and records of the simulated cloud: (id, domain), and records sorted.
+fn dns(dir: &std::path::Path) -> (Vec<(String, String)>, Vec<Record>) {
+    let all = cloud(dir);
+    let id = |r: &Value| r["id"].as_str().unwrap_or_default().to_string();
+    let zones = all.iter().filter(|r| id(r).starts_with("zone-")).map(|r| (id(r), r["domain"].to_string())).collect();
+    let records = all
+        .iter()
+        .filter(|r| r["fqdn"].is_string() && r["zone_id"].is_string())
+        .map(|r| {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (s(&r["fqdn"]), s(&r["zone_id"]), s(&r["tags"]["konstacks:stack"]))
+        })
+        .collect::<Vec<_>>();
+    let mut records = records;
+    records.sort();
+    (zones, records)
+}
+
+#[test]
+fn a_preview_gets_its_name_in_the_base_stacks_zone_and_leaves_the_zone() {
+    fn p<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+        with(cmd).into_iter().chain(["--params", "p.json"]).collect()
+    }
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(dir.join("p.json"), r#"{"domain": "shop.example.com", "zone": "example.com"}"#).unwrap();
+    run(dir, &p(&["apply", "--yes"]), 0);
+    let (zones, base_records) = dns(dir);
+    assert_eq!(zones.len(), 1, "{zones:?}");
+    let zone_id = zones[0].0.clone();
+    assert!(base_records.iter().any(|(f, z, _)| f == "shop.example.com" && *z == zone_id), "{base_records:?}");
+
+    run(dir, &p(&["preview", "up", "--branch", "feature/x"]), 0);
+    let (zones, records) = dns(dir);
+    assert_eq!(zones.len(), 1, "the preview made no zone of its own: {zones:?}");
+    let mine: Vec<&Record> = records.iter().filter(|(_, _, s)| s != "web-app-dev").collect();
+    assert_eq!(mine.len(), 1, "{records:?}");
+    let (fqdn, zone, stack) = mine[0].clone();
+    assert!(fqdn.starts_with("feature-x-") && fqdn.ends_with(".example.com"), "{fqdn}");
+    assert_eq!(zone, zone_id, "the preview's record is in the base stack's zone");
+    assert!(stack.starts_with("web-app-dev-feature-x-"), "{stack}");
+
+    run(dir, &p(&["preview", "down", "--branch", "feature/x"]), 0);
+    let (zones, records) = dns(dir);
+    assert_eq!(zones.len(), 1, "preview down left the zone: {zones:?}");
+    assert_eq!(zones[0].0, zone_id);
+    assert_eq!(records, base_records, "only the preview's record went");
+    assert_eq!(in_cloud(dir, &stack), 0, "preview down left resources behind");
+    // The base stack sees nothing to change.
+    let plan: Value = serde_json::from_str(&run(dir, &p(&["--json", "plan"]), 0).stdout).unwrap();
+    let acting: Vec<&Value> = plan["changes"].as_array().unwrap().iter().filter(|c| c["action"] != "no_op").collect();
+    assert!(acting.is_empty(), "{acting:?}");
+}

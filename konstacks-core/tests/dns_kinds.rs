@@ -285,6 +285,7 @@ fn zone_spec(domain: &str) -> DnsZoneSpec {
         region: "eu-central".into(),
         domain: domain.into(),
         assumed_million_queries: 1.0,
+        managed: true,
         tags: tags(),
     }
 }

@@ -731,6 +731,7 @@ async fn a_zone_with_foreign_records_is_refused_on_moto() {
         region: REGION.into(),
         domain: "guard.konstacks.test".into(),
         assumed_million_queries: 1.0,
+        managed: true,
         tags: tags("zone"),
     };
     let zone = aws.api::<DnsZone>().create(&cx, &zspec).await.unwrap();

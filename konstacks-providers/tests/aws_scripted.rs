@@ -846,6 +846,7 @@ async fn bad_dns_input_is_refused_before_any_aws_call() {
         region: REGION.into(),
         domain: "-bad-.example".into(),
         assumed_million_queries: 1.0,
+        managed: true,
         tags: tags("s", "dns/zone", "s-zone"),
     };
     assert_eq!(aws.api::<DnsZone>().create(&cx, &zone).await.unwrap_err().kind(), ErrorKind::InvalidSpec);

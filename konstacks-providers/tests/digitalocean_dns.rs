@@ -52,6 +52,7 @@ async fn zones_and_records_round_trip() {
         region: "fra1".into(),
         domain: domain.into(),
         assumed_million_queries: 1.0,
+        managed: true,
         tags: tags("dnsstack", "zone"),
     };
     let zone = zones.create(&cx, &zspec).await.unwrap();
@@ -160,6 +161,7 @@ async fn lets_encrypt_certificates_for_hosted_domains_only() {
         region: "fra1".into(),
         domain: domain.into(),
         assumed_million_queries: 1.0,
+        managed: true,
         tags: tags("certstack", "zone"),
     };
     zones.create(&cx, &zspec).await.unwrap();

@@ -507,6 +507,7 @@ async fn dns_zones_records_and_managed_certificates() {
         region: REGION.into(),
         domain: domain.into(),
         assumed_million_queries: 1.0,
+        managed: true,
         tags: tags("zone"),
     };
     let zone = zones.create(&cx, &zspec).await.unwrap();

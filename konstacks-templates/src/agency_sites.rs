@@ -81,6 +81,18 @@ impl AgencySitesParams {
         self.load_balancer || self.clients.iter().any(|c| c.domain.is_some())
     }
 
+    /// The parameters a preview `slug` builds with: each client with a zone is served on
+    /// `<slug>.<zone>` (the zone used, never owned), a client without a zone loses its domain,
+    /// and the load balancer stays when the sites had one.
+    fn for_preview(&self, slug: &str) -> AgencySitesParams {
+        let mut p = self.clone();
+        p.load_balancer = self.serving();
+        for c in &mut p.clients {
+            c.domain = c.zone.as_ref().map(|z| format!("{slug}.{z}"));
+        }
+        p
+    }
+
     /// Whether each client gets its own load balancer on `provider`.
     pub fn per_client(&self, provider: &str) -> bool {
         self.load_balancer_per_client.unwrap_or(ONE_POOL_PROVIDERS.contains(&provider))
@@ -249,9 +261,19 @@ struct Served<'a> {
 }
 
 /// The client's certificate (validated in its zone, or by hand with the records as outputs).
-fn certificate(stack: &Stack, scope: &Scope, c: &ClientSite, domain: &str) -> (Ref<Certificate>, Option<Ref<DnsZone>>) {
+/// A preview (`owns_zone` false) uses the client's zone without owning it.
+fn certificate(
+    stack: &Stack,
+    scope: &Scope,
+    c: &ClientSite,
+    domain: &str,
+    owns_zone: bool,
+) -> (Ref<Certificate>, Option<Ref<DnsZone>>) {
     let mut cert = Certificate::new([domain.to_string()]);
-    let zone = c.zone.as_ref().map(|z| scope.add("zone", DnsZone::new(z.clone())));
+    let zone = c.zone.as_ref().map(|z| {
+        let z = if owns_zone { DnsZone::new(z.clone()) } else { DnsZone::existing(z.clone()) };
+        scope.add("zone", z)
+    });
     cert = match zone {
         Some(z) => cert.validate_in(z),
         None => cert.manual_validation(),
@@ -338,6 +360,15 @@ impl TypedTemplate for AgencySites {
         let mut pr = Problems::new(Self::NAME);
         check_params(&mut pr, p);
         pr.finish()?;
+        let previewed;
+        let p = match cx.preview.as_deref() {
+            Some(slug) => {
+                previewed = p.for_preview(slug);
+                &previewed
+            }
+            None => p,
+        };
+        let owns_zones = cx.preview.is_none();
         let stack = cx.new_stack();
         let net = stack.scope("network");
         let vpc = net.add("vpc", Vpc::new("10.30.0.0/16"));
@@ -376,7 +407,7 @@ impl TypedTemplate for AgencySites {
             }
             let (certificate, zone) = match &c.domain {
                 Some(d) => {
-                    let (cert, zone) = certificate(&stack, &scope, c, d);
+                    let (cert, zone) = certificate(&stack, &scope, c, d, owns_zones);
                     (Some(cert), zone)
                 }
                 None => (None, None),

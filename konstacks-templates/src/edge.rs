@@ -4,6 +4,10 @@
 //! own firewall, HTTPS with a managed certificate when a domain is given (HTTP redirected to
 //! it), and the DNS zone, certificate validation and record when the stack owns the zone.
 //!
+//! A preview environment ([`crate::TemplateContext::preview`]) serves on `<slug>.<zone>` with a
+//! record in the base stack's zone, which it uses and never owns ([`DnsZone::existing`]); a
+//! preview without a zone drops the domain and serves on the load balancer's own address.
+//!
 //! The template owns its network and VMs: it gives the edge the public subnets, lets only the
 //! edge's firewall reach its VMs on [`BACKEND_PORT`], and hands the VMs to [`finish`].
 
@@ -29,12 +33,29 @@ pub(crate) struct Serving<'a> {
     pub(crate) load_balancer: bool,
     /// The path of the load balancer's health check.
     pub(crate) health_path: &'a str,
+    /// Whether the stack owns the zone (creates and deletes it); a preview only uses it.
+    pub(crate) owns_zone: bool,
 }
 
-impl Serving<'_> {
+impl<'a> Serving<'a> {
     /// Whether the VMs go behind a load balancer: a domain implies one.
     pub(crate) fn is_on(&self) -> bool {
         self.load_balancer || self.domain.is_some()
+    }
+
+    /// The serving of a preview `cx` names, if any: `<slug>.<zone>` in the zone it does not own
+    /// (the name kept in `name`), or no domain without a zone; the load balancer stays either way.
+    /// Checks run on the parameters as given, before this.
+    pub(crate) fn for_context(self, cx: &crate::TemplateContext, name: &'a mut Option<String>) -> Serving<'a> {
+        let Some(slug) = cx.preview.as_deref() else { return self };
+        let load_balancer = self.is_on();
+        match self.zone {
+            Some(zone) => {
+                let domain: &'a String = name.insert(format!("{slug}.{zone}"));
+                Serving { domain: Some(domain), load_balancer, owns_zone: false, ..self }
+            }
+            None => Serving { domain: None, load_balancer, ..self },
+        }
     }
 }
 
@@ -94,7 +115,8 @@ pub(crate) fn start(stack: &Stack, s: &Serving<'_>, vpc: Ref<Vpc>, public: [Ref<
         let edge = stack.scope("edge");
         let mut cert = Certificate::new([domain.clone()]);
         if let Some(z) = s.zone {
-            let z = edge.add("zone", DnsZone::new(z.clone()));
+            let z = if s.owns_zone { DnsZone::new(z.clone()) } else { DnsZone::existing(z.clone()) };
+            let z = edge.add("zone", z);
             cert = cert.validate_in(z);
             zone = Some(z);
         } else {

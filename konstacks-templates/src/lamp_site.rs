@@ -1,8 +1,8 @@
 //! `lamp-site`: one PHP VM (Apache + PHP from cloud-init) and a managed MySQL with automated
 //! backups, for developers leaving shared hosting. With a `domain` (or `load_balancer`), the
-//! site is served over HTTPS by a public load balancer (the edge web-app uses, see
-//! [`crate::edge`]) and the VM moves to a private subnet without a public IP, Apache reachable on
-//! port 80 from the load balancer only.
+//! site is served over HTTPS by a public load balancer (the same edge as
+//! [`web-app`](crate::web_app)) and the VM moves to a private subnet without a public IP,
+//! Apache reachable on port 80 from the load balancer only.
 
 use konstacks_core::model::{Database, DbSize, Firewall, Image, Ingress, Stack, Stage, Subnet, Vm, VmSize, Vpc};
 
@@ -52,6 +52,7 @@ impl LampSiteParams {
             zone: self.zone.as_ref(),
             load_balancer: self.load_balancer,
             health_path: &self.health_path,
+            owns_zone: true,
         }
     }
 }
@@ -95,6 +96,8 @@ impl TypedTemplate for LampSite {
         let serving = p.serving();
         edge::check(&mut pr, "params.", &serving);
         pr.finish()?;
+        let mut preview_domain = None;
+        let serving = serving.for_context(cx, &mut preview_domain);
         let stack = cx.new_stack();
         let net = stack.scope("network");
         let vpc = net.add("vpc", Vpc::new("10.20.0.0/16"));

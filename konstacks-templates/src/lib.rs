@@ -29,6 +29,10 @@ pub struct TemplateContext {
     pub placement: Placement,
     /// Provider the stack goes to.
     pub provider: String,
+    /// The preview's slug (the branch part of its stack name, `feature-x`) when the stack is a
+    /// preview environment: templates then serve on `<slug>.<zone>` in the base stack's zone
+    /// (used, never owned) or drop the domain when there is no zone.
+    pub preview: Option<String>,
 }
 
 impl TemplateContext {
@@ -39,7 +43,14 @@ impl TemplateContext {
             stage,
             placement: Placement::within(Jurisdiction::Eu),
             provider: SIMULATED.into(),
+            preview: None,
         }
+    }
+
+    /// Mark the stack as the preview environment `slug` (a DNS label: `feature-x`).
+    pub fn preview(mut self, slug: impl Into<String>) -> Self {
+        self.preview = Some(slug.into());
+        self
     }
 
     /// Set the placement.

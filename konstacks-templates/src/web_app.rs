@@ -108,6 +108,7 @@ impl WebAppParams {
             zone: self.zone.as_ref(),
             load_balancer: self.load_balancer,
             health_path: &self.health_path,
+            owns_zone: true,
         }
     }
 
@@ -262,7 +263,8 @@ pub(crate) fn build_web_app(cx: &TemplateContext, p: &WebAppParams, g: &Guarante
     if let Some(admin) = &p.admin_cidr {
         web_fw = web_fw.allow(Ingress::tcp(22).from_cidr(admin));
     }
-    let serving = p.serving();
+    let mut preview_domain = None;
+    let serving = p.serving().for_context(cx, &mut preview_domain);
     let edge = serving.is_on().then(|| edge::start(&stack, &serving, vpc, public));
     if let Some(e) = &edge {
         // Behind the load balancer the VMs take web traffic from it only.
@@ -453,6 +455,26 @@ mod tests {
         assert!(bare["exports"].as_array().unwrap().iter().all(|e| e["name"] != "url"));
         let lb = synth(json!({ "load_balancer": true }));
         assert_eq!(export(&lb, "url")["from"], "app/lb");
+    }
+
+    #[test]
+    fn a_preview_serves_on_its_slug_in_a_zone_it_does_not_own() {
+        let cx = TemplateContext::new("shop-dev-feature-x", Stage::Dev).preview("feature-x");
+        let build = |p: Value| {
+            let stack = super::WebApp.build_json(&cx, p).unwrap();
+            serde_json::to_value(stack.synth(&[&SimCloud::catalog()]).unwrap_or_else(|e| panic!("{e}"))).unwrap()
+        };
+        let s = build(json!({ "domain": "shop.example.com", "zone": "example.com" }));
+        let at = |path: &str| s["resources"].as_array().unwrap().iter().find(|r| r["path"] == path).unwrap().clone();
+        assert_eq!(at("edge/zone")["fields"]["managed"], false, "the base stack owns the zone");
+        assert_eq!(at("edge/record")["fields"]["fqdn"], "feature-x.example.com");
+        assert!(at("edge/certificate")["fields"].to_string().contains("\"feature-x.example.com\""));
+        assert!(!s.to_string().contains("shop.example.com"), "the base stack's name stays the base's");
+        assert_eq!(export(&s, "url")["value"], "https://feature-x.example.com");
+        // Without a zone a preview has no name of its own: the load balancer's address serves.
+        let s = build(json!({ "domain": "shop.example.com" }));
+        assert!(s["resources"].as_array().unwrap().iter().all(|r| !r["path"].as_str().unwrap().starts_with("edge/")));
+        assert_eq!(export(&s, "url")["from"], "app/lb");
     }
 
     #[test]

@@ -155,7 +155,10 @@ fn build(app: &mut App, args: &TemplateArgs) -> Result<(), BuildError> {
         (None, None) => Placement::within(Jurisdiction::Eu),
     };
     register_provider(app, &args.provider, &args.images)?;
-    let cx = TemplateContext::new(name, app.stage()).placement(placement).provider(args.provider.clone());
+    let mut cx = TemplateContext::new(name, app.stage()).placement(placement).provider(args.provider.clone());
+    if let Some(slug) = app.preview() {
+        cx = cx.preview(slug);
+    }
     let stack = template.build_json(&cx, app.params().clone())?;
     app.add(stack);
     app.policy(templates::default_policy(template.as_ref()));

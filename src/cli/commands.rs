@@ -306,8 +306,9 @@ where
         Some(p) => load_params(p)?,
         None => Value::Object(Default::default()),
     };
-    let build_stage = |stage| -> Result<App, Failure> {
+    let build_app = |stage, preview: Option<String>| -> Result<App, Failure> {
         let mut app = App::new(stage, params.clone(), global.params.clone());
+        app.preview = preview;
         match build(&mut app, &extra).into_result() {
             Ok(()) => Ok(app),
             Err(BuildError::Invalid(m)) => Err(match &global.params {
@@ -317,7 +318,16 @@ where
             Err(BuildError::Failed(m)) => Err(Failure::error(m)),
         }
     };
-    let app = build_stage(global.stage)?;
+    let build_stage = |stage| build_app(stage, None);
+    let mut app = build_stage(global.stage)?;
+    if let Command::Preview(PreviewCommand::Up { branch, .. } | PreviewCommand::Down { branch }) = &command {
+        // The build must know it builds a preview, whose name follows from the base stack's:
+        // build once for that name, then again as the preview.
+        let base = select(&app.stacks, global.stack.as_deref())?.name();
+        // The base name is checked first, so an invalid one is the name the error shows.
+        check_stack_name(&base)?;
+        app = build_app(global.stage, Some(preview::slug(&base, branch)?))?;
+    }
     if let Command::Dashboard { listen } = command {
         for s in &app.stacks {
             check_stack_name(&s.name())?;

@@ -55,6 +55,7 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         region: run.o.region.clone(),
         domain: domain.clone(),
         assumed_million_queries: 1.0,
+        managed: true,
         tags: run.tags("zone"),
     };
     let check = run.check("create_dns_zone");
@@ -71,6 +72,7 @@ async fn dns_checks(run: &mut Run<'_>) -> Result<(), ContractFailure> {
         .await
         .map_err(|e| call_failed(&check, "update_dns_zone", &e))?;
     check_zone(&check, &upd, &updated)?;
+    existing_zone(run, zones, &zspec, &upd, &zone).await?;
 
     // Records.
     let www = format!("www.{domain}");
@@ -239,6 +241,47 @@ async fn refused(
                 &check,
                 format!("the API accepted a {} record `{}` it must refuse", spec.record_type, spec.fqdn),
             ))
+        }
+    }
+}
+
+/// A zone used without being owned (`managed: false`): found by its domain (the suite's own
+/// zone, under another name and tags), left as it is by an update, and a missing one refused
+/// without creating anything, as an error that is not retried as eventual consistency.
+async fn existing_zone(
+    run: &Run<'_>,
+    zones: &dyn Api<DnsZone>,
+    zspec: &DnsZoneSpec,
+    owner: &DnsZoneSpec,
+    zone: &DnsZoneObserved,
+) -> Result<(), ContractFailure> {
+    let cx = run.cx;
+    let check = run.check("existing_dns_zone");
+    let used =
+        DnsZoneSpec { name: run.name("used-zone"), managed: false, tags: run.tags("used-zone"), ..zspec.clone() };
+    let found = retry(cx, RETRY_CREATE, || zones.create(cx, &used))
+        .await
+        .map_err(|e| call_failed(&check, "create_dns_zone (existing)", &e))?;
+    field(&check, "id", &zone.id, &found.id)?;
+    field(&check, "domain", &zspec.domain, &found.domain)?;
+    tags(&check, &owner.tags, &found.tags)?;
+    let kept = retry(cx, RETRY_UPDATE, || zones.update(cx, &zone.id, &used))
+        .await
+        .map_err(|e| call_failed(&check, "update_dns_zone (existing)", &e))?;
+    tags(&check, &owner.tags, &kept.tags)?;
+    let missing = DnsZoneSpec { domain: format!("missing-{}", zspec.domain), ..used };
+    match zones.create(cx, &missing).await {
+        Ok(z) => {
+            Err(failure(&check, format!("a zone for `{}` that does not exist was answered: {}", missing.domain, z.id)))
+        }
+        Err(e) if e.kind() == crate::base::error::ErrorKind::NotFound => Err(failure(
+            &check,
+            format!("a missing zone is reported as not found, which callers retry as eventual consistency: {e}"),
+        )),
+        Err(_) => {
+            let all = zones.read_many(cx, &Selector::Stack(run.o.stack.clone())).await;
+            let made = all.map(|v| v.iter().any(|z| z.domain == missing.domain)).unwrap_or(false);
+            ensure(!made, &check, || format!("looking up `{}` created a zone", missing.domain))
         }
     }
 }

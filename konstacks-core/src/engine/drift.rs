@@ -1,11 +1,13 @@
 //! Drift and refresh: read what the cloud holds of a stack's resources in batches, compare it
-//! with state field by field, and accept it into state on `refresh`.
+//! with state field by field, and accept it into state on `refresh`. A resource the stack uses
+//! but does not own (`managed: false` in its inputs) drifts only by disappearing.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::error::Error;
+use crate::kind::field::common;
 use crate::kind::Kind;
 use crate::kind::Selector;
 use crate::plan::{self};
@@ -106,6 +108,8 @@ impl Engine {
         let mut items = Vec::new();
         for (path, r) in &state.resources {
             match observed.get(path) {
+                // A resource the stack does not own is the owner's to change: only its loss counts.
+                Some(Some(_)) if common::is_unmanaged(&r.inputs) => {}
                 Some(Some(attrs)) => {
                     let fields: Vec<FieldDrift> = r
                         .inputs
@@ -156,7 +160,9 @@ fn refresh_records(state: &StackState, observed: &BTreeMap<String, Option<BTreeM
         match observed.get(path) {
             Some(Some(attrs)) => {
                 let mut nr = r.clone();
-                for (k, v) in nr.inputs.iter_mut() {
+                // The inputs of a resource the stack does not own stay what it asked for.
+                let owned = !common::is_unmanaged(&r.inputs);
+                for (k, v) in nr.inputs.iter_mut().filter(|_| owned) {
                     if let Some(cloud) = attrs.get(k) {
                         if plan::canonical(cloud) != plan::canonical(v) {
                             *v = cloud.clone();

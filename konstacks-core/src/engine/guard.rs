@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::kind::{Kind, Selector, TAG_PATH, TAG_STACK};
+use crate::kind::{common, Kind, Selector, TAG_PATH, TAG_STACK};
 use crate::plan::safety::Untracked;
 use crate::plan::{Action, Plan};
 use crate::state::StackState;
@@ -47,7 +47,10 @@ pub fn hazards(plan: &Plan, state: Option<&StackState>, opts: &ApplyOptions, app
                 c.moved_from.as_deref().and_then(|m| state.resources.get(m)).or_else(|| state.resources.get(&c.path))
             }
         });
-        if let Some(owner) = prior.and_then(|p| owner_of(&p.attrs)).filter(|o| *o != plan.stack) {
+        // A resource the stack uses without owning it is the other stack's by design: this run
+        // never changes nor deletes it (the engine forgets it).
+        let used = prior.is_some_and(|p| common::is_unmanaged(&p.inputs));
+        if let Some(owner) = prior.and_then(|p| owner_of(&p.attrs)).filter(|o| *o != plan.stack && !used) {
             out.push(Hazard::OtherStack {
                 path: c.path.clone(),
                 id: c.id.clone().unwrap_or_default(),
@@ -152,6 +155,9 @@ impl Engine {
                 for (_, path) in wanted.iter().filter(|(i, _)| *i == id) {
                     // Taken over with `import --force`: state recorded the owner's tag as the
                     // cloud showed it, and this run re-tags the resource.
+                    if state.resources.get(path).is_some_and(|r| common::is_unmanaged(&r.inputs)) {
+                        continue;
+                    }
                     let recorded = state.resources.get(path).and_then(|r| r.inputs.get("tags"));
                     if recorded.and_then(|t| t.get(TAG_STACK)).and_then(Value::as_str) == Some(owner) {
                         continue;

@@ -94,11 +94,18 @@ impl Journal {
                 while let Ok(more) = rx.try_recv() {
                     batch.push(more);
                 }
-                let records: Vec<Record> = batch.iter().flat_map(|(r, _, _)| r.iter().cloned()).collect();
                 // A flush request (empty and awaited) or an awaited write in `Fsync` mode makes the
                 // whole batch durable with one fsync, covering every buffered write before it.
-                let awaited = batch.iter().any(|(_, d, _)| *d);
-                let flush = batch.iter().any(|(r, d, _)| *d && r.is_empty());
+                // The records are moved, not cloned: the writer is the only one that keeps them.
+                let (mut awaited, mut flush) = (false, false);
+                let mut records: Vec<Record> = Vec::new();
+                let mut acks = Vec::with_capacity(batch.len());
+                for (r, d, ack) in batch {
+                    awaited |= d;
+                    flush |= d && r.is_empty();
+                    records.extend(r);
+                    acks.push(ack);
+                }
                 let fsync = flush || (awaited && durability == Durability::Fsync);
                 let t = std::time::Instant::now();
                 let res = if fsync {
@@ -123,7 +130,7 @@ impl Journal {
                 }
                 let res = res.map_err(|e| e.to_string());
                 note_failure(&f2, res.clone().err());
-                for (_, _, ack) in batch {
+                for ack in acks {
                     let _ = ack.send(res.clone());
                 }
             }
@@ -162,8 +169,10 @@ impl Journal {
         rx.await.map_err(|_| failed("journal writer stopped".into()))?.map_err(failed)
     }
 
-    pub(super) fn replica(&self) -> StackState {
-        self.replica.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Look at the state as recorded so far, without copying it (a copy of a large stack's
+    /// state costs more than the look).
+    pub(super) fn with_replica<T>(&self, f: impl FnOnce(&StackState) -> T) -> T {
+        f(&self.replica.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Records appended so far.
@@ -180,6 +189,10 @@ impl Journal {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        self.replica()
+        // The writer task held the only other handle; once it ended, the state is moved out.
+        match Arc::try_unwrap(self.replica) {
+            Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
+            Err(shared) => shared.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
     }
 }

@@ -481,9 +481,12 @@ impl Engine {
 
         // Outputs.
         if let Some(s) = s {
-            let replica = journal.replica();
-            let outputs = compute_outputs(s, &replica);
-            if outputs != replica.outputs {
+            let (outputs, same) = journal.with_replica(|replica| {
+                let outputs = compute_outputs(s, replica);
+                let same = outputs == replica.outputs;
+                (outputs, same)
+            });
+            if !same {
                 journal.write(vec![Record::Outputs { outputs: outputs.clone() }]).await?;
             }
             report.outputs = outputs;

@@ -170,7 +170,14 @@ impl Exec<'_> {
         let intent = self.delete_intent(path, res.kind, &res.provider, &res.id, res.deps.clone());
         self.journal.write(vec![Record::Intent(intent)]).await?;
         self.engine.crash_point(CrashPhase::BeforeCall);
-        match self.call(slot, &cx, path, OpKind::Delete, || slot.provider.delete(&cx, res.kind, &res.id)).await {
+        // A resource the stack uses but does not own is forgotten, never deleted.
+        let owned = !crate::kind::field::common::is_unmanaged(&res.inputs);
+        let deleted = if owned {
+            self.call(slot, &cx, path, OpKind::Delete, || slot.provider.delete(&cx, res.kind, &res.id)).await
+        } else {
+            Ok(())
+        };
+        match deleted {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => {

@@ -75,6 +75,16 @@ pub mod common {
     pub const TAGS: &str = "tags";
     /// The provider id (observed state only).
     pub const ID: &str = "id";
+    /// `false` in a resource's inputs when the stack uses the resource but does not own it (a
+    /// kind's `existing` constructor): the backend looks it up instead of creating it, and the
+    /// engine forgets it on destroy instead of deleting it (and counts no data lost). Absent
+    /// means owned.
+    pub const MANAGED: &str = "managed";
+
+    /// Whether recorded `inputs` describe a resource the stack uses but does not own.
+    pub fn is_unmanaged(inputs: &std::collections::BTreeMap<String, serde_json::Value>) -> bool {
+        inputs.get(MANAGED).and_then(serde_json::Value::as_bool) == Some(false)
+    }
 }
 
 /// Which resources a batched read returns.

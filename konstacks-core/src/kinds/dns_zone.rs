@@ -3,9 +3,15 @@
 //!
 //! Zones are global: the stack's region is recorded but moving it does not move the zone.
 //! Deleting a zone loses every record in it, so the kind holds data.
+//!
+//! [`DnsZone::existing`] is a zone the stack uses but does not own (a preview putting its name
+//! in the zone of the stack it previews): its spec says `managed: false`, the backend looks it
+//! up by domain instead of creating it and never changes it, and the engine forgets it on
+//! destroy instead of deleting it (the generic [`common::MANAGED`] convention).
 
 use std::collections::BTreeMap;
 
+use crate::kind::field::common;
 use crate::kind::price::{CostLine, PriceCx};
 use crate::kind::{always_offered, Field, Kind, KindDef, LowerCx, ResourceKind, StackCx, Tags};
 use crate::model::refs::{Output, Ref};
@@ -202,12 +208,27 @@ impl std::fmt::Display for RecordType {
 pub struct DnsZone {
     pub(crate) domain: String,
     pub(crate) million_queries: f64,
+    pub(crate) managed: bool,
 }
 
 impl DnsZone {
-    /// A zone for `domain` (`example.com`; one trailing dot is accepted and dropped).
+    /// A zone for `domain` (`example.com`; one trailing dot is accepted and dropped), created
+    /// and deleted by the stack.
     pub fn new(domain: impl Into<String>) -> Self {
-        Self { domain: domain.into(), million_queries: DEFAULT_MILLION_QUERIES }
+        Self { domain: domain.into(), million_queries: DEFAULT_MILLION_QUERIES, managed: true }
+    }
+
+    /// The zone for `domain` that already exists in the account and belongs to someone else
+    /// (another stack, or hands): apply looks it up by domain and fails when there is none,
+    /// never creates nor changes it, and destroy forgets it without deleting it. Records and
+    /// certificate validations of the stack go into it like into a zone of its own.
+    pub fn existing(domain: impl Into<String>) -> Self {
+        Self { managed: false, ..Self::new(domain) }
+    }
+
+    /// Whether the stack owns the zone (false for [`DnsZone::existing`]).
+    pub fn is_managed(&self) -> bool {
+        self.managed
     }
 
     /// Price the zone with `millions` of queries a month (a cost assumption only; default 1).
@@ -235,6 +256,9 @@ pub mod field {
     pub const ASSUMED_MILLION_QUERIES: Field<DnsZone, f64> = Field::new("assumed_million_queries");
     /// Tags.
     pub const TAGS: Field<DnsZone, Tags> = Field::new("tags");
+    /// `false` for a zone the stack uses but does not own ([`DnsZone::existing`]); absent
+    /// (true) otherwise, so states written before the field existed plan no change.
+    pub const MANAGED: Field<DnsZone, bool> = Field::new(common::MANAGED);
 }
 
 /// A resolved DNS zone.
@@ -249,8 +273,16 @@ pub struct DnsZoneSpec {
     /// A cost assumption; backends ignore it.
     #[serde(default)]
     pub assumed_million_queries: f64,
+    /// Whether the stack owns the zone: `false` means look it up by domain (an error when it is
+    /// missing), never create, change nor delete it.
+    #[serde(default = "owned")]
+    pub managed: bool,
     /// Tags.
     pub tags: Tags,
+}
+
+fn owned() -> bool {
+    true
 }
 
 /// A record the provider keeps in a zone by itself: the apex NS and SOA records, and the
@@ -294,6 +326,7 @@ pub const DNS_ZONE: KindDef = KindDef {
     fields: &[
         field::ASSUMED_MILLION_QUERIES.name(),
         field::DOMAIN.name(),
+        field::MANAGED.name(),
         field::NAME.name(),
         field::REGION.name(),
         field::TAGS.name(),
@@ -335,6 +368,9 @@ impl ResourceKind for DnsZone {
         }
         cx.set(field::DOMAIN, domain.to_string());
         cx.set(field::ASSUMED_MILLION_QUERIES, self.million_queries);
+        if !self.managed {
+            cx.set(field::MANAGED, false);
+        }
     }
 }
 
@@ -356,6 +392,10 @@ fn check_stack(cx: &mut StackCx<'_>) {
 }
 
 fn price(cx: &PriceCx<'_>) -> Vec<CostLine> {
+    if cx.get(field::MANAGED) == Some(false) {
+        // The owner of an existing zone pays for it and its queries.
+        return Vec::new();
+    }
     let p = &cx.catalog.pricing;
     let queries = cx.get(field::ASSUMED_MILLION_QUERIES).unwrap_or(DEFAULT_MILLION_QUERIES);
     vec![

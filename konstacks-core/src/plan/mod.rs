@@ -537,11 +537,10 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             secrets: None,
             field: "",
         };
-        let mut desired: BTreeMap<&str, Resolved> = BTreeMap::new();
-        for (k, e) in &r.fields {
-            // Plan mode never needs secrets, so this cannot fail.
-            desired.insert(k.as_str(), resolve(e, &env).unwrap_or(Resolved::Unknown));
-        }
+        // In field order (the fields are a sorted map), so no second map is built.
+        // Plan mode never needs secrets, so resolving cannot fail.
+        let desired: Vec<(&str, Resolved)> =
+            r.fields.iter().map(|(k, e)| (k.as_str(), resolve(e, &env).unwrap_or(Resolved::Unknown))).collect();
         let sensitive = |k: &str| r.fields.get(k).is_some_and(Expr::is_secret);
         let force_new = r.kind.force_new_fields();
         let mut change = ResourceChange {
@@ -562,11 +561,12 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             None => {
                 change.action = Action::Create;
                 for (k, v) in &desired {
+                    let k = *k;
                     let (after, unknown) = match v {
                         Resolved::Known(v) => (Some(v.clone()), false),
                         Resolved::Unknown => (None, true),
                     };
-                    if *k == "tags" {
+                    if k == "tags" {
                         continue;
                     }
                     change.fields.push(FieldChange {
@@ -582,8 +582,12 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             Some(p) => {
                 let kind_changed = p.kind != r.kind;
                 let provider_changed = p.provider != r.provider;
+                // Both sides are sorted by field name: one merged walk instead of a lookup each.
+                let mut recorded = p.inputs.iter().peekable();
                 for (k, v) in &desired {
-                    let before = p.inputs.get(*k);
+                    let k = *k;
+                    while recorded.next_if(|(name, _)| name.as_str() < k).is_some() {}
+                    let before = recorded.next_if(|(name, _)| name.as_str() == k).map(|(_, v)| v);
                     // A field added to a kind after this resource was applied is absent from its
                     // recorded inputs: absent and null are the same (no churn on upgrade).
                     let same =
@@ -591,7 +595,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
                     if same {
                         continue;
                     }
-                    let forces = force_new.contains(k) || r.replaced_on_change.iter().any(|f| f == k);
+                    let forces = force_new.contains(&k) || r.replaced_on_change.iter().any(|f| f == k);
                     let (after, unknown) = match v {
                         Resolved::Known(v) => (Some(v.clone()), false),
                         Resolved::Unknown => (None, true),

@@ -8,8 +8,8 @@ use crate::kind::catalog::Catalog;
 use crate::kinds::{Cache, CacheObserved, CacheSpec};
 use crate::sim::secret_fingerprint;
 use crate::sim::store::{
-    check_engine_version, check_no_downgrade, check_offer, immutable, invalid, live_error, provider_error, same_set,
-    Inner, SimKind, SimOps,
+    check_engine_version, check_no_downgrade, check_offer, immutable, invalid, live_error, name_key, provider_error,
+    same_set, Inner, SimKind, SimOps,
 };
 
 impl SimKind for Cache {
@@ -23,6 +23,10 @@ impl SimKind for Cache {
         subnets.chain(o.firewall_ids.iter().map(|f| (f.as_str(), "attached to "))).collect()
     }
 
+    fn unique_key(o: &CacheObserved) -> Option<String> {
+        Some(name_key(&o.region, &o.name))
+    }
+
     fn create(s: &mut Inner, cat: &Catalog, spec: &CacheSpec, now: Duration) -> ProviderResult<CacheObserved> {
         Inner::check_region(cat, &spec.region)?;
         Inner::check_name(cat, "cache", &spec.name)?;
@@ -33,7 +37,10 @@ impl SimKind for Cache {
         }
         let vpc_id = s.subnets_vpc("cache", &spec.name, &spec.subnet_ids, &spec.region, now)?;
         s.check_attached_firewalls(&spec.firewall_ids, &vpc_id, &spec.region, now)?;
-        if let Some(other) = s.all::<Cache>().find(|c| c.region == spec.region && c.name == spec.name) {
+        if let Some(other) = s
+            .keyed::<Cache>(&name_key(&spec.region, &spec.name))
+            .find(|c| c.region == spec.region && c.name == spec.name)
+        {
             return Err(provider_error(
                 ErrorKind::AlreadyExists,
                 format!(

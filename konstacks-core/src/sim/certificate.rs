@@ -20,7 +20,7 @@ use crate::kinds::{
     Certificate, CertificateObserved, CertificateSpec, DnsRecord, DnsZone, ManagedRecord, RecordType, ValidationRecord,
 };
 use crate::sim::dns_zone::{digest, hex, zone_mut, zone_ref, SIM_DNS_DOMAIN};
-use crate::sim::store::{conflict, immutable, invalid, provider_error, Inner, SimKind, SimOps};
+use crate::sim::store::{conflict, immutable, invalid, name_key, provider_error, Inner, SimKind, SimOps};
 
 /// Unix time at which the simulated cloud's calendar starts (2026-11-01T00:00:00Z): dates it
 /// shows are this plus its clock, so they are the same on every run.
@@ -103,6 +103,10 @@ impl SimKind for Certificate {
         Vec::new()
     }
 
+    fn unique_key(o: &CertificateObserved) -> Option<String> {
+        Some(name_key(&o.region, &o.name))
+    }
+
     fn create(
         s: &mut Inner,
         cat: &Catalog,
@@ -112,7 +116,10 @@ impl SimKind for Certificate {
         Inner::check_region(cat, &spec.region)?;
         Inner::check_name(cat, "certificate", &spec.name)?;
         check_domains(&spec.domains)?;
-        if let Some(other) = s.all::<Certificate>().find(|c| c.region == spec.region && c.name == spec.name) {
+        if let Some(other) = s
+            .keyed::<Certificate>(&name_key(&spec.region, &spec.name))
+            .find(|c| c.region == spec.region && c.name == spec.name)
+        {
             return Err(provider_error(
                 ErrorKind::AlreadyExists,
                 format!(

@@ -15,7 +15,7 @@ pub struct RateLimit {
 }
 
 /// Injected failures. Call numbers are 1-based and count every trait call the cloud answers
-/// (see [`SimCloud::calls`]).
+/// (see `SimCloud::calls`).
 #[derive(Debug, Clone)]
 pub struct Faults {
     /// The Nth call fails with this kind and makes no change.

@@ -8,8 +8,8 @@ use crate::kind::catalog::Catalog;
 use crate::kinds::{Database, DatabaseObserved, DatabaseSpec};
 use crate::sim::secret_fingerprint;
 use crate::sim::store::{
-    check_engine_version, check_no_downgrade, check_offer, conflict, immutable, invalid, live_error, provider_error,
-    same_set, Inner, SimKind, SimOps,
+    check_engine_version, check_no_downgrade, check_offer, conflict, immutable, invalid, live_error, name_key,
+    provider_error, same_set, Inner, SimKind, SimOps,
 };
 
 impl SimKind for Database {
@@ -27,6 +27,10 @@ impl SimKind for Database {
         subnets.chain(o.firewall_ids.iter().map(|f| (f.as_str(), "attached to "))).collect()
     }
 
+    fn unique_key(o: &DatabaseObserved) -> Option<String> {
+        Some(name_key(&o.region, &o.name))
+    }
+
     fn create(s: &mut Inner, cat: &Catalog, spec: &DatabaseSpec, now: Duration) -> ProviderResult<DatabaseObserved> {
         Inner::check_region(cat, &spec.region)?;
         if spec.name.is_empty() {
@@ -37,7 +41,10 @@ impl SimKind for Database {
         check_offer("database", &spec.size, cat.db_size(&spec.size).is_some(), &cat.db_sizes)?;
         let vpc_id = s.subnets_vpc("database", &spec.name, &spec.subnet_ids, &spec.region, now)?;
         s.check_attached_firewalls(&spec.firewall_ids, &vpc_id, &spec.region, now)?;
-        if let Some(other) = s.all::<Database>().find(|d| d.region == spec.region && d.name == spec.name) {
+        if let Some(other) = s
+            .keyed::<Database>(&name_key(&spec.region, &spec.name))
+            .find(|d| d.region == spec.region && d.name == spec.name)
+        {
             return Err(provider_error(
                 ErrorKind::AlreadyExists,
                 format!(

@@ -1,6 +1,7 @@
 //! The simulated cloud's DNS zones: one zone per domain in the account, with deterministic name
 //! servers, the apex NS and SOA records kept by the provider, and no delete while the zone still
-//! holds records of its users.
+//! holds records of its users. A zone the stack does not own (`managed: false`) is looked up
+//! by domain on create and left as it is on update.
 
 use std::time::Duration;
 
@@ -57,6 +58,19 @@ pub(crate) fn zone_mut<'a>(s: &'a mut Inner, id: &str) -> Option<&'a mut DnsZone
     s.resources.get_mut(id).and_then(|r| r.get_mut::<DnsZone>())
 }
 
+/// The zone of the account for `domain`, for a stack that uses it without owning it.
+fn existing_zone(s: &Inner, domain: &str, now: Duration) -> ProviderResult<DnsZoneObserved> {
+    match s.all::<DnsZone>().find(|z| z.domain == domain && s.visible(&z.id, now)) {
+        Some(z) => Ok(z.clone()),
+        // Not `NotFound`: that is retried as eventual consistency, and a missing zone is a
+        // mistake of the stack (no owner applied yet), not a zone about to appear.
+        None => Err(invalid(format!(
+            "no DNS zone for `{domain}` exists in this account; the stack uses it without creating it: \
+             apply the stack that owns the zone first (or create the zone), then apply again"
+        ))),
+    }
+}
+
 impl SimKind for DnsZone {
     const OPS: SimOps = SimOps {
         create: "create_dns_zone",
@@ -76,6 +90,9 @@ impl SimKind for DnsZone {
         Inner::check_name(cat, "DNS zone", &spec.name)?;
         if let Some(p) = dns_name_problem(&spec.domain, NameRules::ZONE) {
             return Err(invalid(format!("DNS zone domain `{}` {p}", spec.domain)));
+        }
+        if !spec.managed {
+            return existing_zone(s, &spec.domain, now);
         }
         if let Some(other) = s.all::<DnsZone>().find(|z| z.domain == spec.domain) {
             return Err(provider_error(
@@ -124,6 +141,10 @@ impl SimKind for DnsZone {
     ) -> ProviderResult<DnsZoneObserved> {
         let cur = s.existing::<DnsZone>(id)?;
         immutable("DNS zone", id, "domain", &cur.domain, &spec.domain)?;
+        if !spec.managed {
+            // Someone else's zone: its name and tags are theirs.
+            return Ok(cur.clone());
+        }
         Inner::check_region(cat, &spec.region)?;
         Inner::check_name(cat, "DNS zone", &spec.name)?;
         let mut obs = cur.clone();

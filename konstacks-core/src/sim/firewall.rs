@@ -70,7 +70,9 @@ impl SimKind for Firewall {
         Inner::check_region(cat, &spec.region)?;
         Inner::check_name(cat, "firewall", &spec.name)?;
         s.reference::<Vpc>(&spec.vpc_id, &spec.region, now)?;
-        if let Some(other) = s.all::<Firewall>().find(|f| f.vpc_id == spec.vpc_id && f.name == spec.name) {
+        if let Some(other) =
+            s.referrers::<Firewall>(&spec.vpc_id).find(|f| f.vpc_id == spec.vpc_id && f.name == spec.name)
+        {
             return Err(provider_error(
                 ErrorKind::AlreadyExists,
                 format!(

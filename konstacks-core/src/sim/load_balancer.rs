@@ -16,7 +16,9 @@ use crate::kinds::{
     HealthProtocol, LbScheme, ListenerProtocol, LoadBalancer, LoadBalancerObserved, LoadBalancerSpec, Subnet,
     TargetGroupSpec, TargetState, Vm,
 };
-use crate::sim::store::{id_number, immutable, invalid, live_error, provider_error, zone_name, Inner, SimKind, SimOps};
+use crate::sim::store::{
+    id_number, immutable, invalid, live_error, name_key, provider_error, zone_name, Inner, SimKind, SimOps,
+};
 
 const NOUN: &str = "load balancer";
 
@@ -235,6 +237,10 @@ impl SimKind for LoadBalancer {
         subnets.chain(fws).chain(vms).chain(certs).collect()
     }
 
+    fn unique_key(o: &LoadBalancerObserved) -> Option<String> {
+        Some(name_key(&o.region, &o.name))
+    }
+
     fn observe(s: &Inner, mut o: LoadBalancerObserved, _now: Duration) -> LoadBalancerObserved {
         o.targets = targets(s, &o);
         o
@@ -248,7 +254,10 @@ impl SimKind for LoadBalancer {
     ) -> ProviderResult<LoadBalancerObserved> {
         Inner::check_region(cat, &spec.region)?;
         Inner::check_name(cat, NOUN, &spec.name)?;
-        if let Some(other) = s.all::<LoadBalancer>().find(|l| l.region == spec.region && l.name == spec.name) {
+        if let Some(other) = s
+            .keyed::<LoadBalancer>(&name_key(&spec.region, &spec.name))
+            .find(|l| l.region == spec.region && l.name == spec.name)
+        {
             return Err(provider_error(
                 ErrorKind::AlreadyExists,
                 format!(

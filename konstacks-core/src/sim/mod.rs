@@ -24,6 +24,7 @@ mod load_balancer;
 pub mod runtime;
 pub mod store;
 mod subnet;
+mod table;
 mod vm;
 mod vpc;
 
@@ -83,7 +84,7 @@ struct FileData {
 /// What a file holds, decoded.
 struct Loaded {
     counter: u64,
-    resources: BTreeMap<String, SimResource>,
+    resources: table::Table<store::SimResource>,
     secret_prints: BTreeMap<String, BTreeMap<String, String>>,
 }
 
@@ -103,7 +104,7 @@ fn parse_file(path: &Path, bytes: &[u8]) -> Result<Loaded, StateError> {
         });
     }
     let mut counter = file.counter;
-    let mut resources = BTreeMap::new();
+    let mut resources = table::Table::<store::SimResource>::default();
     for v in file.resources {
         let r = decode(v).map_err(corrupt)?;
         let id = r.id().to_string();

@@ -1,6 +1,7 @@
 //! The simulated cloud's store: resources of any kind behind one lock, with counter-based ids,
 //! eventual consistency, the rate limiter and the fault injector. Kind-specific behaviour lives
-//! in one handler file per kind beside this one; the store only knows what [`SimKind`] says.
+//! in one handler file per kind beside this one; the store only knows what the `SimKind` trait
+//! says.
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,6 +39,12 @@ pub(crate) trait SimKind: ResourceKind {
     /// them (`attached to `, or nothing for plain membership); a resource referenced by another
     /// cannot be deleted (a dependency violation, as on a real API).
     fn references(o: &Self::Observed) -> Vec<(&str, &'static str)>;
+    /// The key no two resources of the kind may share, when the API enforces one (a database's
+    /// region and name: see [`name_key`]). The store indexes it so a create checks it without
+    /// looking at every resource of the kind.
+    fn unique_key(_o: &Self::Observed) -> Option<String> {
+        None
+    }
     /// Create one, validating like a real API.
     fn create(s: &mut Inner, cat: &Catalog, spec: &Self::Spec, now: Duration) -> ProviderResult<Self::Observed>;
     /// Update the mutable fields; an immutable field that differs is refused.
@@ -82,6 +89,7 @@ trait SimObject: Send + Sync + fmt::Debug {
     fn tags(&self) -> &Tags;
     fn tags_mut(&mut self) -> &mut Tags;
     fn references(&self) -> Vec<(&str, &'static str)>;
+    fn unique_key(&self) -> Option<String>;
     fn noun(&self) -> &'static str;
 }
 
@@ -121,6 +129,9 @@ impl<K: SimKind> SimObject for Stored<K> {
     fn references(&self) -> Vec<(&str, &'static str)> {
         K::references(&self.0)
     }
+    fn unique_key(&self) -> Option<String> {
+        K::unique_key(&self.0)
+    }
     fn noun(&self) -> &'static str {
         K::NOUN
     }
@@ -128,6 +139,18 @@ impl<K: SimKind> SimObject for Stored<K> {
 
 /// One resource held by the simulated cloud, as it would be observed.
 pub struct SimResource(Box<dyn SimObject>);
+
+impl crate::sim::table::Row for SimResource {
+    fn kind(&self) -> Kind {
+        self.0.kind()
+    }
+    fn unique_key(&self) -> Option<String> {
+        self.0.unique_key()
+    }
+    fn references_ids(&self) -> Vec<&str> {
+        self.0.references().into_iter().map(|(id, _)| id).collect()
+    }
+}
 
 impl SimResource {
     pub(crate) fn new<K: SimKind>(o: K::Observed) -> Self {
@@ -240,7 +263,7 @@ pub(crate) struct Bucket {
 pub(crate) struct Inner {
     pub(crate) config: SimConfig,
     pub(crate) counter: u64,
-    pub(crate) resources: BTreeMap<String, SimResource>,
+    pub(crate) resources: crate::sim::table::Table<SimResource>,
     /// Clock time each resource was created at; absent for resources loaded from a file (old).
     pub(crate) born: BTreeMap<String, Duration>,
     pub(crate) calls: u64,
@@ -260,6 +283,11 @@ pub(crate) struct Inner {
 }
 
 /// A live runtime's error, as the cloud's answer to the call that met it.
+/// The unique key of a resource named `name` in `scope` (a region, a VPC).
+pub(crate) fn name_key(scope: &str, name: &str) -> String {
+    format!("{scope}\n{name}")
+}
+
 pub(crate) fn live_error(what: &str, e: String) -> ProviderError {
     provider_error(ErrorKind::Other, format!("live mode could not {what}: {e}"))
 }
@@ -319,7 +347,7 @@ impl Inner {
         Self {
             config,
             counter: 0,
-            resources: BTreeMap::new(),
+            resources: Default::default(),
             born: BTreeMap::new(),
             calls: 0,
             calls_by_op: BTreeMap::new(),
@@ -444,7 +472,17 @@ impl Inner {
 
     /// Every resource of kind `K`.
     pub(crate) fn all<K: ResourceKind>(&self) -> impl Iterator<Item = &K::Observed> {
-        self.resources.values().filter_map(SimResource::get::<K>)
+        self.resources.of_kind(K::KIND).filter_map(SimResource::get::<K>)
+    }
+
+    /// The resources of kind `K` whose [`SimKind::unique_key`] is `key`.
+    pub(crate) fn keyed<K: ResourceKind>(&self, key: &str) -> impl Iterator<Item = &K::Observed> {
+        self.resources.keyed(K::KIND, key).filter_map(SimResource::get::<K>)
+    }
+
+    /// Every resource of kind `K` that references `id` (a VPC's subnets, a subnet's VMs).
+    pub(crate) fn referrers<K: ResourceKind>(&self, id: &str) -> impl Iterator<Item = &K::Observed> {
+        self.resources.referrers(id).filter_map(SimResource::get::<K>)
     }
 
     /// Store `o` under its id, replacing the previous state.
@@ -480,7 +518,7 @@ impl Inner {
     pub(crate) fn delete_unreferenced<K: SimKind>(&mut self, id: &str) -> ProviderResult<()> {
         self.existing::<K>(id)?;
         let mut users: Vec<String> = Vec::new();
-        for r in self.resources.values().filter(|r| r.id() != id) {
+        for r in self.resources.referrers(id).filter(|r| r.id() != id) {
             if let Some((_, how)) = r.0.references().into_iter().find(|(used, _)| *used == id) {
                 users.push(format!("{how}{} {}", r.0.noun(), r.id()));
             }

@@ -38,7 +38,7 @@ impl SimKind for Subnet {
                 spec.vpc_id
             )));
         }
-        for other in s.all::<Subnet>().filter(|o| o.vpc_id == spec.vpc_id) {
+        for other in s.referrers::<Subnet>(&spec.vpc_id).filter(|o| o.vpc_id == spec.vpc_id) {
             if parse_cidr("subnet CIDR", &other.cidr)?.overlaps(&cidr) {
                 return Err(conflict(format!(
                     "subnet block {cidr} overlaps {} of subnet `{}` in VPC `{}`; pick a free block",

@@ -17,7 +17,7 @@ use crate::sim::store::{
 fn private_ip(s: &Inner, subnet: &SubnetObserved) -> ProviderResult<String> {
     let cidr = parse_cidr("subnet CIDR", &subnet.cidr)?;
     let used: BTreeSet<&str> =
-        s.all::<Vm>().filter(|v| v.subnet_id == subnet.id).map(|v| v.private_ip.as_str()).collect();
+        s.referrers::<Vm>(&subnet.id).filter(|v| v.subnet_id == subnet.id).map(|v| v.private_ip.as_str()).collect();
     let size: u64 = 1 << (32 - u32::from(cidr.prefix()));
     // Like AWS: the first four addresses and the last one are reserved.
     let mut index: u32 = 4;

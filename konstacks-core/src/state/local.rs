@@ -117,6 +117,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     crate::base::fs::write_atomic(path, bytes).map_err(io_err(path))
 }
 
+/// The two fields of a snapshot that did not decode, read to say why (any JSON type: a wrong
+/// one is reported as the decode's error).
+#[derive(serde::Deserialize)]
+struct Probe {
+    version: Option<Value>,
+    stack: Option<Value>,
+}
+
 /// Parse a snapshot and journal (pure: used by every backend).
 pub fn parse_state(
     stack: &str,
@@ -127,28 +135,32 @@ pub fn parse_state(
     let mut state = match snapshot {
         None => StackState::empty(stack),
         Some(bytes) => {
-            // Read the version first so a future format is reported as such, not as corruption.
-            let probe: Value = serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+            // One pass straight into the types (a JSON tree first would cost twice the time and
+            // memory). Only when that fails is the version read on its own, so a future format
+            // is reported as such, not as corruption.
+            let corrupt = |reason: String| StateError::Corrupt {
                 stack: stack.into(),
                 location: format!("{where_}/state.json"),
-                reason: e.to_string(),
-            })?;
-            let found = probe.get("version").and_then(Value::as_u64).unwrap_or(0) as u32;
+                reason,
+            };
+            let (found, owner, decoded) = match serde_json::from_slice::<StackState>(bytes) {
+                Ok(st) => (st.version, Some(st.stack.clone()), Ok(st)),
+                Err(e) => {
+                    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+                    let found = probe.version.as_ref().and_then(Value::as_u64).unwrap_or(0) as u32;
+                    let owner = probe.stack.as_ref().and_then(Value::as_str).map(str::to_string);
+                    (found, owner, Err(e))
+                }
+            };
             if found > STATE_VERSION {
                 return Err(StateError::FutureVersion { stack: stack.into(), found, supported: STATE_VERSION });
             }
-            if let Some(other) = probe.get("stack").and_then(Value::as_str).filter(|o| *o != stack) {
-                return Err(StateError::Corrupt {
-                    stack: stack.into(),
-                    location: format!("{where_}/state.json"),
-                    reason: format!("the snapshot belongs to stack `{other}`; it was copied or moved here by mistake"),
-                });
+            if let Some(other) = owner.filter(|o| o != stack) {
+                return Err(corrupt(format!(
+                    "the snapshot belongs to stack `{other}`; it was copied or moved here by mistake"
+                )));
             }
-            serde_json::from_value(probe).map_err(|e| StateError::Corrupt {
-                stack: stack.into(),
-                location: format!("{where_}/state.json"),
-                reason: e.to_string(),
-            })?
+            decoded.map_err(|e| corrupt(e.to_string()))?
         }
     };
     if let Some(j) = journal {
@@ -375,6 +387,31 @@ mod tests {
             deps: vec![],
             sealed: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_snapshot_is_decoded_in_one_pass_and_still_refused_when_foreign_or_future() {
+        let mut st = StackState::empty("web");
+        st.resources.insert("vpc".into(), res("vpc-1"));
+        let bytes = serde_json::to_vec(&st).unwrap();
+        assert_eq!(parse_state("web", Some(&bytes), None, "dir").unwrap(), st);
+        // Another stack's snapshot.
+        let e = parse_state("api", Some(&bytes), None, "dir").unwrap_err();
+        assert!(e.to_string().contains("belongs to stack `web`"), "{e}");
+        // A future version is reported as such, whether this build can decode its shape or not.
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+        v["version"] = 99.into();
+        let decodable = serde_json::to_vec(&v).unwrap();
+        v["resources"] = "a shape this build does not know".into();
+        let undecodable = serde_json::to_vec(&v).unwrap();
+        for b in [decodable, undecodable] {
+            let e = parse_state("web", Some(&b), None, "dir").unwrap_err();
+            assert!(matches!(e, StateError::FutureVersion { found: 99, .. }), "{e}");
+        }
+        // A damaged current one is corrupt.
+        let e = parse_state("web", Some(&bytes[..bytes.len() / 2]), None, "dir").unwrap_err();
+        assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
     }
 
     fn intent(path: &str) -> PendingOp {

@@ -1,7 +1,8 @@
 //! DNS zones: Route 53 public hosted zones, tagged through ChangeTagsForResource, with a
 //! deterministic caller reference so a retried create finds the zone it made. A zone is deleted
 //! with the certificate validation records Konstacks keeps in it; any other record makes the
-//! delete fail with a conflict that names it.
+//! delete fail with a conflict that names it. A zone the stack does not own (`managed: false`)
+//! is found by its domain among the public zones and never changed (the engine never deletes it).
 
 use std::collections::BTreeMap;
 
@@ -131,6 +132,27 @@ impl AwsProvider {
         Ok(())
     }
 
+    /// The public hosted zone for `domain` that a stack uses without owning it.
+    async fn existing_zone(&self, domain: &str) -> ProviderResult<DnsZoneObserved> {
+        let found = self
+            .all_zones()
+            .await?
+            .into_iter()
+            .find(|z| plain_name(z.name()) == domain && !z.config().is_some_and(|c| c.private_zone()));
+        let Some(z) = found else {
+            // Not `NotFound`, which is retried as eventual consistency: the zone's owner must apply first.
+            return Err(invalid(format!(
+                "no public Route 53 hosted zone for `{domain}` exists; the stack uses it without creating it: \
+                 apply the stack that owns the zone first (or create the zone), then apply again"
+            )));
+        };
+        let id = bare_zone_id(z.id()).to_string();
+        let tags = self.zone_tags(std::slice::from_ref(&id)).await?.remove(&id).unwrap_or_default();
+        self.zone_observed(&id, &tags).await?.ok_or_else(|| {
+            ProviderError::not_found(format!("the hosted zone `{id}` for `{domain}` is not visible yet"))
+        })
+    }
+
     async fn delete_zone_now(&self, id: &str) -> ProviderResult<()> {
         match self.serving.route53.delete_hosted_zone().id(bare_zone_id(id)).send().await {
             Ok(_) => Ok(()),
@@ -169,6 +191,9 @@ fn check_zone_spec(p: &AwsProvider, spec: &DnsZoneSpec) -> ProviderResult<String
 impl Api<DnsZone> for AwsProvider {
     async fn create(&self, cx: &OpContext, spec: &DnsZoneSpec) -> ProviderResult<DnsZoneObserved> {
         let what = check_zone_spec(self, spec)?;
+        if !spec.managed {
+            return self.existing_zone(&spec.domain).await;
+        }
         let stack = spec.tags.get(TAG_STACK).cloned().unwrap_or_else(|| cx.stack.clone());
         let path = spec.tags.get(TAG_PATH).cloned().unwrap_or_else(|| spec.name.clone());
         let reference = format!("ks-{}", digest(&["dns-zone", &stack, &path, &spec.domain]));
@@ -260,6 +285,14 @@ impl Api<DnsZone> for AwsProvider {
                 "{what}: the domain of zone `{id}` is `{domain}` and cannot change to `{}`; replace the zone",
                 spec.domain
             )));
+        }
+        if !spec.managed {
+            // Someone else's zone: its tags are theirs.
+            let current = self.zone_tags(&[id.to_string()]).await?.remove(bare_zone_id(id)).unwrap_or_default();
+            return self
+                .zone_observed(id, &current)
+                .await?
+                .ok_or_else(|| ProviderError::not_found(format!("{what} `{id}` does not exist")));
         }
         let current = self.zone_tags(&[id.to_string()]).await?.remove(bare_zone_id(id)).unwrap_or_default();
         self.sync_zone_tags(id, &current, &spec.tags).await?;

@@ -276,6 +276,13 @@ impl DigitalOcean {
         self.domain_records(cx, domain, &[("name", fqdn.to_string()), ("type", wire.to_string())]).await
     }
 
+    /// A domain as its owner's record describes it, for a stack that uses it without owning it.
+    async fn foreign_zone(&self, cx: &OpContext, domain: &str) -> ProviderResult<DnsZoneObserved> {
+        let records = self.records(cx).await?;
+        let w = owned(&records, RecordKind::Zone, domain).unwrap_or_default();
+        self.zone_observed(cx, domain, w).await
+    }
+
     async fn zone_observed(&self, cx: &OpContext, domain: &str, w: Owned) -> ProviderResult<DnsZoneObserved> {
         let ns = self
             .set_records(cx, domain, "NS", domain)
@@ -333,6 +340,17 @@ impl DigitalOcean {
 impl Api<DnsZone> for DigitalOcean {
     async fn create(&self, cx: &OpContext, spec: &DnsZoneSpec) -> ProviderResult<DnsZoneObserved> {
         let domain = spec.domain.to_ascii_lowercase();
+        if !spec.managed {
+            // A domain the stack uses without owning it: found, never created nor marked as ours.
+            if !self.all_domains(cx).await?.contains(&domain) {
+                // Not `NotFound`, which is retried as eventual consistency.
+                return Err(invalid(format!(
+                    "no domain `{domain}` exists on DigitalOcean; the stack uses it without creating it: apply \
+                     the stack that owns the domain first (or add the domain), then apply again"
+                )));
+            }
+            return self.foreign_zone(cx, &domain).await;
+        }
         let stack = stack_of(&spec.tags, cx);
         let fields = fields_of(RecordKind::Zone, &domain, &spec.name, &spec.region, &spec.tags)?;
         let r: Result<IgnoredAny, ApiError> =
@@ -379,6 +397,9 @@ impl Api<DnsZone> for DigitalOcean {
     /// Only tags can change, and they live in the zone's record: the domain is not touched.
     async fn update(&self, cx: &OpContext, id: &str, spec: &DnsZoneSpec) -> ProviderResult<DnsZoneObserved> {
         immutable(&format!("zone `{id}`"), "domain", &id.to_string(), &spec.domain.to_ascii_lowercase())?;
+        if !spec.managed {
+            return self.foreign_zone(cx, id).await;
+        }
         let fields = fields_of(RecordKind::Zone, id, &spec.name, &spec.region, &spec.tags)?;
         if !self.all_domains(cx).await?.iter().any(|d| d == id) {
             return Err(ProviderError::not_found(format!("domain `{id}` does not exist on DigitalOcean")));

@@ -468,6 +468,22 @@ fn same_owner(a: &Payload, b: &Tags) -> bool {
 impl Api<DnsZone> for Gcp {
     async fn create(&self, _cx: &OpContext, spec: &DnsZoneSpec) -> ProviderResult<DnsZoneObserved> {
         let payload = check_zone_spec(self, spec)?;
+        if !spec.managed {
+            // A zone the stack uses without owning it: found by its domain, never created.
+            let found = self.list_zones().await?.into_iter().find(|z| {
+                plain(z.dns_name.as_deref().unwrap_or_default()) == spec.domain
+                    && z.visibility.as_ref().is_none_or(|v| *v == Visibility::Public)
+            });
+            return match found {
+                Some(z) => self.zone_observed_now(&z).await,
+                // Not `NotFound`, which is retried as eventual consistency.
+                None => Err(invalid(format!(
+                    "no public Cloud DNS zone for `{}` exists in project `{}`; the stack uses it without creating \
+                     it: apply the stack that owns the zone first (or create the zone), then apply again",
+                    spec.domain, self.project
+                ))),
+            };
+        }
         let mut z = ManagedZone::default();
         z.name = Some(spec.name.clone());
         z.dns_name = Some(dotted(&spec.domain));
@@ -524,6 +540,11 @@ impl Api<DnsZone> for Gcp {
             .await?
             .ok_or_else(|| ProviderError::not_found(format!("DNS zone `{id}` does not exist")))?;
         let what = format!("DNS zone `{id}`");
+        if !spec.managed {
+            // Someone else's zone: its name and labels are theirs.
+            immutable(&what, "domain", &plain(z.dns_name.as_deref().unwrap_or_default()), &spec.domain)?;
+            return self.zone_observed_now(&z).await;
+        }
         immutable(&what, "name", &id.to_string(), &spec.name)?;
         immutable(&what, "domain", &plain(z.dns_name.as_deref().unwrap_or_default()), &spec.domain)?;
         let desired: std::collections::HashMap<String, String> =

@@ -83,6 +83,13 @@ pub(in crate::cli) fn stack_name(base: &str, branch: &str) -> Result<String, Fai
     Ok(name)
 }
 
+/// The slug of `branch`'s preview of `base`: its stack name without the leading `<base>-`
+/// (`feature-x`), a DNS label templates name the preview's host after.
+pub(in crate::cli) fn slug(base: &str, branch: &str) -> Result<String, Failure> {
+    let name = stack_name(base, branch)?;
+    Ok(name.strip_prefix(base).and_then(|s| s.strip_prefix('-')).unwrap_or(&name).to_string())
+}
+
 fn fnv(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
@@ -304,6 +311,9 @@ mod tests {
         let n = stack_name("web-app-dev", &long).map_err(|f| f.message).unwrap_or_default();
         assert!(n.len() <= MAX_NAME && n.starts_with("web-app-dev-xxx"), "{n}");
         assert!(stack_name("web-app-dev", "///").is_err());
+        let s = slug("web-app-dev", "feature/x").map_err(|f| f.message).unwrap_or_default();
+        assert!(s.starts_with("feature-x-") && s.len() == "feature-x-".len() + 6, "{s}");
+        assert_eq!(slug("web-app-dev", "login").ok(), Some("login".to_string()));
     }
 
     #[test]
