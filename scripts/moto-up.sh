@@ -8,25 +8,10 @@ VENV="${KONSTACKS_MOTO_VENV:-.venv-moto}"
 REQUIREMENTS=scripts/requirements-moto.txt
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-pick_python() {
-    for p in python3.11 python3 python; do
-        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "$MOTO_WHO: no Python 3.9+ with the venv module found; install python3.11 (and python3-venv)" >&2
-    return 1
-}
-
-# (Re)install when the venv is missing or does not hold exactly the pinned moto.
+source scripts/venv.sh
+# (Re)install when the venv is missing or does not hold exactly the pinned version.
 pinned="$(grep -Eo 'moto\[server\]==[0-9.]+' "$REQUIREMENTS" | sed 's/\[server\]//')"
-if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "$pinned"; then
-    PY="$(pick_python)"
-    echo "$MOTO_WHO: installing $pinned into $VENV"
-    "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-fi
+ensure_venv "$MOTO_WHO" "$VENV" "$REQUIREMENTS" "$pinned" moto_server
 
 PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 LOG="$(mktemp "${TMPDIR:-/tmp}/konstacks-moto-XXXXXX.log")"

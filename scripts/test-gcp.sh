@@ -15,25 +15,10 @@ REQUIREMENTS=scripts/requirements-gcp.txt
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 TESTS=(--lib --test gcp_fake --test gcp_contract --test gcp_load_balancer --test gcp_web_app --test gcp_crash --test templates_gcp)
 
-pick_python() {
-    for p in python3.11 python3 python; do
-        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys, venv; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    echo "test-gcp: no Python 3.9+ with the venv module found; install python3.11 (and python3-venv)" >&2
-    return 1
-}
-
-# (Re)install when the venv is missing or does not hold exactly the pinned client.
+source scripts/venv.sh
+# (Re)install when the venv is missing or does not hold exactly the pinned version.
 pinned="$(grep -Eo '^google-api-python-client==[0-9.]+' "$REQUIREMENTS")"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "$pinned"; then
-    PY="$(pick_python)"
-    echo "test-gcp: installing $pinned into $VENV"
-    "$PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-fi
+ensure_venv test-gcp "$VENV" "$REQUIREMENTS" "$pinned"
 
 DOCS="$("$VENV/bin/python" -c "import googleapiclient, os; print(os.path.join(os.path.dirname(googleapiclient.__file__), 'discovery_cache', 'documents'))")"
 for doc in compute.v1.json sqladmin.v1.json dns.v1.json storage.v1.json redis.v1.json; do

@@ -22,6 +22,9 @@
 //! child's `ru_maxrss`, the same measure it takes of Terraform.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+use support::peak_rss_mb;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,17 +51,6 @@ fn engine(dir: &str) -> (Engine, Arc<LocalBackend>) {
     (engine, backend)
 }
 
-fn vmhwm_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -69,7 +61,7 @@ async fn apply(n: usize, dir: &str) -> serde_json::Value {
     let s = engine.synth(&stack(n)).unwrap();
     let report = engine.apply(&s, &ApplyOptions::default()).await.unwrap();
     let took = t.elapsed();
-    let mb = vmhwm_mb();
+    let mb = peak_rss_mb();
     assert!(report.failures.is_empty(), "apply failures: {:?}", report.failures.len());
     serde_json::json!({ "n": s.resources.len(), "apply_seconds": secs(took), "vmhwm_mb": mb })
 }
@@ -104,7 +96,7 @@ async fn plan(n: usize, dir: &str, repeat: usize) -> serde_json::Value {
         "plan_seconds": runs.iter().map(|r| secs(r.0)).collect::<Vec<_>>(),
         "synth_seconds": runs.iter().map(|r| secs(r.1)).collect::<Vec<_>>(),
         "plan_with_load_seconds": secs(with_load),
-        "vmhwm_mb": vmhwm_mb(),
+        "vmhwm_mb": peak_rss_mb(),
     })
 }
 
