@@ -21,38 +21,16 @@ use crate::kind::Kind;
 mod audit;
 mod local;
 mod memory;
+mod resource;
 
 pub(crate) use audit::os_actor;
 pub use audit::{AuditCommand, AuditCompliance, AuditEntry, AuditResult};
 pub use local::{check_stack_name, parse_state, write_atomic, LocalBackend};
 pub use memory::MemoryBackend;
+pub use resource::ResourceState;
 
 /// The state format this build writes and the newest it reads.
-pub const STATE_VERSION: u32 = 1;
-
-/// One managed resource as recorded in state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResourceState {
-    /// Kind.
-    pub kind: Kind,
-    /// Provider name.
-    pub provider: String,
-    /// Provider id.
-    pub id: String,
-    /// How many times it has been replaced (suffix of the physical name).
-    #[serde(default)]
-    pub generation: u32,
-    /// The resolved inputs it was last applied with (secrets as redacted markers).
-    pub inputs: BTreeMap<String, Value>,
-    /// What the provider reported (secrets never included).
-    pub attrs: BTreeMap<String, Value>,
-    /// Paths of the resources it depended on when applied (destroy order).
-    #[serde(default)]
-    pub deps: Vec<String>,
-    /// Secret attributes, encrypted with the key from `KONSTACKS_SECRET_KEY` (absent without a key).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub sealed: BTreeMap<String, String>,
-}
+pub const STATE_VERSION: u32 = 2;
 
 /// The fronting resource and group a new instance was being released into.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

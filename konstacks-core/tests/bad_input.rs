@@ -1279,10 +1279,10 @@ fn state_cases() -> Vec<StateCase> {
             ops: &EVERY_OP,
             fragments: vec![
                 "state of stack `bad` has format version 99",
-                "this build reads up to 1",
+                "this build reads up to 2",
                 "upgrade Konstacks",
             ],
-            variant: |e| matches!(e, Error::State(StateError::FutureVersion { found: 99, supported: 1, .. })),
+            variant: |e| matches!(e, Error::State(StateError::FutureVersion { found: 99, supported: 2, .. })),
         },
         StateCase {
             name: "lock file that is garbage",

@@ -194,7 +194,7 @@ async fn manual_validation_issues_once_the_user_creates_the_records() {
     engine.apply(&s2, &ApplyOptions::default()).await.unwrap();
     let drift = engine.refresh("shop").await.unwrap();
     assert!(drift.items.is_empty(), "an issued certificate is no drift: {drift:?}");
-    assert_eq!(engine.state("shop").await.unwrap().resources["api-cert"].attrs["status"], "issued");
+    assert_eq!(engine.state("shop").await.unwrap().resources["api-cert"].attr("status").unwrap(), "issued");
     // The next apply (nothing to change) brings the outputs up to date.
     let report = engine.apply(&s2, &ApplyOptions::default()).await.unwrap();
     assert_eq!(report.outputs["status"], "issued");

@@ -1100,7 +1100,7 @@ impl<'a> Ctx<'a> {
             "id": r.id,
             "generation": r.generation,
             "inputs": r.inputs,
-            "attrs": r.attrs,
+            "attrs": r.attrs(),
             "depends_on": r.deps,
         }));
         Ok(Exit::Success)

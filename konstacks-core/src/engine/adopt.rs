@@ -68,8 +68,7 @@ impl Engine {
             }
             // What the cloud reports wins; fields it cannot report (user data, secrets, options)
             // are taken from the stack, so only real differences show in the next plan.
-            let known: Vec<Option<&BTreeMap<String, Value>>> =
-                s.resources.iter().map(|x| state.resources.get(&x.path).map(|st| &st.attrs)).collect();
+            let known: Vec<Option<&ResourceState>> = s.resources.iter().map(|x| state.resources.get(&x.path)).collect();
             let env = Env {
                 stack: &s.name,
                 path,
@@ -100,15 +99,10 @@ impl Engine {
             }
             let rec = Record::Put {
                 path: path.to_string(),
-                resource: ResourceState {
-                    kind: r.kind,
-                    provider: r.provider.clone(),
-                    id: id.to_string(),
-                    generation: 0,
-                    inputs,
-                    attrs,
-                    deps: r.depends_on.clone(),
-                    sealed: BTreeMap::new(),
+                resource: {
+                    let mut res = ResourceState::new(r.kind, r.provider.clone(), id, inputs, attrs);
+                    res.deps = r.depends_on.clone();
+                    res
                 },
             };
             let entry = self.audit_import(&audit, path, id, Ok(()));

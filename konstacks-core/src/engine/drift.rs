@@ -169,7 +169,7 @@ fn refresh_records(state: &StackState, observed: &BTreeMap<String, Option<BTreeM
                         }
                     }
                 }
-                nr.attrs = attrs.clone();
+                nr.set_attrs(attrs.clone());
                 if &nr != r {
                     recs.push(Record::Put { path: path.clone(), resource: nr });
                 }

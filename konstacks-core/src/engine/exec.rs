@@ -129,7 +129,7 @@ impl<'a> Exec<'a> {
                 let prior = state.resources.get(prior_path).or_else(|| state.resources.get(&r.path));
                 deps_paths[i] = r.depends_on.clone();
                 if matches!(np.action, Action::NoOp | Action::Update) {
-                    attrs[i] = prior.map(|p| Arc::new(p.attrs.clone()));
+                    attrs[i] = prior.map(|p| Arc::new(p.attrs()));
                     prior_names[i] =
                         prior.and_then(|p| p.inputs.get("name")).and_then(Value::as_str).map(str::to_string);
                 }
@@ -595,16 +595,10 @@ impl<'a> Exec<'a> {
                 }
             }
         }
-        let resource = ResourceState {
-            kind: r.kind,
-            provider: r.provider.clone(),
-            id: id.clone(),
-            generation: np.generation,
-            inputs,
-            attrs: attrs.clone(),
-            deps: self.deps_paths[node].clone(),
-            sealed,
-        };
+        let mut resource = ResourceState::new(r.kind, r.provider.clone(), id.clone(), inputs, attrs.clone());
+        resource.generation = np.generation;
+        resource.deps = self.deps_paths[node].clone();
+        resource.sealed = sealed;
         if let Some(g) = released {
             self.release_one(&cx, g, &r.path, resource, early).await?;
         } else {

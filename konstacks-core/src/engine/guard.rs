@@ -50,7 +50,12 @@ pub fn hazards(plan: &Plan, state: Option<&StackState>, opts: &ApplyOptions, app
         // A resource the stack uses without owning it is the other stack's by design: this run
         // never changes nor deletes it (the engine forgets it).
         let used = prior.is_some_and(|p| common::is_unmanaged(&p.inputs));
-        if let Some(owner) = prior.and_then(|p| owner_of(&p.attrs)).filter(|o| *o != plan.stack && !used) {
+        if let Some(owner) = prior
+            .and_then(|p| p.attr("tags"))
+            .and_then(|t| t.get(TAG_STACK))
+            .and_then(Value::as_str)
+            .filter(|o| *o != plan.stack && !used)
+        {
             out.push(Hazard::OtherStack {
                 path: c.path.clone(),
                 id: c.id.clone().unwrap_or_default(),

@@ -615,7 +615,7 @@ fn compute_outputs(s: &Synthesized, state: &StackState) -> BTreeMap<String, Valu
     s.exports
         .iter()
         .map(|e| {
-            let v = e.value_with(|_, from, attr| state.resources.get(from).and_then(|r| r.attrs.get(attr)));
+            let v = e.value_with(|_, from, attr| state.resources.get(from).and_then(|r| r.attr(attr)));
             (e.name.clone(), v)
         })
         .collect()

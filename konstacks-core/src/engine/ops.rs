@@ -277,8 +277,8 @@ impl Exec<'_> {
 /// The field whose `true` protects `res` from deletion, when it is set.
 fn protected_by(res: &ResourceState) -> Option<&'static str> {
     let field = res.kind.def().deletion_protection?;
-    let on = |m: &BTreeMap<String, Value>| m.get(field).and_then(Value::as_bool) == Some(true);
-    (on(&res.inputs) || on(&res.attrs)).then_some(field)
+    let on = |v: Option<&Value>| v.and_then(Value::as_bool) == Some(true);
+    (on(res.inputs.get(field)) || on(res.attr(field))).then_some(field)
 }
 
 /// A slot of a concurrency bound (a closed semaphore means the engine is shutting down).

@@ -133,15 +133,18 @@ impl Engine {
                         Some((id, attrs)) => (
                             Record::Put {
                                 path: p.path.clone(),
-                                resource: ResourceState {
-                                    kind: p.kind,
-                                    provider: p.provider.clone(),
-                                    id: id.clone(),
-                                    generation: p.generation,
-                                    inputs: p.inputs.clone(),
-                                    attrs: attrs.clone(),
-                                    deps: p.deps.clone(),
-                                    sealed: p.sealed.clone(),
+                                resource: {
+                                    let mut r = ResourceState::new(
+                                        p.kind,
+                                        p.provider.clone(),
+                                        id.clone(),
+                                        p.inputs.clone(),
+                                        attrs.clone(),
+                                    );
+                                    r.generation = p.generation;
+                                    r.deps = p.deps.clone();
+                                    r.sealed = p.sealed.clone();
+                                    r
                                 },
                             },
                             format!("found {id} by its tags and adopted it"),
@@ -159,7 +162,7 @@ impl Engine {
                     match (state.resources.get(&p.path), listing.iter().find(|(i, _)| *i == id)) {
                         (Some(r), Some((_, attrs))) => {
                             let mut r = r.clone();
-                            r.attrs = attrs.clone();
+                            r.set_attrs(attrs.clone());
                             (
                                 Record::Put { path: p.path.clone(), resource: r },
                                 "update will be re-applied if still needed".into(),

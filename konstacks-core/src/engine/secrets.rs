@@ -268,7 +268,9 @@ fn replace_marker(v: &mut Value, from: &str, to: &str) {
 /// or replaced where the field cannot change in place). Only the in-memory copy is changed.
 fn mark_rotation(s: &Synthesized, state: &mut StackState, (path, attr): &SecretId, why: &str) {
     if let Some(r) = state.resources.get_mut(path) {
-        r.inputs.insert(attr.clone(), Value::String(format!("{REDACTED} lost ({why}); it will be rotated in place")));
+        let mut inputs = r.inputs.clone();
+        inputs.insert(attr.clone(), Value::String(format!("{REDACTED} lost ({why}); it will be rotated in place")));
+        r.set_inputs(inputs);
     }
     let from = format!("{REDACTED} from {path}.{attr}");
     let to = format!("{from}, before its rotation");
@@ -284,11 +286,13 @@ fn mark_rotation(s: &Synthesized, state: &mut StackState, (path, attr): &SecretI
         let prior = s.moved.iter().find(|(_, to)| **to == r.path).map(|(f, _)| f.clone());
         for p in std::iter::once(r.path.clone()).chain(prior) {
             if let Some(st) = state.resources.get_mut(&p) {
+                let mut inputs = st.inputs.clone();
                 for k in &uses {
-                    if let Some(v) = st.inputs.get_mut(k) {
+                    if let Some(v) = inputs.get_mut(k) {
                         replace_marker(v, &from, &to);
                     }
                 }
+                st.set_inputs(inputs);
             }
         }
     }

@@ -327,18 +327,20 @@ pub(crate) trait SecretLookup {
 
 /// Attributes of nodes by index, `None` when unknown until apply.
 pub(crate) trait AttrLookup {
-    fn attrs(&self, node: usize) -> Option<&BTreeMap<String, Value>>;
+    /// `None` while the attributes of `node` are not known yet (it is still to be created);
+    /// then attribute `name` of it, `None` when it has none.
+    fn attr(&self, node: usize, name: &str) -> Option<Option<&Value>>;
 }
 
-impl AttrLookup for Vec<Option<&BTreeMap<String, Value>>> {
-    fn attrs(&self, node: usize) -> Option<&BTreeMap<String, Value>> {
-        self.get(node).copied().flatten()
+impl AttrLookup for Vec<Option<&crate::state::ResourceState>> {
+    fn attr(&self, node: usize, name: &str) -> Option<Option<&Value>> {
+        self.get(node).copied().flatten().map(|r| r.attr(name))
     }
 }
 
 impl AttrLookup for BTreeMap<usize, std::sync::Arc<BTreeMap<String, Value>>> {
-    fn attrs(&self, node: usize) -> Option<&BTreeMap<String, Value>> {
-        self.get(&node).map(|a| a.as_ref())
+    fn attr(&self, node: usize, name: &str) -> Option<Option<&Value>> {
+        self.get(&node).map(|a| a.get(name))
     }
 }
 
@@ -403,11 +405,9 @@ pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret
                     },
                 }
             } else {
-                match env.attrs.attrs(*node) {
-                    Some(a) => match a.get(attr.as_str()) {
-                        Some(v) => Resolved::Known(v.clone()),
-                        None => Resolved::Known(Value::Null),
-                    },
+                match env.attrs.attr(*node, attr) {
+                    Some(Some(v)) => Resolved::Known(v.clone()),
+                    Some(None) => Resolved::Known(Value::Null),
                     None => Resolved::Unknown,
                 }
             }
@@ -445,6 +445,56 @@ pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret
             },
         },
     })
+}
+
+/// Whether `e` resolves, in plan mode, to exactly `v`: `Some` when that can be told without
+/// building the value (literals, names, known attributes, lists and maps of those), `None`
+/// otherwise (the caller resolves it in full).
+fn resolves_to(e: &Expr, v: &Value, env: &Env<'_>) -> Option<bool> {
+    match e {
+        Expr::Lit(l) => Some(l == v),
+        Expr::PhysicalName(base) => Some(match env.prior_name {
+            Some(name) => v.as_str() == Some(name),
+            None if env.generation == 0 => v.as_str() == Some(base.as_str()),
+            None => v.as_str() == Some(name_for(base, env.generation).as_str()),
+        }),
+        Expr::Attr { node, attr, secret: false, .. } => {
+            env.attrs.attr(*node, attr).map(|a| a.unwrap_or(&Value::Null) == v)
+        }
+        Expr::List(items) => {
+            let Value::Array(vs) = v else { return Some(false) };
+            if vs.len() != items.len() {
+                return Some(false);
+            }
+            all_resolve_to(items.iter().zip(vs), env)
+        }
+        Expr::Map(m) => {
+            let Value::Object(vs) = v else { return Some(false) };
+            if vs.len() != m.len() {
+                return Some(false);
+            }
+            // Both are maps sorted by key: equal lengths and equal keys pair up in order.
+            if m.keys().zip(vs.keys()).any(|(a, b)| a != b) {
+                return Some(false);
+            }
+            all_resolve_to(m.values().zip(vs.values()), env)
+        }
+        Expr::Attr { .. } | Expr::Secret(_) => None,
+    }
+}
+
+/// `Some(true)` when every pair resolves to its value, `Some(false)` at the first that does not,
+/// `None` when one cannot be told in place.
+fn all_resolve_to<'x>(pairs: impl Iterator<Item = (&'x Expr, &'x Value)>, env: &Env<'_>) -> Option<bool> {
+    let mut all = Some(true);
+    for (e, v) in pairs {
+        match resolves_to(e, v, env) {
+            Some(true) => {}
+            Some(false) => return Some(false),
+            None => all = None,
+        }
+    }
+    all
 }
 
 /// Compare values as sets where order carries no meaning (rules, id lists), for drift.
@@ -508,7 +558,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     let mut nodes: Vec<NodePlan> =
         vec![NodePlan { action: Action::NoOp, generation: 0, create_before_destroy: false }; n];
     let mut changes: Vec<Option<ResourceChange>> = vec![None; n];
-    let mut known: Vec<Option<&BTreeMap<String, Value>>> = vec![None; n];
+    let mut known: Vec<Option<&crate::state::ResourceState>> = vec![None; n];
     let reverse_moves: BTreeMap<&str, &str> = input.moved.iter().map(|(f, t)| (*t, *f)).collect();
     let path_index: BTreeMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
 
@@ -537,10 +587,8 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             secrets: None,
             field: "",
         };
-        // In field order (the fields are a sorted map), so no second map is built.
         // Plan mode never needs secrets, so resolving cannot fail.
-        let desired: Vec<(&str, Resolved)> =
-            r.fields.iter().map(|(k, e)| (k.as_str(), resolve(e, &env).unwrap_or(Resolved::Unknown))).collect();
+        let resolved = |e: &Expr| resolve(e, &env).unwrap_or(Resolved::Unknown);
         let sensitive = |k: &str| r.fields.get(k).is_some_and(Expr::is_secret);
         let force_new = r.kind.force_new_fields();
         let mut change = ResourceChange {
@@ -560,15 +608,15 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
         match prior {
             None => {
                 change.action = Action::Create;
-                for (k, v) in &desired {
-                    let k = *k;
-                    let (after, unknown) = match v {
-                        Resolved::Known(v) => (Some(v.clone()), false),
-                        Resolved::Unknown => (None, true),
-                    };
+                for (k, e) in &r.fields {
+                    let k = k.as_str();
                     if k == "tags" {
                         continue;
                     }
+                    let (after, unknown) = match resolved(e) {
+                        Resolved::Known(v) => (Some(v), false),
+                        Resolved::Unknown => (None, true),
+                    };
                     change.fields.push(FieldChange {
                         name: k.to_string(),
                         before: None,
@@ -584,20 +632,26 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
                 let provider_changed = p.provider != r.provider;
                 // Both sides are sorted by field name: one merged walk instead of a lookup each.
                 let mut recorded = p.inputs.iter().peekable();
-                for (k, v) in &desired {
-                    let k = *k;
+                for (k, e) in &r.fields {
+                    let k = k.as_str();
                     while recorded.next_if(|(name, _)| name.as_str() < k).is_some() {}
                     let before = recorded.next_if(|(name, _)| name.as_str() == k).map(|(_, v)| v);
                     // A field added to a kind after this resource was applied is absent from its
                     // recorded inputs: absent and null are the same (no churn on upgrade).
+                    // Most fields of most plans are unchanged: compared in place, without
+                    // building their value.
+                    if resolves_to(e, before.unwrap_or(&Value::Null), &env) == Some(true) {
+                        continue;
+                    }
+                    let v = resolved(e);
                     let same =
-                        matches!(v, Resolved::Known(v) if Some(v) == before || (v.is_null() && before.is_none()));
+                        matches!(&v, Resolved::Known(v) if Some(v) == before || (v.is_null() && before.is_none()));
                     if same {
                         continue;
                     }
                     let forces = force_new.contains(&k) || r.replaced_on_change.iter().any(|f| f == k);
                     let (after, unknown) = match v {
-                        Resolved::Known(v) => (Some(v.clone()), false),
+                        Resolved::Known(v) => (Some(v), false),
                         Resolved::Unknown => (None, true),
                     };
                     change.fields.push(FieldChange {
@@ -650,7 +704,7 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             change.create_before_destroy = nodes[i].create_before_destroy;
         }
         if matches!(change.action, Action::NoOp | Action::Update) {
-            known[i] = prior.map(|p| &p.attrs);
+            known[i] = prior;
         }
         changes[i] = Some(change);
     }
@@ -704,11 +758,14 @@ fn deposed_changes(state: &StackState) -> Vec<ResourceChange> {
     state.deposed.iter().map(|d| delete_change(&d.path, &d.resource, true)).collect()
 }
 
-fn outputs_preview(s: &Synthesized, known: &[Option<&BTreeMap<String, Value>>]) -> BTreeMap<String, Value> {
+fn outputs_preview(s: &Synthesized, known: &[Option<&crate::state::ResourceState>]) -> BTreeMap<String, Value> {
     s.exports
         .iter()
         .map(|e| {
-            (e.name.clone(), e.value_with(|node, _, attr| known.get(node).copied().flatten().and_then(|a| a.get(attr))))
+            (
+                e.name.clone(),
+                e.value_with(|node, _, attr| known.get(node).copied().flatten().and_then(|a| a.attr(attr))),
+            )
         })
         .collect()
 }

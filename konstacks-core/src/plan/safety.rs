@@ -92,7 +92,7 @@ pub(crate) fn mark(change: &mut ResourceChange, prior: Option<&ResourceState>) {
     change.data_loss = def.holds_data && !prior.is_some_and(|p| crate::kind::field::common::is_unmanaged(&p.inputs));
     change.deletion_protected = match (def.deletion_protection, prior) {
         (Some(field), Some(p)) => {
-            [p.inputs.get(field), p.attrs.get(field)].into_iter().flatten().any(|v| v.as_bool() == Some(true))
+            [p.inputs.get(field), p.attr(field)].into_iter().flatten().any(|v| v.as_bool() == Some(true))
         }
         _ => false,
     };

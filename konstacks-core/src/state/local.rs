@@ -160,7 +160,11 @@ pub fn parse_state(
                     "the snapshot belongs to stack `{other}`; it was copied or moved here by mistake"
                 )));
             }
-            decoded.map_err(|e| corrupt(e.to_string()))?
+            // An older format was converted as it was read (format 1 kept attributes in full):
+            // what is written from here on is this build's format.
+            let mut st = decoded.map_err(|e| corrupt(e.to_string()))?;
+            st.version = STATE_VERSION;
+            st
         }
     };
     if let Some(j) = journal {
@@ -377,16 +381,7 @@ mod tests {
     use crate::state::{OpKind, PendingOp, ResourceState};
 
     fn res(id: &str) -> ResourceState {
-        ResourceState {
-            kind: Vpc::KIND,
-            provider: "sim".into(),
-            id: id.into(),
-            generation: 0,
-            inputs: BTreeMap::new(),
-            attrs: BTreeMap::new(),
-            deps: vec![],
-            sealed: BTreeMap::new(),
-        }
+        ResourceState::new(Vpc::KIND, "sim", id, BTreeMap::new(), BTreeMap::new())
     }
 
     #[test]
@@ -460,6 +455,25 @@ mod tests {
     fn future_version_is_refused() {
         let snap = br#"{"version": 99, "stack": "s", "serial": 1, "resources": {}}"#;
         assert!(matches!(parse_state("s", Some(snap), None, "x"), Err(StateError::FutureVersion { found: 99, .. })));
+    }
+
+    /// A snapshot of format 1 (attributes in full) reads as the same resources, and is written
+    /// back in this build's format with only the difference.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn format_1_snapshot_reads_and_is_written_as_format_2() {
+        let v1 = br#"{"version":1,"stack":"s","serial":3,"resources":{"net":{"kind":"vpc","provider":"sim","id":"vpc-1",
+            "inputs":{"cidr":"10.0.0.0/16","name":"s-net"},"attrs":{"cidr":"10.0.0.0/16","id":"vpc-1","name":"s-net"},"deps":[]}},
+            "deposed":[],"pending":[],"outputs":{}}"#;
+        let st = parse_state("s", Some(v1), None, "dir").unwrap();
+        let net = &st.resources["net"];
+        assert_eq!(net.attr("id"), Some(&Value::String("vpc-1".into())));
+        assert_eq!(net.attr("name"), Some(&Value::String("s-net".into())));
+        let written = serde_json::to_value(&st).unwrap();
+        assert_eq!(written["version"], STATE_VERSION);
+        assert_eq!(written["resources"]["net"]["attrs_delta"], serde_json::json!({"id": "vpc-1"}));
+        assert!(written["resources"]["net"].get("attrs").is_none());
+        assert_eq!(parse_state("s", Some(&serde_json::to_vec(&st).unwrap()), None, "dir").unwrap(), st);
     }
 
     /// Names that must never become a path: every method refuses them with `InvalidStackName`
