@@ -802,12 +802,12 @@ fn state_cases() -> Vec<StateCase> {
             damage: Box::new(|s| {
                 let p = stack_dir(s).join("state.json");
                 let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-                v["version"] = 2.into();
+                v["version"] = 3.into();
                 std::fs::write(&p, v.to_string()).unwrap()
             }),
             runs: every_command(1),
             fragments: vec![
-                "state of stack `web-app-dev` has format version 2, this build reads up to 1",
+                "state of stack `web-app-dev` has format version 3, this build reads up to 2",
                 "upgrade Konstacks",
             ],
         },

@@ -108,7 +108,7 @@ fn agency_sites_tag_every_resource_with_its_client() {
     let s = engine.synth(&stack).unwrap();
     for r in s.resources.iter().filter(|r| r.path.starts_with("clients/")) {
         let client = r.path.split('/').nth(1).unwrap();
-        let tags = serde_json::to_value(&r.fields["tags"]).unwrap();
+        let tags = serde_json::to_value(r.fields.get("tags").unwrap()).unwrap();
         assert_eq!(tags["client"], client, "{}", r.path);
     }
 }

@@ -444,7 +444,7 @@ impl Norm<'_> {
     /// The fields to compare: normalised, the stage tag and the per-resource region dropped
     /// (the region is compared once, by jurisdiction, in the stack rows). Lists (rules, ids,
     /// keys) are sets: their order is not a difference.
-    fn fields(&self, fields: &BTreeMap<String, Expr>) -> BTreeMap<String, Value> {
+    fn fields(&self, fields: &crate::kind::FieldMap<Expr>) -> BTreeMap<String, Value> {
         let mut out: BTreeMap<String, Value> = fields
             .iter()
             .filter(|(k, _)| k.as_str() != "region")

@@ -9,10 +9,9 @@ use konstacks_core::model::{
 use konstacks_core::model::{LoadBalancer, TargetGroup, TlsPolicy};
 use konstacks_core::policy::{PolicyReport, PolicySet, RuleStatus, Severity, Suppression, SUPPRESSION_WITHOUT_REASON};
 use konstacks_core::sim::SimCloud;
-use konstacks_core::validate::Expr;
+use konstacks_core::validate::{Expr, FieldMap};
 use konstacks_templates::packs;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Db {
@@ -352,7 +351,7 @@ fn redis_without_backups_is_not_subject_to_the_backup_rule() {
 
 /// The policy report of the stack `k` after `edit` changed the synthesized `data/files` bucket's
 /// fields (as a stack built without the `Bucket` builder's checks could have them).
-fn check_edited(pack: &str, k: &Knobs, edit: impl FnOnce(&mut BTreeMap<String, Expr>)) -> PolicyReport {
+fn check_edited(pack: &str, k: &Knobs, edit: impl FnOnce(&mut FieldMap<Expr>)) -> PolicyReport {
     let cat = SimCloud::catalog();
     let mut s = build(k).synth(&[&cat]).unwrap();
     let files = s.resources.iter_mut().find(|r| r.path == "data/files").unwrap();

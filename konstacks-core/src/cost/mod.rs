@@ -383,7 +383,7 @@ mod tests {
             provider: "sim".into(),
             deps: vec![0],
             depends_on: vec!["other".into()],
-            fields: BTreeMap::from([
+            fields: crate::kind::FieldMap::from([
                 ("size".to_string(), Expr::Lit(Value::String("small".into()))),
                 ("assign_public_ip".to_string(), attr("flag")),
             ]),

@@ -1,12 +1,13 @@
 //! Field values of a lowered resource: literals, or values known only after apply (another
 //! resource's attribute, a physical name with its generation, a secret).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::base::secret::{SecretSource, REDACTED};
+use crate::kind::FieldMap;
 
 /// A field value of a synthesized resource: a literal, or something known only after apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +29,7 @@ pub enum Expr {
     /// A list.
     List(Vec<Expr>),
     /// A map with sorted keys.
-    Map(BTreeMap<String, Expr>),
+    Map(FieldMap<Expr>),
     /// The resource's physical name: the base name, plus `-N` after the N-th replacement.
     PhysicalName(String),
     /// A secret input.

@@ -11,11 +11,11 @@ pub mod api;
 pub mod catalog;
 pub mod expr;
 pub mod field;
+pub mod field_map;
 pub mod fronts;
 pub mod price;
 
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -29,6 +29,7 @@ use crate::kind::catalog::Catalog;
 use crate::kind::expr::Expr;
 pub(crate) use crate::kind::field::observed;
 pub use crate::kind::field::{common, Field, Observed, Selector, Tags, TAG_NAME, TAG_PATH, TAG_STACK};
+pub use crate::kind::field_map::FieldMap;
 use crate::kind::price::{CostLine, PriceCx};
 use crate::model::gate::HealthGate;
 use crate::model::refs::{NodeRef, Ref};
@@ -320,18 +321,20 @@ pub struct LowerCx<'a> {
     st: StackCx<'a>,
     index: usize,
     catalog: Option<&'a Catalog>,
-    fields: BTreeMap<String, Expr>,
+    fields: FieldMap<Expr>,
 }
 
 impl<'a> LowerCx<'a> {
     /// The context of the resource at `index`, with its provider's catalogue when configured.
-    pub fn new(st: StackCx<'a>, index: usize, catalog: Option<&'a Catalog>, fields: BTreeMap<String, Expr>) -> Self {
+    pub fn new(st: StackCx<'a>, index: usize, catalog: Option<&'a Catalog>, fields: FieldMap<Expr>) -> Self {
         Self { st, index, catalog, fields }
     }
 
     /// The fields described so far.
-    pub fn into_fields(self) -> BTreeMap<String, Expr> {
-        self.fields
+    pub fn into_fields(self) -> FieldMap<Expr> {
+        let mut fields = self.fields;
+        fields.shrink_to_fit();
+        fields
     }
 
     /// The stack view.

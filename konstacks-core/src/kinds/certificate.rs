@@ -318,11 +318,15 @@ mod tests {
         let s = stack.synth(&[&SimCloud::catalog()]).unwrap();
         let site = &s.resources[s.index_of("site").unwrap()];
         assert_eq!(site.depends_on, ["zone"]);
-        assert!(matches!(&site.fields["validation_zone_id"], Expr::Attr { attr, .. } if attr == "id"));
-        assert_eq!(site.fields["domains"], Expr::lit(["example.com", "*.example.com"]), "the root dot is dropped");
+        assert!(matches!(&site.fields.get("validation_zone_id").unwrap(), Expr::Attr { attr, .. } if attr == "id"));
+        assert_eq!(
+            *site.fields.get("domains").unwrap(),
+            Expr::lit(["example.com", "*.example.com"]),
+            "the root dot is dropped"
+        );
         let partner = &s.resources[s.index_of("partner").unwrap()];
         assert!(partner.depends_on.is_empty());
-        assert_eq!(partner.fields["validation_zone_id"], Expr::Lit(serde_json::Value::Null));
+        assert_eq!(*partner.fields.get("validation_zone_id").unwrap(), Expr::Lit(serde_json::Value::Null));
     }
 
     #[test]

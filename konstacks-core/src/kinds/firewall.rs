@@ -1,12 +1,11 @@
 //! The firewall kind: a security group / cloud firewall with inbound and outbound rules,
 //! attached to VMs, databases and caches.
 
-use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::kind::expr::Expr;
-use crate::kind::{always_offered, Field, Kind, KindDef, ResourceKind, Tags};
+use crate::kind::{always_offered, Field, FieldMap, Kind, KindDef, ResourceKind, Tags};
 use crate::kind::{canonical_cidr, parse_cidr, LowerCx, StackCx};
 use crate::kinds::vpc::Vpc;
 use crate::model::refs::{Output, Ref};
@@ -332,18 +331,18 @@ fn lower_rule(cx: &mut LowerCx<'_>, ri: usize, r: &FirewallRule) -> Expr {
         }
     }
     let peer = match &r.peer {
-        RulePeer::Anywhere => Expr::Map(BTreeMap::from([("cidr".to_string(), Expr::lit("0.0.0.0/0"))])),
+        RulePeer::Anywhere => Expr::Map(FieldMap::from([("cidr".to_string(), Expr::lit("0.0.0.0/0"))])),
         RulePeer::Cidr(c) => {
             parse_cidr(cx, &what, c);
-            Expr::Map(BTreeMap::from([("cidr".to_string(), Expr::lit(canonical_cidr(c)))]))
+            Expr::Map(FieldMap::from([("cidr".to_string(), Expr::lit(canonical_cidr(c)))]))
         }
         RulePeer::Firewall(fw) => match cx.target(*fw, &what) {
-            Some(t) => Expr::Map(BTreeMap::from([("firewall".to_string(), cx.id_of(Some(t)))])),
+            Some(t) => Expr::Map(FieldMap::from([("firewall".to_string(), cx.id_of(Some(t)))])),
             None => Expr::Lit(Value::Null),
         },
     };
     let (from, to) = if ported { (r.from_port.min(65535), r.to_port.min(65535)) } else { (0, 0) };
-    Expr::Map(BTreeMap::from([
+    Expr::Map(FieldMap::from([
         ("protocol".to_string(), Expr::lit(r.protocol)),
         ("from_port".to_string(), Expr::lit(from)),
         ("to_port".to_string(), Expr::lit(to)),

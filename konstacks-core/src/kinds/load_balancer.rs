@@ -10,7 +10,6 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 
 use crate::kind::expr::Expr;
 use crate::kind::fronts::{self, Fronted, ReleasePolicy};
@@ -556,7 +555,7 @@ fn route_specs(routes: &[Route]) -> Vec<RouteSpec> {
 }
 
 /// The target groups of a lowered load balancer, with the stack's VMs each one holds.
-fn fronted(fields: &BTreeMap<String, Expr>) -> Vec<Fronted> {
+fn fronted(fields: &crate::kind::FieldMap<Expr>) -> Vec<Fronted> {
     let Some(Expr::List(groups)) = fields.get(field::TARGET_GROUPS.name()) else { return Vec::new() };
     groups
         .iter()

@@ -391,7 +391,7 @@ impl ResourceKind for Vm {
         cx.set_expr(field::SUBNET_ID, subnet_id);
         cx.set_expr(field::FIREWALL_IDS, firewall_ids);
         cx.set(field::USER_DATA, self.user_data.clone());
-        cx.set_expr(field::ENV, Expr::Map(env));
+        cx.set_expr(field::ENV, Expr::Map(env.into()));
         cx.set(field::SSH_KEYS, self.ssh_keys.clone());
         cx.set(field::ASSIGN_PUBLIC_IP, self.public_ip);
         cx.set(field::APP, self.app.clone());

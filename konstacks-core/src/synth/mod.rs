@@ -14,6 +14,7 @@ pub use crate::base::diag::{
 use crate::kind::catalog::Catalog;
 pub use crate::kind::expr::Expr;
 use crate::kind::field::tag_problem;
+pub use crate::kind::field_map::FieldMap;
 use crate::kind::{common, Kind, TAG_NAME, TAG_PATH, TAG_STACK};
 use crate::kind::{LowerCx, NodeEntry, StackCx};
 use crate::model::gate::HealthGate;
@@ -36,7 +37,7 @@ pub struct SynthResource {
     /// Paths of the resources it depends on, sorted.
     pub depends_on: Vec<String>,
     /// Its fields; keys sorted.
-    pub fields: BTreeMap<String, Expr>,
+    pub fields: FieldMap<Expr>,
     /// Zero-downtime replacement gate (VMs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthGate>,
@@ -237,11 +238,11 @@ fn lower_node(
     if let Some(c) = cat {
         check_offered(diags, &format!("{stack}/{path}"), kind, c, catalogs);
     }
-    let mut fields: BTreeMap<String, Expr> = BTreeMap::new();
+    let mut fields: FieldMap<Expr> = FieldMap::new();
     let base = physical_name(stack, &path);
     fields.insert(common::NAME.into(), Expr::PhysicalName(base.clone()));
     fields.insert(common::REGION.into(), Expr::lit(region));
-    let mut tags: BTreeMap<String, Expr> =
+    let mut tags: FieldMap<Expr> =
         def.tags.iter().chain(n.tags.iter()).map(|(k, v)| (k.clone(), Expr::lit(v))).collect();
     tags.insert(TAG_STACK.into(), Expr::lit(stack));
     tags.insert(TAG_PATH.into(), Expr::lit(&path));

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::kind::expr::Expr;
 use crate::kind::fronts::ReleasePolicy;
-use crate::kind::{LowerCx, StackCx};
+use crate::kind::{FieldMap, LowerCx, StackCx};
 use crate::kinds::subnet::Subnet;
 use crate::kinds::vm::Vm;
 
@@ -269,7 +269,7 @@ pub(super) fn listeners(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> Vec<Expr> {
         };
         out.push((
             l.port,
-            Expr::Map(BTreeMap::from([
+            Expr::Map(FieldMap::from([
                 ("certificate_ids".to_string(), Expr::List(certs)),
                 ("port".to_string(), Expr::lit(port16(l.port))),
                 ("protocol".to_string(), Expr::lit(protocol)),
@@ -388,7 +388,7 @@ fn group_expr(cx: &mut LowerCx<'_>, g: &TargetGroup, health: HealthCheckSpec) ->
     if r != ReleasePolicy::default() {
         m.insert("release".to_string(), Expr::lit(r));
     }
-    Expr::Map(m)
+    Expr::Map(m.into())
 }
 
 fn group_name_problem(name: &str) -> Option<&'static str> {

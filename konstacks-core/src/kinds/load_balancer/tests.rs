@@ -43,7 +43,7 @@ fn synth(stack: &Stack) -> Result<Synthesized, crate::base::diag::Diagnostics> {
 
 fn field_json(s: &Synthesized, path: &str, name: &str) -> Value {
     let r = s.resources.iter().find(|r| r.path == path).unwrap();
-    serde_json::to_value(&r.fields[name]).unwrap()
+    serde_json::to_value(r.fields.get(name).unwrap()).unwrap()
 }
 
 #[test]
