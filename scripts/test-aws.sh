@@ -20,7 +20,7 @@ export KONSTACKS_MOTO_ENDPOINT="$ENDPOINT"
 cargo test --features aws,s3-state --locked --test aws_cli --test remote_state_cli -- "$@"
 # `spaces` too: the same features as the Spaces tests of test-digitalocean.sh, which then reuse
 # this build instead of compiling the AWS SDK crates a second time.
-cargo test -p konstacks-providers --features aws,s3-state,spaces --locked --lib --test aws_moto --test aws_serving --test aws_scripted --test s3_state --test aws_drift --test aws_crash --test templates_aws -- "$@"
+cargo test -p konstacks-providers --features aws,s3-state,spaces --locked --lib --test aws_moto --test aws_serving --test aws_scripted --test s3_state --test aws_drift --test aws_refresh_calls --test aws_crash --test templates_aws -- "$@"
 
 if [ "${KONSTACKS_AWS_BENCH:-0}" = "1" ]; then
     cargo run -p konstacks-providers --features aws --locked --example aws_refresh_bench
