@@ -1,7 +1,7 @@
 //! The VPC kind: a private network (AWS VPC, DigitalOcean VPC, GCP network).
 
 use crate::kind::{always_offered, no_stack_check, Field, Kind, KindDef, ResourceKind, Tags};
-use crate::kind::{canonical_cidr, parse_cidr, LowerCx};
+use crate::kind::{parse_cidr, LowerCx};
 use crate::model::refs::{Output, Ref};
 
 /// A private network.
@@ -82,7 +82,8 @@ impl ResourceKind for Vpc {
     const KIND: Kind = Kind::of(&VPC);
 
     fn lower(&self, cx: &mut LowerCx<'_>) {
-        if let Some(c) = parse_cidr(cx, "VPC CIDR", &self.cidr) {
+        let parsed = parse_cidr(cx, "VPC CIDR", &self.cidr);
+        if let Some(c) = &parsed {
             if !(8..=28).contains(&c.prefix()) {
                 cx.error(
                     "cidr-size",
@@ -91,7 +92,8 @@ impl ResourceKind for Vpc {
                 );
             }
         }
-        cx.set(field::CIDR, canonical_cidr(&self.cidr));
+        // The canonical form of the block parsed above (the text as given when it did not parse).
+        cx.set(field::CIDR, parsed.map_or_else(|| self.cidr.clone(), |c| c.to_string()));
     }
 }
 

@@ -3,7 +3,7 @@
 //! and values unknown until apply shown as such. Plans are plain serde data with a format
 //! version (documented in `docs/plan-format.md`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -560,11 +560,15 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     let mut changes: Vec<Option<ResourceChange>> = vec![None; n];
     let mut known: Vec<Option<&crate::state::ResourceState>> = vec![None; n];
     let reverse_moves: BTreeMap<&str, &str> = input.moved.iter().map(|(f, t)| (*t, *f)).collect();
-    let path_index: BTreeMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
+    // Looked up only (never walked), so hashed.
+    let path_index: HashMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
 
+    // One lookup per resource: hashed once rather than searched in the sorted map each time.
+    let recorded: HashMap<&str, &crate::state::ResourceState> =
+        state.resources.iter().map(|(p, r)| (p.as_str(), r)).collect();
     for i in topo_order(s) {
         let r = &s.resources[i];
-        let prior = state.resources.get(&r.path);
+        let prior = recorded.get(r.path.as_str()).copied();
         let moved_from = if prior.is_none() {
             reverse_moves.get(r.path.as_str()).filter(|f| state.resources.contains_key(**f)).map(|f| f.to_string())
         } else {
@@ -711,9 +715,8 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
 
     let mut out: Vec<ResourceChange> = changes.into_iter().flatten().collect();
     // Deletes: state entries no longer desired (and not moved), then deposed instances.
-    let desired_paths: BTreeSet<&str> = s.resources.iter().map(|r| r.path.as_str()).collect();
     for (path, r) in &state.resources {
-        if desired_paths.contains(path.as_str()) || input.moved.contains_key(path.as_str()) {
+        if path_index.contains_key(path.as_str()) || input.moved.contains_key(path.as_str()) {
             continue;
         }
         out.push(delete_change(path, r, false));

@@ -2,7 +2,8 @@
 //! report every problem at once, each with the resource path and what to do. Runs before any
 //! cloud call; reading a provider's [`Catalog`] is not a call.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -238,12 +239,12 @@ fn lower_node(
     if let Some(c) = cat {
         check_offered(diags, &format!("{stack}/{path}"), kind, c, catalogs);
     }
-    let mut fields: FieldMap<Expr> = FieldMap::new();
+    let mut fields: FieldMap<Expr> = FieldMap::with_capacity(kind.def().fields.len());
     let base = physical_name(stack, &path);
     fields.insert(common::NAME.into(), Expr::PhysicalName(base.clone()));
     fields.insert(common::REGION.into(), Expr::lit(region));
-    let mut tags: FieldMap<Expr> =
-        def.tags.iter().chain(n.tags.iter()).map(|(k, v)| (k.clone(), Expr::lit(v))).collect();
+    let mut tags: FieldMap<Expr> = FieldMap::with_capacity(def.tags.len() + n.tags.len() + 3);
+    tags.extend(def.tags.iter().chain(n.tags.iter()).map(|(k, v)| (k.clone(), Expr::lit(v))));
     tags.insert(TAG_STACK.into(), Expr::lit(stack));
     tags.insert(TAG_PATH.into(), Expr::lit(&path));
     tags.insert(TAG_NAME.into(), Expr::PhysicalName(base));
@@ -386,10 +387,11 @@ fn resolve_stack_region(ctx: &mut Ctx<'_>, catalog: Option<&Catalog>, catalogs: 
 
 /// Resource ids, duplicate paths, physical name lengths and per-resource providers; returns the
 /// index of each path.
-fn check_ids<'d>(ctx: &mut Ctx<'d>, catalog: Option<&Catalog>, catalogs: &[&Catalog]) -> BTreeMap<&'d str, usize> {
+fn check_ids<'d>(ctx: &mut Ctx<'d>, catalog: Option<&Catalog>, catalogs: &[&Catalog]) -> HashMap<&'d str, usize> {
     let def = ctx.def;
     let stack = def.name.clone();
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    // Only looked up, never walked: a hash map keeps the output deterministic.
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(def.nodes.len());
     for (i, n) in def.nodes.iter().enumerate() {
         if !is_valid_id(&n.id) {
             let p = ctx.full(&n.path);
@@ -415,9 +417,10 @@ fn check_ids<'d>(ctx: &mut Ctx<'d>, catalog: Option<&Catalog>, catalogs: &[&Cata
             );
         }
         if let Some(c) = catalog {
-            let physical = physical_name(&stack, &n.path);
-            // Leave room for a `-N` generation suffix after replacements.
-            if physical.len() + 3 > c.max_name_len {
+            // Leave room for a `-N` generation suffix after replacements. The name has the
+            // length of `stack-path` (only '/' changes), so it is built only to be reported.
+            if def.name.len() + 1 + n.path.len() + 3 > c.max_name_len {
+                let physical = physical_name(&stack, &n.path);
                 let p = ctx.full(&n.path);
                 ctx.diags.push(
                     "name-too-long",
@@ -467,12 +470,14 @@ fn check_tags(ctx: &mut Ctx<'_>) {
 /// Two paths that map to the same physical name.
 fn check_physical_names(ctx: &mut Ctx<'_>) {
     let def = ctx.def;
-    let stack = def.name.clone();
-    let mut physical: BTreeMap<String, &str> = BTreeMap::new();
+    // Every name starts with `stack-`: two collide when their paths do once '/' became '-'.
+    let mut physical: HashMap<Cow<'_, str>, &str> = HashMap::with_capacity(def.nodes.len());
     for n in &def.nodes {
-        let name = physical_name(&stack, &n.path);
-        if let Some(first) = physical.insert(name.clone(), n.path.as_str()) {
+        let key =
+            if n.path.contains('/') { Cow::Owned(n.path.replace('/', "-")) } else { Cow::Borrowed(n.path.as_str()) };
+        if let Some(first) = physical.insert(key, n.path.as_str()) {
             if first != n.path {
+                let name = physical_name(&def.name, &n.path);
                 let p = ctx.full(&n.path);
                 ctx.diags.push(
                     "duplicate-name",
@@ -541,7 +546,7 @@ fn synth_exports(ctx: &mut Ctx<'_>) -> Vec<SynthExport> {
 }
 
 /// `moved` declarations: each old path once, each new path a resource of the stack.
-fn check_moves(ctx: &mut Ctx<'_>, seen: &BTreeMap<&str, usize>) {
+fn check_moves(ctx: &mut Ctx<'_>, seen: &HashMap<&str, usize>) {
     let def = ctx.def;
     let stack = def.name.clone();
     let mut moved_from = BTreeSet::new();
