@@ -499,7 +499,7 @@ impl<'a> Exec<'a> {
             if action == Action::Update && !self.secrets.rotates(&r.path, attr) {
                 continue;
             }
-            if let Some(Expr::Secret(SecretSource::Generated { len })) = r.fields.get(*attr) {
+            if let Some(Expr::Secret(SecretSource::Generated { len })) = r.fields.get(attr) {
                 self.secrets.put(&r.path, attr, Secret::generate(*len));
                 if action == Action::Update {
                     self.emit(

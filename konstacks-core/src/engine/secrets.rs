@@ -48,7 +48,7 @@ impl RunSecrets {
         if let Some(s) = s {
             for r in &s.resources {
                 for attr in r.kind.secrets() {
-                    if let Some(Expr::Secret(SecretSource::Provided(v))) = r.fields.get(*attr) {
+                    if let Some(Expr::Secret(SecretSource::Provided(v))) = r.fields.get(attr) {
                         mem.insert((r.path.clone(), attr.to_string()), v.clone());
                     }
                 }
@@ -181,7 +181,7 @@ fn generated(s: &Synthesized, nodes: &[NodePlan]) -> Vec<String> {
             continue;
         }
         for attr in r.kind.secrets() {
-            if let Some(Expr::Secret(SecretSource::Generated { .. })) = r.fields.get(*attr) {
+            if let Some(Expr::Secret(SecretSource::Generated { .. })) = r.fields.get(attr) {
                 out.push(format!("{}.{attr}", r.path));
             }
         }
