@@ -435,7 +435,7 @@ impl Norm<'_> {
                 }
                 Value::Array(out)
             }
-            Expr::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), self.expr(v))).collect()),
+            Expr::Map(m) => Value::Object(m.iter().map(|(k, v)| (k.to_string(), self.expr(v))).collect()),
             // Secrets differ per stage on purpose; only their presence is compared.
             _ => Value::String("(secret)".into()),
         }
@@ -447,8 +447,8 @@ impl Norm<'_> {
     fn fields(&self, fields: &crate::kind::FieldMap<Expr>) -> BTreeMap<String, Value> {
         let mut out: BTreeMap<String, Value> = fields
             .iter()
-            .filter(|(k, _)| k.as_str() != "region")
-            .map(|(k, e)| (k.clone(), canonical(&self.expr(e))))
+            .filter(|(k, _)| *k != "region")
+            .map(|(k, e)| (k.to_string(), canonical(&self.expr(e))))
             .collect();
         if let Some(Value::Object(tags)) = out.get_mut("tags") {
             tags.remove(STAGE_TAG);

@@ -62,7 +62,7 @@ fn literal(e: &Expr) -> Option<Value> {
         Expr::List(items) => items.iter().map(literal).collect::<Option<Vec<_>>>().map(Value::Array),
         Expr::Map(m) => m
             .iter()
-            .map(|(k, v)| literal(v).map(|v| (k.clone(), v)))
+            .map(|(k, v)| literal(v).map(|v| (k.to_string(), v)))
             .collect::<Option<serde_json::Map<_, _>>>()
             .map(Value::Object),
         _ => None,

@@ -88,7 +88,7 @@ impl Engine {
                         _ => Value::Null,
                     },
                 };
-                inputs.insert(k.clone(), v);
+                inputs.insert(k.to_string(), v);
             }
             if foreign {
                 // Taken over: its inputs keep the cloud's tags (the next apply re-tags it), its

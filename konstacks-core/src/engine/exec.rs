@@ -434,7 +434,7 @@ impl<'a> Exec<'a> {
             };
             match resolved {
                 Ok(Resolved::Known(v)) => {
-                    out.insert(k.clone(), v);
+                    out.insert(k.to_string(), v);
                 }
                 Ok(Resolved::Unknown) => {
                     return Err(OpFailure { kind: ErrorKind::Other, message: format!("internal: field `{k}` still unknown at apply") })

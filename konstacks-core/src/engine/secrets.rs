@@ -159,7 +159,7 @@ fn needs(s: &Synthesized, plan: &Plan, nodes: &[NodePlan]) -> BTreeMap<SecretId,
         for (k, e) in &r.fields {
             let real = match action {
                 Action::Create | Action::Replace => true,
-                Action::Update => changed.contains(k.as_str()),
+                Action::Update => changed.contains(k),
                 _ => false,
             };
             if real {
@@ -280,7 +280,7 @@ fn mark_rotation(s: &Synthesized, state: &mut StackState, (path, attr): &SecretI
             let mut refs = BTreeSet::new();
             secret_refs(e, &mut refs);
             if refs.contains(&(path.clone(), attr.clone())) {
-                uses.push(k.clone());
+                uses.push(k.to_string());
             }
         }
         let prior = s.moved.iter().find(|(_, to)| **to == r.path).map(|(f, _)| f.clone());

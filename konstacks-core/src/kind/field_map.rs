@@ -1,5 +1,6 @@
 //! [`FieldMap`]: the fields of a synthesized resource, and the entries of a map field.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -12,7 +13,10 @@ use serde::Serialize;
 /// stack's memory (ADR 0008). Lookups are binary searches; an insert shifts the entries after it,
 /// which at these sizes costs less than a tree node.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FieldMap<V>(Vec<(String, V)>);
+pub struct FieldMap<V>(Vec<(Name, V)>);
+
+/// A field's name: the kind's own (`&'static str`, no allocation) or one given at run time (a tag key).
+pub type Name = Cow<'static, str>;
 
 impl<V> Default for FieldMap<V> {
     fn default() -> Self {
@@ -32,11 +36,11 @@ impl<V> FieldMap<V> {
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name))
+        self.0.binary_search_by(|(k, _)| k.as_ref().cmp(name))
     }
 
     /// Set `name` to `value`; the value it had before, if any.
-    pub fn insert(&mut self, name: String, value: V) -> Option<V> {
+    pub fn insert(&mut self, name: Name, value: V) -> Option<V> {
         match self.find(&name) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
@@ -77,13 +81,13 @@ impl<V> FieldMap<V> {
     }
 
     /// The entries, by name.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &V)> + ExactSizeIterator + Clone {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &V)> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
     /// The names, sorted.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator + Clone {
-        self.0.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator + Clone {
+        self.0.iter().map(|(k, _)| k.as_ref())
     }
 
     /// The values, by name.
@@ -102,12 +106,12 @@ impl<V> FieldMap<V> {
     }
 }
 
-impl<V> FromIterator<(String, V)> for FieldMap<V> {
-    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
-        let mut entries: Vec<(String, V)> = iter.into_iter().collect();
+impl<V, K: Into<Name>> FromIterator<(K, V)> for FieldMap<V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut entries: Vec<(Name, V)> = iter.into_iter().map(|(k, v)| (k.into(), v)).collect();
         // Stable: of equal names the last wins, as with repeated inserts.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(String, V)> = Vec::with_capacity(entries.len());
+        let mut out: Vec<(Name, V)> = Vec::with_capacity(entries.len());
         for (k, v) in entries {
             match out.last_mut() {
                 Some(last) if last.0 == k => last.1 = v,
@@ -118,45 +122,45 @@ impl<V> FromIterator<(String, V)> for FieldMap<V> {
     }
 }
 
-impl<V> Extend<(String, V)> for FieldMap<V> {
-    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
+impl<V, K: Into<Name>> Extend<(K, V)> for FieldMap<V> {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
         for (k, v) in iter {
-            self.insert(k, v);
+            self.insert(k.into(), v);
         }
     }
 }
 
 impl<V> From<BTreeMap<String, V>> for FieldMap<V> {
     fn from(m: BTreeMap<String, V>) -> Self {
-        Self(m.into_iter().collect())
+        Self(m.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect())
     }
 }
 
-impl<V, const N: usize> From<[(String, V); N]> for FieldMap<V> {
-    fn from(entries: [(String, V); N]) -> Self {
+impl<V, K: Into<Name>, const N: usize> From<[(K, V); N]> for FieldMap<V> {
+    fn from(entries: [(K, V); N]) -> Self {
         entries.into_iter().collect()
     }
 }
 
 impl<V> IntoIterator for FieldMap<V> {
     type Item = (String, V);
-    type IntoIter = std::vec::IntoIter<(String, V)>;
+    type IntoIter = std::iter::Map<std::vec::IntoIter<(Name, V)>, fn((Name, V)) -> (String, V)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.0.into_iter().map(|(k, v)| (k.into_owned(), v))
     }
 }
 
 impl<'a, V> IntoIterator for &'a FieldMap<V> {
-    type Item = (&'a String, &'a V);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, V)>, fn(&'a (String, V)) -> (&'a String, &'a V)>;
+    type Item = (&'a str, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (Name, V)>, fn(&'a (Name, V)) -> (&'a str, &'a V)>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 }
 
 impl<V: Serialize> Serialize for FieldMap<V> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+        s.collect_map(self.0.iter().map(|(k, v)| (k.as_ref(), v)))
     }
 }
 
@@ -169,15 +173,15 @@ mod tests {
         let mut m = FieldMap::new();
         assert_eq!(m.insert("b".into(), 2), None);
         assert_eq!(m.insert("a".into(), 1), None);
-        assert_eq!(m.insert("c".into(), 3), None);
+        assert_eq!(m.insert("c".to_string().into(), 3), None);
         assert_eq!(m.insert("b".into(), 20), Some(2));
-        assert_eq!(m.keys().map(String::as_str).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(m.get("b"), Some(&20));
         assert!(m.contains_key("c") && !m.contains_key("d"));
         assert_eq!(m.remove("a"), Some(1));
         assert_eq!(m.len(), 2);
         let from: FieldMap<i32> = [("z".to_string(), 1), ("y".to_string(), 2), ("z".to_string(), 3)].into();
-        assert_eq!(from.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(), [("y", 2), ("z", 3)]);
+        assert_eq!(from.iter().map(|(k, v)| (k, *v)).collect::<Vec<_>>(), [("y", 2), ("z", 3)]);
         assert_eq!(serde_json::to_string(&from).unwrap_or_default(), r#"{"y":2,"z":3}"#);
     }
 }

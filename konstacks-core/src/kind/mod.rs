@@ -363,12 +363,12 @@ impl<'a> LowerCx<'a> {
 
     /// Set a field to a literal value.
     pub fn set<K, T: Serialize>(&mut self, field: Field<K, T>, value: T) {
-        self.fields.insert(field.name().to_string(), Expr::lit(value));
+        self.fields.insert(field.name().into(), Expr::lit(value));
     }
 
     /// Set a field to an expression (a reference, a list of references, a secret).
     pub fn set_expr<K, T>(&mut self, field: Field<K, T>, e: Expr) {
-        self.fields.insert(field.name().to_string(), e);
+        self.fields.insert(field.name().into(), e);
     }
 
     /// Check a typed reference and return the index it points to; a problem is reported as

@@ -427,7 +427,7 @@ pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret
             for (k, v) in m {
                 match resolve(v, env)? {
                     Resolved::Known(v) => {
-                        out.insert(k.clone(), v);
+                        out.insert(k.to_string(), v);
                     }
                     Resolved::Unknown => return Ok(Resolved::Unknown),
                 }
@@ -613,7 +613,6 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             None => {
                 change.action = Action::Create;
                 for (k, e) in &r.fields {
-                    let k = k.as_str();
                     if k == "tags" {
                         continue;
                     }
@@ -637,7 +636,6 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
                 // Both sides are sorted by field name: one merged walk instead of a lookup each.
                 let mut recorded = p.inputs.iter().peekable();
                 for (k, e) in &r.fields {
-                    let k = k.as_str();
                     while recorded.next_if(|(name, _)| name.as_str() < k).is_some() {}
                     let before = recorded.next_if(|(name, _)| name.as_str() == k).map(|(_, v)| v);
                     // A field added to a kind after this resource was applied is absent from its
