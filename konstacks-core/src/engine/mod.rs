@@ -161,8 +161,11 @@ impl Engine {
 
     /// Budget and policy gates that run before anything touches a cloud.
     fn gate(&self, s: &Synthesized, refuse_policy_errors: bool) -> Result<Option<crate::policy::PolicyReport>, Error> {
-        let report = crate::cost::estimate(s, &self.catalogs());
-        crate::cost::check_budget(s, &report)?;
+        // Pricing every resource is only needed to hold a budget.
+        if s.budget.is_some() {
+            let report = crate::cost::estimate(s, &self.catalogs());
+            crate::cost::check_budget(s, &report)?;
+        }
         let policy = self.check(s);
         if refuse_policy_errors {
             if let Some(p) = &policy {
