@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::base::secret::{SecretSource, REDACTED};
-use crate::kind::FieldMap;
+use crate::kind::field_map::FieldMap;
 
 /// A field value of a synthesized resource: a literal, or something known only after apply.
 #[derive(Debug, Clone, PartialEq)]

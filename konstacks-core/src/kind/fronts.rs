@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::kind::expr::Expr;
 
 /// The target groups of a lowered fronting resource, from its fields.
-pub type FrontsFn = fn(&crate::kind::FieldMap<Expr>) -> Vec<Fronted>;
+pub type FrontsFn = fn(&crate::kind::field_map::FieldMap<Expr>) -> Vec<Fronted>;
 
 /// The version of a versioned workload in a resource's recorded inputs.
 pub type VersionFn = fn(&BTreeMap<String, Value>) -> Option<String>;
@@ -74,7 +74,7 @@ pub fn target_nodes(e: Option<&Expr>) -> Vec<usize> {
 }
 
 /// A number field of a map expression that is a literal (`deregistration_delay_s`).
-pub fn literal_u32(m: &crate::kind::FieldMap<Expr>, key: &str) -> Option<u32> {
+pub fn literal_u32(m: &crate::kind::field_map::FieldMap<Expr>, key: &str) -> Option<u32> {
     match m.get(key) {
         Some(Expr::Lit(Value::Number(n))) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
         _ => None,

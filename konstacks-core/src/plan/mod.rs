@@ -8,19 +8,19 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use crate::base::secret::{Secret, SecretSource, REDACTED};
 pub mod action;
 pub mod markdown;
+mod resolve;
+pub(crate) use resolve::{resolve, resolves_to, Env, MissingSecret, Mode, Resolved, SecretLookup};
 pub mod release;
 pub mod safety;
 
 use crate::kind::Kind;
 use crate::model::placement::Stage;
 pub use crate::plan::action::Action;
-use crate::state::{PendingOp, StackState};
-use crate::synth::{Expr, Synthesized};
+use crate::state::{PendingOp, ResourceState, StackState};
+use crate::synth::{SynthResource, Synthesized};
 
 /// Version of the JSON plan format.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -304,199 +304,6 @@ fn render_value(v: &Value) -> String {
     }
 }
 
-/// How secrets resolve.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Markers only (plans and state).
-    Plan,
-    /// Real values (the spec handed to the provider).
-    Apply,
-}
-
-/// A resolved value, or unknown until apply.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Resolved {
-    Known(Value),
-    Unknown,
-}
-
-/// Where secret values of this run come from.
-pub(crate) trait SecretLookup {
-    fn secret(&self, path: &str, attr: &str) -> Option<Secret<String>>;
-}
-
-/// Attributes of nodes by index, `None` when unknown until apply.
-pub(crate) trait AttrLookup {
-    /// `None` while the attributes of `node` are not known yet (it is still to be created);
-    /// then attribute `name` of it, `None` when it has none.
-    fn attr(&self, node: usize, name: &str) -> Option<Option<&Value>>;
-}
-
-impl AttrLookup for Vec<Option<&crate::state::ResourceState>> {
-    fn attr(&self, node: usize, name: &str) -> Option<Option<&Value>> {
-        self.get(node).copied().flatten().map(|r| r.attr(name))
-    }
-}
-
-impl AttrLookup for BTreeMap<usize, std::sync::Arc<BTreeMap<String, Value>>> {
-    fn attr(&self, node: usize, name: &str) -> Option<Option<&Value>> {
-        self.get(&node).map(|a| a.get(name))
-    }
-}
-
-pub(crate) struct Env<'a> {
-    pub(crate) stack: &'a str,
-    pub(crate) path: &'a str,
-    pub(crate) attrs: &'a dyn AttrLookup,
-    pub(crate) generation: u32,
-    /// The physical name the resource already has (kept when it moved to a new path).
-    pub(crate) prior_name: Option<&'a str>,
-    pub(crate) mode: Mode,
-    pub(crate) secrets: Option<&'a dyn SecretLookup>,
-    /// The field being resolved: a generated secret is looked up under it.
-    pub(crate) field: &'a str,
-}
-
-/// Marker stored in place of a secret so a changed secret still shows up as a change.
-pub(crate) fn secret_marker(stack: &str, path: &str, src: &SecretSource) -> String {
-    match src {
-        SecretSource::Generated { len } => format!("{REDACTED} generated, {len} characters"),
-        SecretSource::Provided(s) => {
-            let mut h = Sha256::new();
-            h.update(b"konstacks-secret-fingerprint\0");
-            h.update(stack.as_bytes());
-            h.update(b"\0");
-            h.update(path.as_bytes());
-            h.update(b"\0");
-            h.update(s.expose().as_bytes());
-            let d = h.finalize();
-            let hex: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
-            format!("{REDACTED} provided, fingerprint {hex}")
-        }
-    }
-}
-
-/// The physical name for a generation: the base, then `-1`, `-2`... after replacements.
-pub(crate) fn name_for(base: &str, generation: u32) -> String {
-    if generation == 0 {
-        base.to_string()
-    } else {
-        format!("{base}-{generation}")
-    }
-}
-
-/// Error while resolving in apply mode (a secret that is not available).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct MissingSecret(pub(crate) String);
-
-pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret> {
-    Ok(match e {
-        Expr::Lit(v) => Resolved::Known(v.clone()),
-        Expr::PhysicalName(base) => Resolved::Known(Value::String(
-            env.prior_name.map(str::to_string).unwrap_or_else(|| name_for(base, env.generation)),
-        )),
-        Expr::Attr { node, path, attr, secret } => {
-            if *secret {
-                match env.mode {
-                    Mode::Plan => Resolved::Known(Value::String(format!("{REDACTED} from {path}.{attr}"))),
-                    Mode::Apply => match env.secrets.and_then(|s| s.secret(path, attr)) {
-                        Some(v) => Resolved::Known(Value::String(v.expose().clone())),
-                        None => return Err(MissingSecret(format!("{path}.{attr}"))),
-                    },
-                }
-            } else {
-                match env.attrs.attr(*node, attr) {
-                    Some(Some(v)) => Resolved::Known(v.clone()),
-                    Some(None) => Resolved::Known(Value::Null),
-                    None => Resolved::Unknown,
-                }
-            }
-        }
-        Expr::List(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for i in items {
-                match resolve(i, env)? {
-                    Resolved::Known(v) => out.push(v),
-                    Resolved::Unknown => return Ok(Resolved::Unknown),
-                }
-            }
-            Resolved::Known(Value::Array(out))
-        }
-        Expr::Map(m) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in m {
-                match resolve(v, env)? {
-                    Resolved::Known(v) => {
-                        out.insert(k.to_string(), v);
-                    }
-                    Resolved::Unknown => return Ok(Resolved::Unknown),
-                }
-            }
-            Resolved::Known(Value::Object(out))
-        }
-        Expr::Secret(src) => match env.mode {
-            Mode::Plan => Resolved::Known(Value::String(secret_marker(env.stack, env.path, src))),
-            Mode::Apply => match src {
-                SecretSource::Provided(s) => Resolved::Known(Value::String(s.expose().clone())),
-                SecretSource::Generated { .. } => match env.secrets.and_then(|s| s.secret(env.path, env.field)) {
-                    Some(v) => Resolved::Known(Value::String(v.expose().clone())),
-                    None => Resolved::Known(Value::Null),
-                },
-            },
-        },
-    })
-}
-
-/// Whether `e` resolves, in plan mode, to exactly `v`: `Some` when that can be told without
-/// building the value (literals, names, known attributes, lists and maps of those), `None`
-/// otherwise (the caller resolves it in full).
-fn resolves_to(e: &Expr, v: &Value, env: &Env<'_>) -> Option<bool> {
-    match e {
-        Expr::Lit(l) => Some(l == v),
-        Expr::PhysicalName(base) => Some(match env.prior_name {
-            Some(name) => v.as_str() == Some(name),
-            None if env.generation == 0 => v.as_str() == Some(base.as_str()),
-            None => v.as_str() == Some(name_for(base, env.generation).as_str()),
-        }),
-        Expr::Attr { node, attr, secret: false, .. } => {
-            env.attrs.attr(*node, attr).map(|a| a.unwrap_or(&Value::Null) == v)
-        }
-        Expr::List(items) => {
-            let Value::Array(vs) = v else { return Some(false) };
-            if vs.len() != items.len() {
-                return Some(false);
-            }
-            all_resolve_to(items.iter().zip(vs), env)
-        }
-        Expr::Map(m) => {
-            let Value::Object(vs) = v else { return Some(false) };
-            if vs.len() != m.len() {
-                return Some(false);
-            }
-            // Both are maps sorted by key: equal lengths and equal keys pair up in order.
-            if m.keys().zip(vs.keys()).any(|(a, b)| a != b) {
-                return Some(false);
-            }
-            all_resolve_to(m.values().zip(vs.values()), env)
-        }
-        Expr::Attr { .. } | Expr::Secret(_) => None,
-    }
-}
-
-/// `Some(true)` when every pair resolves to its value, `Some(false)` at the first that does not,
-/// `None` when one cannot be told in place.
-fn all_resolve_to<'x>(pairs: impl Iterator<Item = (&'x Expr, &'x Value)>, env: &Env<'_>) -> Option<bool> {
-    let mut all = Some(true);
-    for (e, v) in pairs {
-        match resolves_to(e, v, env) {
-            Some(true) => {}
-            Some(false) => return Some(false),
-            None => all = None,
-        }
-    }
-    all
-}
-
 /// Compare values as sets where order carries no meaning (rules, id lists), for drift.
 pub fn canonical(v: &Value) -> Value {
     match v {
@@ -592,9 +399,6 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
             field: "",
         };
         // Plan mode never needs secrets, so resolving cannot fail.
-        let resolved = |e: &Expr| resolve(e, &env).unwrap_or(Resolved::Unknown);
-        let sensitive = |k: &str| r.fields.get(k).is_some_and(Expr::is_secret);
-        let force_new = r.kind.force_new_fields();
         let mut change = ResourceChange {
             path: r.path.clone(),
             kind: r.kind,
@@ -612,59 +416,12 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
         match prior {
             None => {
                 change.action = Action::Create;
-                for (k, e) in &r.fields {
-                    if k == "tags" {
-                        continue;
-                    }
-                    let (after, unknown) = match resolved(e) {
-                        Resolved::Known(v) => (Some(v), false),
-                        Resolved::Unknown => (None, true),
-                    };
-                    change.fields.push(FieldChange {
-                        name: k.to_string(),
-                        before: None,
-                        after,
-                        after_unknown: unknown,
-                        sensitive: sensitive(k),
-                        forces_replacement: false,
-                    });
-                }
+                change.fields = created_fields(r, &env);
             }
             Some(p) => {
                 let kind_changed = p.kind != r.kind;
                 let provider_changed = p.provider != r.provider;
-                // Both sides are sorted by field name: one merged walk instead of a lookup each.
-                let mut recorded = p.inputs.iter().peekable();
-                for (k, e) in &r.fields {
-                    while recorded.next_if(|(name, _)| name.as_str() < k).is_some() {}
-                    let before = recorded.next_if(|(name, _)| name.as_str() == k).map(|(_, v)| v);
-                    // A field added to a kind after this resource was applied is absent from its
-                    // recorded inputs: absent and null are the same (no churn on upgrade).
-                    // Most fields of most plans are unchanged: compared in place, without
-                    // building their value.
-                    if resolves_to(e, before.unwrap_or(&Value::Null), &env) == Some(true) {
-                        continue;
-                    }
-                    let v = resolved(e);
-                    let same =
-                        matches!(&v, Resolved::Known(v) if Some(v) == before || (v.is_null() && before.is_none()));
-                    if same {
-                        continue;
-                    }
-                    let forces = force_new.contains(&k) || r.replaced_on_change.iter().any(|f| f == k);
-                    let (after, unknown) = match v {
-                        Resolved::Known(v) => (Some(v), false),
-                        Resolved::Unknown => (None, true),
-                    };
-                    change.fields.push(FieldChange {
-                        name: k.to_string(),
-                        before: Some(before.cloned().unwrap_or(Value::Null)),
-                        after,
-                        after_unknown: unknown,
-                        sensitive: sensitive(k),
-                        forces_replacement: forces,
-                    });
-                }
+                change.fields = changed_fields(r, p, &env);
                 let mut reasons: Vec<String> =
                     change.fields.iter().filter(|f| f.forces_replacement).map(|f| f.name.clone()).collect();
                 if kind_changed {
@@ -733,6 +490,65 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     plan.placement_change = safety::placement_change(s, state);
     plan.releases = release::planned(s, &plan.changes, state);
     (plan, nodes)
+}
+
+/// The fields of a resource to create, all new (tags aside).
+fn created_fields(r: &SynthResource, env: &Env<'_>) -> Vec<FieldChange> {
+    let mut out = Vec::with_capacity(r.fields.len());
+    for (k, e) in &r.fields {
+        if k == "tags" {
+            continue;
+        }
+        // Plan mode never needs secrets, so resolving cannot fail.
+        let (after, unknown) = match resolve(e, env).unwrap_or(Resolved::Unknown) {
+            Resolved::Known(v) => (Some(v), false),
+            Resolved::Unknown => (None, true),
+        };
+        out.push(FieldChange {
+            name: k.to_string(),
+            before: None,
+            after,
+            after_unknown: unknown,
+            sensitive: e.is_secret(),
+            forces_replacement: false,
+        });
+    }
+    out
+}
+
+/// The fields of a recorded resource `p` that `r` changes.
+fn changed_fields(r: &SynthResource, p: &ResourceState, env: &Env<'_>) -> Vec<FieldChange> {
+    let force_new = r.kind.force_new_fields();
+    let mut out = Vec::new();
+    // Both sides are sorted by field name: one merged walk instead of a lookup each.
+    let mut recorded = p.inputs.iter().peekable();
+    for (k, e) in &r.fields {
+        while recorded.next_if(|(name, _)| name.as_str() < k).is_some() {}
+        let before = recorded.next_if(|(name, _)| name.as_str() == k).map(|(_, v)| v);
+        // A field added to a kind after this resource was applied is absent from its recorded
+        // inputs: absent and null are the same (no churn on upgrade). Most fields of most plans
+        // are unchanged: compared in place, without building their value.
+        if resolves_to(e, before.unwrap_or(&Value::Null), env) == Some(true) {
+            continue;
+        }
+        let v = resolve(e, env).unwrap_or(Resolved::Unknown);
+        if matches!(&v, Resolved::Known(v) if Some(v) == before || (v.is_null() && before.is_none())) {
+            continue;
+        }
+        let (after, unknown) = match v {
+            Resolved::Known(v) => (Some(v), false),
+            Resolved::Unknown => (None, true),
+        };
+        out.push(FieldChange {
+            name: k.to_string(),
+            before: Some(before.cloned().unwrap_or(Value::Null)),
+            after,
+            after_unknown: unknown,
+            sensitive: e.is_secret(),
+            forces_replacement: force_new.contains(&k) || r.replaced_on_change.iter().any(|f| f == k),
+        });
+    }
+    out
 }
 
 /// The deletion of the resource `r` recorded at `path` (a deposed instance or a current one).
