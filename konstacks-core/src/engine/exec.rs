@@ -53,7 +53,11 @@ pub(super) struct Exec<'a> {
     pub(super) nodes: &'a [NodePlan],
     pub(super) journal: &'a Journal,
     pub(super) ops: Vec<Op>,
+    /// Attributes of the resources another one reads, by node (only those are kept: the rest
+    /// are in the journal's replica, and a stack of leaves would otherwise hold a second copy).
     pub(super) attrs: Mutex<Vec<Option<Arc<Attrs>>>>,
+    /// Whether another resource of the stack reads the node's attributes.
+    pub(super) read_by_others: Vec<bool>,
     pub(super) deps_paths: Vec<Vec<String>>,
     /// Physical names of existing resources, kept by in-place updates (and by moves).
     pub(super) prior_names: Vec<Option<String>>,
@@ -121,6 +125,12 @@ impl<'a> Exec<'a> {
         let mut deps_paths: Vec<Vec<String>> = vec![Vec::new(); n];
         let mut prior_names: Vec<Option<String>> = vec![None; n];
 
+        let mut read_by_others = vec![false; n];
+        for d in s.iter().flat_map(|s| s.resources.iter()).flat_map(|r| r.deps.iter()) {
+            if let Some(flag) = read_by_others.get_mut(*d) {
+                *flag = true;
+            }
+        }
         if let Some(s) = s {
             for (i, r) in s.resources.iter().enumerate() {
                 let np = &nodes[i];
@@ -129,7 +139,7 @@ impl<'a> Exec<'a> {
                 let prior = state.resources.get(prior_path).or_else(|| state.resources.get(&r.path));
                 deps_paths[i] = r.depends_on.clone();
                 if matches!(np.action, Action::NoOp | Action::Update) {
-                    attrs[i] = prior.map(|p| Arc::new(p.attrs()));
+                    attrs[i] = prior.filter(|_| read_by_others[i]).map(|p| Arc::new(p.attrs()));
                     prior_names[i] =
                         prior.and_then(|p| p.inputs.get("name")).and_then(Value::as_str).map(str::to_string);
                 }
@@ -189,6 +199,7 @@ impl<'a> Exec<'a> {
             journal,
             ops,
             attrs: Mutex::new(attrs),
+            read_by_others,
             deps_paths,
             prior_names,
             secrets: RunSecrets::for_run(stack, s, state, engine.sealer.clone(), recovery.rotations),
@@ -610,7 +621,9 @@ impl<'a> Exec<'a> {
                 return Err(self.roll_back(slot, &cx, r, &id, &why).await);
             }
         }
-        self.attrs.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(Arc::new(attrs));
+        if self.read_by_others.get(node).copied().unwrap_or(true) {
+            self.attrs.lock().unwrap_or_else(|p| p.into_inner())[node] = Some(Arc::new(attrs));
+        }
         self.emit(
             &r.path,
             EventKind::Succeeded { op: opk, id, elapsed_ms: cx.clock.now().saturating_sub(t0).as_millis() as u64 },

@@ -473,6 +473,10 @@ impl Engine {
             recs.extend(self.audit_releases(audit, &recs, &report));
             journal.write(recs).await?;
         }
+        // What the run was built from is not needed past this point: freed before the snapshot
+        // is written, the largest allocation of a run's end.
+        drop(exec);
+        drop(plan);
         if let Err(e) = journal.flush().await {
             report.failures.push(Failure {
                 path: String::new(),

@@ -225,21 +225,29 @@ impl LocalBackend {
     }
 
     async fn compact_impl(&self, stack: &str, state: &StackState) -> Result<(), StateError> {
-        let bytes = serde_json::to_vec(state)
-            .map_err(|e| StateError::Io { path: "state.json".into(), source: std::io::Error::other(e) })?;
         let dir = self.dir(stack)?;
         // The journal is removed below: later appends must open a fresh file.
         self.forget_journal(stack);
-        blocking(move || {
-            write_atomic(&dir.join("state.json"), &bytes)?;
+        // Streamed to the file: a snapshot of 100,000 resources is tens of MB, which a copy in
+        // memory would add to the run's peak. The state is borrowed, so the write happens on
+        // this thread, handed over to the runtime as blocking where the runtime allows it.
+        let write = || {
+            let path = dir.join("state.json");
+            crate::base::fs::write_atomic_with(&path, |w| {
+                serde_json::to_writer(w, state).map_err(std::io::Error::other)
+            })
+            .map_err(io_err(&path))?;
             let j = dir.join("journal.jsonl");
             match std::fs::remove_file(&j) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(io_err(&j)(e)),
             }
-        })
-        .await
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
+            _ => write(),
+        }
     }
 }
 
