@@ -222,62 +222,6 @@ fn check_offered(diags: &mut Diagnostics, full: &str, kind: Kind, cat: &Catalog,
 }
 
 /// Lower one node: common fields (name, region, tags), then the kind's own.
-/// Nodes a worker lowers at the least: below that, a thread costs more than it saves.
-const NODES_PER_WORKER: usize = 2_000;
-
-/// Every node lowered, in order. Nodes lower independently (each reads the stack, none another's
-/// result), so a large stack is split into one contiguous run per core; their diagnostics are
-/// merged, and sorted with the rest before they are reported.
-fn lower_all(
-    diags: &mut Diagnostics,
-    def: &StackDef,
-    catalogs: &[&Catalog],
-    entries: &[NodeEntry<'_>],
-    region: &str,
-) -> Vec<SynthResource> {
-    let n = def.nodes.len();
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let workers = cores.min(n / NODES_PER_WORKER).max(1);
-    let run = |diags: &mut Diagnostics, start: usize, nodes: &[NodeDef]| -> Vec<SynthResource> {
-        nodes
-            .iter()
-            .enumerate()
-            .map(|(j, node)| lower_node(diags, def, catalogs, entries, region, start + j, node))
-            .collect()
-    };
-    if workers == 1 {
-        return run(diags, 0, &def.nodes);
-    }
-    let chunk = n.div_ceil(workers);
-    std::thread::scope(|scope| {
-        let run = &run;
-        let handles: Vec<_> = def
-            .nodes
-            .chunks(chunk)
-            .enumerate()
-            .map(|(c, nodes)| {
-                scope.spawn(move || {
-                    let mut mine = Diagnostics::default();
-                    let out = run(&mut mine, c * chunk, nodes);
-                    (out, mine)
-                })
-            })
-            .collect();
-        let mut resources = Vec::with_capacity(n);
-        for h in handles {
-            match h.join() {
-                Ok((out, mine)) => {
-                    resources.extend(out);
-                    diags.0.extend(mine.0);
-                }
-                // A kind's lowering panicked: the same as it would have on this thread.
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        resources
-    })
-}
-
 fn lower_node(
     diags: &mut Diagnostics,
     def: &StackDef,
@@ -358,7 +302,10 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
 
     // Per-kind fields and checks: each kind lowers itself.
     let entries: Vec<NodeEntry<'_>> = def.nodes.iter().map(|n| NodeEntry { path: &n.path, node: &n.spec }).collect();
-    let resources = lower_all(&mut ctx.diags, def, catalogs, &entries, &region_s);
+    let mut resources = Vec::with_capacity(def.nodes.len());
+    for (i, n) in def.nodes.iter().enumerate() {
+        resources.push(lower_node(&mut ctx.diags, def, catalogs, &entries, &region_s, i, n));
+    }
     let present: BTreeSet<Kind> = def.nodes.iter().map(|n| n.spec.kind()).collect();
     for kind in present {
         (kind.def().check_stack)(&mut StackCx::new(&def.name, def.serial, &entries, &mut ctx.diags));
