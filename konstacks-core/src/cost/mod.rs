@@ -31,7 +31,7 @@
 //! and without a `client` of its own is split evenly, in whole cents, across the clients of its
 //! stack (see [`TAG_SHARED`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -194,8 +194,10 @@ impl<'a> CostModel<'a> {
     /// after from the desired fields of `s`.
     pub fn plan_cost(&self, plan: &Plan, s: &Synthesized, state: &StackState) -> PlanCost {
         let mut changes = Vec::with_capacity(plan.changes.len());
-        let index: BTreeMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
-        for c in &plan.changes {
+        // The planner lists the stack's resources first, in stack order: the change at `i` is
+        // almost always resource `i`; anything else is looked up.
+        let mut index: Option<HashMap<&str, usize>> = None;
+        for (i, c) in plan.changes.iter().enumerate() {
             let prior: Option<&ResourceState> = if c.deposed {
                 state
                     .deposed
@@ -214,10 +216,16 @@ impl<'a> CostModel<'a> {
                 _ if !c.kind.is_billed() => Some(0.0),
                 // Unchanged: the state's inputs are the desired ones, priced once.
                 Action::NoOp if prior.is_some() => before,
-                _ => index
-                    .get(c.path.as_str())
-                    .and_then(|i| s.resources.get(*i))
-                    .and_then(|r| self.price_resource(r).monthly_usd),
+                _ => match s.resources.get(i).filter(|r| r.path == c.path) {
+                    Some(r) => Some(r),
+                    None => index
+                        .get_or_insert_with(|| {
+                            s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect()
+                        })
+                        .get(c.path.as_str())
+                        .and_then(|i| s.resources.get(*i)),
+                }
+                .and_then(|r| self.price_resource(r).monthly_usd),
             };
             let delta = match (before, after) {
                 (Some(b), Some(a)) => Some(cents(a - b)),
