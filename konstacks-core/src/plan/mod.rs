@@ -3,7 +3,8 @@
 //! and values unknown until apply shown as such. Plans are plain serde data with a format
 //! version (documented in `docs/plan-format.md`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -345,14 +346,15 @@ pub(crate) fn topo_order(s: &Synthesized) -> Vec<usize> {
             }
         }
     }
-    let mut ready: BTreeSet<usize> = (0..n).filter(|i| indeg[*i] == 0).collect();
+    // Smallest index first: a min-heap (a sorted set did the same with a tree node per entry).
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|i| indeg[*i] == 0).map(Reverse).collect();
     let mut out = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
+    while let Some(Reverse(i)) = ready.pop() {
         out.push(i);
         for &j in &rev[i] {
             indeg[j] -= 1;
             if indeg[j] == 0 {
-                ready.insert(j);
+                ready.push(Reverse(j));
             }
         }
     }
