@@ -1,7 +1,6 @@
 //! The firewall kind: a security group / cloud firewall with inbound and outbound rules,
 //! attached to VMs, databases and caches.
 
-
 use serde_json::Value;
 
 use crate::kind::expr::Expr;

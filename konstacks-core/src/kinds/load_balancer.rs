@@ -10,7 +10,6 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
-
 use crate::kind::expr::Expr;
 use crate::kind::fronts::{self, Fronted, ReleasePolicy};
 use crate::kind::price::{CostLine, PriceCx};
