@@ -2,8 +2,9 @@
 # The AWS backend's tests against a real protocol peer: installs the pinned moto into
 # .venv-moto/ (once), starts `moto_server` on a free loopback port, waits until it answers, runs
 # the unit tests of the `aws` feature, the moto-backed integration tests (contract suite, web-app
-# end to end, the serving kinds and releases in aws_serving, adoption, drift, crash recovery, IAM
-# policy coverage) and the SDK-level scripted tests, then stops moto, whatever happened.
+# end to end, the serving kinds and releases in aws_serving, adoption, drift, refresh of 1,000
+# instances + 1,000 security groups in a bounded number of calls, crash recovery, IAM policy
+# coverage) and the SDK-level scripted tests, then stops moto, whatever happened.
 #
 # Run with: bash scripts/test-aws.sh            (extra arguments go to the test binaries)
 #           KONSTACKS_AWS_BENCH=1 bash scripts/test-aws.sh   (also runs the refresh benchmark)
