@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A map from names to values, sorted by name and kept in one vector.
 ///
@@ -164,6 +164,12 @@ impl<V: Serialize> Serialize for FieldMap<V> {
     }
 }
 
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for FieldMap<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(BTreeMap::<String, V>::deserialize(d)?.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +189,7 @@ mod tests {
         let from: FieldMap<i32> = [("z".to_string(), 1), ("y".to_string(), 2), ("z".to_string(), 3)].into();
         assert_eq!(from.iter().map(|(k, v)| (k, *v)).collect::<Vec<_>>(), [("y", 2), ("z", 3)]);
         assert_eq!(serde_json::to_string(&from).unwrap_or_default(), r#"{"y":2,"z":3}"#);
+        let back: FieldMap<i32> = serde_json::from_str(r#"{"z":3,"y":2}"#).unwrap_or_default();
+        assert_eq!(back, from);
     }
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::kind::field_map::FieldMap;
 use crate::kind::Kind;
 
 /// One managed resource as recorded in state.
@@ -32,7 +33,7 @@ pub struct ResourceState {
     pub inputs: BTreeMap<String, Value>,
     /// What the provider reported, as the difference from `inputs` (see the module docs).
     #[serde(rename = "attrs_delta")]
-    attrs: Delta,
+    attrs: FieldMap<Value>,
     /// Paths of the resources it depended on when applied (destroy order).
     #[serde(default)]
     pub deps: Vec<String>,
@@ -56,7 +57,7 @@ struct Stored {
     #[serde(default)]
     attrs: Option<BTreeMap<String, Value>>,
     #[serde(default)]
-    attrs_delta: Option<Delta>,
+    attrs_delta: Option<FieldMap<Value>>,
     #[serde(default)]
     deps: Vec<String>,
     #[serde(default)]
@@ -120,7 +121,7 @@ impl ResourceState {
             .filter(|(k, v)| !v.is_null() && self.attrs.get(k).is_none())
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        all.extend(self.attrs.0.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())));
+        all.extend(self.attrs.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.to_string(), v.clone())));
         all
     }
 
@@ -138,47 +139,18 @@ impl ResourceState {
 }
 
 /// `attrs` without what `inputs` already says, plus a `null` for each input (other than `null`)
-/// not reported.
-fn delta(inputs: &BTreeMap<String, Value>, attrs: BTreeMap<String, Value>) -> Delta {
-    let mut out: Vec<(String, Value)> = inputs
+/// not reported. A few entries: a [`FieldMap`] rather than a `BTreeMap`, whose node of eleven
+/// slots even for one entry would be most of the difference's memory at 100,000 resources.
+fn delta(inputs: &BTreeMap<String, Value>, attrs: BTreeMap<String, Value>) -> FieldMap<Value> {
+    let unreported: Vec<(String, Value)> = inputs
         .iter()
         .filter(|(k, v)| !v.is_null() && !attrs.contains_key(*k))
         .map(|(k, _)| (k.clone(), Value::Null))
         .collect();
-    out.extend(attrs.into_iter().filter(|(k, v)| inputs.get(k) != Some(v)));
-    Delta::new(out)
-}
-
-/// The reported attributes that differ from the inputs: a few entries, kept as a vector sorted
-/// by name (a `BTreeMap` costs a node of eleven slots even for one entry, which at 100,000
-/// resources is most of the difference's memory). Stored as a JSON object.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Delta(Vec<(String, Value)>);
-
-impl Delta {
-    fn new(mut entries: Vec<(String, Value)>) -> Self {
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries.dedup_by(|later, earlier| later.0 == earlier.0);
-        entries.shrink_to_fit();
-        Delta(entries)
-    }
-
-    fn get(&self, name: &str) -> Option<&Value> {
-        self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok().map(|i| &self.0[i].1)
-    }
-}
-
-impl Serialize for Delta {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
-}
-
-impl<'de> Deserialize<'de> for Delta {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map = BTreeMap::<String, Value>::deserialize(d)?;
-        Ok(Delta::new(map.into_iter().collect()))
-    }
+    let mut out: FieldMap<Value> =
+        unreported.into_iter().chain(attrs.into_iter().filter(|(k, v)| inputs.get(k) != Some(v))).collect();
+    out.shrink_to_fit();
+    out
 }
 
 #[cfg(test)]
