@@ -19,7 +19,12 @@ use super::Engine;
 
 /// The tag naming the stack a resource belongs to, from its attributes.
 pub(crate) fn owner_of(attrs: &BTreeMap<String, Value>) -> Option<&str> {
-    attrs.get("tags").and_then(|t| t.get(TAG_STACK)).and_then(Value::as_str)
+    owner_in(attrs.get("tags"))
+}
+
+/// The same, from a resource's `tags` attribute.
+fn owner_in(tags: Option<&Value>) -> Option<&str> {
+    tags.and_then(|t| t.get(TAG_STACK)).and_then(Value::as_str)
 }
 
 /// The hazards of running `plan` with `opts`, and with `state` (the state it was planned from)
@@ -50,12 +55,7 @@ pub fn hazards(plan: &Plan, state: Option<&StackState>, opts: &ApplyOptions, app
         // A resource the stack uses without owning it is the other stack's by design: this run
         // never changes nor deletes it (the engine forgets it).
         let used = prior.is_some_and(|p| common::is_unmanaged(&p.inputs));
-        if let Some(owner) = prior
-            .and_then(|p| p.attr("tags"))
-            .and_then(|t| t.get(TAG_STACK))
-            .and_then(Value::as_str)
-            .filter(|o| *o != plan.stack && !used)
-        {
+        if let Some(owner) = prior.and_then(|p| owner_in(p.attr("tags"))).filter(|o| *o != plan.stack && !used) {
             out.push(Hazard::OtherStack {
                 path: c.path.clone(),
                 id: c.id.clone().unwrap_or_default(),
