@@ -15,12 +15,20 @@ static STACK_SERIAL: AtomicU32 = AtomicU32::new(1);
 
 #[derive(Debug, Clone)]
 pub(crate) struct NodeDef {
-    pub(crate) id: String,
+    /// Where its id starts in `path` (the id is the path's last segment as given).
+    id_at: usize,
     pub(crate) path: String,
     pub(crate) spec: Node,
     pub(crate) depends_on: Vec<NodeRef>,
     pub(crate) provider: Option<String>,
     pub(crate) tags: BTreeMap<String, String>,
+}
+
+impl NodeDef {
+    /// The id it was added under.
+    pub(crate) fn id(&self) -> &str {
+        self.path.get(self.id_at..).unwrap_or_default()
+    }
 }
 
 /// Where a declared stack output comes from.
@@ -232,7 +240,7 @@ impl Scope {
         let index = def.nodes.len() as u32;
         let serial = def.serial;
         def.nodes.push(NodeDef {
-            id: id.to_string(),
+            id_at: path.len() - id.len(),
             path,
             spec: Node::new(resource),
             depends_on: Vec::new(),

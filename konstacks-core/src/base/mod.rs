@@ -7,6 +7,7 @@ pub mod clock;
 pub mod diag;
 pub mod error;
 pub(crate) mod fs;
+pub(crate) mod hash;
 pub mod retry;
 pub mod secret;
 pub(crate) mod util;

@@ -40,7 +40,7 @@ pub use crate::kind::price::CostLine;
 use crate::kind::price::{cents, PriceCx, UNKNOWN};
 use crate::kind::{common, Kind, TAG_NAME, TAG_PATH, TAG_STACK};
 pub use crate::model::placement::Budget;
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, ResourceChange};
 use crate::state::{ResourceState, StackState};
 use crate::synth::{Expr, SynthResource, Synthesized};
 
@@ -190,42 +190,58 @@ impl<'a> CostModel<'a> {
         }
     }
 
+    /// The monthly cost before and after the change `c` at position `i` of a plan of `s`. The
+    /// planner lists the stack's resources first, in stack order: the resource at `i` is almost
+    /// always the changed one; anything else is looked up in `index`, built on first use.
+    fn change_usd<'s>(
+        &self,
+        (i, c): (usize, &ResourceChange),
+        s: &'s Synthesized,
+        state: &StackState,
+        index: &mut Option<HashMap<&'s str, usize>>,
+    ) -> (Option<f64>, Option<f64>) {
+        let prior: Option<&ResourceState> = if c.deposed {
+            state
+                .deposed
+                .iter()
+                .find(|d| d.path == c.path && Some(&d.resource.id) == c.id.as_ref())
+                .map(|d| &d.resource)
+        } else {
+            state.resources.get(&c.path).or_else(|| c.moved_from.as_ref().and_then(|m| state.resources.get(m)))
+        };
+        let before = match c.action {
+            Action::Create => Some(0.0),
+            _ => prior.and_then(|p| self.state_usd(&c.path, p)),
+        };
+        let after = match c.action {
+            Action::Delete => Some(0.0),
+            _ if !c.kind.is_billed() => Some(0.0),
+            // Unchanged: the state's inputs are the desired ones, priced once.
+            Action::NoOp if prior.is_some() => before,
+            _ => match s.resources.get(i).filter(|r| r.path == c.path) {
+                Some(r) => Some(r),
+                None => index
+                    .get_or_insert_with(|| s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect())
+                    .get(c.path.as_str())
+                    .and_then(|i| s.resources.get(*i)),
+            }
+            .and_then(|r| self.price_resource(r).monthly_usd),
+        };
+        (before, after)
+    }
+
     /// The monthly cost change of every change of a plan: before from the inputs in `state`,
     /// after from the desired fields of `s`.
     pub fn plan_cost(&self, plan: &Plan, s: &Synthesized, state: &StackState) -> PlanCost {
         let mut changes = Vec::with_capacity(plan.changes.len());
-        // The planner lists the stack's resources first, in stack order: the change at `i` is
-        // almost always resource `i`; anything else is looked up.
         let mut index: Option<HashMap<&str, usize>> = None;
         for (i, c) in plan.changes.iter().enumerate() {
-            let prior: Option<&ResourceState> = if c.deposed {
-                state
-                    .deposed
-                    .iter()
-                    .find(|d| d.path == c.path && Some(&d.resource.id) == c.id.as_ref())
-                    .map(|d| &d.resource)
+            // Kept or updated in place, the kind is the same before and after: one that is not
+            // billed costs nothing on either side, whatever its record holds.
+            let (before, after) = if matches!(c.action, Action::NoOp | Action::Update) && !c.kind.is_billed() {
+                (Some(0.0), Some(0.0))
             } else {
-                state.resources.get(&c.path).or_else(|| c.moved_from.as_ref().and_then(|m| state.resources.get(m)))
-            };
-            let before = match c.action {
-                Action::Create => Some(0.0),
-                _ => prior.and_then(|p| self.state_usd(&c.path, p)),
-            };
-            let after = match c.action {
-                Action::Delete => Some(0.0),
-                _ if !c.kind.is_billed() => Some(0.0),
-                // Unchanged: the state's inputs are the desired ones, priced once.
-                Action::NoOp if prior.is_some() => before,
-                _ => match s.resources.get(i).filter(|r| r.path == c.path) {
-                    Some(r) => Some(r),
-                    None => index
-                        .get_or_insert_with(|| {
-                            s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect()
-                        })
-                        .get(c.path.as_str())
-                        .and_then(|i| s.resources.get(*i)),
-                }
-                .and_then(|r| self.price_resource(r).monthly_usd),
+                self.change_usd((i, c), s, state, &mut index)
             };
             let delta = match (before, after) {
                 (Some(b), Some(a)) => Some(cents(a - b)),

@@ -455,5 +455,38 @@ pub fn parse_cidr(cx: &mut LowerCx<'_>, what: &str, s: &str) -> Option<Cidr> {
 
 /// A CIDR in canonical form (network address, no host bits), or the text as given.
 pub fn canonical_cidr(s: &str) -> String {
-    s.parse::<Cidr>().map(|c| c.to_string()).unwrap_or_else(|_| s.to_string())
+    s.parse::<Cidr>().map(|c| cidr_text(s, &c)).unwrap_or_else(|_| s.to_string())
+}
+
+/// The canonical form of `s`, which parsed as `c`: `s` itself when it already is one, without
+/// printing the block again. The address of a block that parsed always is (the standard parser
+/// refuses leading zeros); the prefix length may carry a sign or leading zeros.
+pub fn cidr_text(s: &str, c: &Cidr) -> String {
+    let prefix = s.rsplit_once('/').map_or("", |(_, p)| p);
+    let canonical = prefix == "0" || (!prefix.starts_with('0') && !prefix.starts_with('+'));
+    if canonical {
+        s.to_string()
+    } else {
+        c.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_text_keeps_canonical_text_and_rewrites_the_rest() {
+        for (given, canonical) in [
+            ("10.0.0.0/16", "10.0.0.0/16"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("10.0.0.0/016", "10.0.0.0/16"),
+            ("10.0.0.0/+8", "10.0.0.0/8"),
+        ] {
+            let parsed: Cidr = given.parse().unwrap();
+            assert_eq!(cidr_text(given, &parsed), canonical, "{given}");
+            assert_eq!(canonical_cidr(given), canonical, "{given}");
+        }
+        assert_eq!(canonical_cidr("10.0.0.1/16"), "10.0.0.1/16", "text that does not parse is kept");
+    }
 }

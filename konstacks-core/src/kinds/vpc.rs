@@ -1,7 +1,7 @@
 //! The VPC kind: a private network (AWS VPC, DigitalOcean VPC, GCP network).
 
 use crate::kind::{always_offered, no_stack_check, Field, Kind, KindDef, ResourceKind, Tags};
-use crate::kind::{parse_cidr, LowerCx};
+use crate::kind::{cidr_text, parse_cidr, LowerCx};
 use crate::model::refs::{Output, Ref};
 
 /// A private network.
@@ -93,7 +93,7 @@ impl ResourceKind for Vpc {
             }
         }
         // The canonical form of the block parsed above (the text as given when it did not parse).
-        cx.set(field::CIDR, parsed.map_or_else(|| self.cidr.clone(), |c| c.to_string()));
+        cx.set(field::CIDR, parsed.map_or_else(|| self.cidr.clone(), |c| cidr_text(&self.cidr, &c)));
     }
 }
 

@@ -4,7 +4,7 @@
 //! version (documented in `docs/plan-format.md`).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ pub(crate) use resolve::{resolve, resolves_to, Env, MissingSecret, Mode, Resolve
 pub mod release;
 pub mod safety;
 
+use crate::base::hash::FastMap;
 use crate::kind::Kind;
 use crate::model::placement::Stage;
 pub use crate::plan::action::Action;
@@ -370,14 +371,17 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     let mut known: Vec<Option<&crate::state::ResourceState>> = vec![None; n];
     let reverse_moves: BTreeMap<&str, &str> = input.moved.iter().map(|(f, t)| (*t, *f)).collect();
     // Looked up only (never walked), so hashed.
-    let path_index: HashMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
+    let path_index: FastMap<&str, usize> = s.resources.iter().enumerate().map(|(i, r)| (r.path.as_str(), i)).collect();
 
     // One lookup per resource: hashed once rather than searched in the sorted map each time.
-    let recorded: HashMap<&str, &crate::state::ResourceState> =
+    let recorded: FastMap<&str, &crate::state::ResourceState> =
         state.resources.iter().map(|(p, r)| (p.as_str(), r)).collect();
+    // Recorded resources found at their own path (paths are unique on both sides).
+    let mut matched = 0;
     for i in topo_order(s) {
         let r = &s.resources[i];
         let prior = recorded.get(r.path.as_str()).copied();
+        matched += usize::from(prior.is_some());
         let moved_from = if prior.is_none() {
             reverse_moves.get(r.path.as_str()).filter(|f| state.resources.contains_key(**f)).map(|f| f.to_string())
         } else {
@@ -471,12 +475,15 @@ pub(crate) fn diff(s: &Synthesized, state: &StackState, input: &PlanInput<'_>) -
     }
 
     let mut out: Vec<ResourceChange> = changes.into_iter().flatten().collect();
-    // Deletes: state entries no longer desired (and not moved), then deposed instances.
-    for (path, r) in &state.resources {
-        if path_index.contains_key(path.as_str()) || input.moved.contains_key(path.as_str()) {
-            continue;
+    // Deletes: state entries no longer desired (and not moved), then deposed instances. None
+    // when every recorded resource was found at its path.
+    if matched < state.resources.len() {
+        for (path, r) in &state.resources {
+            if path_index.contains_key(path.as_str()) || input.moved.contains_key(path.as_str()) {
+                continue;
+            }
+            out.push(delete_change(path, r, false));
         }
-        out.push(delete_change(path, r, false));
     }
     out.extend(deposed_changes(state));
 

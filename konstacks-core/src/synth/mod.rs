@@ -2,8 +2,7 @@
 //! report every problem at once, each with the resource path and what to do. Runs before any
 //! cloud call; reading a provider's [`Catalog`] is not a call.
 
-use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -12,6 +11,7 @@ pub use crate::base::diag::{
     id_problem, is_valid_id, stack_name_diagnostic, stack_name_problem, Diagnostic, Diagnostics, NameProblem,
     MAX_ID_LEN, STACK_NAME_RULE,
 };
+use crate::base::hash::{fast_map, FastMap};
 use crate::kind::catalog::Catalog;
 pub use crate::kind::expr::Expr;
 use crate::kind::field::tag_problem;
@@ -242,11 +242,13 @@ fn lower_node(
     let mut fields: FieldMap<Expr> = FieldMap::with_capacity(kind.def().fields.len());
     let base = physical_name(stack, &path);
     fields.insert(common::NAME.into(), Expr::PhysicalName(base.clone()));
-    fields.insert(common::REGION.into(), Expr::lit(region));
+    // Texts are made values directly: `Expr::lit` would go through serde for each.
+    let text = |s: &str| Expr::Lit(Value::String(s.to_owned()));
+    fields.insert(common::REGION.into(), text(region));
     let mut tags: FieldMap<Expr> = FieldMap::with_capacity(def.tags.len() + n.tags.len() + 3);
-    tags.extend(def.tags.iter().chain(n.tags.iter()).map(|(k, v)| (k.clone(), Expr::lit(v))));
-    tags.insert(TAG_STACK.into(), Expr::lit(stack));
-    tags.insert(TAG_PATH.into(), Expr::lit(&path));
+    tags.extend(def.tags.iter().chain(n.tags.iter()).map(|(k, v)| (k.clone(), text(v))));
+    tags.insert(TAG_STACK.into(), text(stack));
+    tags.insert(TAG_PATH.into(), text(&path));
     tags.insert(TAG_NAME.into(), Expr::PhysicalName(base));
     fields.insert(common::TAGS.into(), Expr::Map(tags));
     let mut explicit: Vec<usize> = Vec::new();
@@ -310,7 +312,7 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
     for kind in present {
         (kind.def().check_stack)(&mut StackCx::new(&def.name, def.serial, &entries, &mut ctx.diags));
     }
-    check_physical_names(&mut ctx);
+    check_physical_names(&mut ctx, &seen);
     check_cycles(&mut ctx, &resources);
     let exports = synth_exports(&mut ctx);
     check_moves(&mut ctx, &seen);
@@ -387,23 +389,21 @@ fn resolve_stack_region(ctx: &mut Ctx<'_>, catalog: Option<&Catalog>, catalogs: 
 
 /// Resource ids, duplicate paths, physical name lengths and per-resource providers; returns the
 /// index of each path.
-fn check_ids<'d>(ctx: &mut Ctx<'d>, catalog: Option<&Catalog>, catalogs: &[&Catalog]) -> HashMap<&'d str, usize> {
+fn check_ids<'d>(ctx: &mut Ctx<'d>, catalog: Option<&Catalog>, catalogs: &[&Catalog]) -> FastMap<&'d str, usize> {
     let def = ctx.def;
     let stack = def.name.clone();
     // Only looked up, never walked: a hash map keeps the output deterministic.
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(def.nodes.len());
+    let mut seen: FastMap<&str, usize> = fast_map(def.nodes.len());
     for (i, n) in def.nodes.iter().enumerate() {
-        if !is_valid_id(&n.id) {
+        let id = n.id();
+        if !is_valid_id(id) {
             let p = ctx.full(&n.path);
-            let (code, msg) = if n.id.is_empty() {
+            let (code, msg) = if id.is_empty() {
                 ("empty-name", "a resource id is empty".to_string())
-            } else if n.id.len() > MAX_ID_LEN {
-                (
-                    "name-too-long",
-                    format!("id `{}` has {} characters, at most {MAX_ID_LEN} are allowed", n.id, n.id.len()),
-                )
+            } else if id.len() > MAX_ID_LEN {
+                ("name-too-long", format!("id `{id}` has {} characters, at most {MAX_ID_LEN} are allowed", id.len()))
             } else {
-                ("invalid-name", format!("id `{}` contains characters other than a-z, 0-9 and '-'", n.id))
+                ("invalid-name", format!("id `{id}` contains characters other than a-z, 0-9 and '-'"))
             };
             ctx.diags.push(code, p, msg, "use 1 to 63 characters of a-z, 0-9 and '-'");
         }
@@ -467,26 +467,29 @@ fn check_tags(ctx: &mut Ctx<'_>) {
     }
 }
 
-/// Two paths that map to the same physical name.
-fn check_physical_names(ctx: &mut Ctx<'_>) {
+/// Two paths that map to the same physical name. `seen` holds the index of every path.
+fn check_physical_names(ctx: &mut Ctx<'_>, seen: &FastMap<&str, usize>) {
     let def = ctx.def;
-    // Every name starts with `stack-`: two collide when their paths do once '/' became '-'.
-    let mut physical: HashMap<Cow<'_, str>, &str> = HashMap::with_capacity(def.nodes.len());
-    for n in &def.nodes {
-        let key =
-            if n.path.contains('/') { Cow::Owned(n.path.replace('/', "-")) } else { Cow::Borrowed(n.path.as_str()) };
-        if let Some(first) = physical.insert(key, n.path.as_str()) {
-            if first != n.path {
-                let name = physical_name(&def.name, &n.path);
-                let p = ctx.full(&n.path);
-                ctx.diags.push(
-                    "duplicate-name",
-                    p,
-                    format!("`{}` and `{first}` both get the physical name `{name}`", n.path),
-                    "rename one of them: '/' and '-' map to the same character in names",
-                );
-            }
+    // Every name starts with `stack-`: two collide when their paths do once '/' became '-'. A
+    // path without '/' is its own key, and two equal paths are reported as duplicate ids: only
+    // the paths with a '/' need keys, looked up among themselves and among all paths.
+    let mut scoped: FastMap<String, usize> = fast_map(0);
+    for (i, n) in def.nodes.iter().enumerate().filter(|(_, n)| n.path.contains('/')) {
+        let key = n.path.replace('/', "-");
+        let earlier = seen.get(key.as_str()).copied().into_iter().chain(scoped.get(&key).copied()).min();
+        // Equal paths are duplicate ids, reported as such.
+        if let Some(j) = earlier.filter(|j| def.nodes[*j].path != n.path) {
+            let (first, second) = if j < i { (&def.nodes[j], n) } else { (n, &def.nodes[j]) };
+            let name = physical_name(&def.name, &second.path);
+            let p = ctx.full(&second.path);
+            ctx.diags.push(
+                "duplicate-name",
+                p,
+                format!("`{}` and `{}` both get the physical name `{name}`", second.path, first.path),
+                "rename one of them: '/' and '-' map to the same character in names",
+            );
         }
+        scoped.entry(key).or_insert(i);
     }
 }
 
@@ -546,7 +549,7 @@ fn synth_exports(ctx: &mut Ctx<'_>) -> Vec<SynthExport> {
 }
 
 /// `moved` declarations: each old path once, each new path a resource of the stack.
-fn check_moves(ctx: &mut Ctx<'_>, seen: &HashMap<&str, usize>) {
+fn check_moves(ctx: &mut Ctx<'_>, seen: &FastMap<&str, usize>) {
     let def = ctx.def;
     let stack = def.name.clone();
     let mut moved_from = BTreeSet::new();
@@ -588,7 +591,13 @@ fn export_target(def: &StackDef, r: NodeRef) -> Result<usize, (&'static str, &'s
 
 /// The deterministic physical name of a resource: `<stack>-<path with '/' as '-'>`.
 pub fn physical_name(stack: &str, path: &str) -> String {
-    format!("{stack}-{}", path.replace('/', "-"))
+    let mut name = String::with_capacity(stack.len() + 1 + path.len());
+    name.push_str(stack);
+    for part in path.split('/') {
+        name.push('-');
+        name.push_str(part);
+    }
+    name
 }
 
 /// Every elementary cycle found by a depth-first search, each reported once, starting at its
