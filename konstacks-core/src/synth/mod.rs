@@ -198,8 +198,15 @@ impl Ctx<'_> {
     }
 }
 
-/// The kinds a provider lacks are refused, naming the providers that offer them.
-fn check_offered(diags: &mut Diagnostics, full: &str, kind: Kind, cat: &Catalog, catalogs: &[&Catalog]) {
+/// The kinds a provider lacks are refused, naming the providers that offer them. `full` is the
+/// resource's full path, built only to be reported.
+fn check_offered(
+    diags: &mut Diagnostics,
+    full: impl FnOnce() -> String,
+    kind: Kind,
+    cat: &Catalog,
+    catalogs: &[&Catalog],
+) {
     if cat.offers_kind(kind.as_str()) && (kind.def().offered_by)(cat) {
         return;
     }
@@ -211,7 +218,7 @@ fn check_offered(diags: &mut Diagnostics, full: &str, kind: Kind, cat: &Catalog,
     offering.sort_unstable();
     diags.push(
         "kind-not-offered",
-        full,
+        full(),
         format!("provider `{}` does not offer the `{kind}` kind", cat.provider),
         if offering.is_empty() {
             "no configured provider offers it; configure one that does".to_string()
@@ -237,7 +244,7 @@ fn lower_node(
     let cat = catalogs.iter().copied().find(|c| c.provider == provider_name);
     let kind = n.spec.kind();
     if let Some(c) = cat {
-        check_offered(diags, &format!("{stack}/{path}"), kind, c, catalogs);
+        check_offered(diags, || format!("{stack}/{path}"), kind, c, catalogs);
     }
     let mut fields: FieldMap<Expr> = FieldMap::with_capacity(kind.def().fields.len());
     let base = physical_name(stack, &path);
