@@ -240,6 +240,20 @@ impl StackState {
         }
     }
 
+    /// Apply one journal record that is no longer needed: a recorded resource is moved into
+    /// the state rather than copied (replaying a journal, keeping a replica).
+    pub fn apply_owned(&mut self, rec: Record) {
+        match rec {
+            Record::Put { path, resource } => self.put(path, resource),
+            other => self.apply(&other),
+        }
+    }
+
+    fn put(&mut self, path: String, resource: ResourceState) {
+        self.pending.retain(|q| !(q.path == path && q.op != OpKind::Delete));
+        self.resources.insert(path, resource);
+    }
+
     /// Apply one journal record.
     pub fn apply(&mut self, rec: &Record) {
         match rec {
@@ -247,10 +261,7 @@ impl StackState {
                 self.pending.retain(|q| !(q.path == p.path && q.op == p.op));
                 self.pending.push(p.clone());
             }
-            Record::Put { path, resource } => {
-                self.pending.retain(|q| !(q.path == *path && q.op != OpKind::Delete));
-                self.resources.insert(path.clone(), resource.clone());
-            }
+            Record::Put { path, resource } => self.put(path.clone(), resource.clone()),
             Record::Depose { path, id } => {
                 // Only the instance named by the record: replaying a journal over a snapshot that
                 // already contains its effects (a crash between snapshot and journal removal)

@@ -327,7 +327,7 @@ impl S3Backend {
                     location: format!("{} line {}", self.url(&key), i + 1),
                     reason: e.to_string(),
                 })?;
-                state.apply(&rec);
+                state.apply_owned(rec);
             }
             let seq = key.rsplit('/').next().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse::<u64>().ok());
             if let Some(seq) = seq {

@@ -124,8 +124,8 @@ impl Journal {
                 if res.is_ok() {
                     a2.fetch_add(records.len() as u64, Ordering::Relaxed);
                     let mut st = r2.lock().unwrap_or_else(|p| p.into_inner());
-                    for r in &records {
-                        st.apply(r);
+                    for r in records {
+                        st.apply_owned(r);
                     }
                 }
                 let res = res.map_err(|e| e.to_string());

@@ -444,6 +444,7 @@ impl Engine {
             journal.close().await;
             return Err(e);
         }
+        plan.forget_created_values();
         if !opts.labels.is_empty() {
             let rec = Record::Labels { labels: opts.labels.clone() };
             journal.write(vec![rec.clone()]).await?;

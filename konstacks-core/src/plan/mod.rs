@@ -167,6 +167,15 @@ pub struct PlanPolicy {
 }
 
 impl Plan {
+    /// Forget the planned values of the resources it creates, once the plan was shown, compared
+    /// and gated: a run resolves them again from the stack as it creates each one, and a large
+    /// first apply would otherwise hold every value twice.
+    pub(crate) fn forget_created_values(&mut self) {
+        for c in self.changes.iter_mut().filter(|c| c.action == Action::Create) {
+            c.fields = Vec::new();
+        }
+    }
+
     /// Whether applying it would change nothing.
     pub fn is_empty(&self) -> bool {
         self.changes.iter().all(|c| c.action == Action::NoOp)

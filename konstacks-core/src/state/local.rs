@@ -177,7 +177,7 @@ pub fn parse_state(
                 continue;
             }
             match serde_json::from_str::<Record>(line) {
-                Ok(rec) => state.apply(&rec),
+                Ok(rec) => state.apply_owned(rec),
                 // A torn final line is a write that was never acknowledged: nothing relied on it.
                 Err(_) if i + 1 == n && !complete => {}
                 Err(e) => {
