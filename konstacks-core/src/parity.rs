@@ -416,20 +416,20 @@ impl Norm<'_> {
         match e {
             Expr::Lit(v) => self.value(v),
             Expr::PhysicalName(n) => Value::String(self.string(n)),
-            Expr::Attr { path, attr, .. } => Value::String(format!("(known after apply: {path}.{attr})")),
+            Expr::Attr(a) => Value::String(format!("(known after apply: {}.{})", a.path, a.attr)),
             Expr::List(items) => {
                 // `[web-1.id, web-2.id]` in prod and `[web-1.id]` in dev: the replica count is
                 // the allowed difference, so the references to the replicas count as one.
                 let mut out: Vec<Value> = Vec::new();
                 for item in items {
                     let v = match item {
-                        Expr::Attr { path, attr, .. } if self.replicas => match first_replica(path) {
-                            Some(first) => Value::String(format!("(known after apply: {first}.{attr})")),
+                        Expr::Attr(a) if self.replicas => match first_replica(&a.path) {
+                            Some(first) => Value::String(format!("(known after apply: {first}.{})", a.attr)),
                             None => self.expr(item),
                         },
                         _ => self.expr(item),
                     };
-                    if !(self.replicas && matches!(item, Expr::Attr { .. }) && out.contains(&v)) {
+                    if !(self.replicas && matches!(item, Expr::Attr(_)) && out.contains(&v)) {
                         out.push(v);
                     }
                 }

@@ -31,7 +31,7 @@ fn a_large_stack_synthesizes_in_order_with_its_references() {
         assert_eq!(r.path, format!("subnet-{:05}", i - 1));
         assert_eq!(r.deps, [0], "{} depends on the VPC", r.path);
         match r.fields.get("vpc_id") {
-            Some(Expr::Attr { node: 0, attr, .. }) if attr == "id" => {}
+            Some(Expr::Attr(a)) if a.node == 0 && a.attr == "id" => {}
             other => panic!("{}: vpc_id is {other:?}", r.path),
         }
     }

@@ -400,7 +400,7 @@ mod tests {
     #[test]
     fn a_priced_field_known_only_after_apply_is_unpriced() {
         let cat = crate::sim::SimCloud::catalog();
-        let attr = |a: &str| Expr::Attr { node: 0, path: "other".into(), attr: a.into(), secret: false };
+        let attr = |a: &str| Expr::attr(0, "other", a, false);
         let r = SynthResource {
             path: "web".into(),
             kind: Vm::KIND,

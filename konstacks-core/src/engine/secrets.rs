@@ -138,8 +138,8 @@ pub(super) fn check_key(stack: &str, sealer: Option<&Sealer>, state: &StackState
 /// The secrets an expression reads from other resources.
 fn secret_refs(e: &Expr, out: &mut BTreeSet<SecretId>) {
     match e {
-        Expr::Attr { path, attr, secret: true, .. } => {
-            out.insert((path.clone(), attr.clone()));
+        Expr::Attr(a) if a.secret => {
+            out.insert((a.path.clone(), a.attr.clone()));
         }
         Expr::List(v) => v.iter().for_each(|e| secret_refs(e, out)),
         Expr::Map(m) => m.values().for_each(|e| secret_refs(e, out)),

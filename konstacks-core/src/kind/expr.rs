@@ -15,17 +15,9 @@ use crate::kind::field_map::FieldMap;
 pub enum Expr {
     /// Known now.
     Lit(Value),
-    /// An attribute of another resource of the stack.
-    Attr {
-        /// Index of the resource in the synthesized stack's `resources`.
-        node: usize,
-        /// Its path.
-        path: String,
-        /// The attribute (`id`, `host`, ...).
-        attr: String,
-        /// Whether the attribute is secret.
-        secret: bool,
-    },
+    /// An attribute of another resource of the stack. Boxed: it is the largest variant, and
+    /// every field of every resource would otherwise take its size (twice that of a literal).
+    Attr(Box<AttrRef>),
     /// A list.
     List(Vec<Expr>),
     /// A map with sorted keys.
@@ -36,7 +28,25 @@ pub enum Expr {
     Secret(SecretSource),
 }
 
+/// Where an [`Expr::Attr`] reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttrRef {
+    /// Index of the resource in the synthesized stack's `resources`.
+    pub node: usize,
+    /// Its path.
+    pub path: String,
+    /// The attribute (`id`, `host`, ...).
+    pub attr: String,
+    /// Whether the attribute is secret.
+    pub secret: bool,
+}
+
 impl Expr {
+    /// Attribute `attr` of the resource at index `node` (at `path`).
+    pub fn attr(node: usize, path: &str, attr: &str, secret: bool) -> Expr {
+        Expr::Attr(Box::new(AttrRef { node, path: path.to_string(), attr: attr.to_string(), secret }))
+    }
+
     /// A literal from any serializable value.
     pub fn lit(v: impl Serialize) -> Expr {
         Expr::Lit(serde_json::to_value(v).unwrap_or(Value::Null))
@@ -44,14 +54,14 @@ impl Expr {
 
     /// The provider id of the resource at index `node`.
     pub fn id_of(node: usize, path: &str) -> Expr {
-        Expr::Attr { node, path: path.to_string(), attr: "id".into(), secret: false }
+        Expr::attr(node, path, "id", false)
     }
 
     /// Indexes of the resources this expression reads from.
     pub fn refs(&self, out: &mut BTreeSet<usize>) {
         match self {
-            Expr::Attr { node, .. } => {
-                out.insert(*node);
+            Expr::Attr(a) => {
+                out.insert(a.node);
             }
             Expr::List(v) => v.iter().for_each(|e| e.refs(out)),
             Expr::Map(m) => m.values().for_each(|e| e.refs(out)),
@@ -63,7 +73,7 @@ impl Expr {
     pub fn is_secret(&self) -> bool {
         match self {
             Expr::Secret(_) => true,
-            Expr::Attr { secret, .. } => *secret,
+            Expr::Attr(a) => a.secret,
             Expr::List(v) => v.iter().any(Expr::is_secret),
             Expr::Map(m) => m.values().any(Expr::is_secret),
             Expr::Lit(_) | Expr::PhysicalName(_) => false,
@@ -75,7 +85,7 @@ impl Serialize for Expr {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Expr::Lit(v) => v.serialize(s),
-            Expr::Attr { path, attr, .. } => s.serialize_str(&format!("(known after apply: {path}.{attr})")),
+            Expr::Attr(a) => s.serialize_str(&format!("(known after apply: {}.{})", a.path, a.attr)),
             Expr::List(v) => v.serialize(s),
             Expr::Map(m) => m.serialize(s),
             Expr::PhysicalName(n) => s.serialize_str(n),

@@ -63,9 +63,9 @@ pub fn target_nodes(e: Option<&Expr>) -> Vec<usize> {
     let mut out = Vec::new();
     if let Some(Expr::List(items)) = e {
         for item in items {
-            if let Expr::Attr { node, attr, .. } = item {
-                if attr == "id" {
-                    out.push(*node);
+            if let Expr::Attr(a) = item {
+                if a.attr == "id" {
+                    out.push(a.node);
                 }
             }
         }

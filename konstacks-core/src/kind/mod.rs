@@ -428,7 +428,7 @@ impl<'a> LowerCx<'a> {
 
     /// An attribute of the resource at `index`.
     pub fn attr_of(&self, index: usize, attr: &str, secret: bool) -> Expr {
-        Expr::Attr { node: index, path: self.st.path(index).to_string(), attr: attr.to_string(), secret }
+        Expr::attr(index, self.st.path(index), attr, secret)
     }
 
     /// The builder at `index`, when it is of kind `K`.

@@ -318,7 +318,7 @@ mod tests {
         let s = stack.synth(&[&SimCloud::catalog()]).unwrap();
         let site = &s.resources[s.index_of("site").unwrap()];
         assert_eq!(site.depends_on, ["zone"]);
-        assert!(matches!(&site.fields.get("validation_zone_id").unwrap(), Expr::Attr { attr, .. } if attr == "id"));
+        assert!(matches!(&site.fields.get("validation_zone_id").unwrap(), Expr::Attr(a) if a.attr == "id"));
         assert_eq!(
             *site.fields.get("domains").unwrap(),
             Expr::lit(["example.com", "*.example.com"]),

@@ -100,8 +100,9 @@ pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret
         Expr::PhysicalName(base) => Resolved::Known(Value::String(
             env.prior_name.map(str::to_string).unwrap_or_else(|| name_for(base, env.generation)),
         )),
-        Expr::Attr { node, path, attr, secret } => {
-            if *secret {
+        Expr::Attr(a) => {
+            let (path, attr) = (&a.path, &a.attr);
+            if a.secret {
                 match env.mode {
                     Mode::Plan => Resolved::Known(Value::String(format!("{REDACTED} from {path}.{attr}"))),
                     Mode::Apply => match env.secrets.and_then(|s| s.secret(path, attr)) {
@@ -110,7 +111,7 @@ pub(crate) fn resolve(e: &Expr, env: &Env<'_>) -> Result<Resolved, MissingSecret
                     },
                 }
             } else {
-                match env.attrs.attr(*node, attr) {
+                match env.attrs.attr(a.node, attr) {
                     Some(Some(v)) => Resolved::Known(v.clone()),
                     Some(None) => Resolved::Known(Value::Null),
                     None => Resolved::Unknown,
@@ -163,9 +164,7 @@ pub(crate) fn resolves_to(e: &Expr, v: &Value, env: &Env<'_>) -> Option<bool> {
             None if env.generation == 0 => v.as_str() == Some(base.as_str()),
             None => v.as_str() == Some(name_for(base, env.generation).as_str()),
         }),
-        Expr::Attr { node, attr, secret: false, .. } => {
-            env.attrs.attr(*node, attr).map(|a| a.unwrap_or(&Value::Null) == v)
-        }
+        Expr::Attr(a) if !a.secret => env.attrs.attr(a.node, &a.attr).map(|a| a.unwrap_or(&Value::Null) == v),
         Expr::List(items) => {
             let Value::Array(vs) = v else { return Some(false) };
             if vs.len() != items.len() {
@@ -184,7 +183,7 @@ pub(crate) fn resolves_to(e: &Expr, v: &Value, env: &Env<'_>) -> Option<bool> {
             }
             all_resolve_to(m.values().zip(vs.values()), env)
         }
-        Expr::Attr { .. } | Expr::Secret(_) => None,
+        Expr::Attr(_) | Expr::Secret(_) => None,
     }
 }
 

@@ -21,7 +21,7 @@ use crate::synth::{Expr, SynthResource, Synthesized};
 /// helpers to read literal field values. Dereferences to [`SynthResource`].
 #[derive(Debug, Clone, Copy)]
 pub struct ResourceView<'a> {
-    /// Index in [`Synthesized::resources`] (what [`Expr::Attr::node`] points to).
+    /// Index in [`Synthesized::resources`] (what [`AttrRef::node`](crate::synth::AttrRef::node) points to).
     pub index: usize,
     /// The resource.
     pub resource: &'a SynthResource,
@@ -106,7 +106,7 @@ impl<'a> ResourceView<'a> {
 
 fn walk_refs(e: &Expr, out: &mut Vec<usize>) {
     match e {
-        Expr::Attr { node, .. } => out.push(*node),
+        Expr::Attr(a) => out.push(a.node),
         Expr::List(v) => v.iter().for_each(|e| walk_refs(e, out)),
         Expr::Map(m) => m.values().for_each(|e| walk_refs(e, out)),
         _ => {}
@@ -371,7 +371,7 @@ fn read_rule(rule: &Expr, direction: Direction, position: usize) -> FirewallRule
     view.peer = match m.get("peer") {
         Some(Expr::Map(p)) => match (p.get("cidr"), p.get("firewall")) {
             (Some(Expr::Lit(Value::String(c))), _) => PeerView::Cidr(c.clone()),
-            (_, Some(Expr::Attr { node, .. })) => PeerView::Firewall(*node),
+            (_, Some(Expr::Attr(a))) => PeerView::Firewall(a.node),
             _ => PeerView::Unknown,
         },
         _ => PeerView::Unknown,

@@ -13,7 +13,7 @@ pub use crate::base::diag::{
 };
 use crate::base::hash::{fast_map, FastMap};
 use crate::kind::catalog::Catalog;
-pub use crate::kind::expr::Expr;
+pub use crate::kind::expr::{AttrRef, Expr};
 use crate::kind::field::tag_problem;
 pub use crate::kind::field_map::FieldMap;
 use crate::kind::{common, Kind, TAG_NAME, TAG_PATH, TAG_STACK};
