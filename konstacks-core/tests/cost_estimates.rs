@@ -9,7 +9,7 @@ use konstacks_core::cost::{billing_by_tag, estimate, CostModel};
 use konstacks_core::model::*;
 use konstacks_core::provider::{Catalog, Offer};
 use konstacks_core::sim::SimCloud;
-use konstacks_core::validate::Synthesized;
+use konstacks_core::validate::{FieldMap, Synthesized};
 use serde_json::{json, Value};
 
 /// A shop: six free network resources, an HA Postgres with 50 GiB and 7 days of backups, a
@@ -137,11 +137,11 @@ fn a_size_without_a_price_is_unpriced_never_zero() {
 
     // A provider without a catalogue, or a size the catalogue does not list, is unpriced too.
     let model = CostModel::new(&[&cat]);
-    let inputs: BTreeMap<String, Value> = [("size".to_string(), json!("small"))].into();
+    let inputs: FieldMap<Value> = [("size", json!("small"))].into();
     let nowhere = model.price_inputs("x", Vm::KIND, "nowhere", &inputs);
     assert_eq!(nowhere.monthly_usd, None);
     assert!(nowhere.unpriced.unwrap().contains("no catalogue for provider `nowhere`"));
-    let odd: BTreeMap<String, Value> = [("size".to_string(), json!("huge"))].into();
+    let odd: FieldMap<Value> = [("size", json!("huge"))].into();
     let odd = model.price_inputs("y", Vm::KIND, "sim", &odd);
     assert!(odd.unpriced.unwrap().contains("size `huge` is not in the catalogue"));
 }

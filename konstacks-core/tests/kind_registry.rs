@@ -125,7 +125,8 @@ async fn cache_lifecycle_on_the_simulated_cloud() {
 
     // State keeps the token's marker as the input, like any secret.
     let state = engine.state("shop").await.unwrap();
-    let input = state.resources["cache"].inputs["auth_token"].as_str().unwrap_or_default().to_string();
+    let input =
+        state.resources["cache"].inputs.get("auth_token").and_then(|v| v.as_str()).unwrap_or_default().to_string();
     assert_eq!(input, shown);
 
     // A bigger node and no replica: an update in place.

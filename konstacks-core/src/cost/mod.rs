@@ -36,6 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::Value;
 
 use crate::kind::catalog::Catalog;
+use crate::kind::field_map::FieldMap;
 pub use crate::kind::price::CostLine;
 use crate::kind::price::{cents, PriceCx, UNKNOWN};
 use crate::kind::{common, Kind, TAG_NAME, TAG_PATH, TAG_STACK};
@@ -98,13 +99,7 @@ impl<'a> CostModel<'a> {
 
     /// Price a resource from resolved inputs (the field names of the synthesized stack, as
     /// stored in [`ResourceState::inputs`]).
-    pub fn price_inputs(
-        &self,
-        path: &str,
-        kind: Kind,
-        provider: &str,
-        inputs: &BTreeMap<String, Value>,
-    ) -> ResourceCost {
+    pub fn price_inputs(&self, path: &str, kind: Kind, provider: &str, inputs: &FieldMap<Value>) -> ResourceCost {
         self.price(path, kind, provider, &|f: &str| inputs.get(f).cloned())
     }
 

@@ -117,7 +117,7 @@ impl Engine {
                         .filter_map(|(k, v)| {
                             let cloud = attrs.get(k)?;
                             (plan::canonical(cloud) != plan::canonical(v)).then(|| FieldDrift {
-                                name: k.clone(),
+                                name: k.to_string(),
                                 state: v.clone(),
                                 cloud: cloud.clone(),
                             })

@@ -269,7 +269,10 @@ fn replace_marker(v: &mut Value, from: &str, to: &str) {
 fn mark_rotation(s: &Synthesized, state: &mut StackState, (path, attr): &SecretId, why: &str) {
     if let Some(r) = state.resources.get_mut(path) {
         let mut inputs = r.inputs.clone();
-        inputs.insert(attr.clone(), Value::String(format!("{REDACTED} lost ({why}); it will be rotated in place")));
+        inputs.insert(
+            attr.clone().into(),
+            Value::String(format!("{REDACTED} lost ({why}); it will be rotated in place")),
+        );
         r.set_inputs(inputs);
     }
     let from = format!("{REDACTED} from {path}.{attr}");

@@ -82,7 +82,7 @@ pub mod common {
     pub const MANAGED: &str = "managed";
 
     /// Whether recorded `inputs` describe a resource the stack uses but does not own.
-    pub fn is_unmanaged(inputs: &std::collections::BTreeMap<String, serde_json::Value>) -> bool {
+    pub fn is_unmanaged(inputs: &crate::kind::field_map::FieldMap<serde_json::Value>) -> bool {
         inputs.get(MANAGED).and_then(serde_json::Value::as_bool) == Some(false)
     }
 }

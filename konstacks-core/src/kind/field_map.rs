@@ -2,7 +2,10 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 /// A map from names to values, sorted by name and kept in one vector.
@@ -100,25 +103,49 @@ impl<V> FieldMap<V> {
         self.0.iter_mut().map(|(_, v)| v)
     }
 
+    /// Each name and value, the values to change.
+    pub fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = (&str, &mut V)> + ExactSizeIterator {
+        self.0.iter_mut().map(|(k, v)| {
+            let k: &Name = k;
+            (k.as_ref(), v)
+        })
+    }
+
     /// Give back the memory the vector holds beyond its entries.
     pub fn shrink_to_fit(&mut self) {
         self.0.shrink_to_fit();
+    }
+
+    /// Names equal to one of `names` (a kind's field names) share it instead of holding a copy
+    /// of their own (names read from a file).
+    pub fn share_names(&mut self, names: &[&'static str]) {
+        for (k, _) in &mut self.0 {
+            if let Cow::Owned(own) = k {
+                if let Some(name) = names.iter().find(|n| **n == own.as_str()) {
+                    *k = Cow::Borrowed(name);
+                }
+            }
+        }
+    }
+
+    /// Sorted by name in place; of equal names the last wins, as with repeated inserts.
+    fn sorted(mut entries: Vec<(Name, V)>) -> Self {
+        // Stable, so equal names keep their order and the last one's value is kept.
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
+            }
+            same
+        });
+        Self(entries)
     }
 }
 
 impl<V, K: Into<Name>> FromIterator<(K, V)> for FieldMap<V> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut entries: Vec<(Name, V)> = iter.into_iter().map(|(k, v)| (k.into(), v)).collect();
-        // Stable: of equal names the last wins, as with repeated inserts.
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out: Vec<(Name, V)> = Vec::with_capacity(entries.len());
-        for (k, v) in entries {
-            match out.last_mut() {
-                Some(last) if last.0 == k => last.1 = v,
-                _ => out.push((k, v)),
-            }
-        }
-        Self(out)
+        Self::sorted(iter.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 }
 
@@ -166,7 +193,27 @@ impl<V: Serialize> Serialize for FieldMap<V> {
 
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for FieldMap<V> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(BTreeMap::<String, V>::deserialize(d)?.into())
+        d.deserialize_map(Entries(PhantomData))
+    }
+}
+
+/// Reads a map's entries straight into the vector (no tree built on the way).
+struct Entries<V>(PhantomData<V>);
+
+impl<'de, V: Deserialize<'de>> Visitor<'de> for Entries<V> {
+    type Value = FieldMap<V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries: Vec<(Name, V)> = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+        while let Some((k, v)) = map.next_entry::<String, V>()? {
+            entries.push((Cow::Owned(k), v));
+        }
+        entries.shrink_to_fit();
+        Ok(FieldMap::sorted(entries))
     }
 }
 
@@ -191,5 +238,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&from).unwrap_or_default(), r#"{"y":2,"z":3}"#);
         let back: FieldMap<i32> = serde_json::from_str(r#"{"z":3,"y":2}"#).unwrap_or_default();
         assert_eq!(back, from);
+        let repeated: FieldMap<i32> = serde_json::from_str(r#"{"z":3,"y":2,"z":4}"#).unwrap_or_default();
+        assert_eq!(repeated.iter().map(|(k, v)| (k, *v)).collect::<Vec<_>>(), [("y", 2), ("z", 4)]);
+        assert!(serde_json::from_str::<FieldMap<i32>>("[1]").is_err());
     }
 }

@@ -5,17 +5,16 @@
 //! replacement of a resource that an existing fronting resource targets becomes a release (new
 //! targets registered and healthy before old ones are deregistered, drained, then deleted).
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::kind::expr::Expr;
+use crate::kind::field_map::FieldMap;
 
 /// The target groups of a lowered fronting resource, from its fields.
 pub type FrontsFn = fn(&crate::kind::field_map::FieldMap<Expr>) -> Vec<Fronted>;
 
 /// The version of a versioned workload in a resource's recorded inputs.
-pub type VersionFn = fn(&BTreeMap<String, Value>) -> Option<String>;
+pub type VersionFn = fn(&FieldMap<Value>) -> Option<String>;
 
 /// How the targets of one group are replaced in a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::base::secret::Secret;
 use crate::kind::expr::Expr;
+use crate::kind::field_map::FieldMap;
 use crate::kind::price::{CostLine, PriceCx};
 use crate::kind::{Field, Kind, KindDef, ResourceKind, Tags};
 use crate::kind::{LowerCx, StackCx};
@@ -403,7 +404,7 @@ impl ResourceKind for Vm {
 }
 
 /// The version of the app in a VM's recorded inputs.
-fn app_version(inputs: &BTreeMap<String, serde_json::Value>) -> Option<String> {
+fn app_version(inputs: &FieldMap<serde_json::Value>) -> Option<String> {
     inputs.get(field::APP.name())?.get("version")?.as_str().map(str::to_string)
 }
 

@@ -256,8 +256,8 @@ fn changed_fields(r: &SynthResource, p: &ResourceState, env: &Env<'_>) -> Vec<Fi
     // Both sides are sorted by field name: one merged walk instead of a lookup each.
     let mut recorded = p.inputs.iter().peekable();
     for (k, e) in &r.fields {
-        while recorded.next_if(|(name, _)| name.as_str() < k).is_some() {}
-        let before = recorded.next_if(|(name, _)| name.as_str() == k).map(|(_, v)| v);
+        while recorded.next_if(|(name, _)| *name < k).is_some() {}
+        let before = recorded.next_if(|(name, _)| *name == k).map(|(_, v)| v);
         // A field added to a kind after this resource was applied is absent from its recorded
         // inputs: absent and null are the same (no churn on upgrade). Most fields of most plans
         // are unchanged: compared in place, without building their value.

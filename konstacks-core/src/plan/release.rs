@@ -2,12 +2,12 @@
 //! balancer) sends traffic to, with their batches and versions. The engine runs them as
 //! releases (see `engine/release.rs`); the plan shows them as such.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::kind::field_map::FieldMap;
 use crate::kind::fronts::ReleasePolicy;
 use crate::plan::{Action, Plan, ResourceChange};
 use crate::state::StackState;
@@ -86,15 +86,15 @@ fn versions(
     let r = &s.resources[node];
     let Some(version_of) = r.kind.def().version_of else { return (None, None) };
     let before = state.resources.get(&r.path).and_then(|p| version_of(&p.inputs));
-    let after_inputs: BTreeMap<String, Value> = match state.resources.get(&r.path) {
+    let after_inputs: FieldMap<Value> = match state.resources.get(&r.path) {
         Some(p) => {
             let mut m = p.inputs.clone();
             for f in &changes[node].fields {
-                m.insert(f.name.clone(), f.after.clone().unwrap_or(Value::Null));
+                m.insert(f.name.clone().into(), f.after.clone().unwrap_or(Value::Null));
             }
             m
         }
-        None => BTreeMap::new(),
+        None => FieldMap::new(),
     };
     (before, version_of(&after_inputs))
 }

@@ -29,8 +29,9 @@ pub struct ResourceState {
     /// How many times it has been replaced (suffix of the physical name).
     #[serde(default)]
     pub generation: u32,
-    /// The resolved inputs it was last applied with (secrets as redacted markers).
-    pub inputs: BTreeMap<String, Value>,
+    /// The resolved inputs it was last applied with (secrets as redacted markers). A few
+    /// entries, contiguous: a `BTreeMap` took an eleven-slot node per resource.
+    pub inputs: FieldMap<Value>,
     /// What the provider reported, as the difference from `inputs` (see the module docs).
     #[serde(rename = "attrs_delta")]
     attrs: FieldMap<Value>,
@@ -53,7 +54,7 @@ struct Stored {
     id: String,
     #[serde(default)]
     generation: u32,
-    inputs: BTreeMap<String, Value>,
+    inputs: FieldMap<Value>,
     #[serde(default)]
     attrs: Option<BTreeMap<String, Value>>,
     #[serde(default)]
@@ -65,7 +66,10 @@ struct Stored {
 }
 
 impl From<Stored> for ResourceState {
-    fn from(s: Stored) -> Self {
+    fn from(mut s: Stored) -> Self {
+        // The names of a kind's fields are known: read ones share them instead of each holding
+        // a copy.
+        s.inputs.share_names(s.kind.def().fields);
         let attrs = match s.attrs_delta {
             Some(d) => d,
             None => delta(&s.inputs, s.attrs.unwrap_or_default()),
@@ -91,9 +95,10 @@ impl ResourceState {
         kind: Kind,
         provider: impl Into<String>,
         id: impl Into<String>,
-        inputs: BTreeMap<String, Value>,
+        inputs: impl Into<FieldMap<Value>>,
         attrs: BTreeMap<String, Value>,
     ) -> Self {
+        let inputs = inputs.into();
         let attrs = delta(&inputs, attrs);
         Self {
             kind,
@@ -119,7 +124,7 @@ impl ResourceState {
             .inputs
             .iter()
             .filter(|(k, v)| !v.is_null() && self.attrs.get(k).is_none())
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         all.extend(self.attrs.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.to_string(), v.clone())));
         all
@@ -131,9 +136,9 @@ impl ResourceState {
     }
 
     /// Replace the inputs, keeping the reported attributes as they read now.
-    pub fn set_inputs(&mut self, inputs: BTreeMap<String, Value>) {
+    pub fn set_inputs(&mut self, inputs: impl Into<FieldMap<Value>>) {
         let attrs = self.attrs();
-        self.inputs = inputs;
+        self.inputs = inputs.into();
         self.attrs = delta(&self.inputs, attrs);
     }
 }
@@ -141,11 +146,11 @@ impl ResourceState {
 /// `attrs` without what `inputs` already says, plus a `null` for each input (other than `null`)
 /// not reported. A few entries: a [`FieldMap`] rather than a `BTreeMap`, whose node of eleven
 /// slots even for one entry would be most of the difference's memory at 100,000 resources.
-fn delta(inputs: &BTreeMap<String, Value>, attrs: BTreeMap<String, Value>) -> FieldMap<Value> {
+fn delta(inputs: &FieldMap<Value>, attrs: BTreeMap<String, Value>) -> FieldMap<Value> {
     let unreported: Vec<(String, Value)> = inputs
         .iter()
         .filter(|(k, v)| !v.is_null() && !attrs.contains_key(*k))
-        .map(|(k, _)| (k.clone(), Value::Null))
+        .map(|(k, _)| (k.to_string(), Value::Null))
         .collect();
     let mut out: FieldMap<Value> =
         unreported.into_iter().chain(attrs.into_iter().filter(|(k, v)| inputs.get(k) != Some(v))).collect();
