@@ -483,7 +483,7 @@ mod tests {
             ("10.0.0.0/016", "10.0.0.0/16"),
             ("10.0.0.0/+8", "10.0.0.0/8"),
         ] {
-            let parsed: Cidr = given.parse().unwrap();
+            let parsed: Cidr = given.parse().unwrap_or_else(|e| panic!("{given}: {e}"));
             assert_eq!(cidr_text(given, &parsed), canonical, "{given}");
             assert_eq!(canonical_cidr(given), canonical, "{given}");
         }
