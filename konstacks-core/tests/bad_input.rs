@@ -1037,6 +1037,18 @@ fn wiring_and_capacity_cases() -> Vec<Case> {
             s.scope("a-b").add("c", Firewall::new(v));
             s
         }),
+        Case::new(
+            "a scoped path and a flat one with one physical name",
+            "duplicate-name",
+            &p("a/b"),
+            "bad-a-b",
+            || {
+                let s = stack();
+                s.add("a-b", Vpc::new("10.0.0.0/16"));
+                s.scope("a").add("b", Vpc::new("10.1.0.0/16"));
+                s
+            },
+        ),
         Case::new("twenty VMs in a /28 subnet", "subnet-too-small", &p("small"), "/28", || {
             let s = stack();
             let v = s.add("vpc", Vpc::new("10.0.0.0/16"));
@@ -1462,10 +1474,10 @@ fn the_corpus_has_at_least_fifty_cases() {
     // +4: the torn last line (tolerated), the append after it, the unreadable lock broken by its
     // id, and the non-canonical CIDR.
     let total = stacks + states + 4;
-    assert_eq!(stacks, 99, "stack cases");
-    assert_eq!(wiring_and_capacity_cases().len(), 5, "of which wiring and capacity");
+    assert_eq!(stacks, 100, "stack cases");
+    assert_eq!(wiring_and_capacity_cases().len(), 6, "of which wiring and capacity");
     assert_eq!(states, 11, "state cases");
-    assert_eq!(total, 114);
+    assert_eq!(total, 115);
     assert!(total >= 50, "{total}");
 }
 

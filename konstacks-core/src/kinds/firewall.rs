@@ -330,22 +330,22 @@ fn lower_rule(cx: &mut LowerCx<'_>, ri: usize, r: &FirewallRule) -> Expr {
         }
     }
     let peer = match &r.peer {
-        RulePeer::Anywhere => Expr::Map(FieldMap::from([("cidr".to_string(), Expr::lit("0.0.0.0/0"))])),
+        RulePeer::Anywhere => Expr::Map(FieldMap::from([("cidr", Expr::lit("0.0.0.0/0"))])),
         RulePeer::Cidr(c) => {
             parse_cidr(cx, &what, c);
-            Expr::Map(FieldMap::from([("cidr".to_string(), Expr::lit(canonical_cidr(c)))]))
+            Expr::Map(FieldMap::from([("cidr", Expr::lit(canonical_cidr(c)))]))
         }
         RulePeer::Firewall(fw) => match cx.target(*fw, &what) {
-            Some(t) => Expr::Map(FieldMap::from([("firewall".to_string(), cx.id_of(Some(t)))])),
+            Some(t) => Expr::Map(FieldMap::from([("firewall", cx.id_of(Some(t)))])),
             None => Expr::Lit(Value::Null),
         },
     };
     let (from, to) = if ported { (r.from_port.min(65535), r.to_port.min(65535)) } else { (0, 0) };
     Expr::Map(FieldMap::from([
-        ("protocol".to_string(), Expr::lit(r.protocol)),
-        ("from_port".to_string(), Expr::lit(from)),
-        ("to_port".to_string(), Expr::lit(to)),
-        ("peer".to_string(), peer),
+        ("protocol", Expr::lit(r.protocol)),
+        ("from_port", Expr::lit(from)),
+        ("to_port", Expr::lit(to)),
+        ("peer", peer),
     ]))
 }
 

@@ -3,6 +3,7 @@
 //! cloud call; reading a provider's [`Catalog`] is not a call.
 
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -319,7 +320,7 @@ pub(crate) fn synth_def(def: &StackDef, catalogs: &[&Catalog]) -> Result<Synthes
     for kind in present {
         (kind.def().check_stack)(&mut StackCx::new(&def.name, def.serial, &entries, &mut ctx.diags));
     }
-    check_physical_names(&mut ctx, &seen);
+    check_physical_names(&mut ctx);
     check_cycles(&mut ctx, &resources);
     let exports = synth_exports(&mut ctx);
     check_moves(&mut ctx, &seen);
@@ -474,29 +475,67 @@ fn check_tags(ctx: &mut Ctx<'_>) {
     }
 }
 
-/// Two paths that map to the same physical name. `seen` holds the index of every path.
-fn check_physical_names(ctx: &mut Ctx<'_>, seen: &FastMap<&str, usize>) {
+/// Two paths that map to the same physical name.
+fn check_physical_names(ctx: &mut Ctx<'_>) {
     let def = ctx.def;
-    // Every name starts with `stack-`: two collide when their paths do once '/' became '-'. A
-    // path without '/' is its own key, and two equal paths are reported as duplicate ids: only
-    // the paths with a '/' need keys, looked up among themselves and among all paths.
-    let mut scoped: FastMap<String, usize> = fast_map(0);
-    for (i, n) in def.nodes.iter().enumerate().filter(|(_, n)| n.path.contains('/')) {
-        let key = n.path.replace('/', "-");
-        let earlier = seen.get(key.as_str()).copied().into_iter().chain(scoped.get(&key).copied()).min();
+    // Every name starts with `stack-`: two collide when their paths do once '/' became '-'.
+    // Without a '/' anywhere, only equal paths collide, and those are reported as duplicate ids.
+    if !def.nodes.iter().any(|n| n.path.contains('/')) {
+        return;
+    }
+    let mut names: FastMap<NameKey<'_>, usize> = fast_map(def.nodes.len());
+    for (i, n) in def.nodes.iter().enumerate() {
+        let j = *names.entry(NameKey(&n.path)).or_insert(i);
+        let first = &def.nodes[j];
         // Equal paths are duplicate ids, reported as such.
-        if let Some(j) = earlier.filter(|j| def.nodes[*j].path != n.path) {
-            let (first, second) = if j < i { (&def.nodes[j], n) } else { (n, &def.nodes[j]) };
-            let name = physical_name(&def.name, &second.path);
-            let p = ctx.full(&second.path);
+        if first.path != n.path {
+            let name = physical_name(&def.name, &n.path);
+            let p = ctx.full(&n.path);
             ctx.diags.push(
                 "duplicate-name",
                 p,
-                format!("`{}` and `{}` both get the physical name `{name}`", second.path, first.path),
+                format!("`{}` and `{}` both get the physical name `{name}`", n.path, first.path),
                 "rename one of them: '/' and '-' map to the same character in names",
             );
         }
-        scoped.entry(key).or_insert(i);
+    }
+}
+
+/// A path as its physical name sees it: '/' and '-' are the same character. Compared and hashed
+/// in place, without building the name.
+#[derive(Clone, Copy)]
+struct NameKey<'a>(&'a str);
+
+impl NameKey<'_> {
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.0.bytes().map(|b| if b == b'/' { b'-' } else { b })
+    }
+}
+
+impl PartialEq for NameKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len() && self.bytes().eq(other.bytes())
+    }
+}
+
+impl Eq for NameKey<'_> {}
+
+impl Hash for NameKey<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // Eight bytes at a time: the hasher's cost is per call.
+        let mut word = [0u8; 8];
+        for (k, b) in self.bytes().enumerate() {
+            word[k % 8] = b;
+            if k % 8 == 7 {
+                h.write_u64(u64::from_le_bytes(word));
+            }
+        }
+        let rest = self.0.len() % 8;
+        if rest != 0 {
+            word[rest..].fill(0);
+            h.write_u64(u64::from_le_bytes(word));
+        }
+        h.write_usize(self.0.len());
     }
 }
 

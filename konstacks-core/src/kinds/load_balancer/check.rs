@@ -270,10 +270,10 @@ pub(super) fn listeners(cx: &mut LowerCx<'_>, lb: &LoadBalancer) -> Vec<Expr> {
         out.push((
             l.port,
             Expr::Map(FieldMap::from([
-                ("certificate_ids".to_string(), Expr::List(certs)),
-                ("port".to_string(), Expr::lit(port16(l.port))),
-                ("protocol".to_string(), Expr::lit(protocol)),
-                ("redirect_to_port".to_string(), Expr::lit(redirect)),
+                ("certificate_ids", Expr::List(certs)),
+                ("port", Expr::lit(port16(l.port))),
+                ("protocol", Expr::lit(protocol)),
+                ("redirect_to_port", Expr::lit(redirect)),
             ])),
         ));
     }
@@ -377,18 +377,18 @@ fn group_expr(cx: &mut LowerCx<'_>, g: &TargetGroup, health: HealthCheckSpec) ->
             "use 10 to 3600 seconds",
         );
     }
-    let mut m = BTreeMap::from([
-        ("deregistration_delay_s".to_string(), Expr::lit(g.deregistration_delay_s.min(MAX_DEREGISTRATION_DELAY))),
-        ("health_check".to_string(), Expr::lit(health)),
-        ("name".to_string(), Expr::lit(&g.name)),
-        ("port".to_string(), Expr::lit(port16(g.port))),
-        ("vm_ids".to_string(), cx.ids_of(&unique)),
+    let mut m = FieldMap::from([
+        ("deregistration_delay_s", Expr::lit(g.deregistration_delay_s.min(MAX_DEREGISTRATION_DELAY))),
+        ("health_check", Expr::lit(health)),
+        ("name", Expr::lit(&g.name)),
+        ("port", Expr::lit(port16(g.port))),
+        ("vm_ids", cx.ids_of(&unique)),
     ]);
     // Only a policy other than the default is recorded, so existing stacks do not change.
     if r != ReleasePolicy::default() {
-        m.insert("release".to_string(), Expr::lit(r));
+        m.insert("release".into(), Expr::lit(r));
     }
-    Expr::Map(m.into())
+    Expr::Map(m)
 }
 
 fn group_name_problem(name: &str) -> Option<&'static str> {
