@@ -195,15 +195,7 @@ impl<'a> CostModel<'a> {
         state: &StackState,
         index: &mut Option<HashMap<&'s str, usize>>,
     ) -> (Option<f64>, Option<f64>) {
-        let prior: Option<&ResourceState> = if c.deposed {
-            state
-                .deposed
-                .iter()
-                .find(|d| d.path == c.path && Some(&d.resource.id) == c.id.as_ref())
-                .map(|d| &d.resource)
-        } else {
-            state.resources.get(&c.path).or_else(|| c.moved_from.as_ref().and_then(|m| state.resources.get(m)))
-        };
+        let prior = c.recorded(state);
         let before = match c.action {
             Action::Create => Some(0.0),
             _ => prior.and_then(|p| self.state_usd(&c.path, p)),

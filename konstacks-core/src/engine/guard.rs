@@ -41,17 +41,7 @@ pub fn hazards(plan: &Plan, state: Option<&StackState>, opts: &ApplyOptions, app
         out.extend(plan.untracked.iter().cloned().map(Hazard::Untracked));
     }
     for c in plan.actionable() {
-        let prior = state.and_then(|state| {
-            if c.deposed {
-                state
-                    .deposed
-                    .iter()
-                    .find(|d| d.path == c.path && Some(&d.resource.id) == c.id.as_ref())
-                    .map(|d| &d.resource)
-            } else {
-                c.moved_from.as_deref().and_then(|m| state.resources.get(m)).or_else(|| state.resources.get(&c.path))
-            }
-        });
+        let prior = state.and_then(|state| c.recorded(state));
         // A resource the stack uses without owning it is the other stack's by design: this run
         // never changes nor deletes it (the engine forgets it).
         let used = prior.is_some_and(|p| common::is_unmanaged(&p.inputs));

@@ -21,7 +21,7 @@ pub mod safety;
 use crate::kind::Kind;
 use crate::model::placement::Stage;
 pub use crate::plan::action::Action;
-use crate::state::{PendingOp, StackState};
+use crate::state::{PendingOp, ResourceState, StackState};
 
 /// Version of the JSON plan format.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -80,6 +80,22 @@ pub struct ResourceChange {
     /// The resource has deletion protection on: the delete needs it turned off first.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub deletion_protected: bool,
+}
+
+impl ResourceChange {
+    /// The instance it acts on as `state` records it: the deposed instance it deletes, or the
+    /// resource at its path (at its old path when a `moved` declaration renamed it).
+    pub(crate) fn recorded<'s>(&self, state: &'s StackState) -> Option<&'s ResourceState> {
+        if self.deposed {
+            state
+                .deposed
+                .iter()
+                .find(|d| d.path == self.path && Some(&d.resource.id) == self.id.as_ref())
+                .map(|d| &d.resource)
+        } else {
+            state.resources.get(&self.path).or_else(|| self.moved_from.as_ref().and_then(|m| state.resources.get(m)))
+        }
+    }
 }
 
 /// An interrupted operation found in state, and what the engine will do about it.
